@@ -1,0 +1,165 @@
+//! Pieces of the `d365` CLI that tests call directly: the embedded emulator
+//! connection, running an action, and the catalog as YAML.
+
+use crate::emulator::{self, Emulator};
+use crate::host::{ConnectionFile, ConnectorHost, Route, error_json, trap};
+use anyhow::{Context as _, Result};
+use serde_json::{Map, Value, json};
+use std::path::Path;
+
+/// The in-process emulator's origin. Requests never leave the process; the
+/// name only has to be a loopback host so that `http://` is accepted.
+pub const IN_PROCESS_ORIGIN: &str = "http://localhost";
+
+/// A ready client-credentials connection to an emulator at `origin`.
+pub fn emulator_connection(origin: &str) -> ConnectionFile {
+    let mut settings = Map::new();
+    settings.insert("webApiUrl".into(), json!(origin));
+    settings.insert(
+        "tokenUrl".into(),
+        json!(format!(
+            "{origin}/{}/oauth2/v2.0/token",
+            emulator::data::TENANT_ID
+        )),
+    );
+    settings.insert(
+        "clientId".into(),
+        json!(emulator::identity::CLIENT_CREDENTIALS_APP_ID),
+    );
+    settings.insert(
+        "clientSecret".into(),
+        json!(emulator::identity::CLIENT_CREDENTIALS_SECRET),
+    );
+    ConnectionFile {
+        connection_type: "oauth2ClientCredentials".into(),
+        settings,
+        state: None,
+    }
+}
+
+/// An authorization-code connection to an emulator at `origin` (the seeded
+/// public client; PKCE, no secret).
+pub fn emulator_auth_code_connection(origin: &str, redirect_uri: &str) -> ConnectionFile {
+    let mut settings = Map::new();
+    settings.insert("webApiUrl".into(), json!(origin));
+    settings.insert("tenantId".into(), json!(emulator::data::TENANT_ID));
+    settings.insert(
+        "tokenUrl".into(),
+        json!(format!(
+            "{origin}/{}/oauth2/v2.0/token",
+            emulator::data::TENANT_ID
+        )),
+    );
+    settings.insert(
+        "authorizeUrl".into(),
+        json!(format!(
+            "{origin}/{}/oauth2/v2.0/authorize",
+            emulator::data::TENANT_ID
+        )),
+    );
+    settings.insert(
+        "clientId".into(),
+        json!(emulator::identity::AUTH_CODE_APP_ID),
+    );
+    settings.insert("redirectUri".into(), json!(redirect_uri));
+    ConnectionFile {
+        connection_type: "oauth2AuthCode".into(),
+        settings,
+        state: None,
+    }
+}
+
+/// What `d365 run` ends with.
+pub enum RunOutcome {
+    /// The action's output JSON, and the connection with its new token state
+    /// when it changed.
+    Ok {
+        output: Value,
+        refreshed: Option<ConnectionFile>,
+    },
+    /// The connector's typed error, as JSON.
+    Err(Value),
+}
+
+/// Runs `action` through the component. Without a connection, an embedded
+/// emulator answers in-process.
+pub async fn run_action(
+    host: &ConnectorHost,
+    action: &str,
+    inputs: &str,
+    connection: Option<&ConnectionFile>,
+    route: Option<Route>,
+) -> Result<RunOutcome> {
+    let (file, route) = match connection {
+        Some(c) => (c.clone(), route.unwrap_or(Route::Network)),
+        None => (
+            emulator_connection(IN_PROCESS_ORIGIN),
+            route.unwrap_or_else(|| Route::InProcess(Emulator::new(Default::default()))),
+        ),
+    };
+    let conn = file.connection()?;
+    match host
+        .invoke(&route, action, &conn, inputs)
+        .await
+        .map_err(trap)?
+    {
+        Ok(result) => {
+            let output: Value = serde_json::from_str(&result.output)
+                .context("the component's output is not JSON")?;
+            let refreshed = result.state.map(|s| ConnectionFile {
+                state: Some(s.into()),
+                ..file.clone()
+            });
+            Ok(RunOutcome::Ok { output, refreshed })
+        }
+        Err(e) => Ok(RunOutcome::Err(error_json(&e))),
+    }
+}
+
+pub fn read_connection(path: &Path) -> Result<ConnectionFile> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a connection file", path.display()))
+}
+
+pub fn write_connection(path: &Path, file: &ConnectionFile) -> Result<()> {
+    let text = serde_json::to_string_pretty(file)?;
+    std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))
+}
+
+/// The catalog as connector.yaml holds it.
+pub fn catalog_yaml(catalog_json: &str) -> Result<String> {
+    let value: Value = serde_json::from_str(catalog_json)?;
+    let body = serde_norway::to_string(&value)?;
+    Ok(format!(
+        "# Generated from the component's catalog (src/catalog.rs) by `d365 actions --yaml`.\n# A test fails when this file and the component disagree.\n{body}"
+    ))
+}
+
+/// A table of actions for people.
+pub fn catalog_table(catalog_json: &str) -> Result<String> {
+    let value: Value = serde_json::from_str(catalog_json)?;
+    let mut out = String::new();
+    let actions = value["actions"].as_array().cloned().unwrap_or_default();
+    let width = actions
+        .iter()
+        .filter_map(|a| a["key"].as_str())
+        .map(str::len)
+        .max()
+        .unwrap_or(10);
+    out.push_str(&format!("{:width$}  {}\n", "ACTION", "LABEL"));
+    for a in &actions {
+        let deprecated = if a["deprecated"] == json!(true) {
+            "  (deprecated)"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "{:width$}  {}{deprecated}\n",
+            a["key"].as_str().unwrap_or(""),
+            a["label"].as_str().unwrap_or("")
+        ));
+    }
+    Ok(out)
+}

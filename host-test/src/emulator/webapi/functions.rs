@@ -1,0 +1,33 @@
+//! Unbound functions (`WhoAmI`, …).
+
+use super::super::response::{odata_error, odata_json};
+use super::super::{EmuRequest, EmuResponse, State};
+use super::Caller;
+use serde_json::json;
+
+/// `GET WhoAmI` / `GET WhoAmI()`.
+pub fn who_am_i(state: &State, request: &EmuRequest, caller: &Caller) -> EmuResponse {
+    if request.method() != http::Method::GET {
+        return odata_error(
+            405,
+            "0x80060888",
+            "The requested resource does not support http method 'POST'.",
+        );
+    }
+    let Some(user) = state.directory.user(&caller.user_id) else {
+        return odata_error(
+            401,
+            "0x80072560",
+            "The user is not a member of the organization.",
+        );
+    };
+    odata_json(
+        200,
+        &json!({
+            "@odata.context": format!("{}$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse", caller.service_root),
+            "BusinessUnitId": user.business_unit,
+            "UserId": user.id,
+            "OrganizationId": state.directory.organization_id,
+        }),
+    )
+}

@@ -1,0 +1,80 @@
+//! The Dataverse Web API under `/api/data/v{9.0,9.1,9.2}/`: bearer checks,
+//! then dispatch by the first path segment.
+
+mod functions;
+
+use super::response::odata_error;
+use super::{EmuRequest, EmuResponse, State, data, origin_of};
+use bytes::Bytes;
+
+/// Who is calling, after the bearer check.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The systemuser the token acts as.
+    pub user_id: String,
+    /// The service root the client used, e.g. `http://localhost/api/data/v9.2/`.
+    pub service_root: String,
+}
+
+pub fn handle(state: &mut State, request: &EmuRequest) -> EmuResponse {
+    let path = request.uri().path();
+    let rest = path.trim_start_matches("/api/data/");
+    let (version, resource) = rest.split_once('/').unwrap_or((rest, ""));
+    if !matches!(version, "v9.0" | "v9.1" | "v9.2") {
+        return odata_error(
+            404,
+            "0x8006088a",
+            &format!("Resource not found for the segment '{version}'."),
+        );
+    }
+    let caller = match authenticate(state, request) {
+        Ok(user_id) => Caller {
+            user_id,
+            service_root: format!("{}/api/data/{version}/", origin_of(request)),
+        },
+        Err(response) => return response,
+    };
+    let segment = resource.split('/').next().unwrap_or("");
+    let name = segment.split('(').next().unwrap_or("");
+    match name {
+        "WhoAmI" => functions::who_am_i(state, request, &caller),
+        "" => odata_error(404, "0x8006088a", "Resource not found for the segment ''."),
+        other => odata_error(
+            404,
+            "0x8006088a",
+            &format!("Resource not found for the segment '{other}'."),
+        ),
+    }
+}
+
+/// Checks `Authorization: Bearer …`; a missing, unknown or expired token gets
+/// 401 with the `WWW-Authenticate` challenge clients use to find the tenant.
+fn authenticate(state: &State, request: &EmuRequest) -> Result<String, EmuResponse> {
+    let token = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let grant = token.and_then(|t| state.identity.check_access_token(t, state.now()));
+    match grant {
+        Some(g) if !state.faults.reject_all_tokens => Ok(g.user_id.clone()),
+        _ => Err(unauthorized(request)),
+    }
+}
+
+fn unauthorized(request: &EmuRequest) -> EmuResponse {
+    let origin = origin_of(request);
+    http::Response::builder()
+        .status(401)
+        .header(
+            "WWW-Authenticate",
+            format!(
+                "Bearer authorization_uri={origin}/{}/oauth2/authorize, resource_id={origin}/",
+                data::TENANT_ID
+            ),
+        )
+        .header("OData-Version", "4.0")
+        .body(Bytes::new())
+        .unwrap_or_default()
+}

@@ -1,0 +1,295 @@
+//! The wasmtime host: compiles the connector component once, pre-instantiates
+//! it, and gives every call a fresh store. Outgoing wasi:http requests go to
+//! the network or, per call, to an in-process [`Emulator`](crate::emulator::Emulator).
+
+mod route;
+
+pub use route::Route;
+
+use route::RouteHooks;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use std::sync::OnceLock;
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "connector",
+    exports: { default: async },
+    with: {
+        "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+        "wasi:io": wasmtime_wasi::p2::bindings::io,
+        "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+        "wasi:random": wasmtime_wasi::p2::bindings::random,
+    },
+});
+
+pub use d365::connector::types::{
+    ActionResult, AuthorizeRequest, Connection, ConnectionType, ConnectorError, ErrorKind,
+    TokenState,
+};
+
+/// The release `.wasm` that build.rs produced.
+pub const COMPONENT_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/d365_connector.wasm"));
+
+/// Per-call store data.
+pub struct HostState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    hooks: RouteHooks,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// A compiled, pre-instantiated connector.
+#[derive(Clone)]
+pub struct ConnectorHost {
+    engine: Engine,
+    pre: ConnectorPre<HostState>,
+}
+
+impl ConnectorHost {
+    /// Compiles `wasm` and links WASI p2 (Rust's std needs wasi:cli too) and
+    /// wasi:http.
+    pub fn new(wasm: &[u8]) -> wasmtime::Result<Self> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        let engine = Engine::new(&config)?;
+        let component = Component::new(&engine, wasm)?;
+        let mut linker = Linker::<HostState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        let pre = ConnectorPre::new(linker.instantiate_pre(&component)?)?;
+        Ok(ConnectorHost { engine, pre })
+    }
+
+    /// The embedded component, compiled once per process.
+    pub fn shared() -> wasmtime::Result<&'static ConnectorHost> {
+        static HOST: OnceLock<ConnectorHost> = OnceLock::new();
+        if let Some(h) = HOST.get() {
+            return Ok(h);
+        }
+        let host = ConnectorHost::new(COMPONENT_WASM)?;
+        Ok(HOST.get_or_init(|| host))
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// A fresh store and instance for one call.
+    async fn instance(&self, route: &Route) -> wasmtime::Result<(Store<HostState>, Connector)> {
+        let wasi = WasiCtx::builder().inherit_stderr().build();
+        let state = HostState {
+            wasi,
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            hooks: RouteHooks::new(route.clone()),
+        };
+        let mut store = Store::new(&self.engine, state);
+        let instance = self.pre.instantiate_async(&mut store).await?;
+        Ok((store, instance))
+    }
+
+    /// `actions.invoke`.
+    pub async fn invoke(
+        &self,
+        route: &Route,
+        action_key: &str,
+        connection: &Connection,
+        inputs: &str,
+    ) -> wasmtime::Result<Result<ActionResult, ConnectorError>> {
+        let (mut store, instance) = self.instance(route).await?;
+        instance
+            .d365_connector_actions()
+            .call_invoke(&mut store, action_key, connection, inputs)
+            .await
+    }
+
+    /// `catalog.describe`.
+    pub async fn describe(&self) -> wasmtime::Result<String> {
+        let (mut store, instance) = self.instance(&Route::Network).await?;
+        instance
+            .d365_connector_catalog()
+            .call_describe(&mut store)
+            .await
+    }
+
+    /// `oauth2-client-credentials.get-token`.
+    pub async fn client_credentials_token(
+        &self,
+        route: &Route,
+        settings: &str,
+    ) -> wasmtime::Result<Result<TokenState, ConnectorError>> {
+        let (mut store, instance) = self.instance(route).await?;
+        instance
+            .d365_connector_oauth2_client_credentials()
+            .call_get_token(&mut store, settings)
+            .await
+    }
+
+    /// `oauth2-auth-code.authorize-url`.
+    pub async fn authorize_url(
+        &self,
+        settings: &str,
+    ) -> wasmtime::Result<Result<AuthorizeRequest, ConnectorError>> {
+        let (mut store, instance) = self.instance(&Route::Network).await?;
+        instance
+            .d365_connector_oauth2_auth_code()
+            .call_authorize_url(&mut store, settings)
+            .await
+    }
+
+    /// `oauth2-auth-code.exchange-code`.
+    pub async fn exchange_code(
+        &self,
+        route: &Route,
+        settings: &str,
+        code: &str,
+        code_verifier: &str,
+    ) -> wasmtime::Result<Result<TokenState, ConnectorError>> {
+        let (mut store, instance) = self.instance(route).await?;
+        instance
+            .d365_connector_oauth2_auth_code()
+            .call_exchange_code(&mut store, settings, code, code_verifier)
+            .await
+    }
+
+    /// `oauth2-auth-code.refresh`.
+    pub async fn refresh(
+        &self,
+        route: &Route,
+        settings: &str,
+        refresh_token: &str,
+    ) -> wasmtime::Result<Result<TokenState, ConnectorError>> {
+        let (mut store, instance) = self.instance(route).await?;
+        instance
+            .d365_connector_oauth2_auth_code()
+            .call_refresh(&mut store, settings, refresh_token)
+            .await
+    }
+}
+
+/// The connection file the CLI reads and writes:
+/// `{"type": "oauth2ClientCredentials", …settings…, "state": {…}}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConnectionFile {
+    #[serde(rename = "type")]
+    pub connection_type: String,
+    #[serde(flatten)]
+    pub settings: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<StateJson>,
+}
+
+/// Token state as JSON (camelCase, as in the connection file).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct StateJson {
+    pub access_token: String,
+    pub expires_at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+impl From<TokenState> for StateJson {
+    fn from(t: TokenState) -> Self {
+        StateJson {
+            access_token: t.access_token,
+            expires_at: t.expires_at,
+            refresh_token: t.refresh_token,
+            scope: t.scope,
+        }
+    }
+}
+
+impl From<StateJson> for TokenState {
+    fn from(t: StateJson) -> Self {
+        TokenState {
+            access_token: t.access_token,
+            expires_at: t.expires_at,
+            refresh_token: t.refresh_token,
+            scope: t.scope,
+        }
+    }
+}
+
+impl ConnectionFile {
+    pub fn connection(&self) -> anyhow::Result<Connection> {
+        let connection_type = match self.connection_type.as_str() {
+            "oauth2ClientCredentials" => ConnectionType::Oauth2ClientCredentials,
+            "oauth2AuthCode" => ConnectionType::Oauth2AuthCode,
+            other => anyhow::bail!(
+                "connection type '{other}' is unknown (expected oauth2ClientCredentials or oauth2AuthCode)"
+            ),
+        };
+        Ok(Connection {
+            connection_type,
+            settings: Value::Object(self.settings.clone()).to_string(),
+            state: self.state.clone().map(Into::into),
+        })
+    }
+
+    pub fn settings_json(&self) -> String {
+        Value::Object(self.settings.clone()).to_string()
+    }
+}
+
+/// A connector error as JSON (the shape the CLI prints on stderr).
+pub fn error_json(e: &ConnectorError) -> Value {
+    let (kind, input, retry_after) = match &e.kind {
+        ErrorKind::InvalidInput(i) => ("invalid-input", Some(i.clone()), None),
+        ErrorKind::Unauthorized => ("unauthorized", None, None),
+        ErrorKind::Forbidden => ("forbidden", None, None),
+        ErrorKind::NotFound => ("not-found", None, None),
+        ErrorKind::Conflict => ("conflict", None, None),
+        ErrorKind::Throttled(r) => ("throttled", None, *r),
+        ErrorKind::Dataverse => ("dataverse", None, None),
+        ErrorKind::Transport => ("transport", None, None),
+        ErrorKind::Timeout => ("timeout", None, None),
+    };
+    let mut v = json!({
+        "kind": kind,
+        "status": e.status,
+        "code": e.code,
+        "message": e.message,
+        "hint": e.hint,
+        "retryable": e.retryable,
+    });
+    if let Some(i) = input {
+        v["input"] = json!(i);
+    }
+    if let Some(r) = retry_after {
+        v["retryAfter"] = json!(r);
+    }
+    v
+}
+
+/// A wasmtime error (a trap or a link failure) as an anyhow error, for
+/// callers that use anyhow.
+pub fn trap(e: wasmtime::Error) -> anyhow::Error {
+    anyhow::anyhow!("{e:?}")
+}

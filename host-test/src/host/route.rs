@@ -1,0 +1,66 @@
+//! Where a call's outgoing wasi:http requests go.
+
+use crate::emulator::Emulator;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use std::future::Future;
+use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
+
+/// Chosen per connection: a real org over the network, or the emulator
+/// in-process (no socket; works with tokio's paused clock).
+#[derive(Clone)]
+pub enum Route {
+    /// wasi-http's default sending (TCP, TLS).
+    Network,
+    /// Every request is answered by this emulator.
+    InProcess(Emulator),
+}
+
+pub struct RouteHooks {
+    route: Route,
+}
+
+impl RouteHooks {
+    pub fn new(route: Route) -> Self {
+        RouteHooks { route }
+    }
+}
+
+type IoFuture = Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
+
+impl WasiHttpHooks for RouteHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: IoFuture,
+    ) -> Box<
+        dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), wasmtime_wasi_http::Error>>
+            + Send,
+    > {
+        match &self.route {
+            Route::Network => {
+                _ = fut;
+                Box::new(async move {
+                    let (res, io) =
+                        wasmtime_wasi_http::default_send_request(request, options).await?;
+                    Ok((res.map(BodyExt::boxed_unsync), Box::new(io) as IoFuture))
+                })
+            }
+            Route::InProcess(emulator) => {
+                let emulator = emulator.clone();
+                Box::new(async move {
+                    let (parts, body) = request.into_parts();
+                    let body = body.collect().await?.to_bytes();
+                    let response = emulator
+                        .handle(http::Request::from_parts(parts, body))
+                        .await;
+                    let response = response.map(|b: Bytes| {
+                        Full::new(b).map_err(|never| match never {}).boxed_unsync()
+                    });
+                    Ok((response, Box::new(async { Ok(()) }) as IoFuture))
+                })
+            }
+        }
+    }
+}

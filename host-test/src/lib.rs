@@ -1,0 +1,7 @@
+//! The native side of the d365 connector: a wasmtime host for the component
+//! ([`host`]), a Dataverse emulator ([`emulator`], standalone: it imports
+//! nothing from the host), and the pieces of the `d365` CLI ([`cli`]).
+
+pub mod cli;
+pub mod emulator;
+pub mod host;

@@ -1,0 +1,263 @@
+//! `d365`: run the Dynamics 365 connector component from the command line.
+
+use anyhow::{Context as _, Result, bail};
+use bytes::Bytes;
+use clap::{Parser, Subcommand};
+use host_test::cli::{self, RunOutcome};
+use host_test::emulator::{self, Emulator};
+use host_test::host::{ConnectorHost, Route, error_json, trap};
+use http_body_util::Full;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "d365",
+    version,
+    about = "Run the Microsoft Dynamics 365 connector (a WebAssembly component) under wasmtime"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one action and print its output JSON on stdout (errors as JSON on
+    /// stderr, exit code 1). Without --connection, an embedded emulator
+    /// answers in-process.
+    Run {
+        /// The action key, e.g. getCurrentUser (see `d365 actions`).
+        action: String,
+        /// The action's inputs as a JSON object.
+        #[arg(long, conflicts_with = "input_file")]
+        input: Option<String>,
+        /// Read the inputs JSON from this file.
+        #[arg(long)]
+        input_file: Option<PathBuf>,
+        /// Connection file: {"type": "oauth2ClientCredentials" | "oauth2AuthCode",
+        /// …settings…, "state": {…}}. A refreshed token state is written back.
+        #[arg(long)]
+        connection: Option<PathBuf>,
+    },
+    /// Serve the Dataverse emulator on 127.0.0.1 until interrupted.
+    Emulator {
+        /// Port to listen on; 0 picks a free one.
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Generate this many extra account records (for paging and benchmarks).
+        #[arg(long, default_value_t = 0)]
+        records: usize,
+        /// Write a ready-to-use client-credentials connection file here.
+        #[arg(long)]
+        connection_out: Option<PathBuf>,
+    },
+    /// List the connector's actions as the component reports them.
+    Actions {
+        /// Print the whole catalog as JSON.
+        #[arg(long, conflicts_with = "yaml")]
+        json: bool,
+        /// Print the whole catalog as YAML (the content of connector.yaml).
+        #[arg(long)]
+        yaml: bool,
+    },
+    /// Sign in with the authorization code flow (PKCE) and save the tokens
+    /// into the connection file: prints the URL to open, receives the
+    /// redirect on the loopback port of the connection's redirectUri.
+    Login {
+        /// An oauth2AuthCode connection file (with redirectUri).
+        #[arg(long)]
+        connection: PathBuf,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(code) => code,
+        Err(e) => {
+            let msg = serde_json::json!({"kind": "host", "message": format!("{e:#}")});
+            eprintln!("{msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Run {
+            action,
+            input,
+            input_file,
+            connection,
+        } => {
+            let inputs = match (input, input_file) {
+                (Some(i), _) => i,
+                (None, Some(f)) => std::fs::read_to_string(&f)
+                    .with_context(|| format!("reading {}", f.display()))?,
+                (None, None) => "{}".to_string(),
+            };
+            let file = connection
+                .as_deref()
+                .map(cli::read_connection)
+                .transpose()?;
+            let host = ConnectorHost::shared().map_err(trap)?;
+            match cli::run_action(host, &action, &inputs, file.as_ref(), None).await? {
+                RunOutcome::Ok { output, refreshed } => {
+                    if let (Some(path), Some(updated)) = (&connection, refreshed) {
+                        cli::write_connection(path, &updated)?;
+                    }
+                    println!("{}", serde_json::to_string_pretty(&output)?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                RunOutcome::Err(e) => {
+                    eprintln!("{}", serde_json::to_string_pretty(&e)?);
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        Command::Emulator {
+            port,
+            records,
+            connection_out,
+        } => {
+            let emulator = Emulator::new(emulator::Config {
+                generated_records: records,
+                ..Default::default()
+            });
+            let server = emulator::server::serve(emulator, port).await?;
+            let base = server.base_url();
+            if let Some(path) = connection_out {
+                cli::write_connection(&path, &cli::emulator_connection(&base))?;
+            }
+            println!("{base}");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = server.wait() => {}
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Actions { json, yaml } => {
+            let catalog = ConnectorHost::shared()
+                .map_err(trap)?
+                .describe()
+                .await
+                .map_err(trap)?;
+            if json {
+                let v: serde_json::Value = serde_json::from_str(&catalog)?;
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else if yaml {
+                print!("{}", cli::catalog_yaml(&catalog)?);
+            } else {
+                print!("{}", cli::catalog_table(&catalog)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Login { connection } => login(&connection).await,
+    }
+}
+
+/// The authorization code flow with a loopback redirect listener.
+async fn login(path: &std::path::Path) -> Result<ExitCode> {
+    let mut file = cli::read_connection(path)?;
+    if file.connection_type != "oauth2AuthCode" {
+        bail!(
+            "login needs an oauth2AuthCode connection, {} has {}",
+            path.display(),
+            file.connection_type
+        );
+    }
+    let settings = file.settings_json();
+    let host = ConnectorHost::shared().map_err(trap)?;
+    let request = match host.authorize_url(&settings).await.map_err(trap)? {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{}", serde_json::to_string_pretty(&error_json(&e))?);
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let redirect = file
+        .settings
+        .get("redirectUri")
+        .and_then(|v| v.as_str())
+        .map(url::Url::parse)
+        .transpose()?
+        .context("the connection has no redirectUri")?;
+    let port = redirect.port_or_known_default().unwrap_or(80);
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("listening on 127.0.0.1:{port} for the redirect"))?;
+    for w in &request.warnings {
+        eprintln!("warning: {w}");
+    }
+    eprintln!("Open this URL in a browser and sign in:");
+    println!("{}", request.url);
+
+    // Wait for the one redirect that carries our state.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<(String, String)>>(1);
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let tx = tx.clone();
+                        async move {
+                            let pairs: Vec<(String, String)> = req
+                                .uri()
+                                .query()
+                                .map(|q| {
+                                    url::form_urlencoded::parse(q.as_bytes())
+                                        .into_owned()
+                                        .collect()
+                                })
+                                .unwrap_or_default();
+                            let _ = tx.send(pairs).await;
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                                Bytes::from_static(b"Signed in. You can close this window."),
+                            )))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    let pairs = loop {
+        let pairs = rx.recv().await.context("redirect listener stopped")?;
+        let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        if get("state").as_deref() == Some(request.state.as_str()) {
+            break pairs;
+        }
+    };
+    server.abort();
+    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    if let Some(error) = get("error") {
+        bail!(
+            "sign-in failed: {error}: {}",
+            get("error_description").unwrap_or_default()
+        );
+    }
+    let code = get("code").context("the redirect carried no code")?;
+    match host
+        .exchange_code(&Route::Network, &settings, &code, &request.code_verifier)
+        .await
+        .map_err(trap)?
+    {
+        Ok(state) => {
+            file.state = Some(state.into());
+            cli::write_connection(path, &file)?;
+            eprintln!("Signed in; tokens saved to {}", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{}", serde_json::to_string_pretty(&error_json(&e))?);
+            Ok(ExitCode::from(1))
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! Helpers shared by the end-to-end tests: every test drives the real
+//! component (`ConnectorHost::shared`) against an emulator.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use host_test::cli::{self, IN_PROCESS_ORIGIN};
+use host_test::emulator::{Config, Emulator};
+use host_test::host::{
+    ActionResult, ConnectionFile, ConnectorError, ConnectorHost, Route, StateJson, error_json,
+};
+use http_body_util::{BodyExt, Empty};
+use serde_json::Value;
+
+pub fn host() -> &'static ConnectorHost {
+    ConnectorHost::shared().expect("the component compiles and links")
+}
+
+/// An in-process emulator and a client-credentials connection to it.
+pub struct Env {
+    pub emulator: Emulator,
+    pub route: Route,
+    pub connection: ConnectionFile,
+}
+
+impl Env {
+    pub fn new() -> Self {
+        Self::with_config(Config::default())
+    }
+
+    pub fn with_config(config: Config) -> Self {
+        let emulator = Emulator::new(config);
+        Env {
+            route: Route::InProcess(emulator.clone()),
+            emulator,
+            connection: cli::emulator_connection(IN_PROCESS_ORIGIN),
+        }
+    }
+
+    /// Invokes an action through the component; keeps any new token state
+    /// in `self.connection` as a host would.
+    pub async fn invoke(&mut self, action: &str, inputs: &str) -> Result<Value, ConnectorError> {
+        let result = self.invoke_raw(action, inputs).await?;
+        if let Some(state) = result.state {
+            self.connection.state = Some(state.into());
+        }
+        Ok(serde_json::from_str(&result.output).expect("output is JSON"))
+    }
+
+    pub async fn invoke_raw(
+        &self,
+        action: &str,
+        inputs: &str,
+    ) -> Result<ActionResult, ConnectorError> {
+        let conn = self
+            .connection
+            .connection()
+            .expect("connection file is valid");
+        host()
+            .invoke(&self.route, action, &conn, inputs)
+            .await
+            .expect("no trap")
+    }
+
+    /// Like [`Self::invoke`], expecting success.
+    pub async fn ok(&mut self, action: &str, inputs: &str) -> Value {
+        match self.invoke(action, inputs).await {
+            Ok(v) => v,
+            Err(e) => panic!("{action} failed: {}", error_json(&e)),
+        }
+    }
+
+    /// Like [`Self::invoke`], expecting an error; returns it as JSON.
+    pub async fn err(&mut self, action: &str, inputs: &str) -> Value {
+        match self.invoke(action, inputs).await {
+            Ok(v) => panic!("{action} succeeded unexpectedly: {v}"),
+            Err(e) => error_json(&e),
+        }
+    }
+
+    pub fn token_requests(&self) -> usize {
+        self.emulator
+            .log()
+            .iter()
+            .filter(|r| r.is_token_request())
+            .count()
+    }
+
+    pub fn state(&self) -> Option<StateJson> {
+        self.connection.state.clone()
+    }
+}
+
+pub fn is_guid(v: &Value) -> bool {
+    v.as_str().is_some_and(|s| {
+        s.len() == 36
+            && s.chars().enumerate().all(|(i, c)| match i {
+                8 | 13 | 18 | 23 => c == '-',
+                _ => c.is_ascii_hexdigit(),
+            })
+    })
+}
+
+/// A plain HTTP/1.1 request over loopback (no connector involved).
+pub async fn http_get(url: &str) -> (u16, Vec<(String, String)>, Bytes) {
+    let uri: http::Uri = url.parse().expect("valid URL");
+    let authority = uri.authority().expect("authority").to_string();
+    let stream = tokio::net::TcpStream::connect(&authority)
+        .await
+        .expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("handshake");
+    tokio::spawn(conn);
+    let req = http::Request::get(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
+        .header("Host", authority)
+        .body(Empty::<Bytes>::new())
+        .expect("request");
+    let res = sender.send_request(req).await.expect("response");
+    let status = res.status().as_u16();
+    let headers = res
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let body = res.into_body().collect().await.expect("body").to_bytes();
+    (status, headers, body)
+}

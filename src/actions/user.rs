@@ -1,0 +1,23 @@
+//! `getCurrentUser`: the WhoAmI function.
+
+use crate::client::Session;
+use crate::error::{ConnectorError, Result};
+use crate::http::Method;
+use crate::inputs::Inputs;
+use serde_json::{Value, json};
+
+pub fn get_current_user(session: &mut Session<'_>, _inputs: &Inputs) -> Result<Value> {
+    let request = session.request(Method::Get, "WhoAmI")?;
+    let body = session.send_json(request)?;
+    let field = |name: &str| {
+        body.get(name)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| ConnectorError::transport(format!("WhoAmI answer lacks {name}")))
+    };
+    Ok(json!({
+        "UserId": field("UserId")?,
+        "BusinessUnitId": field("BusinessUnitId")?,
+        "OrganizationId": field("OrganizationId")?,
+    }))
+}

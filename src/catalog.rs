@@ -1,0 +1,309 @@
+//! The connector's description for builders: connections, trigger and
+//! actions with every input's key, label, type, default, required flag and
+//! comment. This is the single source of truth: `connector.yaml` is generated
+//! from it (`d365 actions --yaml`) and a test keeps the two equal; input
+//! validation ([`crate::inputs`]) reads the same definitions.
+//!
+//! Only actions that work are listed: an action appears here in the same
+//! change that implements it.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+pub const CONNECTOR_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Catalog {
+    pub key: &'static str,
+    pub name: &'static str,
+    pub description: &'static str,
+    pub version: &'static str,
+    pub connections: Vec<ConnectionDef>,
+    pub actions: Vec<ActionDef>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionDef {
+    pub key: &'static str,
+    pub label: &'static str,
+    pub description: &'static str,
+    pub inputs: Vec<InputDef>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ActionDef {
+    pub key: &'static str,
+    pub label: &'static str,
+    pub description: &'static str,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub deprecated: bool,
+    pub inputs: Vec<InputDef>,
+}
+
+/// Input types as builders render them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum InputType {
+    String,
+    Boolean,
+    Integer,
+    /// Any JSON value (usually an object).
+    Json,
+    /// Source text in a language (FetchXML).
+    Code,
+    /// A list of strings; a comma-separated string is accepted too.
+    List,
+    /// A list of `{key, value}` objects; a plain object is accepted too.
+    KeyValueList,
+    /// A secret string (shown masked, never echoed).
+    Password,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InputDef {
+    pub key: &'static str,
+    pub label: &'static str,
+    #[serde(rename = "type")]
+    pub ty: InputType,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default: Option<Value>,
+    pub required: bool,
+    pub comment: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub example: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub choices: Option<Vec<&'static str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<i64>,
+}
+
+/// Starts an input definition; chain the modifiers below.
+pub fn input(
+    key: &'static str,
+    label: &'static str,
+    ty: InputType,
+    comment: &'static str,
+) -> InputDef {
+    InputDef {
+        key,
+        label,
+        ty,
+        default: None,
+        required: false,
+        comment,
+        example: None,
+        choices: None,
+        min: None,
+        max: None,
+    }
+}
+
+impl InputDef {
+    pub fn required(mut self) -> Self {
+        self.required = true;
+        self
+    }
+    pub fn default(mut self, value: Value) -> Self {
+        self.default = Some(value);
+        self
+    }
+    pub fn example(mut self, value: Value) -> Self {
+        self.example = Some(value);
+        self
+    }
+    pub fn choices(mut self, choices: &[&'static str]) -> Self {
+        self.choices = Some(choices.to_vec());
+        self
+    }
+    pub fn range(mut self, min: i64, max: i64) -> Self {
+        self.min = Some(min);
+        self.max = Some(max);
+        self
+    }
+}
+
+impl Catalog {
+    pub fn action(&self, key: &str) -> Option<&ActionDef> {
+        self.actions.iter().find(|a| a.key == key)
+    }
+
+    pub fn to_json(&self) -> String {
+        // Serialising plain owned data cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+fn allowed_operations() -> InputDef {
+    input(
+        "allowedOperations",
+        "Allowed Operations",
+        InputType::List,
+        "Default-deny list of action keys; when present, any other action is refused before a request is sent.",
+    )
+}
+
+fn web_api_url() -> InputDef {
+    input(
+        "webApiUrl",
+        "Web API URL",
+        InputType::String,
+        "The environment URL, e.g. https://contoso.crm.dynamics.com; …/api/data/v9.2/ forms are accepted too.",
+    )
+    .required()
+    .example(json!("https://contoso.crm.dynamics.com"))
+}
+
+fn connections() -> Vec<ConnectionDef> {
+    vec![
+        ConnectionDef {
+            key: "oauth2AuthCode",
+            label: "OAuth 2.0 Authorization Code",
+            description: "Delegated: acts as the signed-in Dynamics user (PKCE S256, refresh tokens).",
+            inputs: vec![
+                web_api_url(),
+                input(
+                    "scopes",
+                    "Scopes",
+                    InputType::String,
+                    "Space-separated. Default: {webApiUrl}/user_impersonation offline_access; without offline_access no refresh token is issued.",
+                ),
+                input(
+                    "clientId",
+                    "Client ID",
+                    InputType::String,
+                    "The app registration's Application (client) ID.",
+                )
+                .required(),
+                input(
+                    "clientSecret",
+                    "Client Secret",
+                    InputType::Password,
+                    "For confidential (web) app registrations; leave empty for public clients.",
+                ),
+                input(
+                    "authorizeUrl",
+                    "Authorize URL",
+                    InputType::String,
+                    "Default: https://login.microsoftonline.com/{tenantId or organizations}/oauth2/v2.0/authorize.",
+                ),
+                input(
+                    "tokenUrl",
+                    "Token URL",
+                    InputType::String,
+                    "Default: https://login.microsoftonline.com/{tenantId or organizations}/oauth2/v2.0/token.",
+                ),
+                input(
+                    "tenantId",
+                    "Tenant ID",
+                    InputType::String,
+                    "Directory (tenant) ID or domain; default organizations.",
+                ),
+                input(
+                    "redirectUri",
+                    "Redirect URI",
+                    InputType::String,
+                    "Must equal a redirect URI registered on the app, e.g. http://localhost:8400/callback.",
+                ),
+                allowed_operations(),
+            ],
+        },
+        ConnectionDef {
+            key: "oauth2ClientCredentials",
+            label: "OAuth 2.0 Client Credentials",
+            description: "Server-to-server as an Application User of the environment.",
+            inputs: vec![
+                web_api_url(),
+                input(
+                    "tokenUrl",
+                    "Token URL",
+                    InputType::String,
+                    "https://login.microsoftonline.com/{tenant id}/oauth2/v2.0/token",
+                )
+                .required(),
+                input(
+                    "scopes",
+                    "Scopes",
+                    InputType::String,
+                    "Default: {webApiUrl}/.default.",
+                ),
+                input(
+                    "clientId",
+                    "Client ID",
+                    InputType::String,
+                    "The app registration's Application (client) ID.",
+                )
+                .required(),
+                input(
+                    "clientSecret",
+                    "Client secret value",
+                    InputType::Password,
+                    "The secret's Value (not its Secret ID).",
+                )
+                .required(),
+                allowed_operations(),
+            ],
+        },
+    ]
+}
+
+fn actions() -> Vec<ActionDef> {
+    vec![ActionDef {
+        key: "getCurrentUser",
+        label: "Get Current User",
+        description: "WhoAmI: the calling user's UserId, BusinessUnitId and OrganizationId.",
+        deprecated: false,
+        inputs: vec![],
+    }]
+}
+
+/// The whole catalog.
+pub fn catalog() -> Catalog {
+    Catalog {
+        key: "dynamics365",
+        name: "Microsoft Dynamics 365",
+        description: "Dataverse Web API (OData v4) connector: records, FetchXML, batches, metadata and raw requests.",
+        version: CONNECTOR_VERSION,
+        connections: connections(),
+        actions: actions(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_unique_and_camel_case() {
+        let c = catalog();
+        let mut keys: Vec<_> = c.actions.iter().map(|a| a.key).collect();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), c.actions.len());
+        for a in &c.actions {
+            assert!(
+                a.key.chars().next().unwrap().is_ascii_lowercase(),
+                "{}",
+                a.key
+            );
+            let mut inputs: Vec<_> = a.inputs.iter().map(|i| i.key).collect();
+            inputs.sort();
+            inputs.dedup();
+            assert_eq!(inputs.len(), a.inputs.len(), "duplicate input in {}", a.key);
+        }
+    }
+
+    #[test]
+    fn json_has_connections_and_actions() {
+        let v: Value = serde_json::from_str(&catalog().to_json()).unwrap();
+        assert_eq!(v["connections"].as_array().unwrap().len(), 2);
+        assert!(
+            v["actions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["key"] == "getCurrentUser")
+        );
+    }
+}

@@ -1,0 +1,155 @@
+//! A Dataverse Web API session for one action call: the connection's
+//! settings, its token (reused, fetched or refreshed as needed) and the
+//! platform that sends requests. No state outlives the call: a new token
+//! leaves through [`Session::into_new_state`].
+
+use crate::auth::{self, EXPIRY_MARGIN_SECS};
+use crate::connection::{ConnectionType, Settings, TokenState, WebApiUrl};
+use crate::error::{ConnectorError, Result};
+use crate::http::{Method, Platform, Request, Response};
+use serde_json::Value;
+use url::Url;
+
+pub struct Session<'p> {
+    platform: &'p mut dyn Platform,
+    settings: Settings,
+    token: Option<TokenState>,
+    token_changed: bool,
+}
+
+impl<'p> Session<'p> {
+    pub fn new(
+        platform: &'p mut dyn Platform,
+        settings: Settings,
+        token: Option<TokenState>,
+    ) -> Self {
+        Session {
+            platform,
+            settings,
+            token,
+            token_changed: false,
+        }
+    }
+
+    pub fn web_api(&self) -> &WebApiUrl {
+        &self.settings.web_api
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn platform(&mut self) -> &mut dyn Platform {
+        self.platform
+    }
+
+    /// The token state to hand back to the host, when this call changed it.
+    pub fn into_new_state(self) -> Option<TokenState> {
+        if self.token_changed { self.token } else { None }
+    }
+
+    /// A valid access token: the cached one while it has more than the
+    /// safety margin left, else a new or refreshed one.
+    fn access_token(&mut self) -> Result<String> {
+        let now = self.platform.now_unix();
+        if let Some(t) = &self.token
+            && t.expires_at > now + EXPIRY_MARGIN_SECS
+        {
+            return Ok(t.access_token.clone());
+        }
+        self.renew_token()
+    }
+
+    fn renew_token(&mut self) -> Result<String> {
+        let fresh = match self.settings.kind {
+            ConnectionType::ClientCredentials => {
+                auth::client_credentials(self.platform, &self.settings)?
+            }
+            ConnectionType::AuthCode => {
+                let refresh_token = self
+                    .token
+                    .as_ref()
+                    .and_then(|t| t.refresh_token.clone())
+                    .ok_or_else(|| {
+                        ConnectorError::unauthorized(
+                            "the connection has no valid token and no refresh token",
+                        )
+                        .with_hint("Sign in again (d365 login), and include offline_access in the scopes to get a refresh token.")
+                    })?;
+                auth::refresh(self.platform, &self.settings, &refresh_token)?
+            }
+        };
+        let token = fresh.access_token.clone();
+        self.token = Some(fresh);
+        self.token_changed = true;
+        Ok(token)
+    }
+
+    /// A request to `relative` under the service root with the standard
+    /// OData headers.
+    pub fn request(&self, method: Method, relative: &str) -> Result<Request> {
+        Ok(self.request_to(method, self.web_api().resource(relative)?))
+    }
+
+    /// A request to an absolute URL that must be on this environment (a
+    /// nextLink, say): the token goes only to the connection's own host.
+    pub fn request_to(&self, method: Method, url: Url) -> Request {
+        Request::new(method, url)
+            .header("Accept", "application/json")
+            .header("OData-MaxVersion", "4.0")
+            .header("OData-Version", "4.0")
+    }
+
+    /// Sends with the bearer token. A 401 gets exactly one token renewal and
+    /// one retry. Returns every answer, success or not; see [`Self::send_ok`].
+    pub fn send(&mut self, mut request: Request) -> Result<Response> {
+        if !self.web_api().is_same_origin(&request.url) {
+            return Err(ConnectorError::invalid_input(
+                "url",
+                format!("{} is not on this connection's environment", request.url),
+            )
+            .with_hint("Only URLs on the connection's Web API host receive its token."));
+        }
+        let token = self.access_token()?;
+        request.set_header("Authorization", format!("Bearer {token}"));
+        let response = self.platform.send(&request)?;
+        if response.status != 401 {
+            return Ok(response);
+        }
+        let token = self.renew_token()?;
+        request.set_header("Authorization", format!("Bearer {token}"));
+        self.platform.send(&request)
+    }
+
+    /// Sends and turns any non-2xx answer into a typed error.
+    pub fn send_ok(&mut self, request: Request) -> Result<Response> {
+        let response = self.send(request)?;
+        if response.is_success() {
+            Ok(response)
+        } else {
+            Err(ConnectorError::from_web_api(
+                response.status,
+                response.retry_after(),
+                &response.body,
+            ))
+        }
+    }
+
+    /// Sends and parses a JSON answer.
+    pub fn send_json(&mut self, request: Request) -> Result<Value> {
+        let response = self.send_ok(request)?;
+        parse_json(&response)
+    }
+}
+
+/// Parses a JSON body, with a clear error showing the first bytes otherwise.
+pub fn parse_json(response: &Response) -> Result<Value> {
+    serde_json::from_slice(&response.body).map_err(|e| {
+        let head =
+            String::from_utf8_lossy(&response.body[..response.body.len().min(120)]).to_string();
+        ConnectorError::transport(format!(
+            "expected JSON from the Web API ({e}); the body begins: {head}"
+        ))
+        .with_status(response.status)
+    })
+}

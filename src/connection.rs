@@ -1,0 +1,456 @@
+//! A connection's settings (the inputs a builder fills in), validated and
+//! normalised once, and the token state the host keeps for it.
+
+use crate::error::{ConnectorError, Result};
+use crate::secret::Secret;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use url::Url;
+
+/// Which connection type, as in the WIT `connection-type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionType {
+    AuthCode,
+    ClientCredentials,
+}
+
+impl ConnectionType {
+    pub fn key(self) -> &'static str {
+        match self {
+            ConnectionType::AuthCode => "oauth2AuthCode",
+            ConnectionType::ClientCredentials => "oauth2ClientCredentials",
+        }
+    }
+}
+
+/// Tokens kept by the host between calls.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenState {
+    pub access_token: String,
+    /// Seconds since the Unix epoch.
+    pub expires_at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+impl std::fmt::Debug for TokenState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenState")
+            .field("access_token", &"***")
+            .field("expires_at", &self.expires_at)
+            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "***"))
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+/// The Dataverse Web API endpoint of one environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebApiUrl {
+    /// `https://org.crm.dynamics.com` — the token audience.
+    origin: Url,
+    /// `https://org.crm.dynamics.com/api/data/v9.2/` — every data request is relative to it.
+    service_root: Url,
+}
+
+/// The API version data requests use, whatever version the user typed.
+pub const API_PATH: &str = "/api/data/v9.2/";
+
+impl WebApiUrl {
+    /// Accepts `https://org.crm.dynamics.com`, `org.crm4.dynamics.com/`,
+    /// `https://org.api.crm.dynamics.com/api/data/v9.2/` and the like.
+    /// `http://` is allowed only for loopback hosts (tests, the emulator).
+    pub fn parse(input: &str) -> Result<Self> {
+        let bad = |msg: &str| {
+            ConnectorError::invalid_input("webApiUrl", msg.to_string()).with_hint(
+                "Use your environment's URL, e.g. https://contoso.crm.dynamics.com (Power Platform admin center → Environments → Environment URL).",
+            )
+        };
+        let trimmed = input.trim();
+        if trimmed.is_empty() {
+            return Err(bad("is empty"));
+        }
+        let with_scheme = if trimmed.contains("://") {
+            trimmed.to_string()
+        } else {
+            format!("https://{trimmed}")
+        };
+        let url = Url::parse(&with_scheme)
+            .map_err(|e| bad(&format!("'{trimmed}' is not a URL ({e})")))?;
+        let host = url
+            .host_str()
+            .ok_or_else(|| bad("has no host"))?
+            .to_ascii_lowercase();
+        match url.scheme() {
+            "https" => {}
+            "http" if is_loopback(&host) => {}
+            "http" => {
+                return Err(bad(
+                    "must use https:// (http:// is only accepted for localhost)",
+                ));
+            }
+            other => return Err(bad(&format!("has unsupported scheme '{other}'"))),
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(bad("must not contain credentials"));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(bad("must not contain a query or fragment"));
+        }
+        let path = url.path().trim_end_matches('/');
+        let path_ok = path.is_empty() || {
+            let rest = path.strip_prefix("/api/data").unwrap_or("?");
+            rest.is_empty() || is_version_segment(rest.trim_start_matches('/'))
+        };
+        if !path_ok {
+            return Err(bad(&format!(
+                "has an unexpected path '{path}' (expected nothing or /api/data/v9.2)"
+            )));
+        }
+        // `org.api.crm.dynamics.com` is the same environment as `org.crm.dynamics.com`.
+        let host = match host.split_once(".api.") {
+            Some((org, rest)) if rest.ends_with("dynamics.com") => format!("{org}.{rest}"),
+            _ => host,
+        };
+        let origin_text = match url.port() {
+            Some(p) => format!("{}://{host}:{p}", url.scheme()),
+            None => format!("{}://{host}", url.scheme()),
+        };
+        let origin = Url::parse(&origin_text).map_err(|e| bad(&e.to_string()))?;
+        let service_root = origin.join(API_PATH).map_err(|e| bad(&e.to_string()))?;
+        Ok(WebApiUrl {
+            origin,
+            service_root,
+        })
+    }
+
+    /// `https://org.crm.dynamics.com` without a trailing slash.
+    pub fn origin(&self) -> &str {
+        self.origin.as_str().trim_end_matches('/')
+    }
+
+    pub fn service_root(&self) -> &Url {
+        &self.service_root
+    }
+
+    /// A URL under the service root, e.g. `resource("WhoAmI")`.
+    pub fn resource(&self, relative: &str) -> Result<Url> {
+        self.service_root.join(relative).map_err(|e| {
+            ConnectorError::invalid_input(
+                "url",
+                format!("cannot form a URL from '{relative}': {e}"),
+            )
+        })
+    }
+
+    /// Whether `url` points at this environment (same scheme, host and port):
+    /// anything else must never receive the token.
+    pub fn is_same_origin(&self, url: &Url) -> bool {
+        url.scheme() == self.origin.scheme()
+            && url.host_str().map(str::to_ascii_lowercase)
+                == self.origin.host_str().map(str::to_string)
+            && url.port_or_known_default() == self.origin.port_or_known_default()
+    }
+}
+
+fn is_version_segment(s: &str) -> bool {
+    s.strip_prefix('v')
+        .map(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '.'))
+        .unwrap_or(false)
+}
+
+pub fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host == "::1"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
+}
+
+/// The validated settings of either connection type.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub kind: ConnectionType,
+    pub web_api: WebApiUrl,
+    pub client_id: String,
+    pub client_secret: Option<Secret>,
+    pub token_url: Url,
+    pub authorize_url: Url,
+    pub redirect_uri: Option<String>,
+    /// Space-separated scopes to ask for.
+    pub scopes: String,
+    /// When present, only these action keys may run (default-deny).
+    pub allowed_operations: Option<Vec<String>>,
+}
+
+const AUTH_CODE_KEYS: &[&str] = &[
+    "webApiUrl",
+    "scopes",
+    "clientId",
+    "clientSecret",
+    "authorizeUrl",
+    "tokenUrl",
+    "tenantId",
+    "redirectUri",
+    "allowedOperations",
+];
+const CLIENT_CREDENTIALS_KEYS: &[&str] = &[
+    "webApiUrl",
+    "tokenUrl",
+    "scopes",
+    "clientId",
+    "clientSecret",
+    "allowedOperations",
+];
+
+impl Settings {
+    /// Parses the connection inputs (a JSON object keyed as in connector.yaml).
+    pub fn parse(kind: ConnectionType, json: &str) -> Result<Self> {
+        let value: Value = serde_json::from_str(json).map_err(|e| {
+            ConnectorError::invalid_input(
+                "connection",
+                format!("settings are not valid JSON ({e})"),
+            )
+        })?;
+        let Value::Object(map) = value else {
+            return Err(ConnectorError::invalid_input(
+                "connection",
+                "settings must be a JSON object",
+            ));
+        };
+        let known = match kind {
+            ConnectionType::AuthCode => AUTH_CODE_KEYS,
+            ConnectionType::ClientCredentials => CLIENT_CREDENTIALS_KEYS,
+        };
+        if let Some(unknown) = map.keys().find(|k| !known.contains(&k.as_str())) {
+            return Err(ConnectorError::invalid_input(
+                unknown.clone(),
+                format!(
+                    "is not a setting of {} (known: {})",
+                    kind.key(),
+                    known.join(", ")
+                ),
+            ));
+        }
+        let web_api = WebApiUrl::parse(&required_str(&map, "webApiUrl")?)?;
+        let client_id = required_str(&map, "clientId")?;
+        let client_secret = optional_str(&map, "clientSecret")?.map(Secret::new);
+        let tenant = optional_str(&map, "tenantId")?.unwrap_or_else(|| "organizations".into());
+        let token_url = match (kind, optional_str(&map, "tokenUrl")?) {
+            (_, Some(t)) => endpoint_url("tokenUrl", &t)?,
+            (ConnectionType::ClientCredentials, None) => {
+                return Err(ConnectorError::invalid_input(
+                    "tokenUrl",
+                    "is required (https://login.microsoftonline.com/<tenant id>/oauth2/v2.0/token)",
+                ));
+            }
+            (ConnectionType::AuthCode, None) => endpoint_url(
+                "tokenUrl",
+                &format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"),
+            )?,
+        };
+        let authorize_url = match optional_str(&map, "authorizeUrl")? {
+            Some(a) => endpoint_url("authorizeUrl", &a)?,
+            None => {
+                // Default to the authorize endpoint beside the token endpoint.
+                let t = token_url.as_str();
+                let guess = t.strip_suffix("/token").map(|p| format!("{p}/authorize"));
+                match guess {
+                    Some(g) => endpoint_url("authorizeUrl", &g)?,
+                    None => endpoint_url(
+                        "authorizeUrl",
+                        &format!(
+                            "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/authorize"
+                        ),
+                    )?,
+                }
+            }
+        };
+        let scopes = match optional_str(&map, "scopes")? {
+            Some(s) if !s.trim().is_empty() => s.split_whitespace().collect::<Vec<_>>().join(" "),
+            _ => match kind {
+                ConnectionType::ClientCredentials => format!("{}/.default", web_api.origin()),
+                ConnectionType::AuthCode => {
+                    format!("{}/user_impersonation offline_access", web_api.origin())
+                }
+            },
+        };
+        if kind == ConnectionType::ClientCredentials
+            && client_secret.as_ref().is_none_or(Secret::is_empty)
+        {
+            return Err(ConnectorError::invalid_input("clientSecret", "is required"));
+        }
+        let allowed_operations = match map.get("allowedOperations") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(items)) => Some(
+                items
+                    .iter()
+                    .map(|v| {
+                        v.as_str().map(str::to_string).ok_or_else(|| {
+                            ConnectorError::invalid_input(
+                                "allowedOperations",
+                                "must be a list of action keys",
+                            )
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+            Some(_) => {
+                return Err(ConnectorError::invalid_input(
+                    "allowedOperations",
+                    "must be a list of action keys",
+                ));
+            }
+        };
+        Ok(Settings {
+            kind,
+            web_api,
+            client_id,
+            client_secret,
+            token_url,
+            authorize_url,
+            redirect_uri: optional_str(&map, "redirectUri")?,
+            scopes,
+            allowed_operations,
+        })
+    }
+
+    /// Whether the scopes ask for a refresh token.
+    pub fn wants_refresh_token(&self) -> bool {
+        self.scopes.split(' ').any(|s| s == "offline_access")
+    }
+}
+
+fn required_str(map: &Map<String, Value>, key: &str) -> Result<String> {
+    optional_str(map, key)?
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| ConnectorError::invalid_input(key, "is required"))
+}
+
+fn optional_str(map: &Map<String, Value>, key: &str) -> Result<Option<String>> {
+    match map.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
+        Some(_) => Err(ConnectorError::invalid_input(key, "must be a string")),
+    }
+}
+
+/// An identity-platform endpoint: https, or http on loopback.
+fn endpoint_url(key: &str, text: &str) -> Result<Url> {
+    let url = Url::parse(text)
+        .map_err(|e| ConnectorError::invalid_input(key, format!("'{text}' is not a URL ({e})")))?;
+    let host = url.host_str().unwrap_or("");
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if is_loopback(host) => Ok(url),
+        _ => Err(ConnectorError::invalid_input(
+            key,
+            "must be an https:// URL",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root(input: &str) -> String {
+        WebApiUrl::parse(input).unwrap().service_root().to_string()
+    }
+
+    #[test]
+    fn normalises_the_accepted_forms() {
+        let want = "https://org.crm.dynamics.com/api/data/v9.2/";
+        assert_eq!(root("https://org.crm.dynamics.com"), want);
+        assert_eq!(root("https://org.crm.dynamics.com/"), want);
+        assert_eq!(root("org.crm.dynamics.com"), want);
+        assert_eq!(
+            root("https://org.api.crm.dynamics.com/api/data/v9.2/"),
+            want
+        );
+        assert_eq!(root("https://ORG.crm.dynamics.com/api/data/v9.0"), want);
+        assert_eq!(
+            root("https://org.crm4.dynamics.com/"),
+            "https://org.crm4.dynamics.com/api/data/v9.2/"
+        );
+        assert_eq!(
+            root("http://127.0.0.1:8080"),
+            "http://127.0.0.1:8080/api/data/v9.2/"
+        );
+        assert_eq!(root("http://localhost"), "http://localhost/api/data/v9.2/");
+    }
+
+    #[test]
+    fn rejects_bad_urls_naming_the_input() {
+        for bad in [
+            "",
+            "http://org.crm.dynamics.com",
+            "ftp://org.crm.dynamics.com",
+            "https://org.crm.dynamics.com/foo",
+            "https://org.crm.dynamics.com/?x=1",
+            "https://user:pw@org.crm.dynamics.com",
+            "https://",
+            "not a url at all",
+        ] {
+            let e = WebApiUrl::parse(bad).unwrap_err();
+            assert_eq!(
+                e.kind,
+                crate::error::ErrorKind::InvalidInput {
+                    input: "webApiUrl".into()
+                },
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn same_origin_check() {
+        let w = WebApiUrl::parse("https://org.crm.dynamics.com").unwrap();
+        assert!(
+            w.is_same_origin(&Url::parse("https://org.crm.dynamics.com/api/data/v9.2/x").unwrap())
+        );
+        assert!(w.is_same_origin(&Url::parse("https://ORG.crm.dynamics.com:443/x").unwrap()));
+        assert!(!w.is_same_origin(&Url::parse("https://evil.example/api/data/v9.2/x").unwrap()));
+        assert!(!w.is_same_origin(&Url::parse("http://org.crm.dynamics.com/x").unwrap()));
+    }
+
+    #[test]
+    fn settings_defaults_and_unknown_keys() {
+        let s = Settings::parse(
+            ConnectionType::ClientCredentials,
+            r#"{"webApiUrl":"https://org.crm.dynamics.com","clientId":"c","clientSecret":"s","tokenUrl":"https://login.microsoftonline.com/t/oauth2/v2.0/token"}"#,
+        )
+        .unwrap();
+        assert_eq!(s.scopes, "https://org.crm.dynamics.com/.default");
+        let a = Settings::parse(
+            ConnectionType::AuthCode,
+            r#"{"webApiUrl":"https://org.crm.dynamics.com","clientId":"c"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            a.scopes,
+            "https://org.crm.dynamics.com/user_impersonation offline_access"
+        );
+        assert_eq!(
+            a.authorize_url.as_str(),
+            "https://login.microsoftonline.com/organizations/oauth2/v2.0/authorize"
+        );
+        let e = Settings::parse(
+            ConnectionType::AuthCode,
+            r#"{"webApiUrl":"x","clientid":"c"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.kind,
+            crate::error::ErrorKind::InvalidInput {
+                input: "clientid".into()
+            }
+        );
+    }
+}

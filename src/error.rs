@@ -1,0 +1,235 @@
+//! The typed error every action returns: a kind a workflow can branch on, the
+//! Dataverse or identity-platform code, and a hint for the common causes.
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// Coarse classification, mirrored one to one by the WIT `error-kind`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum ErrorKind {
+    /// The payload is the input's key, e.g. `webApiUrl` or `batchActions[3].key`.
+    InvalidInput {
+        input: String,
+    },
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    Conflict,
+    Throttled {
+        #[serde(rename = "retryAfter")]
+        retry_after: Option<u32>,
+    },
+    Dataverse,
+    Transport,
+    Timeout,
+}
+
+/// An error with everything a caller needs to act on it. Never holds secrets:
+/// messages that quote server text are scrubbed by [`crate::secret::scrub`]
+/// before they leave the component.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConnectorError {
+    #[serde(flatten)]
+    pub kind: ErrorKind,
+    pub status: Option<u16>,
+    pub code: Option<String>,
+    pub message: String,
+    pub hint: Option<String>,
+    pub retryable: bool,
+}
+
+pub type Result<T, E = ConnectorError> = std::result::Result<T, E>;
+
+impl ConnectorError {
+    fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ConnectorError {
+            kind,
+            status: None,
+            code: None,
+            message: message.into(),
+            hint: None,
+            retryable: false,
+        }
+    }
+
+    /// A bad or missing input, named by its key.
+    pub fn invalid_input(input: impl Into<String>, message: impl Into<String>) -> Self {
+        let input = input.into();
+        let message = format!("{input}: {}", message.into());
+        Self::new(ErrorKind::InvalidInput { input }, message)
+    }
+
+    pub fn transport(message: impl Into<String>) -> Self {
+        let mut e = Self::new(ErrorKind::Transport, message);
+        e.retryable = true;
+        e
+    }
+
+    pub fn timeout(message: impl Into<String>) -> Self {
+        let mut e = Self::new(ErrorKind::Timeout, message);
+        e.retryable = true;
+        e
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unauthorized, message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Forbidden, message)
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// Builds the error for a non-success Web API answer from its status,
+    /// `Retry-After` header and body (`{"error":{"code":"0x…","message":"…"}}`,
+    /// or anything else a gateway may send).
+    pub fn from_web_api(status: u16, retry_after: Option<u32>, body: &[u8]) -> Self {
+        let (code, message) = parse_odata_error(body).unwrap_or_else(|| {
+            let text = String::from_utf8_lossy(&body[..body.len().min(300)])
+                .trim()
+                .to_string();
+            (None, text)
+        });
+        let message = if message.is_empty() {
+            format!("HTTP {status} from the Dataverse Web API")
+        } else {
+            message
+        };
+        let kind = match status {
+            401 => ErrorKind::Unauthorized,
+            403 => ErrorKind::Forbidden,
+            404 => ErrorKind::NotFound,
+            409 | 412 => ErrorKind::Conflict,
+            429 => ErrorKind::Throttled { retry_after },
+            _ => ErrorKind::Dataverse,
+        };
+        let retryable = matches!(status, 408 | 429 | 500 | 502 | 503 | 504);
+        let hint = hint_for(status, code.as_deref(), &message);
+        ConnectorError {
+            kind,
+            status: Some(status),
+            code,
+            message,
+            hint,
+            retryable,
+        }
+    }
+}
+
+impl std::fmt::Display for ConnectorError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Reads `{"error":{"code":…,"message":…}}`; `None` when the body is not that.
+fn parse_odata_error(body: &[u8]) -> Option<(Option<String>, String)> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let err = v.get("error")?;
+    let code = err
+        .get("code")
+        .and_then(Value::as_str)
+        .filter(|c| !c.is_empty())
+        .map(str::to_string);
+    let message = err
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    Some((code, message))
+}
+
+/// Hints for the causes integrators hit most often.
+fn hint_for(status: u16, code: Option<&str>, message: &str) -> Option<String> {
+    let code = code.unwrap_or("");
+    let hint = match (status, code) {
+        (401, _) => {
+            "The access token was refused even after a refresh: check that the app registration is an Application User in this environment (client credentials) or reconnect (authorization code)."
+        }
+        (403, "0x80095ffc") => {
+            "This application id is blocked from the Dataverse API by the environment's admin policy."
+        }
+        (403, _) => {
+            "The user or application user lacks a privilege for this operation: add a security role that grants it."
+        }
+        (404, "0x8006088a") => {
+            "The entity set or function name is unknown: entity set names are usually plural logical names (accounts, contacts) and case-sensitive."
+        }
+        (404, _) => "The record does not exist, or the id or alternate key is wrong.",
+        (412, "0x80040237") => "A record with the same key already exists.",
+        (412, _) => "The record changed since it was read (ETag mismatch) or already exists.",
+        (429, _) => {
+            "Dataverse service protection limits were hit: the connector waits for Retry-After; reduce concurrency or batch requests."
+        }
+        (400, _) if message.contains("odata.bind") || message.contains("undeclared property") => {
+            "Set lookups with \"<navigationProperty>@odata.bind\": \"/<entityset>(<GUID>)\", not with a plain GUID."
+        }
+        _ => return None,
+    };
+    Some(hint.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_dataverse_error_body() {
+        let e = ConnectorError::from_web_api(
+            404,
+            None,
+            br#"{"error":{"code":"0x80040217","message":"account With Id = 1 Does Not Exist"}}"#,
+        );
+        assert_eq!(e.kind, ErrorKind::NotFound);
+        assert_eq!(e.code.as_deref(), Some("0x80040217"));
+        assert_eq!(e.message, "account With Id = 1 Does Not Exist");
+        assert!(e.hint.is_some());
+        assert!(!e.retryable);
+    }
+
+    #[test]
+    fn html_gateway_body_becomes_message() {
+        let e = ConnectorError::from_web_api(503, None, b"<html>Service Unavailable</html>");
+        assert_eq!(e.kind, ErrorKind::Dataverse);
+        assert!(e.retryable);
+        assert!(e.message.contains("Service Unavailable"));
+    }
+
+    #[test]
+    fn throttled_carries_retry_after() {
+        let e = ConnectorError::from_web_api(
+            429,
+            Some(17),
+            br#"{"error":{"code":"0x80072322","message":"x"}}"#,
+        );
+        assert_eq!(
+            e.kind,
+            ErrorKind::Throttled {
+                retry_after: Some(17)
+            }
+        );
+    }
+
+    #[test]
+    fn invalid_input_names_the_input() {
+        let e = ConnectorError::invalid_input("webApiUrl", "not a URL");
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["kind"], "invalid-input");
+        assert_eq!(json["input"], "webApiUrl");
+    }
+}

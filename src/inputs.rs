@@ -1,0 +1,264 @@
+//! An action's inputs, validated against its catalog definition before any
+//! request is sent: unknown keys, missing required inputs and wrong types are
+//! `invalid-input` errors naming the key. Builders send loosely typed values
+//! (`"true"`, `"100"`, `"name,revenue"`), which are coerced here once so that
+//! actions only ever see canonical JSON types.
+
+use crate::catalog::{ActionDef, InputType};
+use crate::error::{ConnectorError, Result};
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    values: Map<String, Value>,
+}
+
+impl Inputs {
+    pub fn parse(def: &ActionDef, json: &str) -> Result<Inputs> {
+        let json = if json.trim().is_empty() { "{}" } else { json };
+        let value: Value = serde_json::from_str(json).map_err(|e| {
+            ConnectorError::invalid_input("inputs", format!("not valid JSON ({e})"))
+        })?;
+        let Value::Object(raw) = value else {
+            return Err(ConnectorError::invalid_input(
+                "inputs",
+                "must be a JSON object",
+            ));
+        };
+        if let Some(unknown) = raw
+            .keys()
+            .find(|k| !def.inputs.iter().any(|i| i.key == k.as_str()))
+        {
+            let known: Vec<_> = def.inputs.iter().map(|i| i.key).collect();
+            let known = if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            };
+            return Err(ConnectorError::invalid_input(
+                unknown.clone(),
+                format!("is not an input of {} (inputs: {known})", def.key),
+            ));
+        }
+        let mut values = Map::new();
+        for input in &def.inputs {
+            let given = raw.get(input.key).filter(|v| !v.is_null());
+            let value = match (given, &input.default) {
+                (Some(v), _) => coerce(input.key, input.ty, v)?,
+                (None, Some(d)) => d.clone(),
+                (None, None) if input.required => {
+                    return Err(ConnectorError::invalid_input(input.key, "is required"));
+                }
+                (None, None) => continue,
+            };
+            if let (Some(n), Some(min), Some(max)) = (value.as_i64(), input.min, input.max)
+                && !(min..=max).contains(&n)
+            {
+                return Err(ConnectorError::invalid_input(
+                    input.key,
+                    format!("must be between {min} and {max}, got {n}"),
+                ));
+            }
+            if let (Some(choices), Some(s)) = (&input.choices, value.as_str())
+                && !choices.iter().any(|c| c.eq_ignore_ascii_case(s))
+            {
+                return Err(ConnectorError::invalid_input(
+                    input.key,
+                    format!("must be one of {}, got '{s}'", choices.join(", ")),
+                ));
+            }
+            values.insert(input.key.to_string(), value);
+        }
+        Ok(Inputs { values })
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.values.get(key)
+    }
+
+    pub fn str(&self, key: &str) -> Option<&str> {
+        self.values.get(key).and_then(Value::as_str)
+    }
+
+    pub fn bool(&self, key: &str) -> bool {
+        self.values
+            .get(key)
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+
+    pub fn u64(&self, key: &str) -> Option<u64> {
+        self.values.get(key).and_then(Value::as_u64)
+    }
+
+    /// A `list` input as strings.
+    pub fn list(&self, key: &str) -> Vec<String> {
+        match self.values.get(key) {
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// A `keyValueList` input as pairs, in order.
+    pub fn pairs(&self, key: &str) -> Vec<(String, Value)> {
+        match self.values.get(key) {
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|item| {
+                    Some((
+                        item.get("key")?.as_str()?.to_string(),
+                        item.get("value")?.clone(),
+                    ))
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Turns a loosely typed value into the input type's canonical JSON shape.
+fn coerce(key: &str, ty: InputType, value: &Value) -> Result<Value> {
+    let wrong = |want: &str| {
+        ConnectorError::invalid_input(key, format!("must be {want}, got {}", describe(value)))
+    };
+    Ok(match ty {
+        InputType::String | InputType::Password | InputType::Code => match value {
+            Value::String(_) => value.clone(),
+            Value::Number(n) => Value::String(n.to_string()),
+            _ => return Err(wrong("a string")),
+        },
+        InputType::Boolean => match value {
+            Value::Bool(_) => value.clone(),
+            Value::String(s) if s.eq_ignore_ascii_case("true") => Value::Bool(true),
+            Value::String(s) if s.eq_ignore_ascii_case("false") => Value::Bool(false),
+            _ => return Err(wrong("true or false")),
+        },
+        InputType::Integer => match value {
+            Value::Number(n) if n.is_i64() || n.is_u64() => value.clone(),
+            Value::String(s) => s
+                .trim()
+                .parse::<i64>()
+                .map(Value::from)
+                .map_err(|_| wrong("a whole number"))?,
+            _ => return Err(wrong("a whole number")),
+        },
+        InputType::Json => value.clone(),
+        InputType::List => match value {
+            Value::Array(items) => {
+                if items.iter().any(|i| !i.is_string()) {
+                    return Err(wrong("a list of strings"));
+                }
+                value.clone()
+            }
+            Value::String(s) => Value::Array(
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(|p| Value::String(p.to_string()))
+                    .collect(),
+            ),
+            _ => return Err(wrong("a list of strings")),
+        },
+        InputType::KeyValueList => match value {
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    if !item.get("key").is_some_and(Value::is_string) || item.get("value").is_none()
+                    {
+                        return Err(ConnectorError::invalid_input(
+                            format!("{key}[{i}]"),
+                            "must be an object {\"key\": \"…\", \"value\": …}",
+                        ));
+                    }
+                }
+                value.clone()
+            }
+            Value::Object(map) => Value::Array(
+                map.iter()
+                    .map(|(k, v)| serde_json::json!({"key": k, "value": v}))
+                    .collect(),
+            ),
+            _ => return Err(wrong("a list of {key, value} objects")),
+        },
+    })
+}
+
+fn describe(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{ActionDef, input};
+    use crate::error::ErrorKind;
+    use serde_json::json;
+
+    fn def() -> ActionDef {
+        ActionDef {
+            key: "test",
+            label: "Test",
+            description: "",
+            deprecated: false,
+            inputs: vec![
+                input("entityType", "Entity Type", InputType::String, "").required(),
+                input("fetchAll", "Fetch All", InputType::Boolean, "").default(json!(false)),
+                input("pageSize", "Page Size", InputType::Integer, "")
+                    .default(json!(100))
+                    .range(1, 5000),
+                input("fieldNames", "Fields", InputType::List, ""),
+                input("dynamicValues", "Dyn", InputType::KeyValueList, ""),
+            ],
+        }
+    }
+
+    fn err_input(json: &str) -> String {
+        match Inputs::parse(&def(), json).unwrap_err().kind {
+            ErrorKind::InvalidInput { input } => input,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_and_coercion() {
+        let i = Inputs::parse(
+            &def(),
+            r#"{"entityType":"accounts","fetchAll":"true","pageSize":"50","fieldNames":"name, revenue","dynamicValues":{"a":1}}"#,
+        )
+        .unwrap();
+        assert!(i.bool("fetchAll"));
+        assert_eq!(i.u64("pageSize"), Some(50));
+        assert_eq!(i.list("fieldNames"), vec!["name", "revenue"]);
+        assert_eq!(i.pairs("dynamicValues"), vec![("a".to_string(), json!(1))]);
+        let d = Inputs::parse(&def(), r#"{"entityType":"accounts"}"#).unwrap();
+        assert_eq!(d.u64("pageSize"), Some(100));
+        assert!(!d.bool("fetchAll"));
+    }
+
+    #[test]
+    fn errors_name_the_input() {
+        assert_eq!(err_input("{}"), "entityType");
+        assert_eq!(err_input(r#"{"entityType":"a","pagesize":1}"#), "pagesize");
+        assert_eq!(err_input(r#"{"entityType":"a","pageSize":0}"#), "pageSize");
+        assert_eq!(
+            err_input(r#"{"entityType":"a","pageSize":"x"}"#),
+            "pageSize"
+        );
+        assert_eq!(err_input(r#"{"entityType":"a","fetchAll":3}"#), "fetchAll");
+        assert_eq!(
+            err_input(r#"{"entityType":"a","dynamicValues":[{"k":1}]}"#),
+            "dynamicValues[0]"
+        );
+        assert_eq!(err_input("[1]"), "inputs");
+        assert_eq!(err_input("{"), "inputs");
+    }
+}

@@ -1,0 +1,72 @@
+//! Microsoft Dynamics 365 (Dataverse Web API) connector.
+//!
+//! Compiled for `wasm32-wasip2` this crate is a WebAssembly component whose
+//! world is in `wit/connector.wit`; [`glue`] is the thin layer between the
+//! generated bindings and the plain-Rust modules below, which unit tests reach
+//! natively through a fake [`http::Platform`].
+//!
+//! Where things live:
+//! - [`connection`]: connection settings, Web API URL normalisation, token state;
+//! - [`auth`]: the OAuth 2.0 flows against the Microsoft identity platform;
+//! - [`client`]: a Web API session (token reuse, one refresh on 401);
+//! - [`http`]: request/response values and the platform trait (wasi:http);
+//! - [`catalog`] and [`inputs`]: what builders see, and validation against it;
+//! - [`actions`]: one module per group of actions;
+//! - [`error`] and [`secret`]: typed errors, redaction.
+
+pub mod actions;
+pub mod auth;
+pub mod catalog;
+pub mod client;
+pub mod connection;
+pub mod error;
+pub mod http;
+pub mod inputs;
+pub mod secret;
+
+#[cfg(target_family = "wasm")]
+mod glue;
+
+use connection::{ConnectionType, Settings, TokenState};
+use error::{ConnectorError, Result};
+use http::Platform;
+
+/// What `invoke` returns: the output JSON, and the new token state when the
+/// call fetched or refreshed a token.
+#[derive(Debug)]
+pub struct Invocation {
+    pub output: String,
+    pub state: Option<TokenState>,
+}
+
+/// The single entry builders call: validates the action key, the connection
+/// and the inputs, then runs the action.
+pub fn invoke(
+    platform: &mut dyn Platform,
+    action_key: &str,
+    kind: ConnectionType,
+    settings_json: &str,
+    state: Option<TokenState>,
+    inputs_json: &str,
+) -> Result<Invocation> {
+    let catalog = catalog::catalog();
+    let def = catalog
+        .action(action_key)
+        .ok_or_else(|| actions::unknown_action(action_key))?;
+    let settings = Settings::parse(kind, settings_json)?;
+    if let Some(allowed) = &settings.allowed_operations
+        && !allowed.iter().any(|a| a == action_key)
+    {
+        return Err(ConnectorError::forbidden(format!(
+            "action '{action_key}' is not in this connection's allowedOperations"
+        ))
+        .with_hint("Add the action key to allowedOperations to permit it."));
+    }
+    let inputs = inputs::Inputs::parse(def, inputs_json)?;
+    let mut session = client::Session::new(platform, settings, state);
+    let output = actions::run(action_key, &mut session, &inputs)?;
+    Ok(Invocation {
+        output: output.to_string(),
+        state: session.into_new_state(),
+    })
+}
