@@ -4,8 +4,9 @@
 //! from it (`d365 actions --yaml`) and a test keeps the two equal; input
 //! validation ([`crate::inputs`]) reads the same definitions.
 //!
-//! Only actions that work are listed: an action appears here in the same
-//! change that implements it.
+//! Connections are defined here; each action group defines its actions next
+//! to their code (`definitions()` in `src/actions/*.rs`). Only actions that
+//! work are listed: an action appears in the same change that implements it.
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -248,16 +249,6 @@ fn connections() -> Vec<ConnectionDef> {
     ]
 }
 
-fn actions() -> Vec<ActionDef> {
-    vec![ActionDef {
-        key: "getCurrentUser",
-        label: "Get Current User",
-        description: "WhoAmI: the calling user's UserId, BusinessUnitId and OrganizationId.",
-        deprecated: false,
-        inputs: vec![],
-    }]
-}
-
 /// The whole catalog.
 pub fn catalog() -> Catalog {
     Catalog {
@@ -266,7 +257,7 @@ pub fn catalog() -> Catalog {
         description: "Dataverse Web API (OData v4) connector: records, FetchXML, batches, metadata and raw requests.",
         version: CONNECTOR_VERSION,
         connections: connections(),
-        actions: actions(),
+        actions: crate::actions::definitions(),
     }
 }
 

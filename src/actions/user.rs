@@ -1,12 +1,30 @@
 //! `getCurrentUser`: the WhoAmI function.
 
+use crate::catalog::ActionDef;
 use crate::client::Session;
 use crate::error::{ConnectorError, Result};
 use crate::http::Method;
 use crate::inputs::Inputs;
 use serde_json::{Value, json};
 
-pub fn get_current_user(session: &mut Session<'_>, _inputs: &Inputs) -> Result<Value> {
+pub fn definitions() -> Vec<ActionDef> {
+    vec![ActionDef {
+        key: "getCurrentUser",
+        label: "Get Current User",
+        description: "WhoAmI: the calling user's UserId, BusinessUnitId and OrganizationId.",
+        deprecated: false,
+        inputs: vec![],
+    }]
+}
+
+pub fn run(key: &str, session: &mut Session<'_>, inputs: &Inputs) -> Option<Result<Value>> {
+    match key {
+        "getCurrentUser" => Some(get_current_user(session, inputs)),
+        _ => None,
+    }
+}
+
+fn get_current_user(session: &mut Session<'_>, _inputs: &Inputs) -> Result<Value> {
     let request = session.request(Method::Get, "WhoAmI")?;
     let body = session.send_json(request)?;
     let field = |name: &str| {
