@@ -130,9 +130,20 @@ impl Catalog {
         self.actions.iter().find(|a| a.key == key)
     }
 
+    /// The catalog as JSON, each action carrying its generated
+    /// `inputSchema` and `outputSchema` (JSON Schema 2020-12).
     pub fn to_json(&self) -> String {
         // Serialising plain owned data cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let Some(actions) = v.get_mut("actions").and_then(Value::as_array_mut) {
+            for (entry, def) in actions.iter_mut().zip(&self.actions) {
+                if let Some(obj) = entry.as_object_mut() {
+                    obj.insert("inputSchema".into(), crate::schema::input_schema(def));
+                    obj.insert("outputSchema".into(), crate::schema::output_schema(def.key));
+                }
+            }
+        }
+        v.to_string()
     }
 }
 

@@ -10,7 +10,8 @@
 //! - [`auth`]: the OAuth 2.0 flows against the Microsoft identity platform;
 //! - [`client`]: a Web API session (token reuse, one refresh on 401);
 //! - [`http`]: request/response values and the platform trait (wasi:http);
-//! - [`catalog`] and [`inputs`]: what builders see, and validation against it;
+//! - [`catalog`], [`schema`] and [`inputs`]: what builders see (JSON Schema
+//!   included), and validation against it;
 //! - [`actions`]: one module per group of actions;
 //! - [`error`] and [`secret`]: typed errors, redaction.
 
@@ -22,6 +23,7 @@ pub mod connection;
 pub mod error;
 pub mod http;
 pub mod inputs;
+pub mod schema;
 pub mod secret;
 
 #[cfg(target_family = "wasm")]

@@ -112,8 +112,94 @@ pub async fn run_action(
             });
             Ok(RunOutcome::Ok { output, refreshed })
         }
-        Err(e) => Ok(RunOutcome::Err(error_json(&e))),
+        Err(e) => {
+            let mut err = error_json(&e);
+            let catalog = host.describe().await.map_err(trap)?;
+            add_schema_path(&mut err, action, &catalog);
+            Ok(RunOutcome::Err(err))
+        }
     }
+}
+
+/// For an `invalid-input` error about one of the action's inputs, adds
+/// `schemaPath`: the JSON pointer of that input's schema in the catalog
+/// (connector.yaml), e.g. `/actions/queryEntities/inputSchema/properties/pageSize`.
+pub fn add_schema_path(err: &mut Value, action: &str, catalog_json: &str) {
+    let Some(input) = err.get("input").and_then(Value::as_str).map(str::to_string) else {
+        return;
+    };
+    let Ok(catalog) = serde_json::from_str::<Value>(catalog_json) else {
+        return;
+    };
+    let base = input.split(['[', '.']).next().unwrap_or(&input).to_string();
+    let Some(entry) = catalog["actions"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["key"] == action))
+    else {
+        return;
+    };
+    if entry["inputSchema"]["properties"].get(&base).is_some() {
+        let mut pointer = format!("/actions/{action}/inputSchema/properties/{base}");
+        if input.contains('[') {
+            pointer.push_str("/items");
+        }
+        err["schemaPath"] = json!(pointer);
+    }
+}
+
+/// One action for people: label, description, then every input.
+pub fn describe_action(catalog_json: &str, key: &str) -> Result<String> {
+    let catalog: Value = serde_json::from_str(catalog_json)?;
+    let action = catalog["actions"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["key"] == key))
+        .with_context(|| format!("no action '{key}' (see `d365 actions`)"))?;
+    let mut out = format!(
+        "{} ({key}){}\n{}\n\n",
+        action["label"].as_str().unwrap_or(""),
+        if action["deprecated"] == json!(true) {
+            " — deprecated"
+        } else {
+            ""
+        },
+        action["description"].as_str().unwrap_or("")
+    );
+    let inputs = action["inputs"].as_array().cloned().unwrap_or_default();
+    if inputs.is_empty() {
+        out.push_str("No inputs.\n");
+        return Ok(out);
+    }
+    let width = inputs
+        .iter()
+        .filter_map(|i| i["key"].as_str())
+        .map(str::len)
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    out.push_str(&format!(
+        "{:width$}  {:12}  {:8}  {:14}  {}\n",
+        "INPUT", "TYPE", "REQUIRED", "DEFAULT", "LABEL — COMMENT"
+    ));
+    for i in &inputs {
+        let default = match &i["default"] {
+            Value::Null => "—".to_string(),
+            v => v.to_string(),
+        };
+        out.push_str(&format!(
+            "{:width$}  {:12}  {:8}  {:14}  {} — {}\n",
+            i["key"].as_str().unwrap_or(""),
+            i["type"].as_str().unwrap_or(""),
+            if i["required"] == json!(true) {
+                "yes"
+            } else {
+                "no"
+            },
+            default,
+            i["label"].as_str().unwrap_or(""),
+            i["comment"].as_str().unwrap_or(""),
+        ));
+    }
+    Ok(out)
 }
 
 pub fn read_connection(path: &Path) -> Result<ConnectionFile> {

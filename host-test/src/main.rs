@@ -61,6 +61,15 @@ enum Command {
         #[arg(long)]
         yaml: bool,
     },
+    /// Show one action: its description and every input with type, default,
+    /// required flag and comment.
+    Describe {
+        /// The action key, e.g. queryEntities.
+        action: String,
+        /// Print the action's catalog entry (with its JSON Schemas) as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Sign in with the authorization code flow (PKCE) and save the tokens
     /// into the connection file: prints the URL to open, receives the
     /// redirect on the loopback port of the connection's redirectUri.
@@ -150,6 +159,24 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 print!("{}", cli::catalog_yaml(&catalog)?);
             } else {
                 print!("{}", cli::catalog_table(&catalog)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Describe { action, json } => {
+            let catalog = ConnectorHost::shared()
+                .map_err(trap)?
+                .describe()
+                .await
+                .map_err(trap)?;
+            if json {
+                let v: serde_json::Value = serde_json::from_str(&catalog)?;
+                let entry = v["actions"]
+                    .as_array()
+                    .and_then(|a| a.iter().find(|x| x["key"] == action.as_str()))
+                    .with_context(|| format!("no action '{action}' (see `d365 actions`)"))?;
+                println!("{}", serde_json::to_string_pretty(entry)?);
+            } else {
+                print!("{}", cli::describe_action(&catalog, &action)?);
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -1,0 +1,157 @@
+//! JSON Schema (draft 2020-12) for every action's inputs and outputs,
+//! generated from the catalog definitions — the same definitions that
+//! [`crate::inputs`] validates against, so schema and validation cannot drift.
+//! The schemas are part of the catalog JSON (`inputSchema`, `outputSchema` on
+//! each action) and therefore of connector.yaml.
+
+use crate::catalog::{ActionDef, InputDef, InputType};
+use serde_json::{Map, Value, json};
+
+pub const DIALECT: &str = "https://json-schema.org/draft/2020-12/schema";
+
+/// The schema of one action's inputs object.
+pub fn input_schema(action: &ActionDef) -> Value {
+    let mut properties = Map::new();
+    for input in &action.inputs {
+        properties.insert(input.key.to_string(), property(input));
+    }
+    let required: Vec<_> = action
+        .inputs
+        .iter()
+        .filter(|i| i.required)
+        .map(|i| i.key)
+        .collect();
+    json!({
+        "$schema": DIALECT,
+        "title": format!("{} inputs", action.label),
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": false,
+    })
+}
+
+fn property(input: &InputDef) -> Value {
+    let mut p = match input.ty {
+        InputType::String => json!({"type": "string"}),
+        InputType::Password => json!({"type": "string", "writeOnly": true}),
+        InputType::Code => json!({"type": "string", "contentMediaType": "application/xml"}),
+        // Builders often send "true"/"false"; the component accepts both.
+        InputType::Boolean => {
+            json!({"type": ["boolean", "string"], "enum": [true, false, "true", "false"]})
+        }
+        InputType::Integer => json!({"type": ["integer", "string"], "pattern": "^-?[0-9]+$"}),
+        InputType::Json => json!({}),
+        InputType::List => json!({
+            "anyOf": [
+                {"type": "array", "items": {"type": "string"}},
+                {"type": "string", "description": "comma-separated"}
+            ]
+        }),
+        InputType::KeyValueList => json!({
+            "anyOf": [
+                {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {"key": {"type": "string"}, "value": {}},
+                        "required": ["key", "value"]
+                    }
+                },
+                {"type": "object"}
+            ]
+        }),
+    };
+    let Some(obj) = p.as_object_mut() else {
+        return p;
+    };
+    obj.insert("title".into(), json!(input.label));
+    obj.insert("description".into(), json!(input.comment));
+    if let Some(d) = &input.default {
+        obj.insert("default".into(), d.clone());
+    }
+    if let Some(e) = &input.example {
+        obj.insert("examples".into(), json!([e]));
+    }
+    if let Some(c) = &input.choices {
+        obj.insert("enum".into(), json!(c));
+    }
+    if let (Some(min), Some(max)) = (input.min, input.max) {
+        obj.insert("minimum".into(), json!(min));
+        obj.insert("maximum".into(), json!(max));
+    }
+    p
+}
+
+const GUID: &str = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
+
+/// The schema of one action's output JSON.
+pub fn output_schema(key: &str) -> Value {
+    let body = match key {
+        "getCurrentUser" => json!({
+            "type": "object",
+            "properties": {
+                "UserId": {"type": "string", "pattern": GUID},
+                "BusinessUnitId": {"type": "string", "pattern": GUID},
+                "OrganizationId": {"type": "string", "pattern": GUID},
+            },
+            "required": ["UserId", "BusinessUnitId", "OrganizationId"],
+        }),
+        // Actions without a specific schema return a JSON object.
+        _ => json!({"type": "object"}),
+    };
+    let mut schema = json!({"$schema": DIALECT, "title": format!("{key} output")});
+    if let (Some(s), Some(b)) = (schema.as_object_mut(), body.as_object()) {
+        s.extend(b.clone());
+    }
+    schema
+}
+
+/// The JSON pointer, within an action's catalog entry, of an input's schema.
+pub fn input_pointer(action_key: &str, input_key: &str) -> String {
+    format!("/actions/{action_key}/inputSchema/properties/{input_key}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::catalog;
+
+    #[test]
+    fn every_action_has_object_schemas_listing_all_inputs() {
+        for action in &catalog().actions {
+            let s = input_schema(action);
+            assert_eq!(s["$schema"], DIALECT);
+            assert_eq!(s["additionalProperties"], false);
+            let props = s["properties"].as_object().unwrap();
+            assert_eq!(props.len(), action.inputs.len(), "{}", action.key);
+            for i in &action.inputs {
+                assert_eq!(props[i.key]["title"], i.label);
+                assert_eq!(
+                    s["required"].as_array().unwrap().contains(&json!(i.key)),
+                    i.required
+                );
+            }
+            assert_eq!(output_schema(action.key)["$schema"], DIALECT);
+        }
+    }
+
+    #[test]
+    fn defaults_and_ranges_are_carried() {
+        let def = ActionDef {
+            key: "t",
+            label: "T",
+            description: "",
+            deprecated: false,
+            inputs: vec![
+                crate::catalog::input("pageSize", "Records Per Page", InputType::Integer, "c")
+                    .default(json!(100))
+                    .range(1, 5000),
+            ],
+        };
+        let p = &input_schema(&def)["properties"]["pageSize"];
+        assert_eq!(p["default"], 100);
+        assert_eq!(p["minimum"], 1);
+        assert_eq!(p["maximum"], 5000);
+    }
+}
