@@ -1,6 +1,7 @@
 //! OAuth 2.0 against the Microsoft identity platform: client credentials, the
 //! authorization code flow with PKCE (S256), and refresh.
 
+use crate::assertion::CertificateCredential;
 use crate::connection::{Settings, TokenState};
 use crate::error::{ConnectorError, ErrorKind, Result};
 use crate::http::{Method, Platform, Request};
@@ -9,6 +10,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+
+/// The fixed `client_assertion_type` of certificate credentials.
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// Tokens are renewed this many seconds before they expire, so that a token
 /// never dies in flight.
@@ -60,8 +64,29 @@ pub fn pkce_challenge(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
-/// Client credentials grant with the client secret.
+/// Client credentials grant, with the certificate credential when the
+/// connection has one, else with the client secret.
 pub fn client_credentials(platform: &mut dyn Platform, settings: &Settings) -> Result<TokenState> {
+    if let Some(cert) = &settings.certificate {
+        let credential = CertificateCredential::parse(
+            &cert.pem,
+            cert.thumbprint.as_deref(),
+            cert.algorithm.as_deref(),
+        )?;
+        let assertion = Secret::new(credential.assertion(
+            platform,
+            &settings.client_id,
+            settings.token_url.as_str(),
+        )?);
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", settings.client_id.as_str()),
+            ("client_assertion_type", JWT_BEARER),
+            ("client_assertion", assertion.expose()),
+            ("scope", settings.scopes.as_str()),
+        ];
+        return token_request(platform, settings, &form, &[&assertion, &cert.pem]);
+    }
     let secret = settings
         .client_secret
         .clone()
@@ -260,6 +285,15 @@ fn aadsts_hint(code: &str) -> Option<&'static str> {
             "The PKCE code_verifier does not match the challenge: start the sign-in again."
         }
         "AADSTS70000" => "The authorization code is invalid or expired: start the sign-in again.",
+        "AADSTS700027" => {
+            "The certificate is not registered on the app, or the key does not match it: upload the certificate (its public part) to the app registration."
+        }
+        "AADSTS700024" => {
+            "The client assertion is outside its validity window: check this machine's clock."
+        }
+        "AADSTS70002" | "AADSTS50012" => {
+            "The client assertion's audience must be the token URL of the app's tenant."
+        }
         _ => return None,
     })
 }

@@ -187,6 +187,18 @@ pub struct Settings {
     pub scopes: String,
     /// When present, only these action keys may run (default-deny).
     pub allowed_operations: Option<Vec<String>>,
+    /// A certificate credential instead of the client secret.
+    pub certificate: Option<CertificateSettings>,
+}
+
+/// The inputs of a certificate credential, parsed lazily by
+/// [`crate::assertion::CertificateCredential::parse`].
+#[derive(Debug, Clone)]
+pub struct CertificateSettings {
+    /// PKCS#8 private key PEM, optionally followed by the certificate.
+    pub pem: Secret,
+    pub thumbprint: Option<String>,
+    pub algorithm: Option<String>,
 }
 
 const AUTH_CODE_KEYS: &[&str] = &[
@@ -206,6 +218,9 @@ const CLIENT_CREDENTIALS_KEYS: &[&str] = &[
     "scopes",
     "clientId",
     "clientSecret",
+    "certificatePem",
+    "certificateThumbprint",
+    "assertionAlgorithm",
     "allowedOperations",
 ];
 
@@ -281,10 +296,24 @@ impl Settings {
                 }
             },
         };
+        let certificate = optional_str(&map, "certificatePem")?
+            .filter(|p| !p.is_empty())
+            .map(|pem| -> Result<CertificateSettings> {
+                Ok(CertificateSettings {
+                    pem: Secret::new(pem),
+                    thumbprint: optional_str(&map, "certificateThumbprint")?,
+                    algorithm: optional_str(&map, "assertionAlgorithm")?,
+                })
+            })
+            .transpose()?;
         if kind == ConnectionType::ClientCredentials
+            && certificate.is_none()
             && client_secret.as_ref().is_none_or(Secret::is_empty)
         {
-            return Err(ConnectorError::invalid_input("clientSecret", "is required"));
+            return Err(ConnectorError::invalid_input(
+                "clientSecret",
+                "is required (or a certificate credential: certificatePem)",
+            ));
         }
         let allowed_operations = match map.get("allowedOperations") {
             None | Some(Value::Null) => None,
@@ -318,6 +347,7 @@ impl Settings {
             redirect_uri: optional_str(&map, "redirectUri")?,
             scopes,
             allowed_operations,
+            certificate,
         })
     }
 

@@ -16,6 +16,7 @@
 //! - [`error`] and [`secret`]: typed errors, redaction.
 
 pub mod actions;
+pub mod assertion;
 pub mod auth;
 pub mod catalog;
 pub mod client;

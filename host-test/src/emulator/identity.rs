@@ -33,7 +33,34 @@ pub struct AppRegistration {
     pub secret: Option<String>,
     /// The systemuser it acts as with client credentials.
     pub application_user: Option<String>,
+    /// Certificates uploaded to the app (certificate credentials).
+    pub certificates: Vec<RegisteredCertificate>,
 }
+
+/// The public part of a certificate credential, found by its thumbprints.
+#[derive(Debug, Clone)]
+pub struct RegisteredCertificate {
+    pub public_key: rsa::RsaPublicKey,
+    /// SHA-1 of the certificate's DER (`x5t`).
+    pub sha1: Vec<u8>,
+    /// SHA-256 of the certificate's DER (`x5t#S256`).
+    pub sha256: Vec<u8>,
+}
+
+impl RegisteredCertificate {
+    /// A certificate with DER bytes `der` certifying `public_key`.
+    pub fn new(public_key: rsa::RsaPublicKey, der: &[u8]) -> Self {
+        use sha1::Digest as _;
+        RegisteredCertificate {
+            public_key,
+            sha1: sha1::Sha1::digest(der).to_vec(),
+            sha256: Sha256::digest(der).to_vec(),
+        }
+    }
+}
+
+/// The fixed `client_assertion_type` of certificate credentials.
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 #[derive(Debug, Clone)]
 struct IssuedCode {
@@ -78,11 +105,13 @@ impl Identity {
                     client_id: CLIENT_CREDENTIALS_APP_ID.into(),
                     secret: Some(CLIENT_CREDENTIALS_SECRET.into()),
                     application_user: Some(data::USER_APP.into()),
+                    certificates: Vec::new(),
                 },
                 AppRegistration {
                     client_id: AUTH_CODE_APP_ID.into(),
                     secret: None,
                     application_user: None,
+                    certificates: Vec::new(),
                 },
             ],
             codes: HashMap::new(),
@@ -106,6 +135,17 @@ impl Identity {
     pub fn revoke_refresh_tokens(&mut self) {
         for g in self.refresh_tokens.values_mut() {
             g.revoked = true;
+        }
+    }
+
+    /// Uploads a certificate to an app registration.
+    pub fn register_certificate(&mut self, client_id: &str, certificate: RegisteredCertificate) {
+        if let Some(app) = self
+            .apps
+            .iter_mut()
+            .find(|a| a.client_id.eq_ignore_ascii_case(client_id))
+        {
+            app.certificates.push(certificate);
         }
     }
 
@@ -237,41 +277,58 @@ fn token(state: &mut State, request: &EmuRequest) -> EmuResponse {
             ),
         );
     };
-    // Client authentication: confidential apps must prove themselves; public
-    // clients must not send a secret.
+    // Client authentication: confidential apps prove themselves with a
+    // secret or a signed assertion; public clients must send neither.
     let secret = params.get("client_secret");
-    match (&app.secret, secret) {
-        (Some(_), None) => {
+    if let Some(assertion_type) = params.get("client_assertion_type") {
+        if assertion_type != JWT_BEARER {
             return aad_error(
                 state,
-                401,
-                "invalid_client",
-                7000218,
-                "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+                400,
+                "invalid_request",
+                70002,
+                "Error validating credentials. The client_assertion_type is not supported.",
             );
         }
-        (Some(expected), Some(given)) if expected != given => {
-            return aad_error(
-                state,
-                401,
-                "invalid_client",
-                7000215,
-                &format!(
-                    "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{}'.",
-                    app.client_id
-                ),
-            );
+        let expected_aud = format!("{origin}{}", request.uri().path());
+        if let Err(response) = verify_assertion(state, &app, get("client_assertion"), &expected_aud)
+        {
+            return response;
         }
-        (None, Some(_)) => {
-            return aad_error(
-                state,
-                401,
-                "invalid_client",
-                700025,
-                "Client is public so neither 'client_assertion' nor 'client_secret' should be presented.",
-            );
+    } else {
+        match (&app.secret, secret) {
+            (Some(_), None) => {
+                return aad_error(
+                    state,
+                    401,
+                    "invalid_client",
+                    7000218,
+                    "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+                );
+            }
+            (Some(expected), Some(given)) if expected != given => {
+                return aad_error(
+                    state,
+                    401,
+                    "invalid_client",
+                    7000215,
+                    &format!(
+                        "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{}'.",
+                        app.client_id
+                    ),
+                );
+            }
+            (None, Some(_)) => {
+                return aad_error(
+                    state,
+                    401,
+                    "invalid_client",
+                    700025,
+                    "Client is public so neither 'client_assertion' nor 'client_secret' should be presented.",
+                );
+            }
+            _ => {}
         }
-        _ => {}
     }
     match get("grant_type") {
         "client_credentials" => {
@@ -610,8 +667,129 @@ fn authorize(state: &mut State, request: &EmuRequest) -> EmuResponse {
     redirect_with(&[("code", &code), ("state", get("state"))])
 }
 
+/// Checks a certificate-credential assertion: a known certificate (by `x5t`
+/// or `x5t#S256`), a valid RS256/PS256 signature, `aud` = this token
+/// endpoint, `iss` = `sub` = the client id, and the time window.
+fn verify_assertion(
+    state: &State,
+    app: &AppRegistration,
+    jwt: &str,
+    expected_aud: &str,
+) -> Result<(), EmuResponse> {
+    use rsa::signature::Verifier as _;
+    let malformed = || {
+        aad_error(
+            state,
+            401,
+            "invalid_client",
+            50027,
+            "JWT token is invalid or malformed.",
+        )
+    };
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let [h, p, sig] = parts.as_slice() else {
+        return Err(malformed());
+    };
+    let decode = |s: &str| URL_SAFE_NO_PAD.decode(s).ok();
+    let header: serde_json::Value = decode(h)
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(malformed)?;
+    let claims: serde_json::Value = decode(p)
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(malformed)?;
+    let signature = decode(sig).ok_or_else(malformed)?;
+    let thumb = |name: &str| header.get(name).and_then(|v| v.as_str()).and_then(decode);
+    let cert = match (thumb("x5t#S256"), thumb("x5t")) {
+        (Some(t), _) => app.certificates.iter().find(|c| c.sha256 == t),
+        (None, Some(t)) => app.certificates.iter().find(|c| c.sha1 == t),
+        _ => None,
+    };
+    let signature_invalid = || {
+        aad_error(
+            state,
+            401,
+            "invalid_client",
+            700027,
+            &format!(
+                "Client assertion failed signature validation. Key was found, but use of the key to verify the signature failed, or the key was not found on app '{}'.",
+                app.client_id
+            ),
+        )
+    };
+    let Some(cert) = cert else {
+        return Err(signature_invalid());
+    };
+    let message = format!("{h}.{p}");
+    let verified = match header.get("alg").and_then(|v| v.as_str()) {
+        Some("PS256") => rsa::pss::Signature::try_from(signature.as_slice()).is_ok_and(|s| {
+            rsa::pss::VerifyingKey::<Sha256>::new(cert.public_key.clone())
+                .verify(message.as_bytes(), &s)
+                .is_ok()
+        }),
+        Some("RS256") => rsa::pkcs1v15::Signature::try_from(signature.as_slice()).is_ok_and(|s| {
+            rsa::pkcs1v15::VerifyingKey::<Sha256>::new(cert.public_key.clone())
+                .verify(message.as_bytes(), &s)
+                .is_ok()
+        }),
+        _ => false,
+    };
+    if !verified {
+        return Err(signature_invalid());
+    }
+    let claim = |k: &str| claims.get(k).and_then(|v| v.as_str()).unwrap_or("");
+    if claim("aud") != expected_aud {
+        return Err(aad_error_codes(
+            state,
+            401,
+            "invalid_client",
+            &[70002, 50012],
+            "Error validating credentials. AADSTS50012: Client assertion audience claim does not match Realm issuer.",
+        ));
+    }
+    if !claim("iss").eq_ignore_ascii_case(&app.client_id)
+        || !claim("sub").eq_ignore_ascii_case(&app.client_id)
+    {
+        return Err(aad_error_codes(
+            state,
+            401,
+            "invalid_client",
+            &[70002, 50012],
+            "Error validating credentials. AADSTS50012: Client assertion issuer and subject must be the client id.",
+        ));
+    }
+    let now = state.now();
+    let number = |k: &str| claims.get(k).and_then(|v| v.as_u64());
+    let in_window = match (number("nbf"), number("exp")) {
+        (Some(nbf), Some(exp)) => nbf <= now + 300 && exp > now,
+        _ => false,
+    };
+    if !in_window {
+        return Err(aad_error(
+            state,
+            401,
+            "invalid_client",
+            700024,
+            "Client assertion is not within its valid time range.",
+        ));
+    }
+    Ok(())
+}
+
 /// An identity-platform error body, shaped like Entra's.
 fn aad_error(state: &State, status: u16, error: &str, code: u64, text: &str) -> EmuResponse {
+    aad_error_codes(state, status, error, &[code], text)
+}
+
+/// Like [`aad_error`] with several codes (`error_codes: [70002, 50012]`); the
+/// description starts with the first.
+fn aad_error_codes(
+    state: &State,
+    status: u16,
+    error: &str,
+    codes: &[u64],
+    text: &str,
+) -> EmuResponse {
+    let code = codes.first().copied().unwrap_or(0);
     let trace = new_guid();
     let correlation = new_guid();
     let timestamp = format_timestamp(state.now());
@@ -622,7 +800,7 @@ fn aad_error(state: &State, status: u16, error: &str, code: u64, text: &str) -> 
             "error_description": format!(
                 "AADSTS{code}: {text}\r\nTrace ID: {trace}\r\nCorrelation ID: {correlation}\r\nTimestamp: {timestamp}"
             ),
-            "error_codes": [code],
+            "error_codes": codes,
             "timestamp": timestamp,
             "trace_id": trace,
             "correlation_id": correlation,
