@@ -156,6 +156,16 @@ fn allowed_operations() -> InputDef {
     )
 }
 
+fn region() -> InputDef {
+    input(
+        "region",
+        "Region",
+        InputType::String,
+        "Short form: with webApiUrl set to just the environment name (contoso), the region code builds https://contoso.{region}.dynamics.com.",
+    )
+    .choices(crate::connection::REGIONS)
+}
+
 fn web_api_url() -> InputDef {
     input(
         "webApiUrl",
@@ -175,6 +185,7 @@ fn connections() -> Vec<ConnectionDef> {
             description: "Delegated: acts as the signed-in Dynamics user (PKCE S256, refresh tokens).",
             inputs: vec![
                 web_api_url(),
+                region(),
                 input(
                     "scopes",
                     "Scopes",
@@ -227,6 +238,7 @@ fn connections() -> Vec<ConnectionDef> {
             description: "Server-to-server as an Application User of the environment.",
             inputs: vec![
                 web_api_url(),
+                region(),
                 input(
                     "tokenUrl",
                     "Token URL",

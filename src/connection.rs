@@ -56,10 +56,48 @@ pub struct WebApiUrl {
     service_root: Url,
 }
 
+/// Region host labels of `{org}.{region}.dynamics.com` (Microsoft's list:
+/// crm = North America, crm2 South America, crm3 Canada, crm4 EMEA, crm5
+/// APAC, crm6 Oceania, crm7 Japan, crm8 India, crm9 North America 2 (GCC),
+/// crm11 UK, crm12 France, crm14 UAE, crm15 Germany, crm16 Switzerland,
+/// crm17 Norway, crm19 Korea, crm20 Singapore, crm21 Sweden).
+pub const REGIONS: &[&str] = &[
+    "crm", "crm2", "crm3", "crm4", "crm5", "crm6", "crm7", "crm8", "crm9", "crm11", "crm12",
+    "crm14", "crm15", "crm16", "crm17", "crm19", "crm20", "crm21",
+];
+
 /// The API version data requests use, whatever version the user typed.
 pub const API_PATH: &str = "/api/data/v9.2/";
 
 impl WebApiUrl {
+    /// The short form: an environment name plus a region code, e.g.
+    /// `contoso` + `crm4` → `https://contoso.crm4.dynamics.com`.
+    pub fn from_org_and_region(org: &str, region: &str) -> Result<Self> {
+        let region = region.trim().to_ascii_lowercase();
+        if !REGIONS.contains(&region.as_str()) {
+            return Err(ConnectorError::invalid_input(
+                "region",
+                format!(
+                    "'{region}' is not a Dataverse region code (valid: {})",
+                    REGIONS.join(", ")
+                ),
+            ));
+        }
+        let org = org.trim().to_ascii_lowercase();
+        let valid_org = !org.is_empty()
+            && org.len() <= 63
+            && org.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !org.starts_with('-')
+            && !org.ends_with('-');
+        if !valid_org {
+            return Err(ConnectorError::invalid_input(
+                "webApiUrl",
+                format!("'{org}' is not an environment name (letters, digits and hyphens)"),
+            ));
+        }
+        Self::parse(&format!("https://{org}.{region}.dynamics.com"))
+    }
+
     /// Accepts `https://org.crm.dynamics.com`, `org.crm4.dynamics.com/`,
     /// `https://org.api.crm.dynamics.com/api/data/v9.2/` and the like.
     /// `http://` is allowed only for loopback hosts (tests, the emulator).
@@ -203,6 +241,7 @@ pub struct CertificateSettings {
 
 const AUTH_CODE_KEYS: &[&str] = &[
     "webApiUrl",
+    "region",
     "scopes",
     "clientId",
     "clientSecret",
@@ -214,6 +253,7 @@ const AUTH_CODE_KEYS: &[&str] = &[
 ];
 const CLIENT_CREDENTIALS_KEYS: &[&str] = &[
     "webApiUrl",
+    "region",
     "tokenUrl",
     "scopes",
     "clientId",
@@ -253,7 +293,13 @@ impl Settings {
                 ),
             ));
         }
-        let web_api = WebApiUrl::parse(&required_str(&map, "webApiUrl")?)?;
+        let url_text = required_str(&map, "webApiUrl")?;
+        let web_api = match optional_str(&map, "region")? {
+            Some(region) if !region.is_empty() => {
+                WebApiUrl::from_org_and_region(&url_text, &region)?
+            }
+            _ => WebApiUrl::parse(&url_text)?,
+        };
         let client_id = required_str(&map, "clientId")?;
         let client_secret = optional_str(&map, "clientSecret")?.map(Secret::new);
         let tenant = optional_str(&map, "tenantId")?.unwrap_or_else(|| "organizations".into());
@@ -437,6 +483,27 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn short_form_org_and_region() {
+        let w = WebApiUrl::from_org_and_region("contoso", "crm4").unwrap();
+        assert_eq!(w.origin(), "https://contoso.crm4.dynamics.com");
+        let e = WebApiUrl::from_org_and_region("contoso", "crm99").unwrap_err();
+        assert_eq!(
+            e.kind,
+            crate::error::ErrorKind::InvalidInput {
+                input: "region".into()
+            }
+        );
+        assert!(e.message.contains("crm11"), "lists the valid codes");
+        let e = WebApiUrl::from_org_and_region("con toso", "crm").unwrap_err();
+        assert_eq!(
+            e.kind,
+            crate::error::ErrorKind::InvalidInput {
+                input: "webApiUrl".into()
+            }
+        );
     }
 
     #[test]

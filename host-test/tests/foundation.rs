@@ -181,6 +181,43 @@ async fn allowed_operations_refuses_other_actions_before_sending() {
     assert!(env.emulator.log().is_empty());
 }
 
+/// `contoso` + `crm4` → https://contoso.crm4.dynamics.com: the requests reach
+/// that host (the in-process route answers for any host).
+#[tokio::test]
+async fn region_short_form_builds_the_regional_url() {
+    let mut env = Env::new();
+    let origin = "https://contoso.crm4.dynamics.com";
+    env.connection
+        .settings
+        .insert("webApiUrl".into(), json!("contoso"));
+    env.connection
+        .settings
+        .insert("region".into(), json!("crm4"));
+    env.connection.settings.insert(
+        "tokenUrl".into(),
+        json!(format!("{origin}/{}/oauth2/v2.0/token", data::TENANT_ID)),
+    );
+    env.ok("getCurrentUser", "{}").await;
+    let log = env.emulator.log();
+    let who = log
+        .iter()
+        .find(|r| r.path().ends_with("/WhoAmI"))
+        .expect("WhoAmI sent");
+    let host = &who.headers.iter().find(|(k, _)| k == "host").unwrap().1;
+    assert_eq!(host, "contoso.crm4.dynamics.com");
+    assert_eq!(who.target, "/api/data/v9.2/WhoAmI");
+
+    env.connection
+        .settings
+        .insert("region".into(), json!("crm99"));
+    let err = env.err("getCurrentUser", "{}").await;
+    assert_eq!(err["input"], "region");
+    assert!(
+        err["message"].as_str().unwrap().contains("crm4"),
+        "lists valid codes: {err}"
+    );
+}
+
 /// The full delegated flow: authorize URL (PKCE S256) → sign-in redirect →
 /// code exchange → WhoAmI as the user → refresh.
 #[tokio::test]

@@ -187,7 +187,10 @@ pub fn origin_of(request: &EmuRequest) -> String {
         .map(str::to_string)
         .or_else(|| request.uri().authority().map(|a| a.to_string()))
         .unwrap_or_else(|| "localhost".to_string());
-    format!("http://{host}")
+    // In-process requests carry the full URI (scheme included); a loopback
+    // server only sees the path, and is plain http.
+    let scheme = request.uri().scheme_str().unwrap_or("http");
+    format!("{scheme}://{host}")
 }
 
 fn route(state: &mut State, request: &EmuRequest) -> EmuResponse {
