@@ -12,6 +12,7 @@
 //! - [`http`]: request/response values and the platform trait (wasi:http);
 //! - [`catalog`] and [`inputs`]: what builders see, and validation against it;
 //! - [`actions`]: one module per group of actions;
+//! - [`trigger`]: the webhook trigger (request in, event or rejection out);
 //! - [`error`] and [`secret`]: typed errors, redaction.
 
 pub mod actions;
@@ -23,6 +24,7 @@ pub mod error;
 pub mod http;
 pub mod inputs;
 pub mod secret;
+pub mod trigger;
 
 #[cfg(target_family = "wasm")]
 mod glue;
