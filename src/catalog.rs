@@ -298,6 +298,10 @@ mod tests {
             inputs.dedup();
             assert_eq!(inputs.len(), a.inputs.len(), "duplicate input in {}", a.key);
         }
+        for t in &c.triggers {
+            assert!(c.action(t.key).is_none(), "{} is both", t.key);
+            assert!(c.trigger(t.key).is_some());
+        }
     }
 
     #[test]
