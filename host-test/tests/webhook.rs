@@ -586,3 +586,135 @@ fn cli_request_file_prints_the_event_or_the_rejection() {
     assert_eq!(rejection["status"], 400);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+// ---- delivery semantics (§8.4) ------------------------------------------
+
+/// A receiver that answers with `statuses` in turn (then 200) and counts
+/// the requests it got.
+async fn scripted_receiver(
+    statuses: Vec<u16>,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let counter = counter.clone();
+            let statuses = statuses.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |_req: hyper::Request<hyper::body::Incoming>| {
+                        let n = counter.fetch_add(1, Ordering::SeqCst);
+                        let status = statuses.get(n).copied().unwrap_or(200);
+                        async move {
+                            let mut res = hyper::Response::new(http_body_util::Full::new(
+                                bytes::Bytes::new(),
+                            ));
+                            *res.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                            Ok::<_, std::convert::Infallible>(res)
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (url, hits)
+}
+
+#[tokio::test]
+async fn gateway_errors_are_retried_once_and_others_are_not() {
+    use std::sync::atomic::Ordering;
+    let attributes = new_contact();
+    for (statuses, want_status, want_attempts) in [
+        (vec![503], 200, 2),
+        (vec![502, 504], 504, 2),
+        (vec![500], 500, 1),
+        (vec![404], 404, 1),
+    ] {
+        let (url, hits) = scripted_receiver(statuses.clone()).await;
+        let emulator = Emulator::new(Config::default());
+        let id = emulator
+            .register_webhook("h", &url, WebhookAuth::WebhookKey(KEY.into()))
+            .unwrap();
+        emulator
+            .register_webhook_step(&id, StepRegistration::new(Message::Create, "contact"))
+            .unwrap();
+        let records = emulator.fire_webhooks(&create_write(&attributes)).await;
+        assert_eq!(records[0].status, Some(want_status), "{statuses:?}");
+        assert_eq!(records[0].attempts, want_attempts, "{statuses:?}");
+        assert_eq!(hits.load(Ordering::SeqCst), want_attempts as usize);
+        assert_eq!(records[0].succeeded(), want_status == 200);
+    }
+}
+
+/// An asynchronous step queued by a write is sent in the background after
+/// `handle` answered, and lands in the delivery log.
+#[tokio::test]
+async fn queued_asynchronous_webhook_is_delivered_in_the_background() {
+    let (server, mut deliveries) = listener::listen(host(), 0, "{}".into()).await.unwrap();
+    let emulator = Emulator::new(Config::default());
+    let id = emulator
+        .register_webhook(
+            "async",
+            &server.url(),
+            WebhookAuth::HttpQueryString(vec![("tenant".into(), "a".into())]),
+        )
+        .unwrap();
+    emulator
+        .register_webhook_step(&id, StepRegistration::new(Message::Delete, "contact"))
+        .unwrap();
+    let before = row(json!({"firstname": "Ana"}));
+    let none = Map::new();
+    let queued = emulator.state().queue_webhooks(&Write {
+        message: Message::Delete,
+        entity: "contact",
+        record_id: RECORD,
+        attributes: &none,
+        pre_image: Some(&before),
+        post_image: None,
+        user_id: data::USER_APP,
+    });
+    assert_eq!(queued, 1);
+    let request = http::Request::get("http://localhost/nothing-here")
+        .body(bytes::Bytes::new())
+        .unwrap();
+    emulator.handle(request).await;
+    let Some(Delivery::Event(event)) =
+        tokio::time::timeout(Duration::from_secs(30), deliveries.recv())
+            .await
+            .expect("delivered")
+    else {
+        panic!("expected an event");
+    };
+    assert_eq!(event["MessageName"], "Delete");
+    assert_eq!(event["authenticated"], false);
+    assert_eq!(
+        event["Target"],
+        json!({"id": RECORD, "logicalName": "contact", "name": null})
+    );
+    assert_eq!(
+        event["PreEntityImages"],
+        json!({}),
+        "no image was registered"
+    );
+    // The background task records the outcome after the listener answered.
+    let mut records = emulator.webhook_deliveries();
+    for _ in 0..100 {
+        if !records.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        records = emulator.webhook_deliveries();
+    }
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].status, Some(200));
+    server.shutdown();
+}
