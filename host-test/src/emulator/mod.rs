@@ -1,8 +1,8 @@
 //! A Dataverse emulator: the Microsoft identity platform token endpoint and
 //! the Dataverse Web API, behaving as Microsoft documents them (status codes,
-//! headers, error bodies), with seeded data, a request log and injectable
-//! faults. It runs in-process ([`Emulator::handle`]) or as a loopback server
-//! ([`server::serve`]).
+//! headers, error bodies), with seeded data, a request log, injectable
+//! faults and outbound webhooks ([`webhooks`]). It runs in-process
+//! ([`Emulator::handle`]) or as a loopback server ([`server::serve`]).
 //!
 //! This module tree imports nothing from the wasmtime host, so it could move
 //! to its own crate unchanged.
