@@ -20,6 +20,7 @@ pub struct Catalog {
     pub description: &'static str,
     pub version: &'static str,
     pub connections: Vec<ConnectionDef>,
+    pub triggers: Vec<TriggerDef>,
     pub actions: Vec<ActionDef>,
 }
 
@@ -38,6 +39,15 @@ pub struct ActionDef {
     pub description: &'static str,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub deprecated: bool,
+    pub inputs: Vec<InputDef>,
+}
+
+/// A trigger: something that starts a flow (defined in [`crate::trigger`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct TriggerDef {
+    pub key: &'static str,
+    pub label: &'static str,
+    pub description: &'static str,
     pub inputs: Vec<InputDef>,
 }
 
@@ -128,6 +138,10 @@ impl InputDef {
 impl Catalog {
     pub fn action(&self, key: &str) -> Option<&ActionDef> {
         self.actions.iter().find(|a| a.key == key)
+    }
+
+    pub fn trigger(&self, key: &str) -> Option<&TriggerDef> {
+        self.triggers.iter().find(|t| t.key == key)
     }
 
     /// The catalog as JSON, each action carrying its generated
@@ -298,6 +312,7 @@ pub fn catalog() -> Catalog {
         description: "Dataverse Web API (OData v4) connector: records, FetchXML, batches, metadata and raw requests.",
         version: CONNECTOR_VERSION,
         connections: connections(),
+        triggers: crate::trigger::definitions(),
         actions: crate::actions::definitions(),
     }
 }
@@ -324,6 +339,10 @@ mod tests {
             inputs.dedup();
             assert_eq!(inputs.len(), a.inputs.len(), "duplicate input in {}", a.key);
         }
+        for t in &c.triggers {
+            assert!(c.action(t.key).is_none(), "{} is both", t.key);
+            assert!(c.trigger(t.key).is_some());
+        }
     }
 
     #[test]
@@ -337,5 +356,11 @@ mod tests {
                 .iter()
                 .any(|a| a["key"] == "getCurrentUser")
         );
+        let webhook = &v["triggers"][0];
+        assert_eq!(webhook["key"], "webhook");
+        assert_eq!(webhook["inputs"][0]["key"], "webhookKey");
+        assert_eq!(webhook["inputs"][0]["label"], "Webhook Authentication Key");
+        assert_eq!(webhook["inputs"][0]["type"], "password");
+        assert_eq!(webhook["inputs"][0]["required"], false);
     }
 }

@@ -21,7 +21,9 @@ wit_bindgen::generate!({
 });
 
 use d365::connector::types as wit;
-use exports::d365::connector::{actions, catalog, oauth2_auth_code, oauth2_client_credentials};
+use exports::d365::connector::{
+    actions, catalog, oauth2_auth_code, oauth2_client_credentials, webhook,
+};
 
 struct Component;
 
@@ -144,5 +146,33 @@ impl actions::Guest for Component {
             state: inv.state.map(to_wit_state),
         })
         .map_err(to_wit_error)
+    }
+}
+
+impl webhook::Guest for Component {
+    fn handle(
+        request: webhook::IncomingWebhook,
+        inputs: String,
+    ) -> Result<webhook::WebhookEvent, webhook::WebhookRejection> {
+        let request = crate::trigger::WebhookRequest {
+            method: request.method,
+            url: request.url,
+            headers: request.headers,
+            body: request.body,
+        };
+        crate::trigger::handle_webhook(&request, &inputs)
+            .map(|e| webhook::WebhookEvent {
+                authenticated: e.authenticated,
+                message_name: e.message_name,
+                primary_entity_name: e.primary_entity_name,
+                primary_entity_id: e.primary_entity_id,
+                payload: e.payload.to_string(),
+            })
+            .map_err(|r| webhook::WebhookRejection {
+                status: r.status,
+                headers: r.headers,
+                body: r.body,
+                reason: r.reason,
+            })
     }
 }

@@ -4,7 +4,7 @@
 //! (`"true"`, `"100"`, `"name,revenue"`), which are coerced here once so that
 //! actions only ever see canonical JSON types.
 
-use crate::catalog::{ActionDef, InputType};
+use crate::catalog::{ActionDef, InputDef, InputType};
 use crate::error::{ConnectorError, Result};
 use serde_json::{Map, Value};
 
@@ -15,6 +15,12 @@ pub struct Inputs {
 
 impl Inputs {
     pub fn parse(def: &ActionDef, json: &str) -> Result<Inputs> {
+        Self::parse_for(def.key, &def.inputs, json)
+    }
+
+    /// Like [`Self::parse`] for anything with inputs (actions, triggers);
+    /// `owner` is the key named in messages.
+    pub fn parse_for(owner: &str, defs: &[InputDef], json: &str) -> Result<Inputs> {
         let json = if json.trim().is_empty() { "{}" } else { json };
         let value: Value = serde_json::from_str(json).map_err(|e| {
             ConnectorError::invalid_input("inputs", format!("not valid JSON ({e})"))
@@ -27,9 +33,9 @@ impl Inputs {
         };
         if let Some(unknown) = raw
             .keys()
-            .find(|k| !def.inputs.iter().any(|i| i.key == k.as_str()))
+            .find(|k| !defs.iter().any(|i| i.key == k.as_str()))
         {
-            let known: Vec<_> = def.inputs.iter().map(|i| i.key).collect();
+            let known: Vec<_> = defs.iter().map(|i| i.key).collect();
             let known = if known.is_empty() {
                 "none".to_string()
             } else {
@@ -37,11 +43,11 @@ impl Inputs {
             };
             return Err(ConnectorError::invalid_input(
                 unknown.clone(),
-                format!("is not an input of {} (inputs: {known})", def.key),
+                format!("is not an input of {owner} (inputs: {known})"),
             ));
         }
         let mut values = Map::new();
-        for input in &def.inputs {
+        for input in defs {
             let given = raw.get(input.key).filter(|v| !v.is_null());
             let value = match (given, &input.default) {
                 (Some(v), _) => coerce(input.key, input.ty, v)?,

@@ -13,6 +13,7 @@
 //! - [`catalog`], [`schema`] and [`inputs`]: what builders see (JSON Schema
 //!   included), and validation against it;
 //! - [`actions`]: one module per group of actions;
+//! - [`trigger`]: the webhook trigger (request in, event or rejection out);
 //! - [`error`] and [`secret`]: typed errors, redaction.
 
 pub mod actions;
@@ -26,6 +27,7 @@ pub mod http;
 pub mod inputs;
 pub mod schema;
 pub mod secret;
+pub mod trigger;
 
 #[cfg(target_family = "wasm")]
 mod glue;

@@ -247,5 +247,16 @@ pub fn catalog_table(catalog_json: &str) -> Result<String> {
             a["label"].as_str().unwrap_or("")
         ));
     }
+    let triggers = value["triggers"].as_array().cloned().unwrap_or_default();
+    if !triggers.is_empty() {
+        out.push_str(&format!("\n{:width$}  {}\n", "TRIGGER", "LABEL"));
+        for t in &triggers {
+            out.push_str(&format!(
+                "{:width$}  {}\n",
+                t["key"].as_str().unwrap_or(""),
+                t["label"].as_str().unwrap_or("")
+            ));
+        }
+    }
     Ok(out)
 }

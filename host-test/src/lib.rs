@@ -1,7 +1,9 @@
 //! The native side of the d365 connector: a wasmtime host for the component
 //! ([`host`]), a Dataverse emulator ([`emulator`], standalone: it imports
-//! nothing from the host), and the pieces of the `d365` CLI ([`cli`]).
+//! nothing from the host), the pieces of the `d365` CLI ([`cli`]), and the
+//! webhook trigger's listener ([`trigger`]).
 
 pub mod cli;
 pub mod emulator;
 pub mod host;
+pub mod trigger;

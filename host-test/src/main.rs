@@ -5,7 +5,8 @@ use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use host_test::cli::{self, RunOutcome};
 use host_test::emulator::{self, Emulator};
-use host_test::host::{ConnectorHost, Route, error_json, trap};
+use host_test::host::{ConnectorHost, Route, error_json, rejection_json, trap};
+use host_test::trigger::{self as webhook_host, Delivery};
 use http_body_util::Full;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -77,6 +78,32 @@ enum Command {
         /// An oauth2AuthCode connection file (with redirectUri).
         #[arg(long)]
         connection: PathBuf,
+    },
+    /// Run one of the connector's triggers.
+    Trigger {
+        #[command(subcommand)]
+        trigger: TriggerCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TriggerCommand {
+    /// The webhook trigger. With --listen: serve it on 127.0.0.1:PORT, print
+    /// each accepted event as one JSON line on stdout (rejections as JSON
+    /// lines on stderr) until interrupted; the listening URL is printed on
+    /// stderr first. With --request-file: run it once on that request and
+    /// print the event (exit 0) or the rejection on stderr (exit 1).
+    #[command(group = clap::ArgGroup::new("source").required(true).args(["listen", "request_file"]))]
+    Webhook {
+        /// Port to listen on (0 picks a free one).
+        #[arg(long)]
+        listen: Option<u16>,
+        /// A JSON file {method, url, headers, body} holding one request.
+        #[arg(long)]
+        request_file: Option<PathBuf>,
+        /// The webhookKey input: requests must carry it as ?code=…
+        #[arg(long)]
+        key: Option<String>,
     },
 }
 
@@ -181,7 +208,63 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Login { connection } => login(&connection).await,
+        Command::Trigger {
+            trigger:
+                TriggerCommand::Webhook {
+                    listen,
+                    request_file,
+                    key,
+                },
+        } => webhook(listen, request_file, key).await,
     }
+}
+
+/// `d365 trigger webhook`.
+async fn webhook(
+    listen: Option<u16>,
+    request_file: Option<PathBuf>,
+    key: Option<String>,
+) -> Result<ExitCode> {
+    let inputs = match key {
+        Some(k) => serde_json::json!({ "webhookKey": k }).to_string(),
+        None => "{}".to_string(),
+    };
+    let host = ConnectorHost::shared().map_err(trap)?;
+    if let Some(path) = request_file {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let request = webhook_host::request_from_json(&text)
+            .with_context(|| format!("in {}", path.display()))?;
+        return match host.webhook(&request, &inputs).await.map_err(trap)? {
+            Ok(event) => {
+                let v: serde_json::Value = serde_json::from_str(&event.payload)?;
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(rejection) => {
+                eprintln!(
+                    "{}",
+                    serde_json::to_string_pretty(&rejection_json(&rejection))?
+                );
+                Ok(ExitCode::from(1))
+            }
+        };
+    }
+    let port = listen.context("--listen PORT or --request-file F is required")?;
+    let (listener, mut deliveries) = webhook_host::listen(host, port, inputs).await?;
+    eprintln!("listening on {}", listener.url());
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            delivery = deliveries.recv() => match delivery {
+                Some(Delivery::Event(v)) => println!("{v}"),
+                Some(Delivery::Rejected(v)) => eprintln!("{v}"),
+                None => break,
+            },
+        }
+    }
+    listener.shutdown();
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The authorization code flow with a loopback redirect listener.

@@ -440,6 +440,7 @@ fn component_imports_only_allowed_interfaces() {
         "catalog",
         "oauth2-auth-code",
         "oauth2-client-credentials",
+        "webhook",
     ] {
         assert!(
             exports

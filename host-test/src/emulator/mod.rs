@@ -1,8 +1,8 @@
 //! A Dataverse emulator: the Microsoft identity platform token endpoint and
 //! the Dataverse Web API, behaving as Microsoft documents them (status codes,
-//! headers, error bodies), with seeded data, a request log and injectable
-//! faults. It runs in-process ([`Emulator::handle`]) or as a loopback server
-//! ([`server::serve`]).
+//! headers, error bodies), with seeded data, a request log, injectable
+//! faults and outbound webhooks ([`webhooks`]). It runs in-process
+//! ([`Emulator::handle`]) or as a loopback server ([`server::serve`]).
 //!
 //! This module tree imports nothing from the wasmtime host, so it could move
 //! to its own crate unchanged.
@@ -12,6 +12,7 @@ pub mod identity;
 pub mod response;
 pub mod server;
 pub mod webapi;
+pub mod webhooks;
 
 use bytes::Bytes;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,6 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use data::Directory;
 pub use identity::{AppRegistration, Identity};
+pub use webhooks::{DeliveryRecord, Webhooks};
 
 /// A request as the emulator sees it (body read in full).
 pub type EmuRequest = http::Request<Bytes>;
@@ -81,6 +83,8 @@ pub struct State {
     pub faults: Faults,
     /// Added to the wall clock: lets tests age tokens without waiting.
     pub clock_offset_secs: i64,
+    /// Registered webhooks, queued deliveries and their log.
+    pub webhooks: Webhooks,
 }
 
 impl State {
@@ -91,6 +95,23 @@ impl State {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         real.saturating_add_signed(self.clock_offset_secs)
+    }
+
+    /// Milliseconds since the Unix epoch, as the emulator's clock reads it.
+    pub fn now_ms(&self) -> i64 {
+        let real = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        real.saturating_add(self.clock_offset_secs.saturating_mul(1000))
+    }
+
+    /// Queues the webhook deliveries one write causes (call from the record
+    /// store's write path, under the lock); [`Emulator::handle`] sends them
+    /// once the lock is released. Returns how many were queued.
+    pub fn queue_webhooks(&mut self, write: &webhooks::Write<'_>) -> usize {
+        let now_ms = self.now_ms();
+        self.webhooks.on_write(&self.directory, now_ms, write)
     }
 }
 
@@ -104,6 +125,7 @@ impl Emulator {
     pub fn new(config: Config) -> Self {
         let directory = Directory::seeded(config.generated_records);
         let identity = Identity::seeded(&directory);
+        let webhooks = Webhooks::new(&format!("{}.crm.dynamics.com", directory.organization_name));
         Emulator {
             state: Arc::new(Mutex::new(State {
                 config,
@@ -112,6 +134,7 @@ impl Emulator {
                 log: Vec::new(),
                 faults: Faults::default(),
                 clock_offset_secs: 0,
+                webhooks,
             })),
         }
     }
@@ -154,7 +177,75 @@ impl Emulator {
             headers,
             body_len,
         });
+        let pending = self.state().webhooks.take_pending();
+        if !pending.is_empty() {
+            self.dispatch_webhooks(pending).await;
+        }
         response
+    }
+
+    /// Sends queued deliveries: synchronous steps before returning (as
+    /// Dataverse runs them inside the operation), asynchronous ones in the
+    /// background. Outcomes land in [`Webhooks::deliveries`].
+    async fn dispatch_webhooks(&self, pending: Vec<webhooks::Delivery>) {
+        let timeout = self.state().webhooks.timeout;
+        for delivery in pending {
+            let emulator = self.clone();
+            let synchronous = delivery.mode == webhooks::Mode::Synchronous;
+            let send = async move {
+                let record = webhooks::send(&delivery, timeout).await;
+                emulator.state().webhooks.record(record);
+            };
+            if synchronous {
+                send.await;
+            } else {
+                tokio::spawn(send);
+            }
+        }
+    }
+
+    /// Registers a webhook service endpoint (see [`Webhooks::register_endpoint`]).
+    pub fn register_webhook(
+        &self,
+        name: &str,
+        url: &str,
+        auth: webhooks::WebhookAuth,
+    ) -> Result<String, String> {
+        self.state().webhooks.register_endpoint(name, url, auth)
+    }
+
+    /// Registers a step on an endpoint (see [`Webhooks::register_step`]).
+    pub fn register_webhook_step(
+        &self,
+        endpoint_id: &str,
+        step: webhooks::StepRegistration,
+    ) -> Result<String, String> {
+        self.state().webhooks.register_step(endpoint_id, step)
+    }
+
+    /// Raises the webhooks for one write and waits for every delivery,
+    /// synchronous or not; returns their outcomes (also logged).
+    pub async fn fire_webhooks(&self, write: &webhooks::Write<'_>) -> Vec<DeliveryRecord> {
+        let (deliveries, timeout) = {
+            let state = self.state();
+            let now_ms = state.now_ms();
+            (
+                state.webhooks.build(&state.directory, now_ms, write),
+                state.webhooks.timeout,
+            )
+        };
+        let mut records = Vec::new();
+        for delivery in deliveries {
+            let record = webhooks::send(&delivery, timeout).await;
+            self.state().webhooks.record(record.clone());
+            records.push(record);
+        }
+        records
+    }
+
+    /// Every webhook delivery made so far.
+    pub fn webhook_deliveries(&self) -> Vec<DeliveryRecord> {
+        self.state().webhooks.deliveries().to_vec()
     }
 
     /// A copy of the request log.

@@ -32,6 +32,8 @@ pub use d365::connector::types::{
     TokenState,
 };
 
+pub use exports::d365::connector::webhook::{IncomingWebhook, WebhookEvent, WebhookRejection};
+
 /// The release `.wasm` that build.rs produced.
 pub const COMPONENT_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/d365_connector.wasm"));
 
@@ -124,6 +126,20 @@ impl ConnectorHost {
         instance
             .d365_connector_actions()
             .call_invoke(&mut store, action_key, connection, inputs)
+            .await
+    }
+
+    /// `webhook.handle`: runs the webhook trigger on one received request.
+    /// The trigger makes no outgoing requests, so no route is needed.
+    pub async fn webhook(
+        &self,
+        request: &IncomingWebhook,
+        inputs: &str,
+    ) -> wasmtime::Result<Result<WebhookEvent, WebhookRejection>> {
+        let (mut store, instance) = self.instance(&Route::Network).await?;
+        instance
+            .d365_connector_webhook()
+            .call_handle(&mut store, request, inputs)
             .await
     }
 
@@ -292,4 +308,14 @@ pub fn error_json(e: &ConnectorError) -> Value {
 /// callers that use anyhow.
 pub fn trap(e: wasmtime::Error) -> anyhow::Error {
     anyhow::anyhow!("{e:?}")
+}
+
+/// A webhook rejection as JSON (the shape the CLI prints).
+pub fn rejection_json(r: &WebhookRejection) -> Value {
+    json!({
+        "status": r.status,
+        "headers": r.headers.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
+        "body": r.body,
+        "reason": r.reason,
+    })
 }
