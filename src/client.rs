@@ -7,6 +7,7 @@ use crate::auth::{self, EXPIRY_MARGIN_SECS};
 use crate::connection::{ConnectionType, Settings, TokenState, WebApiUrl};
 use crate::error::{ConnectorError, Result};
 use crate::http::{Method, Platform, Request, Response};
+use crate::retry::{Decision, Outcome, Plan, jitter_from};
 use serde_json::Value;
 use url::Url;
 
@@ -100,9 +101,17 @@ impl<'p> Session<'p> {
             .header("OData-Version", "4.0")
     }
 
-    /// Sends with the bearer token. A 401 gets exactly one token renewal and
-    /// one retry. Returns every answer, success or not; see [`Self::send_ok`].
-    pub fn send(&mut self, mut request: Request) -> Result<Response> {
+    /// Sends with the bearer token under the connection's retry policy
+    /// ([`crate::retry`]). A 401 gets exactly one token renewal and one
+    /// retry. Returns the last answer, success or not; see [`Self::send_ok`].
+    pub fn send(&mut self, request: Request) -> Result<Response> {
+        let plan = self.settings.retry.safe();
+        self.send_with(request, &plan)
+    }
+
+    /// Like [`Self::send`] with an explicit retry plan (rawRequest's options).
+    /// Sleeps between attempts go through the platform (wasi:clocks).
+    pub fn send_with(&mut self, mut request: Request, plan: &Plan) -> Result<Response> {
         if !self.web_api().is_same_origin(&request.url) {
             return Err(ConnectorError::invalid_input(
                 "url",
@@ -112,13 +121,32 @@ impl<'p> Session<'p> {
         }
         let token = self.access_token()?;
         request.set_header("Authorization", format!("Bearer {token}"));
-        let response = self.platform.send(&request)?;
-        if response.status != 401 {
-            return Ok(response);
+        let started = self.platform.monotonic_ms();
+        let mut retries = 0;
+        let mut renewed = false;
+        loop {
+            let result = self.platform.send(&request);
+            if !renewed && matches!(&result, Ok(r) if r.status == 401) {
+                // The token may have been revoked or expired early: renew once.
+                renewed = true;
+                let token = self.renew_token()?;
+                request.set_header("Authorization", format!("Bearer {token}"));
+                continue;
+            }
+            let outcome = match &result {
+                Ok(response) => Outcome::Response(response),
+                Err(e) => Outcome::Failed(e),
+            };
+            let elapsed = self.platform.monotonic_ms().saturating_sub(started);
+            let jitter = jitter_from(&self.platform.random_bytes(8));
+            match plan.decide(request.method, retries, elapsed, outcome, jitter) {
+                Decision::Stop => return result,
+                Decision::Retry { wait_ms } => {
+                    self.platform.sleep_ms(wait_ms);
+                    retries += 1;
+                }
+            }
         }
-        let token = self.renew_token()?;
-        request.set_header("Authorization", format!("Bearer {token}"));
-        self.platform.send(&request)
     }
 
     /// Sends and turns any non-2xx answer into a typed error.

@@ -2,6 +2,7 @@
 //! normalised once, and the token state the host keeps for it.
 
 use crate::error::{ConnectorError, Result};
+use crate::retry::RetryPolicy;
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -187,6 +188,8 @@ pub struct Settings {
     pub scopes: String,
     /// When present, only these action keys may run (default-deny).
     pub allowed_operations: Option<Vec<String>>,
+    /// How every action retries (the `retryPolicy` setting; see [`crate::retry`]).
+    pub retry: RetryPolicy,
 }
 
 const AUTH_CODE_KEYS: &[&str] = &[
@@ -199,6 +202,7 @@ const AUTH_CODE_KEYS: &[&str] = &[
     "tenantId",
     "redirectUri",
     "allowedOperations",
+    "retryPolicy",
 ];
 const CLIENT_CREDENTIALS_KEYS: &[&str] = &[
     "webApiUrl",
@@ -207,6 +211,7 @@ const CLIENT_CREDENTIALS_KEYS: &[&str] = &[
     "clientId",
     "clientSecret",
     "allowedOperations",
+    "retryPolicy",
 ];
 
 impl Settings {
@@ -308,6 +313,17 @@ impl Settings {
                 ));
             }
         };
+        let retry = match map.get("retryPolicy") {
+            None | Some(Value::Null) => RetryPolicy::default(),
+            // Builders often hand JSON settings over as text.
+            Some(Value::String(text)) => {
+                let parsed: Value = serde_json::from_str(text).map_err(|e| {
+                    ConnectorError::invalid_input("retryPolicy", format!("is not JSON ({e})"))
+                })?;
+                RetryPolicy::from_setting(&parsed)?
+            }
+            Some(v) => RetryPolicy::from_setting(v)?,
+        };
         Ok(Settings {
             kind,
             web_api,
@@ -318,6 +334,7 @@ impl Settings {
             redirect_uri: optional_str(&map, "redirectUri")?,
             scopes,
             allowed_operations,
+            retry,
         })
     }
 
@@ -441,6 +458,13 @@ mod tests {
             a.authorize_url.as_str(),
             "https://login.microsoftonline.com/organizations/oauth2/v2.0/authorize"
         );
+        assert_eq!(a.retry, RetryPolicy::default());
+        let r = Settings::parse(
+            ConnectionType::AuthCode,
+            r#"{"webApiUrl":"https://org.crm.dynamics.com","clientId":"c","retryPolicy":{"maxRetries":1}}"#,
+        )
+        .unwrap();
+        assert_eq!(r.retry.max_retries, 1);
         let e = Settings::parse(
             ConnectionType::AuthCode,
             r#"{"webApiUrl":"x","clientid":"c"}"#,
