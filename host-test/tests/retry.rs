@@ -415,3 +415,32 @@ fn cli_emulator_flags_inject_429_and_503() {
         ]
     );
 }
+
+/// Stand-in, until record actions exist, for "fetchAll over 12,000 records
+/// with a 429 on every 5th request": a run of calls under periodic
+/// throttling all succeed, each throttled request retried exactly once.
+#[tokio::test(start_paused = true)]
+async fn periodic_throttling_loses_no_call() {
+    let mut env = Env::new();
+    env.ok("getCurrentUser", "{}").await;
+    env.emulator.set_faults(Faults::throttle_every(5, 2));
+    let started = tokio::time::Instant::now();
+    for i in 0..20 {
+        let out = if i % 2 == 0 {
+            env.ok("getCurrentUser", "{}").await["UserId"].clone()
+        } else {
+            env.ok("rawRequest", &raw(json!({"maxRetries": 1}))).await["body"]["UserId"].clone()
+        };
+        assert_eq!(out, emulator::data::USER_APP, "call {i}");
+    }
+    let stats = env.emulator.fault_stats();
+    let throttled = stats.injected.len() as u64;
+    assert_eq!(stats.requests, 20 + throttled, "one extra attempt per 429");
+    assert!(throttled >= 4, "{stats:?}");
+    assert!(stats.injected.iter().all(|s| *s == 429));
+    assert_eq!(
+        started.elapsed().as_secs(),
+        2 * throttled,
+        "Retry-After: 2 each time"
+    );
+}
