@@ -378,6 +378,7 @@ fn cli_emulator_flags_inject_429_and_503() {
             "3",
         ])
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("d365 starts");
     let mut line = String::new();
@@ -385,6 +386,11 @@ fn cli_emulator_flags_inject_429_and_503() {
         .read_line(&mut line)
         .unwrap();
     let base = line.trim().to_string();
+    if !base.starts_with("http://") {
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).ok();
+        panic!("d365 emulator did not start: stdout {line:?}, stderr {stderr}");
+    }
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let statuses: Vec<(u16, Option<String>)> = runtime.block_on(async {
         let mut out = Vec::new();
