@@ -126,14 +126,18 @@ impl Injected {
 
 /// Faults a test or the CLI can switch on. Several may hit one request:
 /// tokens are expired first, then the delay is served, then the first
-/// matching injected error answers (else the real endpoint does), and
-/// finally the body may be cut.
+/// matching injected error answers (else the real endpoint does, and an
+/// after-processing error may replace its answer), and finally the body may
+/// be cut.
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
     /// Answer every Web API call with 401, whatever the token.
     pub reject_all_tokens: bool,
-    /// Error answers, first match wins.
+    /// Error answers instead of processing, first match wins.
     pub errors: Vec<(Trigger, Injected)>,
+    /// Error answers after the request was processed (a write applied, then
+    /// the gateway fails: the case where a client retry would duplicate).
+    pub errors_after_processing: Vec<(Trigger, Injected)>,
     /// Wait this long before answering (an async sleep: tokio's paused
     /// clock skips it).
     pub delay: Option<(Trigger, Duration)>,
@@ -181,6 +185,12 @@ impl Faults {
         self
     }
 
+    /// Processes the request, then answers `injected` instead of the result.
+    pub fn with_error_after_processing(mut self, trigger: Trigger, injected: Injected) -> Self {
+        self.errors_after_processing.push((trigger, injected));
+        self
+    }
+
     pub fn with_delay(mut self, trigger: Trigger, delay: Duration) -> Self {
         self.delay = Some((trigger, delay));
         self
@@ -211,6 +221,11 @@ impl Faults {
                 .iter()
                 .find(|(t, _)| t.fires(n))
                 .map(|(_, e)| e.clone()),
+            error_after_processing: self
+                .errors_after_processing
+                .iter()
+                .find(|(t, _)| t.fires(n))
+                .map(|(_, e)| e.clone()),
             cut_body: self.cut_body.is_some_and(|t| t.fires(n)),
         }
     }
@@ -230,6 +245,7 @@ pub struct FaultPlan {
     pub expire_tokens: bool,
     pub delay: Option<Duration>,
     pub error: Option<Injected>,
+    pub error_after_processing: Option<Injected>,
     pub cut_body: bool,
 }
 
@@ -318,6 +334,22 @@ mod tests {
         let body: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
         assert_eq!(body["error"]["code"], "0x80072322");
         assert!(Faults::throttle_every(2, 17).plan(1).error.is_none());
+    }
+
+    #[test]
+    fn errors_before_and_after_processing() {
+        let f = Faults::fail_next(1, 503)
+            .with_error_after_processing(Trigger::Nth(2), Injected::Status(502));
+        let first = f.plan(1);
+        assert_eq!(
+            first.error.map(|e| e.response().status()),
+            Some(503.try_into().unwrap())
+        );
+        assert!(first.error_after_processing.is_none());
+        let second = f.plan(2);
+        assert!(second.error.is_none());
+        assert_eq!(second.error_after_processing, Some(Injected::Status(502)));
+        assert_eq!(f.plan(3), FaultPlan::default());
     }
 
     #[test]

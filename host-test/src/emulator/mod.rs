@@ -163,11 +163,14 @@ impl Emulator {
             // Outside the lock, and on tokio's clock (paused in tests).
             tokio::time::sleep(delay).await;
         }
-        let mut response = match &plan.error {
-            Some(injected) => injected.response(),
-            None => {
-                let mut state = self.state();
-                route(&mut state, &request)
+        let mut response = match (&plan.error, &plan.error_after_processing) {
+            (Some(injected), _) => injected.response(),
+            (None, after) => {
+                let real = {
+                    let mut state = self.state();
+                    route(&mut state, &request)
+                };
+                after.as_ref().map_or(real, Injected::response)
             }
         };
         if plan.cut_body {
@@ -200,7 +203,7 @@ impl Emulator {
         if plan.delay.is_some() {
             state.fault_stats.delayed += 1;
         }
-        if let Some(injected) = &plan.error {
+        if let Some(injected) = plan.error.as_ref().or(plan.error_after_processing.as_ref()) {
             let status = injected.response().status().as_u16();
             state.fault_stats.injected.push(status);
         }
