@@ -373,7 +373,19 @@ async fn raw_request_deprecated_behaves_the_same_and_is_marked() {
         )
         .await;
     assert_eq!(out["body"]["UserId"], data::USER_APP);
-    let catalog: Value = serde_json::from_str(&host().describe().await.unwrap()).unwrap();
+    let described = host().describe().await.unwrap();
+    let table = host_test::cli::catalog_table(&described).unwrap();
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("rawRequestDeprecated "))
+        .expect("listed by d365 actions");
+    assert!(line.ends_with("(deprecated)"), "{line}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("rawRequest ") && !l.contains("deprecated"))
+    );
+    let catalog: Value = serde_json::from_str(&described).unwrap();
     let action = |key: &str| {
         catalog["actions"]
             .as_array()
