@@ -180,6 +180,16 @@ fn region() -> InputDef {
     .choices(crate::connection::REGIONS)
 }
 
+fn retry_policy() -> InputDef {
+    input(
+        "retryPolicy",
+        "Retry Policy",
+        InputType::Json,
+        "How every action retries throttling (429, with Retry-After), 503, 502/504 and network errors; writes are retried only when they cannot have been applied. Object with any of maxRetries (default 5), baseDelayMs (1000), maxDelayMs (30000), maxRetryAfterSeconds (300), maxTotalSeconds (600).",
+    )
+    .example(json!({"maxRetries": 3, "maxTotalSeconds": 120}))
+}
+
 fn web_api_url() -> InputDef {
     input(
         "webApiUrl",
@@ -244,6 +254,7 @@ fn connections() -> Vec<ConnectionDef> {
                     "Must equal a redirect URI registered on the app, e.g. http://localhost:8400/callback.",
                 ),
                 allowed_operations(),
+                retry_policy(),
             ],
         },
         ConnectionDef {
@@ -299,6 +310,7 @@ fn connections() -> Vec<ConnectionDef> {
                 )
                 .choices(&["PS256", "RS256"]),
                 allowed_operations(),
+                retry_policy(),
             ],
         },
     ]

@@ -7,6 +7,7 @@ use crate::auth::{self, EXPIRY_MARGIN_SECS};
 use crate::connection::{ConnectionType, Settings, TokenState, WebApiUrl};
 use crate::error::{ConnectorError, Result};
 use crate::http::{Method, Platform, Request, Response};
+use crate::retry::{Decision, Outcome, Plan, jitter_from};
 use serde_json::Value;
 use url::Url;
 
@@ -100,9 +101,17 @@ impl<'p> Session<'p> {
             .header("OData-Version", "4.0")
     }
 
-    /// Sends with the bearer token. A 401 gets exactly one token renewal and
-    /// one retry. Returns every answer, success or not; see [`Self::send_ok`].
-    pub fn send(&mut self, mut request: Request) -> Result<Response> {
+    /// Sends with the bearer token under the connection's retry policy
+    /// ([`crate::retry`]). A 401 gets exactly one token renewal and one
+    /// retry. Returns the last answer, success or not; see [`Self::send_ok`].
+    pub fn send(&mut self, request: Request) -> Result<Response> {
+        let plan = self.settings.retry.safe();
+        self.send_with(request, &plan)
+    }
+
+    /// Like [`Self::send`] with an explicit retry plan (rawRequest's options).
+    /// Sleeps between attempts go through the platform (wasi:clocks).
+    pub fn send_with(&mut self, mut request: Request, plan: &Plan) -> Result<Response> {
         if !self.web_api().is_same_origin(&request.url) {
             return Err(ConnectorError::invalid_input(
                 "url",
@@ -112,13 +121,32 @@ impl<'p> Session<'p> {
         }
         let token = self.access_token()?;
         request.set_header("Authorization", format!("Bearer {token}"));
-        let response = self.platform.send(&request)?;
-        if response.status != 401 {
-            return Ok(response);
+        let started = self.platform.monotonic_ms();
+        let mut retries = 0;
+        let mut renewed = false;
+        loop {
+            let result = self.platform.send(&request);
+            if !renewed && matches!(&result, Ok(r) if r.status == 401) {
+                // The token may have been revoked or expired early: renew once.
+                renewed = true;
+                let token = self.renew_token()?;
+                request.set_header("Authorization", format!("Bearer {token}"));
+                continue;
+            }
+            let outcome = match &result {
+                Ok(response) => Outcome::Response(response),
+                Err(e) => Outcome::Failed(e),
+            };
+            let elapsed = self.platform.monotonic_ms().saturating_sub(started);
+            let jitter = jitter_from(&self.platform.random_bytes(8));
+            match plan.decide(request.method, retries, elapsed, outcome, jitter) {
+                Decision::Stop => return result,
+                Decision::Retry { wait_ms } => {
+                    self.platform.sleep_ms(wait_ms);
+                    retries += 1;
+                }
+            }
         }
-        let token = self.renew_token()?;
-        request.set_header("Authorization", format!("Bearer {token}"));
-        self.platform.send(&request)
     }
 
     /// Sends and turns any non-2xx answer into a typed error.
@@ -152,4 +180,141 @@ pub fn parse_json(response: &Response) -> Result<Value> {
         ))
         .with_status(response.status)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connection::ConnectionType;
+
+    /// Answers from a script, records what was sent and slept; time only
+    /// moves when the session sleeps.
+    struct Scripted {
+        answers: Vec<Response>,
+        sent: Vec<String>,
+        slept: Vec<u64>,
+        clock_ms: u64,
+    }
+
+    impl Platform for Scripted {
+        fn send(&mut self, request: &Request) -> Result<Response> {
+            let auth = request
+                .headers
+                .iter()
+                .find(|(n, _)| n == "Authorization")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            self.sent
+                .push(format!("{} {auth}", request.method.as_str()));
+            if self.answers.is_empty() {
+                return Err(ConnectorError::transport("script exhausted"));
+            }
+            Ok(self.answers.remove(0))
+        }
+        fn now_unix(&self) -> u64 {
+            1_700_000_000
+        }
+        fn monotonic_ms(&self) -> u64 {
+            self.clock_ms
+        }
+        fn sleep_ms(&mut self, ms: u64) {
+            self.slept.push(ms);
+            self.clock_ms += ms;
+        }
+        fn random_bytes(&mut self, len: usize) -> Vec<u8> {
+            vec![0; len]
+        }
+    }
+
+    fn answer(status: u16, headers: &[(&str, &str)], body: &str) -> Response {
+        Response {
+            status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    fn run(answers: Vec<Response>, method: Method) -> (Result<Response>, Scripted) {
+        let mut platform = Scripted {
+            answers,
+            sent: Vec::new(),
+            slept: Vec::new(),
+            clock_ms: 0,
+        };
+        let settings = Settings::parse(
+            ConnectionType::AuthCode,
+            r#"{"webApiUrl":"https://org.crm.dynamics.com","clientId":"c"}"#,
+        )
+        .unwrap();
+        let token = TokenState {
+            access_token: "t1".into(),
+            expires_at: 1_800_000_000,
+            refresh_token: Some("r".into()),
+            scope: None,
+        };
+        let result = {
+            let mut session = Session::new(&mut platform, settings, Some(token));
+            let request = session.request(method, "WhoAmI").unwrap();
+            session.send(request)
+        };
+        (result, platform)
+    }
+
+    #[test]
+    fn throttled_then_ok_sleeps_retry_after_through_the_platform() {
+        let (result, p) = run(
+            vec![
+                answer(
+                    429,
+                    &[("Retry-After", "7")],
+                    r#"{"error":{"code":"0x80072322","message":"x"}}"#,
+                ),
+                answer(503, &[], ""),
+                answer(200, &[], "{}"),
+            ],
+            Method::Post,
+        );
+        assert_eq!(result.unwrap().status, 200);
+        assert_eq!(p.sent.len(), 3);
+        // Retry-After 7 s, then the schedule's second step (2 s, no jitter).
+        assert_eq!(p.slept, [7_000, 2_000]);
+    }
+
+    #[test]
+    fn a_post_meeting_a_500_or_502_is_sent_once() {
+        for status in [500, 502, 504] {
+            let (result, p) = run(
+                vec![answer(status, &[], ""), answer(200, &[], "")],
+                Method::Post,
+            );
+            assert_eq!(result.unwrap().status, status);
+            assert_eq!(p.sent.len(), 1, "{status}");
+            assert!(p.slept.is_empty());
+        }
+        let (result, p) = run(
+            vec![answer(502, &[], ""), answer(200, &[], "")],
+            Method::Get,
+        );
+        assert_eq!(result.unwrap().status, 200);
+        assert_eq!(p.sent.len(), 2);
+    }
+
+    #[test]
+    fn a_401_renews_once_without_counting_as_a_retry() {
+        let token = r#"{"access_token":"t2","expires_in":3599,"token_type":"Bearer"}"#;
+        let (result, p) = run(
+            vec![
+                answer(401, &[], ""),
+                answer(200, &[], token),
+                answer(401, &[], ""),
+            ],
+            Method::Get,
+        );
+        assert_eq!(result.unwrap().status, 401);
+        assert_eq!(p.sent, ["GET Bearer t1", "POST ", "GET Bearer t2"]);
+        assert!(p.slept.is_empty());
+    }
 }

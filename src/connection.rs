@@ -2,6 +2,7 @@
 //! normalised once, and the token state the host keeps for it.
 
 use crate::error::{ConnectorError, Result};
+use crate::retry::RetryPolicy;
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -227,6 +228,8 @@ pub struct Settings {
     pub allowed_operations: Option<Vec<String>>,
     /// A certificate credential instead of the client secret.
     pub certificate: Option<CertificateSettings>,
+    /// How every action retries (the `retryPolicy` setting; see [`crate::retry`]).
+    pub retry: RetryPolicy,
 }
 
 /// The inputs of a certificate credential, parsed lazily by
@@ -250,6 +253,7 @@ const AUTH_CODE_KEYS: &[&str] = &[
     "tenantId",
     "redirectUri",
     "allowedOperations",
+    "retryPolicy",
 ];
 const CLIENT_CREDENTIALS_KEYS: &[&str] = &[
     "webApiUrl",
@@ -262,6 +266,7 @@ const CLIENT_CREDENTIALS_KEYS: &[&str] = &[
     "certificateThumbprint",
     "assertionAlgorithm",
     "allowedOperations",
+    "retryPolicy",
 ];
 
 impl Settings {
@@ -383,6 +388,17 @@ impl Settings {
                 ));
             }
         };
+        let retry = match map.get("retryPolicy") {
+            None | Some(Value::Null) => RetryPolicy::default(),
+            // Builders often hand JSON settings over as text.
+            Some(Value::String(text)) => {
+                let parsed: Value = serde_json::from_str(text).map_err(|e| {
+                    ConnectorError::invalid_input("retryPolicy", format!("is not JSON ({e})"))
+                })?;
+                RetryPolicy::from_setting(&parsed)?
+            }
+            Some(v) => RetryPolicy::from_setting(v)?,
+        };
         Ok(Settings {
             kind,
             web_api,
@@ -394,6 +410,7 @@ impl Settings {
             scopes,
             allowed_operations,
             certificate,
+            retry,
         })
     }
 
@@ -538,6 +555,13 @@ mod tests {
             a.authorize_url.as_str(),
             "https://login.microsoftonline.com/organizations/oauth2/v2.0/authorize"
         );
+        assert_eq!(a.retry, RetryPolicy::default());
+        let r = Settings::parse(
+            ConnectionType::AuthCode,
+            r#"{"webApiUrl":"https://org.crm.dynamics.com","clientId":"c","retryPolicy":{"maxRetries":1}}"#,
+        )
+        .unwrap();
+        assert_eq!(r.retry.max_retries, 1);
         let e = Settings::parse(
             ConnectionType::AuthCode,
             r#"{"webApiUrl":"x","clientid":"c"}"#,

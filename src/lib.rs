@@ -8,7 +8,8 @@
 //! Where things live:
 //! - [`connection`]: connection settings, Web API URL normalisation, token state;
 //! - [`auth`]: the OAuth 2.0 flows against the Microsoft identity platform;
-//! - [`client`]: a Web API session (token reuse, one refresh on 401);
+//! - [`client`]: a Web API session (token reuse, one refresh on 401, retries);
+//! - [`retry`]: the retry policy every action shares;
 //! - [`http`]: request/response values and the platform trait (wasi:http);
 //! - [`catalog`], [`schema`] and [`inputs`]: what builders see (JSON Schema
 //!   included), and validation against it;
@@ -25,6 +26,7 @@ pub mod connection;
 pub mod error;
 pub mod http;
 pub mod inputs;
+pub mod retry;
 pub mod schema;
 pub mod secret;
 pub mod trigger;

@@ -52,6 +52,21 @@ enum Command {
         /// Write a ready-to-use client-credentials connection file here.
         #[arg(long)]
         connection_out: Option<PathBuf>,
+        /// Answer every Nth Web API request with 429 Too Many Requests
+        /// (service protection body, Retry-After).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        inject_429_every: Option<u64>,
+        /// The Retry-After of injected 429s, in seconds.
+        #[arg(
+            long,
+            value_name = "S",
+            default_value_t = 1,
+            requires = "inject_429_every"
+        )]
+        retry_after: u64,
+        /// Answer every Nth Web API request with 503 Service Unavailable.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        inject_503_every: Option<u64>,
     },
     /// List the connector's actions as the component reports them.
     Actions {
@@ -156,11 +171,33 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             port,
             records,
             connection_out,
+            inject_429_every,
+            retry_after,
+            inject_503_every,
         } => {
             let emulator = Emulator::new(emulator::Config {
                 generated_records: records,
                 ..Default::default()
             });
+            let mut faults = emulator::Faults::default();
+            if let Some(n) = inject_429_every {
+                faults = faults.with_error(
+                    emulator::Trigger::Every(n),
+                    emulator::Injected::Throttle {
+                        retry_after_secs: retry_after,
+                        limit: emulator::Limit::Requests,
+                    },
+                );
+            }
+            if let Some(n) = inject_503_every {
+                faults = faults.with_error(
+                    emulator::Trigger::Every(n),
+                    emulator::Injected::Unavailable {
+                        retry_after_secs: None,
+                    },
+                );
+            }
+            emulator.set_faults(faults);
             let server = emulator::server::serve(emulator, port).await?;
             let base = server.base_url();
             if let Some(path) = connection_out {

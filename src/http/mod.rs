@@ -39,6 +39,23 @@ impl Method {
     }
 }
 
+/// The `code` of a transport error (the platform could not complete the
+/// exchange), named after the wasi:http `error-code` cases they group.
+pub mod transport_code {
+    /// Nothing reached the server: the connection was refused.
+    pub const CONNECTION_REFUSED: &str = "connection-refused";
+    /// Nothing reached the server: no connection within the timeout.
+    pub const CONNECT_TIMEOUT: &str = "connection-timeout";
+    /// Nothing reached the server: name resolution failed or timed out.
+    pub const DNS: &str = "dns-error";
+    /// The host name does not exist.
+    pub const HOST_NOT_FOUND: &str = "host-not-found";
+    /// The request was sent but no complete answer came in time.
+    pub const RESPONSE_TIMEOUT: &str = "response-timeout";
+    /// The connection broke after the request was (maybe) sent.
+    pub const CONNECTION_BROKEN: &str = "connection-broken";
+}
+
 /// An outgoing request. `url` is absolute.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -125,9 +142,18 @@ impl Response {
 /// What the connector needs from its host: HTTP, the time, sleeping and
 /// randomness. Nothing else — no files, sockets or environment.
 pub trait Platform {
+    /// Sends one request. A failure to reach the server or to read its answer
+    /// is an error whose `code` is one of [`transport_code`], so that the
+    /// retry policy can tell whether the request can have been applied.
     fn send(&mut self, request: &Request) -> Result<Response>;
     /// Seconds since the Unix epoch.
     fn now_unix(&self) -> u64;
+    /// Milliseconds on a monotonic clock (wasi:clocks), for bounding the total
+    /// time of retries. The default reads the wall clock, for platforms
+    /// without a monotonic one.
+    fn monotonic_ms(&self) -> u64 {
+        self.now_unix().saturating_mul(1000)
+    }
     fn sleep_ms(&mut self, ms: u64);
     fn random_bytes(&mut self, len: usize) -> Vec<u8>;
 }

@@ -1,6 +1,6 @@
 //! [`Platform`] over wasi:http, wasi:clocks and wasi:random.
 
-use super::{MAX_RESPONSE_BYTES, Method, Platform, Request, Response};
+use super::{MAX_RESPONSE_BYTES, Method, Platform, Request, Response, transport_code};
 use crate::error::{ConnectorError, Result};
 use wasi::http::outgoing_handler;
 use wasi::http::types::{
@@ -18,6 +18,10 @@ impl Platform for WasiPlatform {
 
     fn now_unix(&self) -> u64 {
         wasi::clocks::wall_clock::now().seconds
+    }
+
+    fn monotonic_ms(&self) -> u64 {
+        wasi::clocks::monotonic_clock::now() / 1_000_000
     }
 
     fn sleep_ms(&mut self, ms: u64) {
@@ -160,8 +164,10 @@ fn read_body(body: &IncomingBody) -> Result<Vec<u8>> {
                     .unwrap_or_else(|| e.to_debug_string());
                 return Err(if detail.contains("Timeout") {
                     ConnectorError::timeout(format!("response body stalled: {detail}"))
+                        .with_code(transport_code::RESPONSE_TIMEOUT)
                 } else {
                     ConnectorError::transport(format!("response body broken: {detail}"))
+                        .with_code(transport_code::CONNECTION_BROKEN)
                 });
             }
         }
@@ -181,19 +187,41 @@ fn map_stream_error(e: StreamError) -> ConnectorError {
 }
 
 fn map_error_code(code: ErrorCode) -> ConnectorError {
+    use transport_code as tc;
     match code {
-        ErrorCode::ConnectionTimeout
-        | ErrorCode::ConnectionReadTimeout
+        ErrorCode::ConnectionTimeout => {
+            ConnectorError::timeout(format!("no connection in time ({code:?})"))
+                .with_code(tc::CONNECT_TIMEOUT)
+        }
+        ErrorCode::DnsTimeout => ConnectorError::timeout(format!("no name resolution in time ({code:?})"))
+            .with_code(tc::DNS),
+        ErrorCode::ConnectionReadTimeout
         | ErrorCode::ConnectionWriteTimeout
-        | ErrorCode::HttpResponseTimeout
-        | ErrorCode::DnsTimeout => ConnectorError::timeout(format!("no answer in time ({code:?})")),
+        | ErrorCode::HttpResponseTimeout => {
+            ConnectorError::timeout(format!("no answer in time ({code:?})"))
+                .with_code(tc::RESPONSE_TIMEOUT)
+        }
         ErrorCode::DnsError(_) | ErrorCode::DestinationNotFound => {
-            ConnectorError::transport(format!("host not found ({code:?})")).with_hint(
+            ConnectorError::transport(format!("host not found ({code:?})"))
+                .with_code(tc::HOST_NOT_FOUND)
+                .with_hint(
                 "Check the Web API URL: the environment name and the region (crm, crm4, crm11 …) must match your environment.",
             )
         }
-        ErrorCode::ConnectionRefused => {
-            ConnectorError::transport("connection refused").with_hint("Is the host reachable and the port right?")
+        ErrorCode::ConnectionRefused => ConnectorError::transport("connection refused")
+            .with_code(tc::CONNECTION_REFUSED)
+            .with_hint("Is the host reachable and the port right?"),
+        ErrorCode::DestinationUnavailable
+        | ErrorCode::DestinationIpUnroutable
+        | ErrorCode::ConnectionLimitReached => {
+            ConnectorError::transport(format!("could not connect ({code:?})"))
+                .with_code(tc::CONNECTION_REFUSED)
+        }
+        ErrorCode::ConnectionTerminated
+        | ErrorCode::HttpResponseIncomplete
+        | ErrorCode::HttpProtocolError => {
+            ConnectorError::transport(format!("the connection broke ({code:?})"))
+                .with_code(tc::CONNECTION_BROKEN)
         }
         other => ConnectorError::transport(format!("HTTP transport error: {other:?}")),
     }

@@ -8,6 +8,7 @@
 //! to its own crate unchanged.
 
 pub mod data;
+pub mod faults;
 pub mod identity;
 pub mod response;
 pub mod server;
@@ -19,6 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use data::Directory;
+pub use faults::{FaultStats, Faults, Injected, Limit, Trigger};
 pub use identity::{AppRegistration, Identity};
 pub use webhooks::{DeliveryRecord, Webhooks};
 
@@ -55,6 +57,9 @@ pub struct LoggedRequest {
     /// Request headers (Authorization values replaced by `Bearer ***`).
     pub headers: Vec<(String, String)>,
     pub body_len: usize,
+    /// The request body, for Web API requests only (token requests carry
+    /// secrets and are never kept).
+    pub body: Bytes,
 }
 
 impl LoggedRequest {
@@ -65,13 +70,14 @@ impl LoggedRequest {
     pub fn is_token_request(&self) -> bool {
         self.path().ends_with("/oauth2/v2.0/token")
     }
-}
 
-/// Faults a test can switch on.
-#[derive(Debug, Clone, Default)]
-pub struct Faults {
-    /// Answer every Web API call with 401, whatever the token.
-    pub reject_all_tokens: bool,
+    /// The first request header of that name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// Everything the emulator knows, behind one lock.
@@ -81,6 +87,8 @@ pub struct State {
     pub directory: Directory,
     pub log: Vec<LoggedRequest>,
     pub faults: Faults,
+    /// What the faults did since they were last set.
+    pub fault_stats: FaultStats,
     /// Added to the wall clock: lets tests age tokens without waiting.
     pub clock_offset_secs: i64,
     /// Registered webhooks, queued deliveries and their log.
@@ -133,6 +141,7 @@ impl Emulator {
                 directory,
                 log: Vec::new(),
                 faults: Faults::default(),
+                fault_stats: FaultStats::default(),
                 clock_offset_secs: 0,
                 webhooks,
             })),
@@ -166,16 +175,38 @@ impl Emulator {
             })
             .collect();
         let body_len = request.body().len();
-        let response = {
-            let mut state = self.state();
-            route(&mut state, &request)
+        let path = request.uri().path().to_string();
+        let body = if path.starts_with("/api/data/") {
+            request.body().clone()
+        } else {
+            Bytes::new()
         };
+        let plan = self.fault_plan(&path);
+        if let Some(delay) = plan.delay {
+            // Outside the lock, and on tokio's clock (paused in tests).
+            tokio::time::sleep(delay).await;
+        }
+        let mut response = match (&plan.error, &plan.error_after_processing) {
+            (Some(injected), _) => injected.response(),
+            (None, after) => {
+                let real = {
+                    let mut state = self.state();
+                    route(&mut state, &request)
+                };
+                after.as_ref().map_or(real, Injected::response)
+            }
+        };
+        if plan.cut_body {
+            let keep = response.body().len() / 2;
+            response.extensions_mut().insert(faults::CutBody { keep });
+        }
         self.state().log.push(LoggedRequest {
             method,
             target,
             status: response.status().as_u16(),
             headers,
             body_len,
+            body,
         });
         let pending = self.state().webhooks.take_pending();
         if !pending.is_empty() {
@@ -248,6 +279,31 @@ impl Emulator {
         self.state().webhooks.deliveries().to_vec()
     }
 
+    /// Counts a Web API request and decides which faults hit it.
+    fn fault_plan(&self, path: &str) -> faults::FaultPlan {
+        let mut state = self.state();
+        if !state.faults.applies_to(path) {
+            return faults::FaultPlan::default();
+        }
+        state.fault_stats.requests += 1;
+        let plan = state.faults.plan(state.fault_stats.requests);
+        if plan.expire_tokens {
+            state.identity.expire_access_tokens();
+            state.fault_stats.tokens_expired += 1;
+        }
+        if plan.delay.is_some() {
+            state.fault_stats.delayed += 1;
+        }
+        if let Some(injected) = plan.error.as_ref().or(plan.error_after_processing.as_ref()) {
+            let status = injected.response().status().as_u16();
+            state.fault_stats.injected.push(status);
+        }
+        if plan.cut_body {
+            state.fault_stats.cut += 1;
+        }
+        plan
+    }
+
     /// A copy of the request log.
     pub fn log(&self) -> Vec<LoggedRequest> {
         self.state().log.clone()
@@ -262,8 +318,17 @@ impl Emulator {
         self.state().identity.expire_access_tokens();
     }
 
+    /// Replaces the faults and resets their counters.
     pub fn set_faults(&self, faults: Faults) {
-        self.state().faults = faults;
+        let mut state = self.state();
+        state.faults = faults;
+        state.fault_stats = FaultStats::default();
+    }
+
+    /// What the faults did since they were set: requests that arrived
+    /// (attempts, including abandoned ones) and answers injected.
+    pub fn fault_stats(&self) -> FaultStats {
+        self.state().fault_stats.clone()
     }
 }
 

@@ -2,8 +2,9 @@
 //! in-process route (the CLI's `d365 emulator`, Node, benchmarks).
 
 use super::Emulator;
+use super::faults::{self, BrokenBody};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Either, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -55,7 +56,27 @@ pub async fn serve(emulator: Emulator, port: u16) -> std::io::Result<Server> {
                         let response = emulator
                             .handle(http::Request::from_parts(parts, body))
                             .await;
-                        Ok::<_, Infallible>(response.map(Full::new))
+                        // A cut body: announce the full length, send half, fail
+                        // (hyper then closes the connection).
+                        if let Some((head, full_len)) = faults::cut(&response) {
+                            let (mut parts, _) = response.into_parts();
+                            parts.headers.insert(
+                                http::header::CONTENT_LENGTH,
+                                http::HeaderValue::from(full_len),
+                            );
+                            let broken = BrokenBody::new(
+                                head,
+                                std::io::Error::new(
+                                    std::io::ErrorKind::ConnectionAborted,
+                                    "fault: connection closed mid-body",
+                                ),
+                            );
+                            return Ok::<_, Infallible>(http::Response::from_parts(
+                                parts,
+                                Either::Right(broken),
+                            ));
+                        }
+                        Ok::<_, Infallible>(response.map(|b| Either::Left(Full::new(b))))
                     }
                 });
                 let _ = http1::Builder::new()

@@ -64,6 +64,32 @@ impl WasiHttpView for HostState {
     }
 }
 
+/// wasi:clocks/monotonic-clock on tokio's clock: the guest's sleeps are
+/// tokio timers already, so with tokio's paused clock (tests) a 60 s backoff
+/// passes instantly and the guest still measures 60 s. Outside paused tests
+/// tokio's clock is the system's monotonic clock.
+struct TokioMonotonicClock {
+    start: tokio::time::Instant,
+}
+
+impl TokioMonotonicClock {
+    fn new() -> Self {
+        TokioMonotonicClock {
+            start: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for TokioMonotonicClock {
+    fn resolution(&self) -> u64 {
+        1
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
 /// A compiled, pre-instantiated connector.
 #[derive(Clone)]
 pub struct ConnectorHost {
@@ -102,7 +128,10 @@ impl ConnectorHost {
 
     /// A fresh store and instance for one call.
     async fn instance(&self, route: &Route) -> wasmtime::Result<(Store<HostState>, Connector)> {
-        let wasi = WasiCtx::builder().inherit_stderr().build();
+        let wasi = WasiCtx::builder()
+            .inherit_stderr()
+            .monotonic_clock(TokioMonotonicClock::new())
+            .build();
         let state = HostState {
             wasi,
             http: WasiHttpCtx::new(),

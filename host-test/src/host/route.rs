@@ -1,9 +1,11 @@
 //! Where a call's outgoing wasi:http requests go.
 
 use crate::emulator::Emulator;
+use crate::emulator::faults::{self, BrokenBody};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use std::future::Future;
+use std::time::Duration;
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
 
 /// Chosen per connection: a real org over the network, or the emulator
@@ -49,12 +51,26 @@ impl WasiHttpHooks for RouteHooks {
             }
             Route::InProcess(emulator) => {
                 let emulator = emulator.clone();
+                // As wasi-http's default sender does: wait for the answer at
+                // most first-byte-timeout (600 s when the guest sets none).
+                let first_byte_timeout = options
+                    .and_then(|o| o.first_byte_timeout)
+                    .unwrap_or(Duration::from_secs(600));
                 Box::new(async move {
                     let (parts, body) = request.into_parts();
                     let body = body.collect().await?.to_bytes();
-                    let response = emulator
-                        .handle(http::Request::from_parts(parts, body))
-                        .await;
+                    let response = tokio::time::timeout(
+                        first_byte_timeout,
+                        emulator.handle(http::Request::from_parts(parts, body)),
+                    )
+                    .await
+                    .map_err(|_| wasmtime_wasi_http::Error::ConnectionReadTimeout)?;
+                    if let Some((head, _)) = faults::cut(&response) {
+                        let broken =
+                            BrokenBody::new(head, wasmtime_wasi_http::Error::ConnectionTerminated);
+                        let response = response.map(|_| broken.boxed_unsync());
+                        return Ok((response, Box::new(async { Ok(()) }) as IoFuture));
+                    }
                     let response = response.map(|b: Bytes| {
                         Full::new(b).map_err(|never| match never {}).boxed_unsync()
                     });

@@ -1,6 +1,7 @@
 //! The Dataverse Web API under `/api/data/v{9.0,9.1,9.2}/`: bearer checks,
 //! then dispatch by the first path segment.
 
+mod actions;
 mod functions;
 
 use super::response::odata_error;
@@ -38,6 +39,8 @@ pub fn handle(state: &mut State, request: &EmuRequest) -> EmuResponse {
     let name = segment.split('(').next().unwrap_or("");
     match name {
         "WhoAmI" => functions::who_am_i(state, request, &caller),
+        "PublishXml" => actions::publish_xml(request),
+        "PublishAllXml" => actions::publish_all_xml(request),
         "" => odata_error(404, "0x8006088a", "Resource not found for the segment ''."),
         other => odata_error(
             404,
