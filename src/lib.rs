@@ -12,6 +12,8 @@
 //! - [`http`]: request/response values and the platform trait (wasi:http);
 //! - [`catalog`] and [`inputs`]: what builders see, and validation against it;
 //! - [`actions`]: one module per group of actions;
+//! - [`fetchxml`] and [`batch`]: the FetchXML and `$batch` wire codecs;
+//! - [`percent`]: URL percent-encoding;
 //! - [`error`] and [`secret`]: typed errors, redaction.
 
 pub mod actions;
@@ -20,8 +22,10 @@ pub mod catalog;
 pub mod client;
 pub mod connection;
 pub mod error;
+pub mod fetchxml;
 pub mod http;
 pub mod inputs;
+pub mod percent;
 pub mod secret;
 
 #[cfg(target_family = "wasm")]
