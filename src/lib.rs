@@ -18,6 +18,7 @@
 
 pub mod actions;
 pub mod auth;
+pub mod batch;
 pub mod catalog;
 pub mod client;
 pub mod connection;
