@@ -7,7 +7,9 @@
 //! This module tree imports nothing from the wasmtime host, so it could move
 //! to its own crate unchanged.
 
+pub mod batch;
 pub mod data;
+pub mod fetchxml;
 pub mod identity;
 pub mod response;
 pub mod server;
@@ -83,7 +85,29 @@ pub struct State {
     pub clock_offset_secs: i64,
 }
 
+/// A copy of the emulator's data, taken before a `$batch` change set so a
+/// failing change set can be rolled back (all or nothing).
+pub struct Snapshot {
+    directory: Directory,
+}
+
 impl State {
+    /// Copies every data field. Every data field added to [`State`] later
+    /// (record store, metadata, …) must be included here and in
+    /// [`State::restore`], or change sets stop being atomic for it. Tokens,
+    /// the request log, faults and the clock are not data.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            directory: self.directory.clone(),
+        }
+    }
+
+    /// Puts the data back as [`State::snapshot`] saw it.
+    pub fn restore(&mut self, snapshot: Snapshot) {
+        let Snapshot { directory } = snapshot;
+        self.directory = directory;
+    }
+
     /// Seconds since the Unix epoch, as the emulator's clock reads it.
     pub fn now(&self) -> u64 {
         let real = SystemTime::now()

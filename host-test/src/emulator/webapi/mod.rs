@@ -38,6 +38,7 @@ pub fn handle(state: &mut State, request: &EmuRequest) -> EmuResponse {
     let name = segment.split('(').next().unwrap_or("");
     match name {
         "WhoAmI" => functions::who_am_i(state, request, &caller),
+        "$batch" => super::batch::handle(state, request, &caller),
         "" => odata_error(404, "0x8006088a", "Resource not found for the segment ''."),
         other => odata_error(
             404,
