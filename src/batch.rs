@@ -202,7 +202,10 @@ fn truncated(why: &str) -> ConnectorError {
 
 /// Decodes a `$batch` response body given its `Content-Type` header.
 /// Change-set responses are flattened in place, so the result has one entry
-/// per inner response in order.
+/// per inner response in order. Call it whatever the outer status: without
+/// `odata.continue-on-error` Dataverse answers with the first failure's
+/// status and a multipart body holding only that failing part (reference
+/// §5.3); a failed change set is likewise one error part.
 pub fn decode(content_type: &str, body: &[u8]) -> Result<Vec<PartResponse>> {
     let boundary = boundary_of(content_type)
         .ok_or_else(|| truncated("the Content-Type has no multipart boundary"))?;

@@ -535,6 +535,36 @@ pub fn transport_for(full_url_len: usize) -> Result<Transport> {
     }
 }
 
+/// One page's request: the path relative to the service root and how to
+/// send it. `service_root` is the absolute root the GET would use
+/// (`https://org.crm.dynamics.com/api/data/v9.2/`), which counts toward the
+/// URL length.
+pub fn plan(service_root: &str, entity_set: &str, fetch_xml: &str) -> Result<(Transport, String)> {
+    let path = request_path(entity_set, fetch_xml);
+    let transport = transport_for(service_root.len() + path.len())?;
+    Ok((transport, path))
+}
+
+/// The `$batch` form of a long FetchXML GET: one individual GET part with
+/// a server-relative URL (`api_root` such as `/api/data/v9.2/`) and the
+/// request's own headers (`Prefer` for annotations, impersonation). The
+/// single response is read back with [`crate::batch::decode`].
+pub fn batch_parts(
+    api_root: &str,
+    path: &str,
+    headers: Vec<(String, String)>,
+) -> Vec<crate::batch::BatchPart> {
+    vec![crate::batch::BatchPart::Request(
+        crate::batch::InnerRequest {
+            method: "GET",
+            url: format!("{api_root}{path}"),
+            headers,
+            body: None,
+            content_id: Some("1".into()),
+        },
+    )]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -789,5 +819,20 @@ mod tests {
         );
         let e = transport_for(MAX_BATCH_GET_URL_LEN + 1).unwrap_err();
         assert_eq!(input_of(&e), "fetchXml");
+        // The plan and the $batch body carry the same long URL.
+        let root = "https://contoso.crm.dynamics.com/api/data/v9.2/";
+        let (t, p) = plan(root, "accounts", &xml).unwrap();
+        assert_eq!((t, p.as_str()), (Transport::Batch, path.as_str()));
+        let (t, _) = plan(root, "accounts", Q).unwrap();
+        assert_eq!(t, Transport::Get);
+        let prefer = (
+            "Prefer".to_string(),
+            "odata.include-annotations=\"*\"".to_string(),
+        );
+        let enc = crate::batch::encode(&batch_parts("/api/data/v9.2/", &p, vec![prefer]));
+        let body = String::from_utf8(enc.body).unwrap();
+        assert!(body.contains(&format!(
+            "\r\n\r\nGET /api/data/v9.2/{p} HTTP/1.1\r\nPrefer: odata.include-annotations=\"*\"\r\n"
+        )));
     }
 }
