@@ -407,11 +407,23 @@ fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a s
         .map(|(_, v)| v.as_str())
 }
 
+/// Responses put back in item order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Assigned {
+    /// One slot per item; `None` when Dataverse returned nothing for it
+    /// (not run after a stop-at-first-failure, or rolled back).
+    pub slots: Vec<Option<PartResponse>>,
+    /// Responses that could not be tied to an item (no usable Content-ID
+    /// and not exactly one per empty slot).
+    pub unplaced: Vec<PartResponse>,
+}
+
 /// Puts responses back in item order: item `i` was sent with Content-ID
-/// `i + 1` (see [`build_parts`]); responses without an echoed Content-ID
-/// fill the remaining slots in order. Items with no response (not run
-/// after a stop-at-first-failure) are `None`.
-pub fn assign_to_items(items: usize, responses: Vec<PartResponse>) -> Vec<Option<PartResponse>> {
+/// `i + 1` (see [`build_parts`]). Responses without an echoed Content-ID
+/// fill the empty slots in order only when there is exactly one per empty
+/// slot; otherwise guessing could pin an error on the wrong item, so they
+/// are returned as `unplaced`.
+pub fn assign_to_items(items: usize, responses: Vec<PartResponse>) -> Assigned {
     let mut slots: Vec<Option<PartResponse>> = (0..items).map(|_| None).collect();
     let mut unnumbered = Vec::new();
     for r in responses {
@@ -421,23 +433,104 @@ pub fn assign_to_items(items: usize, responses: Vec<PartResponse>) -> Vec<Option
             .and_then(|id| id.trim().parse::<usize>().ok())
             .and_then(|n| n.checked_sub(1))
             .filter(|i| slots.get(*i).is_some_and(Option::is_none));
-        match slot {
-            Some(i) => {
-                if let Some(s) = slots.get_mut(i) {
-                    *s = Some(r);
-                }
-            }
+        match slot.and_then(|i| slots.get_mut(i)) {
+            Some(s) => *s = Some(r),
             None => unnumbered.push(r),
         }
     }
+    let empty = slots.iter().filter(|s| s.is_none()).count();
+    if unnumbered.is_empty() || unnumbered.len() != empty {
+        return Assigned {
+            slots,
+            unplaced: unnumbered,
+        };
+    }
     let mut rest = unnumbered.into_iter();
     for s in slots.iter_mut().filter(|s| s.is_none()) {
-        match rest.next() {
-            Some(r) => *s = Some(r),
-            None => break,
-        }
+        *s = rest.next();
     }
-    slots
+    Assigned {
+        slots,
+        unplaced: Vec::new(),
+    }
+}
+
+/// The GUID at the end of an entity URL (`…/accounts(9a1d…)`), if the
+/// record is addressed by its primary key.
+pub fn id_from_entity_url(url: &str) -> Option<String> {
+    let inner = url.trim().strip_suffix(')')?;
+    let open = inner.rfind('(')?;
+    parse_guid(inner.get(open + 1..)?)
+}
+
+/// One result per item, in input order, as `runBatch` returns them:
+/// `{index, action, collection, status, success, id?, entityUrl?, record?,
+/// error?}`. Items without a response get `success: false`, `status: null`
+/// and an error saying why (rolled back with the change set, or not run
+/// after an earlier failure). `atomic` says the writes ran as one change
+/// set, so one failure means none of them was applied.
+pub fn item_results(items: &[BatchItem], atomic: bool, assigned: &Assigned) -> Vec<Value> {
+    let failed_write = items
+        .iter()
+        .zip(&assigned.slots)
+        .position(|(item, slot)| {
+            item.action.is_write() && slot.as_ref().is_some_and(|r| !r.is_success())
+        })
+        .or_else(|| {
+            // An error Dataverse did not tie to an item still fails the change set.
+            assigned
+                .unplaced
+                .iter()
+                .any(|r| !r.is_success())
+                .then_some(usize::MAX)
+        });
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let mut out = Map::new();
+            out.insert("index".into(), Value::from(i));
+            out.insert("action".into(), Value::from(format!("{:?}", item.action).to_lowercase()));
+            out.insert("collection".into(), Value::from(item.collection.clone()));
+            let slot = assigned.slots.get(i).and_then(Option::as_ref);
+            let rolled_back = atomic && item.action.is_write() && failed_write.is_some_and(|f| f != i);
+            match slot {
+                Some(r) if r.is_success() && !rolled_back => {
+                    out.insert("status".into(), Value::from(r.status));
+                    out.insert("success".into(), Value::Bool(true));
+                    if let Some(url) = r.entity_id_url() {
+                        out.insert("entityUrl".into(), Value::from(url));
+                        if let Some(id) = id_from_entity_url(url) {
+                            out.insert("id".into(), Value::from(id));
+                        }
+                    }
+                    if let Some(json) = r.json() {
+                        out.insert("record".into(), json);
+                    }
+                }
+                Some(r) if !r.is_success() => {
+                    out.insert("status".into(), Value::from(r.status));
+                    out.insert("success".into(), Value::Bool(false));
+                    let e = r.error().and_then(|e| serde_json::to_value(e).ok()).unwrap_or(Value::Null);
+                    out.insert("error".into(), e);
+                }
+                _ => {
+                    let why = if rolled_back {
+                        match failed_write {
+                            Some(f) if f != usize::MAX => format!("rolled back: batchActions[{f}] failed and the change set is all or nothing"),
+                            _ => "rolled back: the change set failed and is all or nothing".to_string(),
+                        }
+                    } else {
+                        "not run: the batch stopped at an earlier failure (set continueOnError to run every item)".to_string()
+                    };
+                    out.insert("status".into(), Value::Null);
+                    out.insert("success".into(), Value::Bool(false));
+                    out.insert("error".into(), serde_json::json!({"message": why}));
+                }
+            }
+            Value::Object(out)
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -1312,7 +1405,8 @@ OData-Version: 4.0\r
         let scanned = SCANNED.with(|c| c.get());
         assert_eq!(decoded.len(), MAX_REQUESTS);
         let assigned = assign_to_items(items.len(), decoded);
-        for (i, r) in assigned.iter().enumerate() {
+        assert!(assigned.unplaced.is_empty());
+        for (i, r) in assigned.slots.iter().enumerate() {
             let r = r.as_ref().unwrap();
             assert_eq!(r.content_id.as_deref(), Some((i + 1).to_string().as_str()));
             assert_eq!(r.status, 204);
@@ -1337,12 +1431,111 @@ OData-Version: 4.0\r
     fn assign_handles_stop_at_first_failure() {
         let ct = "multipart/mixed; boundary=batchresponse_156da4b8-cd2b-4c1b-a3ba-f2ed5d1b2ff1";
         let mut parts = decode(ct, MS_ERROR.as_bytes()).unwrap();
+        // Without an echoed Content-ID the failing item cannot be known: not guessed.
+        let a = assign_to_items(5, parts.clone());
+        assert!(a.slots.iter().all(Option::is_none));
+        assert_eq!(a.unplaced.len(), 1);
         parts[0].content_id = Some("3".into());
-        let slots = assign_to_items(5, parts);
+        let a = assign_to_items(5, parts);
+        assert!(a.unplaced.is_empty());
+        let slots = a.slots;
         assert!(
             slots[0].is_none() && slots[1].is_none() && slots[3].is_none() && slots[4].is_none()
         );
         assert_eq!(slots[2].as_ref().unwrap().status, 400);
+    }
+
+    fn items5() -> Vec<BatchItem> {
+        parse_items(
+            &json!([
+                {"collection": "accounts", "action": "create", "data": {"name": "A"}},
+                {"collection": "contacts", "action": "create", "data": {"lastname": "C", "parentcustomerid_account@odata.bind": "$1"}},
+                {"collection": "accounts", "action": "create", "data": {"name": "B"}},
+                {"collection": "accounts", "action": "create", "data": {"name": "C"}},
+                {"collection": "accounts", "action": "get", "query": "$top=1"}
+            ]),
+            true,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn results_per_item_for_a_successful_changeset() {
+        let parts = decode(MS_CONTENT_TYPE, MS_RESPONSE.as_bytes()).unwrap();
+        let items: Vec<BatchItem> = items5()
+            .into_iter()
+            .take(2)
+            .chain(items5().into_iter().skip(4))
+            .collect();
+        // The GET has no Content-ID in Microsoft's example: it is the one
+        // response left for the one empty slot.
+        let a = assign_to_items(items.len(), parts);
+        let results = item_results(&items, true, &a);
+        assert_eq!(results.len(), 3);
+        assert_eq!(results[0]["success"], true);
+        assert_eq!(results[0]["status"], 204);
+        assert_eq!(results[0]["id"], "aa000000-0000-0000-0000-000000000001");
+        assert_eq!(results[1]["id"], "cc000000-0000-0000-0000-000000000002");
+        assert_eq!(results[2]["action"], "get");
+        assert_eq!(results[2]["record"]["value"][0]["name"], "Batch Parent");
+    }
+
+    #[test]
+    fn results_when_item_3_of_5_fails_atomically() {
+        let ct = "multipart/mixed; boundary=batchresponse_156da4b8-cd2b-4c1b-a3ba-f2ed5d1b2ff1";
+        let mut parts = decode(ct, MS_ERROR.as_bytes()).unwrap();
+        parts[0].content_id = Some("3".into());
+        let items = items5();
+        let results = item_results(&items, true, &assign_to_items(items.len(), parts.clone()));
+        assert_eq!(results[2]["success"], false);
+        assert_eq!(results[2]["status"], 400);
+        assert_eq!(results[2]["error"]["code"], "0x80044331");
+        for i in [0, 1, 3] {
+            assert_eq!(results[i]["success"], false, "{i}");
+            assert!(
+                results[i]["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("batchActions[2] failed"),
+                "{}",
+                results[i]
+            );
+        }
+        assert!(
+            results[4]["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("not run")
+        );
+        // The same failure without an echoed Content-ID: every write rolled back.
+        parts[0].content_id = None;
+        let results = item_results(&items, true, &assign_to_items(items.len(), parts));
+        for r in &results[..4] {
+            assert_eq!(r["success"], false);
+            assert!(
+                r["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("rolled back"),
+                "{r}"
+            );
+        }
+    }
+
+    #[test]
+    fn entity_url_ids() {
+        assert_eq!(
+            id_from_entity_url(
+                "https://x/api/data/v9.2/accounts(AA000000-0000-0000-0000-000000000001)"
+            )
+            .as_deref(),
+            Some("aa000000-0000-0000-0000-000000000001")
+        );
+        assert_eq!(
+            id_from_entity_url("https://x/api/data/v9.2/accounts(accountnumber='1')"),
+            None
+        );
+        assert_eq!(id_from_entity_url("nonsense"), None);
     }
 
     #[test]

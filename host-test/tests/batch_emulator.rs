@@ -200,7 +200,12 @@ async fn component_codec_and_emulator_agree() {
     .await;
     assert_eq!(status, 200);
     let decoded = codec::decode(&rct, &rbody).unwrap();
-    let slots = codec::assign_to_items(items.len(), decoded);
+    let assigned = codec::assign_to_items(items.len(), decoded);
+    assert!(
+        assigned.unplaced.is_empty(),
+        "every response carries its Content-ID"
+    );
+    let slots = &assigned.slots;
     let statuses: Vec<u16> = slots.iter().map(|s| s.as_ref().unwrap().status).collect();
     assert_eq!(statuses, vec![200, 404, 200]);
     let who = slots[0].as_ref().unwrap().json().unwrap();
@@ -208,5 +213,8 @@ async fn component_codec_and_emulator_agree() {
     let err = slots[1].as_ref().unwrap().error().unwrap();
     assert_eq!(err.code.as_deref(), Some("0x8006088a"));
     assert!(slots[1].as_ref().unwrap().header("REQ_ID").is_some());
+    let results = codec::item_results(&items, false, &assigned);
+    assert_eq!(results[0]["success"], true);
+    assert_eq!(results[1]["error"]["code"], "0x8006088a");
     server.shutdown();
 }
