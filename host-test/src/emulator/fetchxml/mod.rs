@@ -2,8 +2,9 @@
 //! `GET {entityset}?fetchXml=…` (reference §4). This module parses a query
 //! into an AST and rejects what Dataverse rejects, with errors shaped like
 //! Dataverse's (`{"error":{"code":"0x…","message":"…"}}`, HTTP 400). The
-//! evaluator over the record store builds on [`Fetch`]; [`cookie`] builds
-//! and reads paging cookies.
+//! evaluator over the record store builds on [`Fetch`]; [`condition`]
+//! evaluates one condition against one column value; [`cookie`] builds and
+//! reads paging cookies.
 //!
 //! Error codes and messages (reference §4 and §7 do not document FetchXML
 //! errors, so these are UNCONFIRMED):
@@ -16,6 +17,7 @@
 //!   .NET schema-validator style text;
 //! - `count`/`top` above 5000 and `top` with paging → `0x80040203`.
 
+pub mod condition;
 pub mod cookie;
 
 use quick_xml::Reader;
