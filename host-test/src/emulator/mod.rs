@@ -167,7 +167,9 @@ impl Emulator {
             })
             .collect();
         let body_len = request.body().len();
-        let response = {
+        let response = if target.len() > MAX_URL_LEN {
+            url_too_long()
+        } else {
             let mut state = self.state();
             route(&mut state, &request)
         };
@@ -198,6 +200,21 @@ impl Emulator {
     pub fn set_faults(&self, faults: Faults) {
         self.state().faults = faults;
     }
+}
+
+/// Longest path + query a top-level request may have: Dataverse's GET URL
+/// limit is commonly cited as about 32 KB (reference §4, UNCONFIRMED),
+/// which is why long FetchXML goes inside `$batch`, whose inner requests
+/// may be up to 64 KB ([`batch::MAX_INNER_URL_LEN`]).
+pub const MAX_URL_LEN: usize = 32 * 1024;
+
+/// `414 URI Too Long` (status and empty body UNCONFIRMED: the front end
+/// answers before Dataverse, so no OData error body).
+pub fn url_too_long() -> EmuResponse {
+    http::Response::builder()
+        .status(414)
+        .body(Bytes::new())
+        .unwrap_or_default()
 }
 
 /// The emulator's URL as the client addressed it, from the Host header:
