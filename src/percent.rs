@@ -47,10 +47,14 @@ pub fn encode_query(query: &str) -> String {
 }
 
 fn push_escaped(out: &mut String, b: u8) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let hex = |n: u8| {
+        char::from_digit(u32::from(n), 16)
+            .unwrap_or('0')
+            .to_ascii_uppercase()
+    };
     out.push('%');
-    out.push(HEX[usize::from(b >> 4)] as char);
-    out.push(HEX[usize::from(b & 0x0f)] as char);
+    out.push(hex(b >> 4));
+    out.push(hex(b & 0x0f));
 }
 
 /// Decodes `%XX` sequences once (`+` is left alone: Dataverse encodes
