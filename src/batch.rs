@@ -4,6 +4,11 @@
 //! one result per part, and the `batchActions` item model that turns a
 //! workflow's list of operations into parts.
 //!
+//! How `runBatch` uses it: [`parse_items`] (validates everything before
+//! sending) → [`build_parts`] (Content-ID = item index + 1) → [`encode`] →
+//! `POST $batch` (with `Prefer: odata.continue-on-error` when asked) →
+//! [`decode`] whatever the status → [`assign_to_items`] → [`item_results`].
+//!
 //! Decoding never panics and never indexes by input: a truncated or
 //! malformed response is a `transport` error. Both directions are linear in
 //! the body size (a 1,000-part batch is one pass).

@@ -3,6 +3,14 @@
 //! library, reading Dataverse's paging cookie, and deciding when the query
 //! is too long for a plain GET.
 //!
+//! How `runFetchXml` uses it: [`FetchXml::parse`] → for each page
+//! [`FetchXml::rewrite`] with [`NextPage::paging`] (page 1: no cookie) →
+//! [`plan`] (GET, or [`batch_parts`] inside `$batch`) → send with
+//! `Prefer: odata.include-annotations="Microsoft.Dynamics.CRM.fetchxmlpagingcookie,Microsoft.Dynamics.CRM.morerecords"`
+//! (or `*`) → [`NextPage::from_response`] until `None`; a `nextPage` input
+//! is read with [`NextPage::parse_token`] and [`NextPage::token`] is
+//! returned with every page.
+//!
 //! The XML is never spliced as a string: attributes are read and written
 //! through `quick-xml`, which escapes values itself.
 
