@@ -15,17 +15,22 @@
 //!   included), and validation against it;
 //! - [`actions`]: one module per group of actions;
 //! - [`trigger`]: the webhook trigger (request in, event or rejection out);
+//! - [`fetchxml`] and [`batch`]: the FetchXML and `$batch` wire codecs;
+//! - [`percent`]: URL percent-encoding;
 //! - [`error`] and [`secret`]: typed errors, redaction.
 
 pub mod actions;
 pub mod assertion;
 pub mod auth;
+pub mod batch;
 pub mod catalog;
 pub mod client;
 pub mod connection;
 pub mod error;
+pub mod fetchxml;
 pub mod http;
 pub mod inputs;
+pub mod percent;
 pub mod retry;
 pub mod schema;
 pub mod secret;

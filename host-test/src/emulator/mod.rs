@@ -7,8 +7,10 @@
 //! This module tree imports nothing from the wasmtime host, so it could move
 //! to its own crate unchanged.
 
+pub mod batch;
 pub mod data;
 pub mod faults;
+pub mod fetchxml;
 pub mod identity;
 pub mod response;
 pub mod server;
@@ -95,7 +97,29 @@ pub struct State {
     pub webhooks: Webhooks,
 }
 
+/// A copy of the emulator's data, taken before a `$batch` change set so a
+/// failing change set can be rolled back (all or nothing).
+pub struct Snapshot {
+    directory: Directory,
+}
+
 impl State {
+    /// Copies every data field. Every data field added to [`State`] later
+    /// (record store, metadata, …) must be included here and in
+    /// [`State::restore`], or change sets stop being atomic for it. Tokens,
+    /// the request log, faults and the clock are not data.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            directory: self.directory.clone(),
+        }
+    }
+
+    /// Puts the data back as [`State::snapshot`] saw it.
+    pub fn restore(&mut self, snapshot: Snapshot) {
+        let Snapshot { directory } = snapshot;
+        self.directory = directory;
+    }
+
     /// Seconds since the Unix epoch, as the emulator's clock reads it.
     pub fn now(&self) -> u64 {
         let real = SystemTime::now()
@@ -189,7 +213,9 @@ impl Emulator {
         let mut response = match (&plan.error, &plan.error_after_processing) {
             (Some(injected), _) => injected.response(),
             (None, after) => {
-                let real = {
+                let real = if target.len() > MAX_URL_LEN {
+                    url_too_long()
+                } else {
                     let mut state = self.state();
                     route(&mut state, &request)
                 };
@@ -330,6 +356,21 @@ impl Emulator {
     pub fn fault_stats(&self) -> FaultStats {
         self.state().fault_stats.clone()
     }
+}
+
+/// Longest path + query a top-level request may have: Dataverse's GET URL
+/// limit is commonly cited as about 32 KB (reference §4, UNCONFIRMED),
+/// which is why long FetchXML goes inside `$batch`, whose inner requests
+/// may be up to 64 KB ([`batch::MAX_INNER_URL_LEN`]).
+pub const MAX_URL_LEN: usize = 32 * 1024;
+
+/// `414 URI Too Long` (status and empty body UNCONFIRMED: the front end
+/// answers before Dataverse, so no OData error body).
+pub fn url_too_long() -> EmuResponse {
+    http::Response::builder()
+        .status(414)
+        .body(Bytes::new())
+        .unwrap_or_default()
 }
 
 /// The emulator's URL as the client addressed it, from the Host header:

@@ -41,6 +41,7 @@ pub fn handle(state: &mut State, request: &EmuRequest) -> EmuResponse {
         "WhoAmI" => functions::who_am_i(state, request, &caller),
         "PublishXml" => actions::publish_xml(request),
         "PublishAllXml" => actions::publish_all_xml(request),
+        "$batch" => super::batch::handle(state, request, &caller),
         "" => odata_error(404, "0x8006088a", "Resource not found for the segment ''."),
         other => odata_error(
             404,
