@@ -9,8 +9,10 @@
 
 pub mod data;
 pub mod identity;
+pub mod odata;
 pub mod response;
 pub mod server;
+pub mod store;
 pub mod webapi;
 
 use bytes::Bytes;
@@ -77,6 +79,8 @@ pub struct State {
     pub config: Config,
     pub identity: Identity,
     pub directory: Directory,
+    /// Records of every entity set.
+    pub store: store::Store,
     pub log: Vec<LoggedRequest>,
     pub faults: Faults,
     /// Added to the wall clock: lets tests age tokens without waiting.
@@ -104,11 +108,17 @@ impl Emulator {
     pub fn new(config: Config) -> Self {
         let directory = Directory::seeded(config.generated_records);
         let identity = Identity::seeded(&directory);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let store = store::seed::seeded(&directory, config.generated_records, now);
         Emulator {
             state: Arc::new(Mutex::new(State {
                 config,
                 identity,
                 directory,
+                store,
                 log: Vec::new(),
                 faults: Faults::default(),
                 clock_offset_secs: 0,

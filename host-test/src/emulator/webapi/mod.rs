@@ -2,6 +2,7 @@
 //! then dispatch by the first path segment.
 
 mod functions;
+pub mod records;
 
 use super::response::odata_error;
 use super::{EmuRequest, EmuResponse, State, data, origin_of};
@@ -39,11 +40,13 @@ pub fn handle(state: &mut State, request: &EmuRequest) -> EmuResponse {
     match name {
         "WhoAmI" => functions::who_am_i(state, request, &caller),
         "" => odata_error(404, "0x8006088a", "Resource not found for the segment ''."),
-        other => odata_error(
-            404,
-            "0x8006088a",
-            &format!("Resource not found for the segment '{other}'."),
-        ),
+        other => records::handle(state, request, &caller, resource).unwrap_or_else(|| {
+            odata_error(
+                404,
+                "0x8006088a",
+                &format!("Resource not found for the segment '{other}'."),
+            )
+        }),
     }
 }
 
