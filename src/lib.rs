@@ -11,6 +11,8 @@
 //! - [`client`]: a Web API session (token reuse, one refresh on 401);
 //! - [`http`]: request/response values and the platform trait (wasi:http);
 //! - [`catalog`] and [`inputs`]: what builders see, and validation against it;
+//! - [`types`] and [`odata`]: GUIDs, entity sets, record keys, query options
+//!   and nextLinks (all escaping and URL encoding happens there);
 //! - [`actions`]: one module per group of actions;
 //! - [`error`] and [`secret`]: typed errors, redaction.
 
@@ -22,7 +24,9 @@ pub mod connection;
 pub mod error;
 pub mod http;
 pub mod inputs;
+pub mod odata;
 pub mod secret;
+pub mod types;
 
 #[cfg(target_family = "wasm")]
 mod glue;

@@ -2,6 +2,7 @@
 //! `definitions()` (its catalog entries) and `run()` (returns `None` for keys
 //! it does not own). Adding a group is one line in each list below.
 
+mod records;
 mod user;
 
 use crate::catalog::ActionDef;
@@ -12,12 +13,13 @@ use serde_json::Value;
 
 /// Every action's catalog entry, in the order builders list them.
 pub fn definitions() -> Vec<ActionDef> {
-    [user::definitions()].concat()
+    [user::definitions(), records::definitions()].concat()
 }
 
 /// Runs one action whose inputs were already validated.
 pub fn run(key: &str, session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
-    let groups: [fn(&str, &mut Session<'_>, &Inputs) -> Option<Result<Value>>; 1] = [user::run];
+    let groups: [fn(&str, &mut Session<'_>, &Inputs) -> Option<Result<Value>>; 2] =
+        [user::run, records::run];
     for group in groups {
         if let Some(result) = group(key, session, inputs) {
             return result;
