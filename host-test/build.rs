@@ -1,7 +1,7 @@
 //! Builds the connector component (the root crate) for wasm32-wasip2 in
 //! release mode, so `cargo test` and `cargo run -p host-test` never need a
-//! manual step. It uses its own target directory: the outer cargo holds the
-//! lock on the main one.
+//! manual step. It uses its own target directory (the outer cargo holds the
+//! lock on the main one), `target/wasm-<checkout hash>/`.
 //!
 //! `D365_COMPONENT_WASM=path/to.wasm` skips the build and embeds that file
 //! instead (another build of the component, or a known-good one while the
@@ -25,10 +25,19 @@ fn main() {
     for watched in ["src", "wit", "Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
+    // One wasm target dir per checkout: several worktrees may share one
+    // CARGO_TARGET_DIR, and the final `d365_connector.wasm` path would
+    // otherwise be the same for all of them.
+    let checkout = root
+        .to_string_lossy()
+        .bytes()
+        .fold(0xcbf29ce484222325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+        });
     let target_dir = env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
-        .join("wasm");
+        .join(format!("wasm-{checkout:016x}"));
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&root)

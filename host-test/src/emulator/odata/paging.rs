@@ -19,6 +19,15 @@ pub fn encode(s: &str) -> String {
     utf8_percent_encode(s, ENCODE).to_string()
 }
 
+/// Leaves `=` and `/` readable, as Dataverse's nextLinks show the token:
+/// `$skiptoken=%3Ccookie%20pagenumber=%222%22%20…%20/%3E`.
+const TOKEN_IN_URL: &AsciiSet = &ENCODE.remove(b'=').remove(b'/');
+
+/// The `$skiptoken` value as it appears in a nextLink.
+pub fn encode_token_for_url(token: &str) -> String {
+    utf8_percent_encode(token, TOKEN_IN_URL).to_string()
+}
+
 /// Like [`encode`] with lower-case hex digits, as .NET's `UrlEncode` writes
 /// the inner paging cookie.
 fn encode_lower(s: &str) -> String {

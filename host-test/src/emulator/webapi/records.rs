@@ -368,7 +368,7 @@ fn retrieve_multiple(
                 super::super::odata::options::decode_component(name) != "$skiptoken"
             })
             .collect();
-        let encoded = format!("$skiptoken={}", paging::encode(&token));
+        let encoded = format!("$skiptoken={}", paging::encode_token_for_url(&token));
         query.push(&encoded);
         body.insert(
             "@odata.nextLink".into(),
