@@ -614,4 +614,88 @@ mod tests {
             }
         );
     }
+
+    /// Answers from a script: (URL substring, status, body).
+    struct Scripted {
+        answers: Vec<(&'static str, u16, String)>,
+        sent: Vec<String>,
+    }
+
+    impl crate::http::Platform for Scripted {
+        fn send(&mut self, request: &crate::http::Request) -> Result<Response> {
+            let url = request.url.to_string();
+            self.sent.push(url.clone());
+            let (_, status, body) = self
+                .answers
+                .iter()
+                .find(|(part, _, _)| url.contains(part))
+                .cloned()
+                .unwrap_or(("", 404, String::new()));
+            Ok(Response {
+                status,
+                headers: Vec::new(),
+                body: body.into_bytes(),
+            })
+        }
+        fn now_unix(&self) -> u64 {
+            1_700_000_000
+        }
+        fn sleep_ms(&mut self, _ms: u64) {}
+        fn random_bytes(&mut self, len: usize) -> Vec<u8> {
+            vec![7; len]
+        }
+    }
+
+    #[test]
+    fn an_undeclared_bind_gets_the_navigation_property_from_metadata() {
+        use crate::connection::{ConnectionType, Settings, TokenState};
+        let undeclared = r#"{"error":{"code":"0x80060888","message":"An undeclared property 'parentcustomerid' which only has property annotations in the payload but no property value was found in the payload."}}"#;
+        let metadata = r#"{"value":[{"LogicalName":"contact","ManyToOneRelationships":[
+            {"ReferencingAttribute":"parentcustomerid","ReferencingEntityNavigationPropertyName":"parentcustomerid_account","ReferencedEntity":"account"},
+            {"ReferencingAttribute":"parentcustomerid","ReferencingEntityNavigationPropertyName":"parentcustomerid_contact","ReferencedEntity":"contact"},
+            {"ReferencingAttribute":"ownerid","ReferencingEntityNavigationPropertyName":"ownerid","ReferencedEntity":"systemuser"}]}]}"#;
+        let mut platform = Scripted {
+            answers: vec![
+                ("EntityDefinitions", 200, metadata.to_string()),
+                ("/contacts", 400, undeclared.to_string()),
+            ],
+            sent: Vec::new(),
+        };
+        let settings = Settings::parse(
+            ConnectionType::ClientCredentials,
+            r#"{"webApiUrl":"https://contoso.crm.dynamics.com","tokenUrl":"https://login.microsoftonline.com/t/oauth2/v2.0/token","clientId":"c","clientSecret":"s"}"#,
+        )
+        .unwrap();
+        let token = TokenState {
+            access_token: "t".into(),
+            expires_at: 1_800_000_000,
+            refresh_token: None,
+            scope: None,
+        };
+        let mut session = Session::new(&mut platform, settings, Some(token));
+        let def = definitions()
+            .into_iter()
+            .find(|d| d.key == "createEntity")
+            .unwrap();
+        let inputs = Inputs::parse(
+            &def,
+            r#"{"entityType":"contacts","fieldValues":{"parentcustomerid@odata.bind":"/accounts(a0000000-0000-4000-8000-000000000001)"}}"#,
+        )
+        .unwrap();
+        let e = create(&mut session, &inputs).unwrap_err();
+        let hint = e.hint.unwrap();
+        assert!(
+            hint.contains("'parentcustomerid_account@odata.bind' (→ account)")
+                && hint.contains("'parentcustomerid_contact@odata.bind' (→ contact)")
+                && !hint.contains("ownerid"),
+            "{hint}"
+        );
+        drop(session);
+        let meta = platform
+            .sent
+            .iter()
+            .find(|u| u.contains("EntityDefinitions"))
+            .unwrap();
+        assert!(meta.contains("EntitySetName%20eq%20"), "{meta}");
+    }
 }
