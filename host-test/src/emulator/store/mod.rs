@@ -40,12 +40,14 @@ impl Record {
     }
 }
 
-/// A remembered deletion, for change tracking.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A remembered deletion, for change tracking; the row as it was lets a
+/// paged query resume after a row deleted between two pages.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Deletion {
     pub entity: String,
     pub id: String,
     pub version: u64,
+    pub record: Arc<Record>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -153,6 +155,18 @@ impl Store {
     pub fn get(&self, entity: &str, id: &str) -> Option<&Record> {
         let id = normalize_guid(id)?;
         self.tables.get(entity)?.rows.get(&id).map(Arc::as_ref)
+    }
+
+    /// The row as it is, or as it was when deleted: where a paged query
+    /// resumes when the last row it served has gone.
+    pub fn get_or_deleted(&self, entity: &str, id: &str) -> Option<&Record> {
+        self.get(entity, id).or_else(|| {
+            self.deletions
+                .iter()
+                .rev()
+                .find(|d| d.entity == entity && d.id == id)
+                .map(|d| d.record.as_ref())
+        })
     }
 
     pub fn count(&self, entity: &str) -> usize {
@@ -331,12 +345,13 @@ impl Store {
                 id: id.into(),
             });
         };
-        self.reindex(entity, Some(&removed), None);
+        self.reindex(entity, Some(removed.as_ref()), None);
         self.version += 1;
         self.deletions.push(Deletion {
             entity: entity.into(),
             id: key,
             version: self.version,
+            record: removed,
         });
         Ok(())
     }

@@ -310,13 +310,21 @@ fn retrieve_multiple(
             })?;
             let start = match rows.iter().position(|r| r.id == cookie.last) {
                 Some(i) => i + 1,
-                // The last row was deleted since: without ordering, rows
-                // are in primary key order, so resume after its key.
-                None if options.orderby.is_empty() => rows
-                    .iter()
-                    .position(|r| r.id > cookie.last)
-                    .unwrap_or(rows.len()),
-                None => (cookie.page.saturating_sub(1) * limit).min(rows.len()),
+                // The last row served was deleted or no longer matches:
+                // resume after where it sorts, so no row is skipped.
+                None => match state
+                    .store
+                    .get_or_deleted(entity.logical_name, &cookie.last)
+                {
+                    Some(anchor) => rows
+                        .iter()
+                        .position(|r| {
+                            order(r, anchor).then_with(|| r.id.cmp(&anchor.id))
+                                == std::cmp::Ordering::Greater
+                        })
+                        .unwrap_or(rows.len()),
+                    None => (cookie.page.saturating_sub(1) * limit).min(rows.len()),
+                },
             };
             (start, cookie.page)
         }
