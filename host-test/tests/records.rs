@@ -383,6 +383,26 @@ async fn a_plain_guid_for_a_lookup_gets_an_odata_bind_hint() {
         )
         .await;
     assert!(e["hint"].as_str().unwrap().contains("@odata.bind"), "{e}");
+    // A polymorphic lookup's logical name is not a property at all.
+    let e = env
+        .err(
+            "createEntity",
+            &json!({"entityType":"contacts","fieldValues":{"lastname":"x","parentcustomerid": seed::account_id(1)}})
+                .to_string(),
+        )
+        .await;
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not exist on type"),
+        "{e}"
+    );
+    let hint = e["hint"].as_str().unwrap();
+    assert!(
+        hint.contains("@odata.bind") && hint.contains("'parentcustomerid'"),
+        "{hint}"
+    );
 }
 
 #[tokio::test]
@@ -890,6 +910,60 @@ async fn emulator_writes_follow_dataverse() {
     )
     .await;
     assert_eq!(r.status(), 400);
+    // ETags: a conditional GET answers 304; a stale If-Match is 412.
+    let r = call(
+        &env,
+        &t,
+        "GET",
+        &format!("accounts({id})?$select=name"),
+        &[],
+        None,
+    )
+    .await;
+    let etag = body(&r)["@odata.etag"].as_str().unwrap().to_string();
+    let r = call(
+        &env,
+        &t,
+        "GET",
+        &format!("accounts({id})?$select=name"),
+        &[("If-None-Match", &etag)],
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), 304);
+    let r = call(
+        &env,
+        &t,
+        "PATCH",
+        &format!("accounts({id})"),
+        &[("If-Match", &etag)],
+        Some(json!({"name":"U4"})),
+    )
+    .await;
+    assert_eq!(r.status(), 204);
+    let r = call(
+        &env,
+        &t,
+        "PATCH",
+        &format!("accounts({id})"),
+        &[("If-Match", &etag)],
+        Some(json!({"name":"U5"})),
+    )
+    .await;
+    assert_eq!(r.status(), 412, "the etag changed with the update");
+    let r = call(
+        &env,
+        &t,
+        "GET",
+        &format!("accounts({id})?$select=name"),
+        &[("If-None-Match", &etag)],
+        None,
+    )
+    .await;
+    assert_eq!(
+        (r.status().as_u16(), body(&r)["name"].clone()),
+        (200, json!("U4"))
+    );
     // DELETE → 204, then 404; unknown set → 404 0x8006088a.
     let r = call(&env, &t, "DELETE", &format!("accounts({id})"), &[], None).await;
     assert_eq!(r.status(), 204);

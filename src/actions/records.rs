@@ -256,7 +256,23 @@ fn explain_write_error(
         return e;
     }
     let msg = e.message.clone();
-    if msg.contains("navigation property") || msg.contains("Entity Reference") {
+    // "The property 'parentcustomerid' does not exist on type …" for a
+    // polymorphic lookup's logical name given a GUID: also a lookup mistake.
+    let unknown_guid_property = msg
+        .strip_prefix("The property '")
+        .and_then(|r| r.split('\'').next())
+        .filter(|p| {
+            msg.contains("does not exist on type")
+                && body
+                    .get(*p)
+                    .and_then(Value::as_str)
+                    .is_some_and(|v| Guid::parse(v).is_some())
+        })
+        .is_some();
+    if msg.contains("navigation property")
+        || msg.contains("Entity Reference")
+        || unknown_guid_property
+    {
         let plain: Vec<&String> = body
             .keys()
             .filter(|k| !k.contains('@'))
