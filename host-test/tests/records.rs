@@ -964,6 +964,62 @@ async fn emulator_writes_follow_dataverse() {
         (r.status().as_u16(), body(&r)["name"].clone()),
         (200, json!("U4"))
     );
+    // Navigation properties and single columns can be read directly, and the
+    // per-row nextLink of a collection $expand is such a URL.
+    let account = seed::account_id(1);
+    let r = call(
+        &env,
+        &t,
+        "GET",
+        &format!(
+            "accounts({account})?$select=name&$expand=contact_customer_accounts($select=fullname)"
+        ),
+        &[],
+        None,
+    )
+    .await;
+    let link = body(&r)["contact_customer_accounts@odata.nextLink"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let expanded = ids(&body(&r)["contact_customer_accounts"], "contactid");
+    let r = call(
+        &env,
+        &t,
+        "GET",
+        link.trim_start_matches("http://localhost/api/data/v9.2/"),
+        &[("Prefer", "odata.maxpagesize=2")],
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), 200, "{}", body(&r));
+    let b = body(&r);
+    assert_eq!(ids(&b["value"], "contactid"), expanded[..2].to_vec());
+    let next = b["@odata.nextLink"].as_str().unwrap();
+    assert!(
+        next.contains(&format!("accounts({account})/contact_customer_accounts?")),
+        "{next}"
+    );
+    let r = call(
+        &env,
+        &t,
+        "GET",
+        &format!("accounts({account})/primarycontactid?$select=fullname"),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(body(&r)["contactid"], seed::contact_id(1));
+    let r = call(
+        &env,
+        &t,
+        "GET",
+        &format!("accounts({account})/name"),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(body(&r)["value"], "Contoso");
     // DELETE → 204, then 404; unknown set → 404 0x8006088a.
     let r = call(&env, &t, "DELETE", &format!("accounts({id})"), &[], None).await;
     assert_eq!(r.status(), 204);

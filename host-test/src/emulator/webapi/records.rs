@@ -8,12 +8,12 @@ use super::super::odata::paging::{self, MAX_PAGE_SIZE};
 use super::super::odata::shape::Shaper;
 use super::super::odata::{ODataError, eval::unknown_property};
 use super::super::response::{no_content, odata_error, odata_json};
-use super::super::store::schema::{AttributeKind, EntityDef};
+use super::super::store::schema::{AttributeKind, EntityDef, Navigation};
 use super::super::store::{Changes, Record, StoreError, normalize_guid};
 use super::super::{EmuRequest, EmuResponse, State};
 use super::Caller;
 use bytes::Bytes;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 /// The record a URL key names.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,7 +83,7 @@ pub fn handle(
     let method = request.method().clone();
     let result = match (raw_key, rest) {
         (None, None) => match method {
-            http::Method::GET => retrieve_multiple(state, request, caller, &entity),
+            http::Method::GET => retrieve_multiple(state, request, caller, &entity, None),
             http::Method::POST => create(state, request, caller, &entity),
             _ => Ok(method_not_allowed(&method)),
         },
@@ -105,6 +105,10 @@ pub fn handle(
                 _ => Ok(method_not_allowed(&method)),
             },
         },
+        (Some(raw), Some(part)) if method == http::Method::GET && !part.contains('/') => {
+            parse_key(&entity, raw)
+                .and_then(|key| retrieve_part(state, request, caller, &entity, &key, part))
+        }
         (_, Some(other)) => Err(ODataError::not_implemented(format!(
             "The emulator does not serve '{set}/…/{other}' yet."
         ))),
@@ -271,11 +275,22 @@ fn annotations_applied(prefer: &Prefer) -> Option<String> {
     })
 }
 
+/// Restricts a collection to the rows related to one parent record (a
+/// GET on a collection-valued navigation property).
+struct Related<'a> {
+    attribute: &'a str,
+    parent_entity: &'a str,
+    parent_id: &'a str,
+    /// The resource path nextLinks repeat, e.g. `accounts(<id>)/contact_customer_accounts`.
+    path: String,
+}
+
 fn retrieve_multiple(
     state: &State,
     request: &EmuRequest,
     caller: &Caller,
     entity: &EntityDef,
+    related: Option<&Related<'_>>,
 ) -> Result<EmuResponse, ODataError> {
     let raw_query = request.uri().query();
     let pairs = query_pairs(raw_query);
@@ -290,7 +305,13 @@ fn retrieve_multiple(
     };
     shaper.check(entity, &options, 0, false)?;
     let ctx = shaper.context(entity);
-    let mut filter = |r: &Record| options.filter.as_ref().is_none_or(|f| ctx.matches(f, r));
+    let mut filter = |r: &Record| {
+        related.is_none_or(|rel| {
+            r.get(rel.attribute).as_str() == Some(rel.parent_id)
+                && r.lookup_targets.get(rel.attribute).map(String::as_str)
+                    == Some(rel.parent_entity)
+        }) && options.filter.as_ref().is_none_or(|f| ctx.matches(f, r))
+    };
     let order = ctx.order(&options.orderby);
     let rows = state.store.query(entity.logical_name, &mut filter, &order);
     let total = rows.len();
@@ -383,7 +404,7 @@ fn retrieve_multiple(
             Value::String(format!(
                 "{}{}?{}",
                 caller.service_root,
-                entity.entity_set_name,
+                related.map_or(entity.entity_set_name, |r| r.path.as_str()),
                 query.join("&")
             )),
         );
@@ -445,6 +466,70 @@ fn retrieve(
     let body = single_body(&shaper, entity, record, &options);
     let applied: Vec<String> = annotations_applied(&prefer).into_iter().collect();
     Ok(json_response(200, &body, &applied))
+}
+
+/// `GET accounts(<id>)/<navigation or property>`: the related collection
+/// (paged like any collection), the related record, or one column's value.
+fn retrieve_part(
+    state: &State,
+    request: &EmuRequest,
+    caller: &Caller,
+    entity: &EntityDef,
+    key: &Key,
+    part: &str,
+) -> Result<EmuResponse, ODataError> {
+    let record =
+        find(state, entity, key).ok_or_else(|| not_found(entity.logical_name, &key_text(key)))?;
+    let schema = state.store.schema();
+    match schema.navigation(entity, part) {
+        Some(Navigation::Collection {
+            entity: child,
+            attribute,
+        }) => {
+            let def = schema
+                .by_logical_name(&child)
+                .ok_or_else(|| unknown_property(entity, part))?;
+            let related = Related {
+                attribute: &attribute,
+                parent_entity: entity.logical_name,
+                parent_id: &record.id,
+                path: format!("{}({})/{part}", entity.entity_set_name, record.id),
+            };
+            retrieve_multiple(state, request, caller, def, Some(&related))
+        }
+        Some(Navigation::Single { attribute, target }) => {
+            let def = schema
+                .by_logical_name(&target)
+                .ok_or_else(|| unknown_property(entity, part))?;
+            let id = record
+                .get(&attribute)
+                .as_str()
+                .filter(|_| record.lookup_targets.get(&attribute) == Some(&target))
+                .ok_or_else(|| {
+                    ODataError::new(404, "0x80040217", format!("No {target} is set on {part}."))
+                })?;
+            retrieve(state, request, caller, def, &Key::Id(id.to_string()))
+        }
+        None => {
+            let attr = entity
+                .property(part)
+                .ok_or_else(|| unknown_property(entity, part))?;
+            let value = record.get(&attr.logical_name).clone();
+            if value.is_null() {
+                return Ok(no_content());
+            }
+            Ok(odata_json(
+                200,
+                &json!({
+                    "@odata.context": format!(
+                        "{}$metadata#{}({})/{part}",
+                        caller.service_root, entity.entity_set_name, record.id
+                    ),
+                    "value": value,
+                }),
+            ))
+        }
+    }
 }
 
 /// Reads a write body into store changes: columns by logical name, lookups
