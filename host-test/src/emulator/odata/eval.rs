@@ -176,12 +176,14 @@ impl<'a> Context<'a> {
                 else {
                     return false;
                 };
-                let (hay, needle) = (hay.to_lowercase(), needle.to_lowercase());
-                match func {
-                    StringFn::Contains => hay.contains(&needle),
-                    StringFn::StartsWith => hay.starts_with(&needle),
-                    StringFn::EndsWith => hay.ends_with(&needle),
-                }
+                // Dataverse turns these into SQL LIKE, so %, _ and [..]
+                // inside the literal are wildcards.
+                let pattern = match func {
+                    StringFn::Contains => format!("%{needle}%"),
+                    StringFn::StartsWith => format!("{needle}%"),
+                    StringFn::EndsWith => format!("%{needle}"),
+                };
+                like(&hay, &pattern)
             }
             Expr::Query { name, params } => self.query_function(name, params, record),
         }
@@ -289,6 +291,67 @@ impl<'a> Context<'a> {
     }
 }
 
+/// SQL Server's `LIKE`, case-insensitive: `%` any run, `_` one character,
+/// `[abc]`, `[a-z]` and `[^abc]` one character of (not of) a set.
+pub fn like(text: &str, pattern: &str) -> bool {
+    let t: Vec<char> = text.to_lowercase().chars().collect();
+    let p: Vec<char> = pattern.to_lowercase().chars().collect();
+    // matches[i]: whether the pattern so far can end just before t[i].
+    let mut matches = vec![false; t.len() + 1];
+    matches[0] = true;
+    let mut i = 0;
+    while i < p.len() {
+        let mut next = vec![false; t.len() + 1];
+        match p[i] {
+            '%' => {
+                let mut any = false;
+                for (k, m) in matches.iter().enumerate() {
+                    any |= *m;
+                    next[k] = any;
+                }
+                i += 1;
+            }
+            '[' if p[i + 1..].contains(&']') => {
+                let close = i + 1 + p[i + 1..].iter().position(|c| *c == ']').unwrap_or(0);
+                let set = &p[i + 1..close];
+                let (negate, set) = match set.first() {
+                    Some('^') => (true, &set[1..]),
+                    _ => (false, set),
+                };
+                let in_set = |c: char| {
+                    let mut j = 0;
+                    while j < set.len() {
+                        if j + 2 < set.len() && set[j + 1] == '-' {
+                            if set[j] <= c && c <= set[j + 2] {
+                                return true;
+                            }
+                            j += 3;
+                        } else {
+                            if set[j] == c {
+                                return true;
+                            }
+                            j += 1;
+                        }
+                    }
+                    false
+                };
+                for k in 0..t.len() {
+                    next[k + 1] = matches[k] && in_set(t[k]) != negate;
+                }
+                i = close + 1;
+            }
+            c => {
+                for k in 0..t.len() {
+                    next[k + 1] = matches[k] && (c == '_' || t[k] == c);
+                }
+                i += 1;
+            }
+        }
+        matches = next;
+    }
+    matches[t.len()]
+}
+
 /// The query functions the emulator evaluates.
 pub const KNOWN_QUERY_FUNCTIONS: &[&str] = &[
     "In",
@@ -343,5 +406,23 @@ fn typed_text(kind: Option<&AttributeKind>, s: &str) -> Value {
             .map(Value::from)
             .unwrap_or_else(|_| Value::String(s.to_string())),
         _ => Value::String(s.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::like;
+
+    #[test]
+    fn like_follows_sql_server() {
+        assert!(like("Contoso Ltd", "%ltd"));
+        assert!(like("Contoso", "c_nt%"));
+        assert!(!like("Contoso", "c_t%"));
+        assert!(like("A-1", "[a-c]-%"));
+        assert!(!like("D-1", "[a-c]-%"));
+        assert!(like("D-1", "[^a-c]-%"));
+        assert!(like("50%", "%5[0-9][%]"));
+        assert!(like("", "%"));
+        assert!(!like("abc", "ab"));
     }
 }
