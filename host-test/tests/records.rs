@@ -1020,6 +1020,32 @@ async fn emulator_writes_follow_dataverse() {
     )
     .await;
     assert_eq!(body(&r)["value"], "Contoso");
+    // A nested expand pages every expanded collection by maxpagesize.
+    let r = call(&env, &t, "GET", &format!("accounts({account})?$select=name&$expand=contact_customer_accounts($select=fullname;$expand=parentcustomerid_account($select=name))"), &[("Prefer", "odata.maxpagesize=2")], None).await;
+    let b = body(&r);
+    assert_eq!(
+        b["contact_customer_accounts"].as_array().unwrap().len(),
+        2,
+        "{b}"
+    );
+    assert_eq!(
+        b["contact_customer_accounts"][0]["parentcustomerid_account"]["accountid"],
+        account
+    );
+    let link = b["contact_customer_accounts@odata.nextLink"]
+        .as_str()
+        .unwrap();
+    assert!(link.contains("$skiptoken="), "{link}");
+    let r = call(
+        &env,
+        &t,
+        "GET",
+        link.trim_start_matches("http://localhost/api/data/v9.2/"),
+        &[("Prefer", "odata.maxpagesize=2")],
+        None,
+    )
+    .await;
+    assert_eq!(ids(&body(&r)["value"], "contactid"), expanded[2..].to_vec());
     // DELETE → 204, then 404; unknown set → 404 0x8006088a.
     let r = call(&env, &t, "DELETE", &format!("accounts({id})"), &[], None).await;
     assert_eq!(r.status(), 204);

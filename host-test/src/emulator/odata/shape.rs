@@ -6,7 +6,7 @@
 use super::ODataError;
 use super::eval::{Context, unknown_property};
 use super::options::{ExpandItem, Prefer, QueryOptions};
-use super::paging::MAX_PAGE_SIZE;
+use super::paging::{self, MAX_PAGE_SIZE};
 use crate::emulator::store::schema::{AttributeDef, AttributeKind, EntityDef, Navigation};
 use crate::emulator::store::values;
 use crate::emulator::store::{Record, Store};
@@ -23,9 +23,24 @@ pub struct Shaper<'a> {
     pub service_root: &'a str,
     pub now: u64,
     pub user_id: &'a str,
+    /// Set when the query nests an `$expand` inside another: Dataverse then
+    /// pages every expanded collection by `odata.maxpagesize`, with a
+    /// `$skiptoken` in the per-row nextLink.
+    pub collection_page_size: Option<usize>,
 }
 
 impl<'a> Shaper<'a> {
+    /// Turns on per-collection paging when `options` nest an expand and
+    /// the request sent `odata.maxpagesize`.
+    pub fn paging_nested_collections(mut self, options: &QueryOptions) -> Self {
+        let nested = options.expand.iter().any(|e| !e.options.expand.is_empty());
+        self.collection_page_size = match (nested, self.prefer.maxpagesize) {
+            (true, Some(n)) => Some(n.clamp(1, MAX_PAGE_SIZE)),
+            _ => None,
+        };
+        self
+    }
+
     pub fn context(&self, entity: &'a EntityDef) -> Context<'a> {
         Context {
             store: self.store,
@@ -196,26 +211,49 @@ impl<'a> Shaper<'a> {
                 };
                 let order = ctx.order(&item.options.orderby);
                 let rows = self.store.query(&child, &mut filter, &order);
-                let limit = item.options.top.unwrap_or(MAX_PAGE_SIZE).min(MAX_PAGE_SIZE);
-                let values: Vec<Value> = rows
-                    .into_iter()
-                    .take(limit)
-                    .map(|r| Value::Object(self.record(def, r, &item.options)))
-                    .collect();
-                out.insert(item.navigation.clone(), Value::Array(values));
-                let select = item
+                let limit = match self.collection_page_size {
+                    Some(n) => n,
+                    None => item.options.top.unwrap_or(MAX_PAGE_SIZE).min(MAX_PAGE_SIZE),
+                };
+                let more = rows.len() > limit;
+                let page: Vec<&Record> = rows.into_iter().take(limit).collect();
+                let mut query: Vec<String> = item
                     .options
                     .select
                     .as_ref()
-                    .map(|s| format!("?$select={}", s.join(",")))
-                    .unwrap_or_default();
-                out.insert(
-                    format!("{}@odata.nextLink", item.navigation),
-                    Value::String(format!(
-                        "{}{}({})/{}{select}",
-                        self.service_root, entity.entity_set_name, record.id, item.navigation
-                    )),
-                );
+                    .map(|s| format!("$select={}", s.join(",")))
+                    .into_iter()
+                    .collect();
+                if let (Some(_), true, Some(first), Some(last)) =
+                    (self.collection_page_size, more, page.first(), page.last())
+                {
+                    let token = paging::skiptoken(&def.primary_id, 1, &first.id, &last.id);
+                    query.push(format!(
+                        "$skiptoken={}",
+                        paging::encode_token_for_url(&token)
+                    ));
+                }
+                let values: Vec<Value> = page
+                    .iter()
+                    .map(|r| Value::Object(self.record(def, r, &item.options)))
+                    .collect();
+                out.insert(item.navigation.clone(), Value::Array(values));
+                // Single-level expansions always carry the link; paged
+                // nested ones only when rows remain.
+                if self.collection_page_size.is_none() || more {
+                    let q = if query.is_empty() {
+                        String::new()
+                    } else {
+                        format!("?{}", query.join("&"))
+                    };
+                    out.insert(
+                        format!("{}@odata.nextLink", item.navigation),
+                        Value::String(format!(
+                            "{}{}({})/{}{q}",
+                            self.service_root, entity.entity_set_name, record.id, item.navigation
+                        )),
+                    );
+                }
             }
             None => {}
         }

@@ -302,7 +302,9 @@ fn retrieve_multiple(
         service_root: &caller.service_root,
         now: state.now(),
         user_id: &caller.user_id,
-    };
+        collection_page_size: None,
+    }
+    .paging_nested_collections(&options);
     shaper.check(entity, &options, 0, false)?;
     let ctx = shaper.context(entity);
     let mut filter = |r: &Record| {
@@ -448,7 +450,9 @@ fn retrieve(
         service_root: &caller.service_root,
         now: state.now(),
         user_id: &caller.user_id,
-    };
+        collection_page_size: None,
+    }
+    .paging_nested_collections(&options);
     shaper.check(entity, &options, 0, false)?;
     let record =
         find(state, entity, key).ok_or_else(|| not_found(entity.logical_name, &key_text(key)))?;
@@ -706,7 +710,9 @@ fn written(
         service_root: &caller.service_root,
         now: state.now(),
         user_id: &caller.user_id,
-    };
+        collection_page_size: None,
+    }
+    .paging_nested_collections(&options);
     shaper.check(entity, &options, 0, false)?;
     let record = state
         .store
