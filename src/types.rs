@@ -129,10 +129,12 @@ impl EntityKey {
         let mut pairs = Vec::new();
         while i < chars.len() {
             let start = i;
-            while i < chars.len() && chars[i] != '=' {
+            while chars.get(i).is_some_and(|c| *c != '=') {
                 i += 1;
             }
-            let name: String = chars[start..i]
+            let name: String = chars
+                .get(start..i)
+                .unwrap_or_default()
                 .iter()
                 .collect::<String>()
                 .trim()
@@ -178,10 +180,12 @@ impl EntityKey {
                 KeyValue::String(v)
             } else {
                 let start = i;
-                while i < chars.len() && chars[i] != ',' {
+                while chars.get(i).is_some_and(|c| *c != ',') {
                     i += 1;
                 }
-                let word: String = chars[start..i]
+                let word: String = chars
+                    .get(start..i)
+                    .unwrap_or_default()
                     .iter()
                     .collect::<String>()
                     .trim()
