@@ -217,6 +217,17 @@ async fn update_sends_if_match_and_never_creates() {
     assert_eq!(patch.method, "PATCH");
     assert_eq!(header(&patch, "If-Match"), Some("*"));
 
+    // By alternate key: the key column in the URL is not overwritten.
+    let out = env
+        .ok(
+            "updateEntity",
+            r#"{"entityType":"accounts","entityId":"accountnumber='A-9'","fieldValues":{"name":"Keyed rename","accountnumber":"ignored"}}"#,
+        )
+        .await;
+    assert_eq!(out["id"], seed::account_id(9));
+    assert_eq!(out["record"]["name"], "Keyed rename");
+    assert_eq!(out["record"]["accountnumber"], "A-9");
+
     let missing = "00000000-0000-4000-8000-0000000000ff";
     let e = env
         .err(
@@ -259,12 +270,14 @@ async fn upsert_creates_then_updates() {
     let second = env
         .ok(
             "upsertEntity",
-            &json!({"entityType":"accounts","entityId":id,"fieldValues":{"name":"Upserted again"}})
-                .to_string(),
+            &json!({"entityType":"accounts","entityId":id,"fieldValues":{"name":"Upserted again"},
+                    "dynamicValues":[{"key":"numberofemployees","value":12}]})
+            .to_string(),
         )
         .await;
     assert_eq!(second["created"], false);
     assert_eq!(second["record"]["name"], "Upserted again");
+    assert_eq!(second["record"]["numberofemployees"], 12);
     assert_eq!(second["record"]["accountnumber"], "U-1");
 
     // By alternate key: the key value is copied into the new row.

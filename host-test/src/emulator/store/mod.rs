@@ -6,6 +6,20 @@
 //!
 //! `Store` is `Clone` and rows are `Arc`ed, so a snapshot for an
 //! all-or-nothing `$batch` changeset costs one pointer copy per row.
+//!
+//! Building on it:
+//! - metadata: [`Store::schema`] has every entity's names, metadata ids,
+//!   ownership, typed attributes (picklist options, lookup targets with
+//!   navigation properties and relationship names) and alternate keys;
+//!   [`schema::Schema::one_to_many`] lists the other side of each lookup;
+//! - another query language (FetchXML): [`Store::query`] with a predicate
+//!   and a comparator, [`values::compare`]/[`values::equals`] for
+//!   Dataverse's comparison rules, `odata::eval::like` for LIKE, and
+//!   [`Store::get_or_deleted`] to resume paging after a deleted row;
+//! - `$batch` changesets: `let before = state.store.clone();` … on failure
+//!   `state.store = before;`;
+//! - change tracking: every write bumps [`Store::version`] and stamps the
+//!   row ([`Record::version`]); [`Store::deletions_since`] lists removals.
 
 pub mod schema;
 pub mod seed;
