@@ -176,7 +176,12 @@ fn hint_for(status: u16, code: Option<&str>, message: &str) -> Option<String> {
         (429, _) => {
             "Dataverse service protection limits were hit: the connector waits for Retry-After; reduce concurrency or batch requests."
         }
-        (400, _) if message.contains("odata.bind") || message.contains("undeclared property") => {
+        (400, _)
+            if message.contains("odata.bind")
+                || message.contains("undeclared property")
+                || message.contains("navigation property")
+                || message.contains("Entity Reference") =>
+        {
             "Set lookups with \"<navigationProperty>@odata.bind\": \"/<entityset>(<GUID>)\", not with a plain GUID."
         }
         _ => return None,

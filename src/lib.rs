@@ -13,6 +13,8 @@
 //! - [`http`]: request/response values and the platform trait (wasi:http);
 //! - [`catalog`], [`schema`] and [`inputs`]: what builders see (JSON Schema
 //!   included), and validation against it;
+//! - [`types`] and [`odata`]: GUIDs, entity sets, record keys, query options
+//!   and nextLinks (all escaping and URL encoding happens there);
 //! - [`actions`]: one module per group of actions;
 //! - [`trigger`]: the webhook trigger (request in, event or rejection out);
 //! - [`fetchxml`] and [`batch`]: the FetchXML and `$batch` wire codecs;
@@ -30,11 +32,13 @@ pub mod error;
 pub mod fetchxml;
 pub mod http;
 pub mod inputs;
+pub mod odata;
 pub mod percent;
 pub mod retry;
 pub mod schema;
 pub mod secret;
 pub mod trigger;
+pub mod types;
 
 #[cfg(target_family = "wasm")]
 mod glue;

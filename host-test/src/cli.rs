@@ -202,6 +202,21 @@ pub fn describe_action(catalog_json: &str, key: &str) -> Result<String> {
     Ok(out)
 }
 
+/// Progress for long runs on stderr: one line per follow-up page of a
+/// paged query (requests carrying a `$skiptoken`).
+pub fn progress_observer() -> crate::host::route::Observer {
+    let pages = std::sync::atomic::AtomicUsize::new(1);
+    std::sync::Arc::new(move |method, uri| {
+        let query = uri.query().unwrap_or("");
+        if method == http::Method::GET
+            && (query.contains("$skiptoken") || query.contains("%24skiptoken"))
+        {
+            let n = pages.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            eprintln!("page {n} … {}", uri.path());
+        }
+    })
+}
+
 pub fn read_connection(path: &Path) -> Result<ConnectionFile> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;

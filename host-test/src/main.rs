@@ -153,6 +153,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .map(cli::read_connection)
                 .transpose()?;
             let host = ConnectorHost::shared().map_err(trap)?;
+            host_test::host::route::set_observer(Some(cli::progress_observer()));
             match cli::run_action(host, &action, &inputs, file.as_ref(), None).await? {
                 RunOutcome::Ok { output, refreshed } => {
                     if let (Some(path), Some(updated)) = (&connection, refreshed) {

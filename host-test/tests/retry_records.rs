@@ -22,7 +22,7 @@ fn ids(value: &Value, key: &str) -> Vec<String> {
 }
 
 #[tokio::test(start_paused = true)]
-#[ignore = "needs the record actions and store of the records branch"]
+
 async fn fetch_all_over_12000_records_with_a_429_every_5th_request() {
     let mut env = Env::with_config(Config {
         generated_records: 12_000,
@@ -50,7 +50,7 @@ async fn fetch_all_over_12000_records_with_a_429_every_5th_request() {
 }
 
 #[tokio::test(start_paused = true)]
-#[ignore = "needs the record actions and store of the records branch"]
+
 async fn a_create_meeting_a_500_is_not_retried_and_no_duplicate_exists() {
     let mut env = Env::new();
     env.ok("getCurrentUser", "{}").await;

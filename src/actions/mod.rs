@@ -3,6 +3,7 @@
 //! it does not own). Adding a group is one line in each list below.
 
 mod raw;
+mod records;
 mod user;
 
 use crate::catalog::ActionDef;
@@ -13,13 +14,18 @@ use serde_json::Value;
 
 /// Every action's catalog entry, in the order builders list them.
 pub fn definitions() -> Vec<ActionDef> {
-    [user::definitions(), raw::definitions()].concat()
+    [
+        user::definitions(),
+        records::definitions(),
+        raw::definitions(),
+    ]
+    .concat()
 }
 
 /// Runs one action whose inputs were already validated.
 pub fn run(key: &str, session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
-    let groups: [fn(&str, &mut Session<'_>, &Inputs) -> Option<Result<Value>>; 2] =
-        [user::run, raw::run];
+    let groups: [fn(&str, &mut Session<'_>, &Inputs) -> Option<Result<Value>>; 3] =
+        [user::run, records::run, raw::run];
     for group in groups {
         if let Some(result) = group(key, session, inputs) {
             return result;

@@ -12,8 +12,10 @@ pub mod data;
 pub mod faults;
 pub mod fetchxml;
 pub mod identity;
+pub mod odata;
 pub mod response;
 pub mod server;
+pub mod store;
 pub mod webapi;
 pub mod webhooks;
 
@@ -87,6 +89,8 @@ pub struct State {
     pub config: Config,
     pub identity: Identity,
     pub directory: Directory,
+    /// Records of every entity set.
+    pub store: store::Store,
     pub log: Vec<LoggedRequest>,
     pub faults: Faults,
     /// What the faults did since they were last set.
@@ -101,6 +105,7 @@ pub struct State {
 /// failing change set can be rolled back (all or nothing).
 pub struct Snapshot {
     directory: Directory,
+    store: store::Store,
 }
 
 impl State {
@@ -111,13 +116,15 @@ impl State {
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             directory: self.directory.clone(),
+            store: self.store.clone(),
         }
     }
 
     /// Puts the data back as [`State::snapshot`] saw it.
     pub fn restore(&mut self, snapshot: Snapshot) {
-        let Snapshot { directory } = snapshot;
+        let Snapshot { directory, store } = snapshot;
         self.directory = directory;
+        self.store = store;
     }
 
     /// Seconds since the Unix epoch, as the emulator's clock reads it.
@@ -158,11 +165,17 @@ impl Emulator {
         let directory = Directory::seeded(config.generated_records);
         let identity = Identity::seeded(&directory);
         let webhooks = Webhooks::new(&format!("{}.crm.dynamics.com", directory.organization_name));
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let store = store::seed::seeded(&directory, config.generated_records, now);
         Emulator {
             state: Arc::new(Mutex::new(State {
                 config,
                 identity,
                 directory,
+                store,
                 log: Vec::new(),
                 faults: Faults::default(),
                 fault_stats: FaultStats::default(),

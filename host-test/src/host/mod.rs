@@ -2,7 +2,7 @@
 //! it, and gives every call a fresh store. Outgoing wasi:http requests go to
 //! the network or, per call, to an in-process [`Emulator`](crate::emulator::Emulator).
 
-mod route;
+pub mod route;
 
 pub use route::Route;
 

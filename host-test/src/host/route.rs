@@ -5,6 +5,7 @@ use crate::emulator::faults::{self, BrokenBody};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
 
@@ -16,6 +17,24 @@ pub enum Route {
     Network,
     /// Every request is answered by this emulator.
     InProcess(Emulator),
+}
+
+/// Sees every request a component sends (method and URL), e.g. for the
+/// CLI's progress on stderr during a long fetch-all.
+pub type Observer = Arc<dyn Fn(&http::Method, &http::Uri) + Send + Sync>;
+
+static OBSERVER: Mutex<Option<Observer>> = Mutex::new(None);
+
+/// Installs (or removes) the process-wide request observer.
+pub fn set_observer(observer: Option<Observer>) {
+    *OBSERVER.lock().unwrap_or_else(|p| p.into_inner()) = observer;
+}
+
+fn observe(method: &http::Method, uri: &http::Uri) {
+    let observer = OBSERVER.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if let Some(o) = observer {
+        o(method, uri);
+    }
 }
 
 pub struct RouteHooks {
@@ -40,6 +59,7 @@ impl WasiHttpHooks for RouteHooks {
         dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), wasmtime_wasi_http::Error>>
             + Send,
     > {
+        observe(request.method(), request.uri());
         match &self.route {
             Route::Network => {
                 _ = fut;

@@ -3,6 +3,7 @@
 
 mod actions;
 mod functions;
+pub mod records;
 
 use super::response::odata_error;
 use super::{EmuRequest, EmuResponse, State, data, origin_of};
@@ -43,11 +44,13 @@ pub fn handle(state: &mut State, request: &EmuRequest) -> EmuResponse {
         "PublishAllXml" => actions::publish_all_xml(request),
         "$batch" => super::batch::handle(state, request, &caller),
         "" => odata_error(404, "0x8006088a", "Resource not found for the segment ''."),
-        other => odata_error(
-            404,
-            "0x8006088a",
-            &format!("Resource not found for the segment '{other}'."),
-        ),
+        other => records::handle(state, request, &caller, resource).unwrap_or_else(|| {
+            odata_error(
+                404,
+                "0x8006088a",
+                &format!("Resource not found for the segment '{other}'."),
+            )
+        }),
     }
 }
 

@@ -1,0 +1,785 @@
+//! Entity definitions: the emulator's metadata. Everything the Web API needs
+//! to read and write records (entity set names, primary keys, typed
+//! attributes, lookups with their navigation properties, alternate keys) and
+//! what an `EntityDefinitions` endpoint needs to describe them (schema names,
+//! metadata ids, display names, ownership).
+
+/// How an entity's records are owned (`OwnershipType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ownership {
+    UserOwned,
+    OrganizationOwned,
+    BusinessOwned,
+}
+
+impl Ownership {
+    /// The metadata enum name, as `EntityDefinitions` returns it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ownership::UserOwned => "UserOwned",
+            Ownership::OrganizationOwned => "OrganizationOwned",
+            Ownership::BusinessOwned => "BusinessOwned",
+        }
+    }
+}
+
+/// One target of a lookup: the referenced entity, the single-valued
+/// navigation property on the referencing entity (what `…@odata.bind` and
+/// `$expand` name) and the relationship, whose schema name is also the
+/// collection-valued navigation property on the referenced entity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupTarget {
+    pub entity: String,
+    pub navigation_property: String,
+    pub relationship: String,
+}
+
+/// Attribute types (`AttributeType` in metadata).
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttributeKind {
+    /// The primary key, or any GUID column.
+    Uniqueidentifier,
+    String {
+        max_length: u32,
+    },
+    Memo {
+        max_length: u32,
+    },
+    Integer,
+    Money,
+    Decimal,
+    DateTime,
+    Boolean,
+    Picklist {
+        options: Vec<(i64, &'static str)>,
+    },
+    /// State and status codes are picklists with their own metadata types.
+    State {
+        options: Vec<(i64, &'static str)>,
+    },
+    Lookup {
+        targets: Vec<LookupTarget>,
+    },
+}
+
+impl AttributeKind {
+    /// The metadata `AttributeType` name.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            AttributeKind::Uniqueidentifier => "Uniqueidentifier",
+            AttributeKind::String { .. } => "String",
+            AttributeKind::Memo { .. } => "Memo",
+            AttributeKind::Integer => "Integer",
+            AttributeKind::Money => "Money",
+            AttributeKind::Decimal => "Decimal",
+            AttributeKind::DateTime => "DateTime",
+            AttributeKind::Boolean => "Boolean",
+            AttributeKind::Picklist { .. } => "Picklist",
+            AttributeKind::State { .. } => "State",
+            AttributeKind::Lookup { .. } => "Lookup",
+        }
+    }
+
+    pub fn is_lookup(&self) -> bool {
+        matches!(self, AttributeKind::Lookup { .. })
+    }
+
+    pub fn options(&self) -> Option<&[(i64, &'static str)]> {
+        match self {
+            AttributeKind::Picklist { options } | AttributeKind::State { options } => Some(options),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttributeDef {
+    pub logical_name: String,
+    pub schema_name: String,
+    pub display_name: String,
+    pub metadata_id: String,
+    pub kind: AttributeKind,
+    /// Set by the platform, never by a client (createdon, versionnumber …).
+    pub read_only: bool,
+    pub is_custom: bool,
+}
+
+impl AttributeDef {
+    /// The property name in OData payloads: `_x_value` for lookups.
+    pub fn property_name(&self) -> String {
+        if self.kind.is_lookup() {
+            format!("_{}_value", self.logical_name)
+        } else {
+            self.logical_name.to_string()
+        }
+    }
+}
+
+/// An alternate key (`EntityKeyMetadata`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlternateKey {
+    pub logical_name: &'static str,
+    pub schema_name: &'static str,
+    pub display_name: &'static str,
+    pub attributes: Vec<&'static str>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntityDef {
+    pub logical_name: &'static str,
+    pub entity_set_name: &'static str,
+    pub schema_name: &'static str,
+    pub metadata_id: String,
+    pub display_name: &'static str,
+    pub display_collection_name: &'static str,
+    pub description: &'static str,
+    pub primary_id: String,
+    pub primary_name: &'static str,
+    pub ownership: Ownership,
+    pub is_custom: bool,
+    pub attributes: Vec<AttributeDef>,
+    pub keys: Vec<AlternateKey>,
+}
+
+/// What a navigation property name resolves to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Navigation {
+    /// Many-to-one: follow `attribute` of this entity to `target`.
+    Single { attribute: String, target: String },
+    /// One-to-many: records of `entity` whose `attribute` points here.
+    Collection { entity: String, attribute: String },
+}
+
+impl EntityDef {
+    pub fn attribute(&self, logical_name: &str) -> Option<&AttributeDef> {
+        self.attributes
+            .iter()
+            .find(|a| a.logical_name == logical_name)
+    }
+
+    /// Resolves an OData property name (`name`, `_parentaccountid_value`)
+    /// to its attribute. Lookups also answer to their logical name, as
+    /// Dataverse accepts both in `$select`.
+    pub fn property(&self, name: &str) -> Option<&AttributeDef> {
+        if let Some(inner) = name
+            .strip_prefix('_')
+            .and_then(|n| n.strip_suffix("_value"))
+        {
+            return self.attribute(inner).filter(|a| a.kind.is_lookup());
+        }
+        self.attribute(name)
+    }
+
+    /// The many-to-one navigation property named exactly `name`
+    /// (navigation property names are case-sensitive).
+    pub fn single_navigation(&self, name: &str) -> Option<(&AttributeDef, &LookupTarget)> {
+        self.attributes.iter().find_map(|a| match &a.kind {
+            AttributeKind::Lookup { targets } => targets
+                .iter()
+                .find(|t| t.navigation_property == name)
+                .map(|t| (a, t)),
+            _ => None,
+        })
+    }
+
+    /// The OData type name used in error messages.
+    pub fn odata_type(&self) -> String {
+        format!("Microsoft.Dynamics.CRM.{}", self.logical_name)
+    }
+}
+
+/// Every entity the emulator knows.
+#[derive(Debug, Clone)]
+pub struct Schema {
+    pub entities: Vec<EntityDef>,
+}
+
+impl Schema {
+    pub fn by_logical_name(&self, name: &str) -> Option<&EntityDef> {
+        self.entities.iter().find(|e| e.logical_name == name)
+    }
+
+    /// Entity set names are case-sensitive in Dataverse.
+    pub fn by_entity_set(&self, name: &str) -> Option<&EntityDef> {
+        self.entities.iter().find(|e| e.entity_set_name == name)
+    }
+
+    /// Resolves a navigation property of `entity` (single or collection).
+    pub fn navigation(&self, entity: &EntityDef, name: &str) -> Option<Navigation> {
+        if let Some((attr, target)) = entity.single_navigation(name) {
+            return Some(Navigation::Single {
+                attribute: attr.logical_name.clone(),
+                target: target.entity.clone(),
+            });
+        }
+        self.one_to_many(entity.logical_name)
+            .into_iter()
+            .find(|(rel, _, _)| rel == name)
+            .map(|(_, e, a)| Navigation::Collection {
+                entity: e.to_string(),
+                attribute: a,
+            })
+    }
+
+    /// One-to-many relationships of `logical_name`: (relationship schema
+    /// name = collection navigation property, referencing entity,
+    /// referencing attribute).
+    pub fn one_to_many(&self, logical_name: &str) -> Vec<(String, &'static str, String)> {
+        let mut out = Vec::new();
+        for e in &self.entities {
+            for a in &e.attributes {
+                if let AttributeKind::Lookup { targets } = &a.kind {
+                    for t in targets.iter().filter(|t| t.entity == logical_name) {
+                        out.push((
+                            t.relationship.clone(),
+                            e.logical_name,
+                            a.logical_name.clone(),
+                        ));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The built-in entities: account, contact, lead, opportunity,
+    /// systemuser and businessunit, with the columns integrators use most.
+    pub fn builtin() -> Schema {
+        Schema {
+            entities: vec![
+                account(),
+                contact(),
+                lead(),
+                opportunity(),
+                systemuser(),
+                businessunit(),
+            ],
+        }
+    }
+}
+
+/// A deterministic metadata id from a name (FNV-1a, shaped as a GUID), so
+/// that metadata ids are stable across runs.
+pub fn stable_guid(name: &str) -> String {
+    let mut h1: u64 = 0xcbf29ce484222325;
+    let mut h2: u64 = 0x84222325cbf29ce4;
+    for b in name.bytes() {
+        h1 = (h1 ^ u64::from(b)).wrapping_mul(0x100000001b3);
+        h2 = (h2 ^ u64::from(b))
+            .wrapping_mul(0x100000001b3)
+            .rotate_left(5);
+    }
+    let hex = format!("{h1:016x}{h2:016x}");
+    format!(
+        "{}-{}-4{}-8{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[13..16],
+        &hex[17..20],
+        &hex[20..32]
+    )
+}
+
+fn schema_name_of(logical: &str) -> String {
+    // Dataverse schema names are PascalCase; the emulator capitalises the
+    // first letter, which is what the built-in names mostly look like.
+    let mut c = logical.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+fn attr(entity: &str, logical: &str, display: &str, kind: AttributeKind) -> AttributeDef {
+    AttributeDef {
+        logical_name: logical.to_string(),
+        schema_name: schema_name_of(logical),
+        display_name: display.to_string(),
+        metadata_id: stable_guid(&format!("attribute:{entity}.{logical}")),
+        kind,
+        read_only: false,
+        is_custom: false,
+    }
+}
+
+fn read_only(mut a: AttributeDef) -> AttributeDef {
+    a.read_only = true;
+    a
+}
+
+fn string(n: u32) -> AttributeKind {
+    AttributeKind::String { max_length: n }
+}
+
+fn lookup(targets: &[(&str, &str, &str)]) -> AttributeKind {
+    AttributeKind::Lookup {
+        targets: targets
+            .iter()
+            .map(|(entity, nav, rel)| LookupTarget {
+                entity: entity.to_string(),
+                navigation_property: nav.to_string(),
+                relationship: rel.to_string(),
+            })
+            .collect(),
+    }
+}
+
+/// Columns every user-owned table has.
+fn system_columns(entity: &str, prefix: &str) -> Vec<AttributeDef> {
+    let rel = |suffix: &str| format!("lk_{prefix}_{suffix}");
+    let owner_rel = format!("user_{prefix}");
+    vec![
+        read_only(attr(
+            entity,
+            "createdon",
+            "Created On",
+            AttributeKind::DateTime,
+        )),
+        read_only(attr(
+            entity,
+            "modifiedon",
+            "Modified On",
+            AttributeKind::DateTime,
+        )),
+        read_only(attr(
+            entity,
+            "createdby",
+            "Created By",
+            lookup(&[("systemuser", "createdby", &rel("createdby"))]),
+        )),
+        read_only(attr(
+            entity,
+            "modifiedby",
+            "Modified By",
+            lookup(&[("systemuser", "modifiedby", &rel("modifiedby"))]),
+        )),
+        attr(
+            entity,
+            "ownerid",
+            "Owner",
+            lookup(&[("systemuser", "ownerid", &owner_rel)]),
+        ),
+        read_only(attr(
+            entity,
+            "versionnumber",
+            "Version Number",
+            AttributeKind::Integer,
+        )),
+        attr(
+            entity,
+            "statecode",
+            "Status",
+            AttributeKind::State {
+                options: vec![(0, "Active"), (1, "Inactive")],
+            },
+        ),
+        attr(
+            entity,
+            "statuscode",
+            "Status Reason",
+            AttributeKind::Picklist {
+                options: vec![(1, "Active"), (2, "Inactive")],
+            },
+        ),
+    ]
+}
+
+#[allow(clippy::too_many_arguments)]
+fn entity(
+    logical_name: &'static str,
+    entity_set_name: &'static str,
+    schema_name: &'static str,
+    display_name: &'static str,
+    display_collection_name: &'static str,
+    description: &'static str,
+    primary_name: &'static str,
+    ownership: Ownership,
+    mut attributes: Vec<AttributeDef>,
+    keys: Vec<AlternateKey>,
+) -> EntityDef {
+    let primary_id = format!("{logical_name}id");
+    attributes.insert(
+        0,
+        attr(
+            logical_name,
+            &primary_id,
+            display_name,
+            AttributeKind::Uniqueidentifier,
+        ),
+    );
+    EntityDef {
+        logical_name,
+        entity_set_name,
+        schema_name,
+        metadata_id: stable_guid(&format!("entity:{logical_name}")),
+        display_name,
+        display_collection_name,
+        description,
+        primary_id,
+        primary_name,
+        ownership,
+        is_custom: false,
+        attributes,
+        keys,
+    }
+}
+
+fn account() -> EntityDef {
+    let e = "account";
+    let mut attrs = vec![
+        attr(e, "name", "Account Name", string(160)),
+        attr(e, "accountnumber", "Account Number", string(20)),
+        attr(e, "telephone1", "Main Phone", string(50)),
+        attr(e, "emailaddress1", "Email", string(100)),
+        attr(e, "websiteurl", "Website", string(200)),
+        attr(e, "address1_city", "Address 1: City", string(80)),
+        attr(
+            e,
+            "address1_country",
+            "Address 1: Country/Region",
+            string(80),
+        ),
+        attr(
+            e,
+            "description",
+            "Description",
+            AttributeKind::Memo { max_length: 2000 },
+        ),
+        attr(e, "revenue", "Annual Revenue", AttributeKind::Money),
+        attr(
+            e,
+            "numberofemployees",
+            "Number of Employees",
+            AttributeKind::Integer,
+        ),
+        attr(e, "creditonhold", "Credit Hold", AttributeKind::Boolean),
+        attr(
+            e,
+            "accountcategorycode",
+            "Category",
+            AttributeKind::Picklist {
+                options: vec![(1, "Preferred Customer"), (2, "Standard")],
+            },
+        ),
+        attr(
+            e,
+            "industrycode",
+            "Industry",
+            AttributeKind::Picklist {
+                options: vec![
+                    (1, "Accounting"),
+                    (2, "Agriculture and Non-petrol Natural Resource Extraction"),
+                    (3, "Broadcasting Printing and Publishing"),
+                    (4, "Brokers"),
+                    (5, "Building Supply Retail"),
+                    (6, "Business Services"),
+                    (7, "Consulting"),
+                    (8, "Consumer Services"),
+                ],
+            },
+        ),
+        attr(
+            e,
+            "primarycontactid",
+            "Primary Contact",
+            lookup(&[("contact", "primarycontactid", "account_primary_contact")]),
+        ),
+        attr(
+            e,
+            "parentaccountid",
+            "Parent Account",
+            lookup(&[("account", "parentaccountid", "account_parent_account")]),
+        ),
+    ];
+    attrs.extend(system_columns(e, "account"));
+    entity(
+        e,
+        "accounts",
+        "Account",
+        "Account",
+        "Accounts",
+        "Business that represents a customer or potential customer.",
+        "name",
+        Ownership::UserOwned,
+        attrs,
+        vec![AlternateKey {
+            logical_name: "accountnumber_key",
+            schema_name: "AccountNumberKey",
+            display_name: "Account Number",
+            attributes: vec!["accountnumber"],
+        }],
+    )
+}
+
+fn contact() -> EntityDef {
+    let e = "contact";
+    let mut attrs = vec![
+        attr(e, "fullname", "Full Name", string(160)),
+        attr(e, "firstname", "First Name", string(50)),
+        attr(e, "lastname", "Last Name", string(50)),
+        attr(e, "emailaddress1", "Email", string(100)),
+        attr(e, "jobtitle", "Job Title", string(100)),
+        attr(e, "telephone1", "Business Phone", string(50)),
+        attr(e, "address1_city", "Address 1: City", string(80)),
+        attr(e, "birthdate", "Birthday", AttributeKind::DateTime),
+        attr(
+            e,
+            "description",
+            "Description",
+            AttributeKind::Memo { max_length: 2000 },
+        ),
+        attr(
+            e,
+            "gendercode",
+            "Gender",
+            AttributeKind::Picklist {
+                options: vec![(1, "Male"), (2, "Female")],
+            },
+        ),
+        attr(
+            e,
+            "donotemail",
+            "Do not allow Emails",
+            AttributeKind::Boolean,
+        ),
+        attr(
+            e,
+            "parentcustomerid",
+            "Company Name",
+            lookup(&[
+                (
+                    "account",
+                    "parentcustomerid_account",
+                    "contact_customer_accounts",
+                ),
+                (
+                    "contact",
+                    "parentcustomerid_contact",
+                    "contact_customer_contacts",
+                ),
+            ]),
+        ),
+    ];
+    attrs.extend(system_columns(e, "contact"));
+    entity(
+        e,
+        "contacts",
+        "Contact",
+        "Contact",
+        "Contacts",
+        "Person with whom a business unit has a relationship.",
+        "fullname",
+        Ownership::UserOwned,
+        attrs,
+        vec![
+            AlternateKey {
+                logical_name: "emailaddress1_key",
+                schema_name: "EmailAddressKey",
+                display_name: "Email",
+                attributes: vec!["emailaddress1"],
+            },
+            AlternateKey {
+                logical_name: "name_key",
+                schema_name: "NameKey",
+                display_name: "First and last name",
+                attributes: vec!["firstname", "lastname"],
+            },
+        ],
+    )
+}
+
+fn lead() -> EntityDef {
+    let e = "lead";
+    let mut attrs = vec![
+        attr(e, "subject", "Topic", string(300)),
+        attr(e, "fullname", "Name", string(160)),
+        attr(e, "firstname", "First Name", string(50)),
+        attr(e, "lastname", "Last Name", string(50)),
+        attr(e, "companyname", "Company Name", string(100)),
+        attr(e, "emailaddress1", "Email", string(100)),
+        attr(e, "estimatedamount", "Est. Value", AttributeKind::Money),
+        attr(
+            e,
+            "leadsourcecode",
+            "Lead Source",
+            AttributeKind::Picklist {
+                options: vec![
+                    (1, "Advertisement"),
+                    (2, "Employee Referral"),
+                    (3, "External Referral"),
+                    (4, "Partner"),
+                    (8, "Web"),
+                ],
+            },
+        ),
+        attr(
+            e,
+            "parentaccountid",
+            "Parent Account for lead",
+            lookup(&[("account", "parentaccountid", "account_originating_lead")]),
+        ),
+    ];
+    attrs.extend(system_columns(e, "lead"));
+    entity(
+        e,
+        "leads",
+        "Lead",
+        "Lead",
+        "Leads",
+        "Prospect or potential sales opportunity.",
+        "fullname",
+        Ownership::UserOwned,
+        attrs,
+        vec![],
+    )
+}
+
+fn opportunity() -> EntityDef {
+    let e = "opportunity";
+    let mut attrs = vec![
+        attr(e, "name", "Topic", string(300)),
+        attr(e, "estimatedvalue", "Est. Revenue", AttributeKind::Money),
+        attr(
+            e,
+            "estimatedclosedate",
+            "Est. Close Date",
+            AttributeKind::DateTime,
+        ),
+        attr(e, "closeprobability", "Probability", AttributeKind::Integer),
+        attr(
+            e,
+            "customerid",
+            "Potential Customer",
+            lookup(&[
+                (
+                    "account",
+                    "customerid_account",
+                    "opportunity_customer_accounts",
+                ),
+                (
+                    "contact",
+                    "customerid_contact",
+                    "opportunity_customer_contacts",
+                ),
+            ]),
+        ),
+        attr(
+            e,
+            "parentaccountid",
+            "Account",
+            lookup(&[("account", "parentaccountid", "opportunity_parent_account")]),
+        ),
+    ];
+    attrs.extend(system_columns(e, "opportunity"));
+    entity(
+        e,
+        "opportunities",
+        "Opportunity",
+        "Opportunity",
+        "Opportunities",
+        "Potential revenue-generating event, or sale to an account.",
+        "name",
+        Ownership::UserOwned,
+        attrs,
+        vec![],
+    )
+}
+
+fn systemuser() -> EntityDef {
+    let e = "systemuser";
+    let attrs = vec![
+        attr(e, "fullname", "Full Name", string(200)),
+        attr(e, "domainname", "User Name", string(1024)),
+        attr(e, "internalemailaddress", "Primary Email", string(100)),
+        attr(
+            e,
+            "azureactivedirectoryobjectid",
+            "Azure AD Object ID",
+            AttributeKind::Uniqueidentifier,
+        ),
+        attr(
+            e,
+            "applicationid",
+            "Application ID",
+            AttributeKind::Uniqueidentifier,
+        ),
+        attr(e, "isdisabled", "Status", AttributeKind::Boolean),
+        attr(
+            e,
+            "businessunitid",
+            "Business Unit",
+            lookup(&[(
+                "businessunit",
+                "businessunitid",
+                "business_unit_system_users",
+            )]),
+        ),
+        read_only(attr(e, "createdon", "Created On", AttributeKind::DateTime)),
+        read_only(attr(
+            e,
+            "modifiedon",
+            "Modified On",
+            AttributeKind::DateTime,
+        )),
+        read_only(attr(
+            e,
+            "versionnumber",
+            "Version Number",
+            AttributeKind::Integer,
+        )),
+    ];
+    entity(
+        e,
+        "systemusers",
+        "SystemUser",
+        "User",
+        "Users",
+        "Person with access to the Microsoft CRM system and who owns objects in the Microsoft CRM database.",
+        "fullname",
+        Ownership::BusinessOwned,
+        attrs,
+        vec![],
+    )
+}
+
+fn businessunit() -> EntityDef {
+    let e = "businessunit";
+    let attrs = vec![
+        attr(e, "name", "Name", string(160)),
+        attr(
+            e,
+            "parentbusinessunitid",
+            "Parent Business",
+            lookup(&[(
+                "businessunit",
+                "parentbusinessunitid",
+                "business_unit_parent_business_unit",
+            )]),
+        ),
+        read_only(attr(e, "createdon", "Created On", AttributeKind::DateTime)),
+        read_only(attr(
+            e,
+            "modifiedon",
+            "Modified On",
+            AttributeKind::DateTime,
+        )),
+        read_only(attr(
+            e,
+            "versionnumber",
+            "Version Number",
+            AttributeKind::Integer,
+        )),
+    ];
+    entity(
+        e,
+        "businessunits",
+        "BusinessUnit",
+        "Business Unit",
+        "Business Units",
+        "Business, division, or department in the Microsoft Dynamics 365 database.",
+        "name",
+        Ownership::BusinessOwned,
+        attrs,
+        vec![],
+    )
+}

@@ -1,0 +1,717 @@
+//! The record actions: create, get, update, upsert, delete and query
+//! entities, with server-driven paging.
+
+use crate::catalog::{ActionDef, InputDef, InputType, input};
+use crate::client::{Session, parse_json};
+use crate::error::{ConnectorError, ErrorKind, Result};
+use crate::http::{Method, Response};
+use crate::inputs::Inputs;
+use crate::odata::{self, ODataQuery};
+use crate::types::{EntityKey, EntitySet, Guid, encode_query};
+use serde_json::{Map, Value, json};
+
+/// Safety bound on pages one fetch-all follows (5000 × 100,000 rows).
+const MAX_PAGES: usize = 100_000;
+
+fn entity_type() -> InputDef {
+    input(
+        "entityType",
+        "Entity Type",
+        InputType::String,
+        "The entity set name (plural, case-sensitive), e.g. accounts, contacts, opportunities.",
+    )
+    .required()
+    .example(json!("accounts"))
+}
+
+fn entity_id() -> InputDef {
+    input(
+        "entityId",
+        "Entity ID",
+        InputType::String,
+        "The record's GUID (braces and case tolerated), or alternate key values such as accountnumber='A-1' (several keys comma-separated; quotes inside values are escaped for you).",
+    )
+    .required()
+}
+
+fn field_values() -> InputDef {
+    input(
+        "fieldValues",
+        "Field Value",
+        InputType::Json,
+        "The columns to write, as a JSON object of logical names. Set lookups with \"<navigationProperty>@odata.bind\": \"/<entityset>(<GUID>)\", e.g. \"primarycontactid@odata.bind\": \"/contacts(…)\"; a plain GUID for a lookup is refused by Dataverse.",
+    )
+    .example(json!({"name": "Fabrikam", "primarycontactid@odata.bind": "/contacts(3f2a0c55-1111-4a7e-9a01-0d3a8c2b7e10)"}))
+}
+
+fn dynamic_values() -> InputDef {
+    input(
+        "dynamicValues",
+        "Dynamic Values",
+        InputType::KeyValueList,
+        "Columns as a list of {key, value}, merged over Field Value (a key here wins). Keys are sent exactly as given: navigation property names in @odata.bind keys are case-sensitive.",
+    )
+}
+
+fn field_names() -> InputDef {
+    input(
+        "fieldNames",
+        "Field Name",
+        InputType::List,
+        "Columns to return ($select); lookups as _<name>_value. Empty returns every column.",
+    )
+    .example(json!(["name", "revenue"]))
+}
+
+fn expand() -> InputDef {
+    input(
+        "expand",
+        "Expand Property Name",
+        InputType::String,
+        "$expand: navigation properties with optional nested options, e.g. primarycontactid($select=fullname),contact_customer_accounts($select=fullname;$top=5).",
+    )
+}
+
+fn include_annotations() -> InputDef {
+    input(
+        "includeAnnotations",
+        "Include Annotations",
+        InputType::String,
+        "Prefer odata.include-annotations value, e.g. OData.Community.Display.V1.FormattedValue (display text of choices, money, dates and lookups) or * for all.",
+    )
+}
+
+pub fn definitions() -> Vec<ActionDef> {
+    vec![
+        ActionDef {
+            key: "createEntity",
+            label: "Create Entity",
+            description: "Creates a record and returns it (Prefer: return=representation), or at least its id.",
+            deprecated: false,
+            inputs: vec![entity_type(), field_values(), dynamic_values()],
+        },
+        ActionDef {
+            key: "getEntity",
+            label: "Get Entity",
+            description: "Retrieves one record by GUID or alternate key.",
+            deprecated: false,
+            inputs: vec![
+                entity_type(),
+                entity_id(),
+                field_names(),
+                expand(),
+                include_annotations(),
+            ],
+        },
+        ActionDef {
+            key: "updateEntity",
+            label: "Update Entity",
+            description: "Updates an existing record (PATCH with If-Match: *, so a missing record is not-found and never created).",
+            deprecated: false,
+            inputs: vec![entity_type(), entity_id(), field_values(), dynamic_values()],
+        },
+        ActionDef {
+            key: "upsertEntity",
+            label: "Upsert Entity",
+            description: "Updates the record, or creates it with that GUID or those alternate key values when it does not exist (PATCH without If-Match).",
+            deprecated: false,
+            inputs: vec![entity_type(), entity_id(), field_values(), dynamic_values()],
+        },
+        ActionDef {
+            key: "deleteEntity",
+            label: "Delete Entity",
+            description: "Deletes one record by GUID or alternate key.",
+            deprecated: false,
+            inputs: vec![entity_type(), entity_id()],
+        },
+        ActionDef {
+            key: "queryEntities",
+            label: "Query Entities",
+            description: "Lists records with $select, $filter, $orderby and $expand, one page at a time (pageSize, nextPage) or all pages (fetchAll). Returns the records, their count and the next page's link.",
+            deprecated: false,
+            inputs: vec![
+                entity_type(),
+                field_names(),
+                input(
+                    "filter",
+                    "Filter Expression",
+                    InputType::String,
+                    "$filter as OData text, e.g. statecode eq 0 and contains(name,'contoso'); quotes inside string literals are doubled (O''Brien). Sent as written, URL-encoded.",
+                ),
+                input(
+                    "orderBy",
+                    "Order By Field Name",
+                    InputType::String,
+                    "$orderby: columns with optional asc/desc, comma-separated, e.g. createdon desc, name.",
+                )
+                .example(json!("createdon desc")),
+                expand(),
+                input(
+                    "fetchAll",
+                    "Fetch All",
+                    InputType::Boolean,
+                    "Follow @odata.nextLink to the last page and return every record once, in order.",
+                )
+                .default(json!(false)),
+                input(
+                    "pageSize",
+                    "Records Per Page",
+                    InputType::Integer,
+                    "Page size, sent as Prefer: odata.maxpagesize (Dataverse's maximum is 5000).",
+                )
+                .default(json!(100))
+                .range(1, 5000),
+                input(
+                    "nextPage",
+                    "Next Page ID",
+                    InputType::String,
+                    "The nextLink from an earlier call, to read the following page; must point at this connection's environment.",
+                ),
+                input(
+                    "top",
+                    "Top",
+                    InputType::Integer,
+                    "At most this many records in all (across pages).",
+                )
+                .range(1, i64::from(u32::MAX)),
+                include_annotations(),
+            ],
+        },
+    ]
+}
+
+pub fn run(key: &str, session: &mut Session<'_>, inputs: &Inputs) -> Option<Result<Value>> {
+    Some(match key {
+        "createEntity" => create(session, inputs),
+        "getEntity" => get(session, inputs),
+        "updateEntity" => update(session, inputs, true),
+        "upsertEntity" => update(session, inputs, false),
+        "deleteEntity" => delete(session, inputs),
+        "queryEntities" => query(session, inputs),
+        _ => return None,
+    })
+}
+
+fn set_of(inputs: &Inputs) -> Result<EntitySet> {
+    EntitySet::parse("entityType", inputs.str("entityType").unwrap_or(""))
+}
+
+fn key_of(inputs: &Inputs) -> Result<EntityKey> {
+    EntityKey::parse("entityId", inputs.str("entityId").unwrap_or(""))
+}
+
+/// `fieldValues` with `dynamicValues` merged over it; key case is kept.
+fn body_of(inputs: &Inputs) -> Result<Map<String, Value>> {
+    let mut body = match inputs.get("fieldValues") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m.clone(),
+        Some(Value::String(s)) if s.trim().starts_with('{') => match serde_json::from_str(s) {
+            Ok(Value::Object(m)) => m,
+            _ => {
+                return Err(ConnectorError::invalid_input(
+                    "fieldValues",
+                    "must be a JSON object of column names and values",
+                ));
+            }
+        },
+        Some(_) => {
+            return Err(ConnectorError::invalid_input(
+                "fieldValues",
+                "must be a JSON object of column names and values",
+            ));
+        }
+    };
+    for (k, v) in inputs.pairs("dynamicValues") {
+        if k.trim().is_empty() {
+            return Err(ConnectorError::invalid_input(
+                "dynamicValues",
+                "has an empty key",
+            ));
+        }
+        body.insert(k, v);
+    }
+    Ok(body)
+}
+
+fn select_of(inputs: &Inputs) -> Result<Vec<String>> {
+    odata::parse_select("fieldNames", &inputs.list("fieldNames"))
+}
+
+fn annotations_of(inputs: &Inputs) -> Result<Option<String>> {
+    match inputs.str("includeAnnotations") {
+        Some(a) => odata::parse_annotations("includeAnnotations", a),
+        None => Ok(None),
+    }
+}
+
+/// Improves the hint of a refused write: a plain value given for a lookup,
+/// or an `@odata.bind` key naming no navigation property.
+fn explain_write_error(
+    session: &mut Session<'_>,
+    set: &EntitySet,
+    body: &Map<String, Value>,
+    mut e: ConnectorError,
+) -> ConnectorError {
+    if e.status != Some(400) {
+        return e;
+    }
+    let msg = e.message.clone();
+    // "The property 'parentcustomerid' does not exist on type …" for a
+    // polymorphic lookup's logical name given a GUID: also a lookup mistake.
+    let unknown_guid_property = msg
+        .strip_prefix("The property '")
+        .and_then(|r| r.split('\'').next())
+        .filter(|p| {
+            msg.contains("does not exist on type")
+                && body
+                    .get(*p)
+                    .and_then(Value::as_str)
+                    .is_some_and(|v| Guid::parse(v).is_some())
+        })
+        .is_some();
+    if msg.contains("navigation property")
+        || msg.contains("Entity Reference")
+        || unknown_guid_property
+    {
+        let plain: Vec<&String> = body
+            .keys()
+            .filter(|k| !k.contains('@'))
+            .filter(|k| {
+                body.get(*k)
+                    .and_then(Value::as_str)
+                    .is_some_and(|v| Guid::parse(v).is_some())
+            })
+            .collect();
+        let named = if plain.is_empty() {
+            "the lookup".to_string()
+        } else {
+            plain
+                .iter()
+                .map(|k| format!("'{k}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        e.hint = Some(format!(
+            "A lookup was given as a plain GUID ({named}). Set lookups with @odata.bind: \"<navigationProperty>@odata.bind\": \"/<entityset>(<GUID>)\", e.g. \"primarycontactid@odata.bind\": \"/contacts(00000000-0000-0000-0000-000000000000)\"."
+        ));
+    } else if let Some(prop) = msg
+        .strip_prefix("An undeclared property '")
+        .and_then(|r| r.split('\'').next())
+    {
+        let suggestion = navigation_suggestions(session, set, prop);
+        e.hint = Some(match suggestion {
+            Some(s) => format!(
+                "'{prop}@odata.bind' names no navigation property of {set}. Navigation property names are case-sensitive and can differ from the lookup's logical name: use {s}."
+            ),
+            None => format!(
+                "'{prop}@odata.bind' names no navigation property of {set}. Navigation property names are case-sensitive and can differ from the lookup's logical name (e.g. parentcustomerid_account); see the entity's ManyToOneRelationships."
+            ),
+        });
+    }
+    e
+}
+
+/// Asks the entity's metadata for the navigation properties of lookup
+/// `prop` (ManyToOne relationships). Best effort: `None` when metadata is
+/// unavailable.
+fn navigation_suggestions(
+    session: &mut Session<'_>,
+    set: &EntitySet,
+    prop: &str,
+) -> Option<String> {
+    let query = format!(
+        "EntityDefinitions?$filter={}&$select=LogicalName&$expand={}",
+        encode_query(&format!("EntitySetName eq '{}'", set.as_str())),
+        encode_query(
+            "ManyToOneRelationships($select=ReferencingAttribute,ReferencingEntityNavigationPropertyName,ReferencedEntity)"
+        )
+    );
+    let request = session.request(Method::Get, &query).ok()?;
+    let body = session.send_json(request).ok()?;
+    let rels = body
+        .get("value")?
+        .get(0)?
+        .get("ManyToOneRelationships")?
+        .as_array()?;
+    let lower = prop.to_ascii_lowercase();
+    let matches: Vec<String> = rels
+        .iter()
+        .filter(|r| {
+            let attr = r
+                .get("ReferencingAttribute")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let nav = r
+                .get("ReferencingEntityNavigationPropertyName")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            attr.eq_ignore_ascii_case(&lower) || nav.eq_ignore_ascii_case(&lower)
+        })
+        .filter_map(|r| {
+            let nav = r.get("ReferencingEntityNavigationPropertyName")?.as_str()?;
+            let target = r
+                .get("ReferencedEntity")
+                .and_then(Value::as_str)
+                .unwrap_or("?");
+            Some(format!("'{nav}@odata.bind' (→ {target})"))
+        })
+        .collect();
+    (!matches.is_empty()).then(|| matches.join(" or "))
+}
+
+/// The record id of a write's answer: the `OData-EntityId` header, else
+/// `Location`, else the body's `@odata.id` or primary key.
+fn id_of(response: &Response, set: &EntitySet, body: Option<&Value>) -> Option<String> {
+    let from_url = |u: &str| {
+        let inner = u.rsplit_once('(')?.1.split(')').next()?;
+        Guid::parse(inner).map(|g| g.to_string())
+    };
+    if let Some(id) = response.header("OData-EntityId").and_then(from_url) {
+        return Some(id);
+    }
+    if let Some(id) = response.header("Location").and_then(from_url) {
+        return Some(id);
+    }
+    let body = body?;
+    if let Some(id) = body
+        .get("@odata.id")
+        .and_then(Value::as_str)
+        .and_then(from_url)
+    {
+        return Some(id);
+    }
+    let s = set.as_str();
+    let singular = if let Some(stem) = s.strip_suffix("ies") {
+        format!("{stem}y")
+    } else if let Some(stem) = s.strip_suffix("ses") {
+        format!("{stem}s")
+    } else {
+        s.strip_suffix('s').unwrap_or(s).to_string()
+    };
+    for key in [format!("{singular}id"), format!("{s}id")] {
+        if let Some(id) = body.get(&key).and_then(Value::as_str).and_then(Guid::parse) {
+            return Some(id.to_string());
+        }
+    }
+    None
+}
+
+fn json_body(response: &Response) -> Result<Option<Value>> {
+    if response.body.is_empty() {
+        Ok(None)
+    } else {
+        parse_json(response).map(Some)
+    }
+}
+
+fn create(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
+    let set = set_of(inputs)?;
+    let body = body_of(inputs)?;
+    let request = session
+        .request(Method::Post, set.as_str())?
+        .header("Prefer", "return=representation")
+        .json_body(&Value::Object(body.clone()));
+    let response = match session.send_ok(request) {
+        Ok(r) => r,
+        Err(e) => return Err(explain_write_error(session, &set, &body, e)),
+    };
+    let record = json_body(&response)?;
+    let id = id_of(&response, &set, record.as_ref());
+    Ok(json!({"id": id, "record": record}))
+}
+
+fn get(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
+    let set = set_of(inputs)?;
+    let key = key_of(inputs)?;
+    let query = ODataQuery {
+        select: select_of(inputs)?,
+        expand: match inputs.str("expand") {
+            Some(e) => odata::parse_expand("expand", e)?,
+            None => Vec::new(),
+        },
+        ..Default::default()
+    };
+    let mut request = session.request(
+        Method::Get,
+        &query.append_to(&format!("{set}{}", key.to_segment())),
+    )?;
+    if let Some(p) = odata::prefer_header(None, annotations_of(inputs)?.as_deref()) {
+        request = request.header("Prefer", p);
+    }
+    session.send_json(request)
+}
+
+fn update(session: &mut Session<'_>, inputs: &Inputs, must_exist: bool) -> Result<Value> {
+    let set = set_of(inputs)?;
+    let key = key_of(inputs)?;
+    let body = body_of(inputs)?;
+    let mut request = session
+        .request(Method::Patch, &format!("{set}{}", key.to_segment()))?
+        .header("Prefer", "return=representation")
+        .json_body(&Value::Object(body.clone()));
+    if must_exist {
+        request = request.header("If-Match", "*");
+    }
+    let response = match session.send_ok(request) {
+        Ok(r) => r,
+        Err(e) if e.kind == ErrorKind::NotFound && must_exist => {
+            return Err(e.with_hint(
+                "No record has this id or key; updateEntity never creates one (use upsertEntity to create when absent).",
+            ));
+        }
+        Err(e) => return Err(explain_write_error(session, &set, &body, e)),
+    };
+    let record = json_body(&response)?;
+    let id = match &key {
+        EntityKey::Id(g) => Some(g.to_string()),
+        EntityKey::Alternate(_) => id_of(&response, &set, record.as_ref()),
+    };
+    let mut out = json!({"id": id, "record": record});
+    if !must_exist {
+        out["created"] = Value::Bool(response.status == 201);
+    }
+    Ok(out)
+}
+
+fn delete(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
+    let set = set_of(inputs)?;
+    let key = key_of(inputs)?;
+    let request = session.request(Method::Delete, &format!("{set}{}", key.to_segment()))?;
+    session.send_ok(request)?;
+    let id = match &key {
+        EntityKey::Id(g) => Value::String(g.to_string()),
+        EntityKey::Alternate(_) => Value::Null,
+    };
+    Ok(json!({"deleted": true, "id": id}))
+}
+
+fn query(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
+    let set = set_of(inputs)?;
+    let page_size = inputs.u64("pageSize").unwrap_or(100).clamp(1, 5000) as u32;
+    let top = inputs.u64("top").map(|t| t.min(u64::from(u32::MAX)) as u32);
+    let fetch_all = inputs.bool("fetchAll");
+    let annotations = annotations_of(inputs)?;
+    // Dataverse ignores $top when odata.maxpagesize is sent, so the total
+    // is capped here; a page never needs to be larger than what is left.
+    let page = top.map_or(page_size, |t| t.min(page_size));
+    let prefer = odata::prefer_header(Some(page), annotations.as_deref());
+
+    let mut url = match inputs.str("nextPage").filter(|s| !s.trim().is_empty()) {
+        Some(link) => odata::resolve_next_link(session.web_api(), "nextPage", link)?,
+        None => {
+            let query = ODataQuery {
+                select: select_of(inputs)?,
+                filter: inputs.str("filter").map(str::to_string),
+                orderby: match inputs.str("orderBy") {
+                    Some(o) => odata::parse_orderby("orderBy", o)?,
+                    None => Vec::new(),
+                },
+                expand: match inputs.str("expand") {
+                    Some(e) => odata::parse_expand("expand", e)?,
+                    None => Vec::new(),
+                },
+                top,
+                count: false,
+            };
+            session.web_api().resource(&query.append_to(set.as_str()))?
+        }
+    };
+    let mut records: Vec<Value> = Vec::new();
+    let mut seen_links = std::collections::HashSet::new();
+    let mut pages = 0usize;
+    let mut count_annotation = None;
+    let next_link = loop {
+        let mut request = session.request_to(Method::Get, url.clone());
+        if let Some(p) = &prefer {
+            request = request.header("Prefer", p.clone());
+        }
+        let body = session.send_json(request)?;
+        pages += 1;
+        if count_annotation.is_none() {
+            count_annotation = body.get("@odata.count").cloned();
+        }
+        let Some(Value::Array(values)) = body.get("value") else {
+            return Err(ConnectorError::transport(
+                "the Web API answer to a query has no value array",
+            ));
+        };
+        records.extend(values.iter().cloned());
+        let next = body.get("@odata.nextLink").and_then(Value::as_str);
+        if let Some(t) = top
+            && records.len() >= t as usize
+        {
+            records.truncate(t as usize);
+            break None;
+        }
+        let Some(next) = next else {
+            break None;
+        };
+        if !fetch_all {
+            break Some(next.to_string());
+        }
+        if !seen_links.insert(next.to_string()) || pages >= MAX_PAGES {
+            return Err(ConnectorError::transport(format!(
+                "paging stopped after {pages} pages: the server repeated a nextLink"
+            )));
+        }
+        url = odata::resolve_next_link(session.web_api(), "nextPage", next)?;
+    };
+    let count = records.len();
+    let mut out = json!({
+        "value": records,
+        "count": count,
+        "nextLink": next_link,
+        "pages": pages,
+    });
+    if let Some(c) = count_annotation {
+        out["@odata.count"] = c;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(headers: &[(&str, &str)]) -> Response {
+        Response {
+            status: 201,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn created_id_comes_from_any_place_a_server_puts_it() {
+        let set = EntitySet::parse("entityType", "opportunities").unwrap();
+        let id = "a0000000-0000-4000-8000-000000000001";
+        let header = format!("https://x.crm.dynamics.com/api/data/v9.2/opportunities({id})");
+        assert_eq!(
+            id_of(&response(&[("OData-EntityId", &header)]), &set, None).as_deref(),
+            Some(id)
+        );
+        // 201 + body + Location, no OData-EntityId (a plain OData server).
+        assert_eq!(
+            id_of(&response(&[("Location", &header)]), &set, Some(&json!({}))).as_deref(),
+            Some(id)
+        );
+        // Dataverse with return=representation: only the body.
+        let body = json!({"opportunityid": id.to_uppercase()});
+        assert_eq!(
+            id_of(&response(&[]), &set, Some(&body)).as_deref(),
+            Some(id)
+        );
+        assert_eq!(id_of(&response(&[]), &set, Some(&json!({}))), None);
+    }
+
+    #[test]
+    fn dynamic_values_merge_over_field_values_keeping_case() {
+        let def = definitions()
+            .into_iter()
+            .find(|d| d.key == "createEntity")
+            .unwrap();
+        let inputs = Inputs::parse(
+            &def,
+            r#"{"entityType":"accounts","fieldValues":{"name":"A","revenue":1},"dynamicValues":[{"key":"name","value":"B"},{"key":"parentcustomerid_Account@odata.bind","value":"/accounts(1)"}]}"#,
+        )
+        .unwrap();
+        let body = body_of(&inputs).unwrap();
+        assert_eq!(body["name"], "B");
+        assert_eq!(body["revenue"], 1);
+        assert!(body.contains_key("parentcustomerid_Account@odata.bind"));
+        let bad = Inputs::parse(&def, r#"{"entityType":"accounts","fieldValues":[1]}"#).unwrap();
+        assert_eq!(
+            body_of(&bad).unwrap_err().kind,
+            ErrorKind::InvalidInput {
+                input: "fieldValues".into()
+            }
+        );
+    }
+
+    /// Answers from a script: (URL substring, status, body).
+    struct Scripted {
+        answers: Vec<(&'static str, u16, String)>,
+        sent: Vec<String>,
+    }
+
+    impl crate::http::Platform for Scripted {
+        fn send(&mut self, request: &crate::http::Request) -> Result<Response> {
+            let url = request.url.to_string();
+            self.sent.push(url.clone());
+            let (_, status, body) = self
+                .answers
+                .iter()
+                .find(|(part, _, _)| url.contains(part))
+                .cloned()
+                .unwrap_or(("", 404, String::new()));
+            Ok(Response {
+                status,
+                headers: Vec::new(),
+                body: body.into_bytes(),
+            })
+        }
+        fn now_unix(&self) -> u64 {
+            1_700_000_000
+        }
+        fn sleep_ms(&mut self, _ms: u64) {}
+        fn random_bytes(&mut self, len: usize) -> Vec<u8> {
+            vec![7; len]
+        }
+    }
+
+    #[test]
+    fn an_undeclared_bind_gets_the_navigation_property_from_metadata() {
+        use crate::connection::{ConnectionType, Settings, TokenState};
+        let undeclared = r#"{"error":{"code":"0x80060888","message":"An undeclared property 'parentcustomerid' which only has property annotations in the payload but no property value was found in the payload."}}"#;
+        let metadata = r#"{"value":[{"LogicalName":"contact","ManyToOneRelationships":[
+            {"ReferencingAttribute":"parentcustomerid","ReferencingEntityNavigationPropertyName":"parentcustomerid_account","ReferencedEntity":"account"},
+            {"ReferencingAttribute":"parentcustomerid","ReferencingEntityNavigationPropertyName":"parentcustomerid_contact","ReferencedEntity":"contact"},
+            {"ReferencingAttribute":"ownerid","ReferencingEntityNavigationPropertyName":"ownerid","ReferencedEntity":"systemuser"}]}]}"#;
+        let mut platform = Scripted {
+            answers: vec![
+                ("EntityDefinitions", 200, metadata.to_string()),
+                ("/contacts", 400, undeclared.to_string()),
+            ],
+            sent: Vec::new(),
+        };
+        let settings = Settings::parse(
+            ConnectionType::ClientCredentials,
+            r#"{"webApiUrl":"https://contoso.crm.dynamics.com","tokenUrl":"https://login.microsoftonline.com/t/oauth2/v2.0/token","clientId":"c","clientSecret":"s"}"#,
+        )
+        .unwrap();
+        let token = TokenState {
+            access_token: "t".into(),
+            expires_at: 1_800_000_000,
+            refresh_token: None,
+            scope: None,
+        };
+        let mut session = Session::new(&mut platform, settings, Some(token));
+        let def = definitions()
+            .into_iter()
+            .find(|d| d.key == "createEntity")
+            .unwrap();
+        let inputs = Inputs::parse(
+            &def,
+            r#"{"entityType":"contacts","fieldValues":{"parentcustomerid@odata.bind":"/accounts(a0000000-0000-4000-8000-000000000001)"}}"#,
+        )
+        .unwrap();
+        let e = create(&mut session, &inputs).unwrap_err();
+        let hint = e.hint.unwrap();
+        assert!(
+            hint.contains("'parentcustomerid_account@odata.bind' (→ account)")
+                && hint.contains("'parentcustomerid_contact@odata.bind' (→ contact)")
+                && !hint.contains("ownerid"),
+            "{hint}"
+        );
+        drop(session);
+        let meta = platform
+            .sent
+            .iter()
+            .find(|u| u.contains("EntityDefinitions"))
+            .unwrap();
+        assert!(meta.contains("EntitySetName%20eq%20"), "{meta}");
+    }
+}

@@ -1,0 +1,416 @@
+//! OData query options built from typed pieces (`$select`, `$filter`,
+//! `$orderby`, `$expand` with nested options, `$top`, `$count`), the
+//! `Prefer` header, and `@odata.nextLink` handling. Query strings encode
+//! spaces as `%20`, never `+`.
+
+use crate::connection::WebApiUrl;
+use crate::error::{ConnectorError, Result};
+use crate::types::{encode_query, is_identifier};
+use url::Url;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderBy {
+    pub property: String,
+    pub descending: bool,
+}
+
+/// One `$expand` item: a navigation property and its nested options.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Expand {
+    pub navigation: String,
+    pub select: Vec<String>,
+    pub filter: Option<String>,
+    pub orderby: Vec<OrderBy>,
+    pub top: Option<u32>,
+    pub expand: Vec<Expand>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ODataQuery {
+    pub select: Vec<String>,
+    /// Passed through as the user wrote it (only encoded).
+    pub filter: Option<String>,
+    pub orderby: Vec<OrderBy>,
+    pub expand: Vec<Expand>,
+    pub top: Option<u32>,
+    pub count: bool,
+}
+
+/// Checks `$select` names (`name`, `_parentaccountid_value`).
+pub fn parse_select(input: &str, names: &[String]) -> Result<Vec<String>> {
+    names
+        .iter()
+        .map(|n| n.trim())
+        .filter(|n| !n.is_empty())
+        .map(|n| {
+            if is_identifier(n) {
+                Ok(n.to_string())
+            } else {
+                Err(ConnectorError::invalid_input(
+                    input,
+                    format!("'{n}' is not a column name"),
+                ))
+            }
+        })
+        .collect()
+}
+
+/// Parses `createdon desc, name` (a column path may use `/`).
+pub fn parse_orderby(input: &str, text: &str) -> Result<Vec<OrderBy>> {
+    let mut out = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let mut words = part.split_whitespace();
+        let property = words.next().unwrap_or("").to_string();
+        if !property.split('/').all(is_identifier) {
+            return Err(ConnectorError::invalid_input(
+                input,
+                format!("'{property}' is not a column name"),
+            ));
+        }
+        let descending = match words.next().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("asc") => false,
+            Some("desc") => true,
+            Some(other) => {
+                return Err(ConnectorError::invalid_input(
+                    input,
+                    format!("expected asc or desc after {property}, got '{other}'"),
+                ));
+            }
+        };
+        if words.next().is_some() {
+            return Err(ConnectorError::invalid_input(
+                input,
+                format!("'{part}' has more than a column and a direction"),
+            ));
+        }
+        out.push(OrderBy {
+            property,
+            descending,
+        });
+    }
+    Ok(out)
+}
+
+/// Splits at `sep` outside parentheses and quotes.
+fn split_top(s: &str, sep: char) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut depth, mut quoted, mut start) = (0i32, false, 0);
+    for (i, c) in s.char_indices() {
+        match c {
+            '\'' => quoted = !quoted,
+            '(' if !quoted => depth += 1,
+            ')' if !quoted => depth -= 1,
+            c if c == sep && depth == 0 && !quoted => {
+                out.push(&s[start..i]);
+                start = i + c.len_utf8();
+            }
+            _ => {}
+        }
+    }
+    out.push(&s[start..]);
+    out
+}
+
+/// Parses `primarycontactid($select=fullname),contact_customer_accounts($select=fullname;$top=5)`.
+pub fn parse_expand(input: &str, text: &str) -> Result<Vec<Expand>> {
+    let bad = |why: String| ConnectorError::invalid_input(input, why);
+    let mut out = Vec::new();
+    for item in split_top(text, ',') {
+        let item = item.trim();
+        if item.is_empty() {
+            continue;
+        }
+        let (nav, inner) = match item.find('(') {
+            Some(i) => {
+                let inner = item[i + 1..]
+                    .strip_suffix(')')
+                    .ok_or_else(|| bad(format!("'{item}' lacks its closing parenthesis")))?;
+                (item[..i].trim(), Some(inner))
+            }
+            None => (item, None),
+        };
+        if !is_identifier(nav) {
+            return Err(bad(format!("'{nav}' is not a navigation property name")));
+        }
+        let mut e = Expand {
+            navigation: nav.to_string(),
+            ..Default::default()
+        };
+        for opt in inner.map(|i| split_top(i, ';')).unwrap_or_default() {
+            let opt = opt.trim();
+            if opt.is_empty() {
+                continue;
+            }
+            let (k, v) = opt
+                .split_once('=')
+                .ok_or_else(|| bad(format!("'{opt}' in $expand needs name=value")))?;
+            match k.trim() {
+                "$select" => {
+                    let names: Vec<String> = v.split(',').map(str::to_string).collect();
+                    e.select = parse_select(input, &names)?;
+                }
+                "$filter" => e.filter = Some(v.to_string()),
+                "$orderby" => e.orderby = parse_orderby(input, v)?,
+                "$top" => {
+                    e.top = Some(v.trim().parse().map_err(|_| {
+                        bad(format!("$top in $expand must be a whole number, got '{v}'"))
+                    })?)
+                }
+                "$expand" => e.expand = parse_expand(input, v)?,
+                other => {
+                    return Err(bad(format!(
+                        "'{other}' is not supported inside $expand (use $select, $filter, $orderby, $top, $expand)"
+                    )));
+                }
+            }
+        }
+        out.push(e);
+    }
+    Ok(out)
+}
+
+fn render_orderby(keys: &[OrderBy]) -> String {
+    keys.iter()
+        .map(|k| {
+            if k.descending {
+                format!("{} desc", k.property)
+            } else {
+                k.property.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl Expand {
+    /// `nav($select=a,b;$filter=…)`, unencoded.
+    fn render(&self) -> String {
+        let mut opts = Vec::new();
+        if !self.select.is_empty() {
+            opts.push(format!("$select={}", self.select.join(",")));
+        }
+        if let Some(f) = &self.filter {
+            opts.push(format!("$filter={f}"));
+        }
+        if !self.orderby.is_empty() {
+            opts.push(format!("$orderby={}", render_orderby(&self.orderby)));
+        }
+        if let Some(t) = self.top {
+            opts.push(format!("$top={t}"));
+        }
+        if !self.expand.is_empty() {
+            let inner: Vec<String> = self.expand.iter().map(Expand::render).collect();
+            opts.push(format!("$expand={}", inner.join(",")));
+        }
+        if opts.is_empty() {
+            self.navigation.clone()
+        } else {
+            format!("{}({})", self.navigation, opts.join(";"))
+        }
+    }
+}
+
+impl ODataQuery {
+    /// The query string (without `?`), every value percent-encoded.
+    pub fn to_query_string(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.select.is_empty() {
+            parts.push(format!("$select={}", encode_query(&self.select.join(","))));
+        }
+        if let Some(f) = self.filter.as_deref().filter(|f| !f.trim().is_empty()) {
+            parts.push(format!("$filter={}", encode_query(f)));
+        }
+        if !self.orderby.is_empty() {
+            parts.push(format!(
+                "$orderby={}",
+                encode_query(&render_orderby(&self.orderby))
+            ));
+        }
+        if !self.expand.is_empty() {
+            let items: Vec<String> = self.expand.iter().map(Expand::render).collect();
+            parts.push(format!("$expand={}", encode_query(&items.join(","))));
+        }
+        if let Some(t) = self.top {
+            parts.push(format!("$top={t}"));
+        }
+        if self.count {
+            parts.push("$count=true".to_string());
+        }
+        parts.join("&")
+    }
+
+    /// `relative` plus the query string, e.g. `accounts?$select=name`.
+    pub fn append_to(&self, relative: &str) -> String {
+        let q = self.to_query_string();
+        if q.is_empty() {
+            relative.to_string()
+        } else {
+            format!("{relative}?{q}")
+        }
+    }
+}
+
+/// The `Prefer` header value for reads: page size and annotations.
+pub fn prefer_header(max_page_size: Option<u32>, annotations: Option<&str>) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(n) = max_page_size {
+        parts.push(format!("odata.maxpagesize={n}"));
+    }
+    if let Some(a) = annotations {
+        parts.push(format!("odata.include-annotations=\"{a}\""));
+    }
+    (!parts.is_empty()).then(|| parts.join(","))
+}
+
+/// Checks an `includeAnnotations` value (`*`, or comma-separated names,
+/// optionally quoted) and returns it unquoted.
+pub fn parse_annotations(input: &str, text: &str) -> Result<Option<String>> {
+    let t = text.trim().trim_matches('"').trim();
+    if t.is_empty() {
+        return Ok(None);
+    }
+    let ok = t.split(',').map(str::trim).all(|a| {
+        !a.is_empty()
+            && a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '*' | '_' | '-'))
+    });
+    if !ok {
+        return Err(ConnectorError::invalid_input(
+            input,
+            format!("'{t}' is not a list of annotation names"),
+        )
+        .with_hint("Use * or names such as OData.Community.Display.V1.FormattedValue,Microsoft.Dynamics.CRM.lookuplogicalname."));
+    }
+    Ok(Some(
+        t.split(',').map(str::trim).collect::<Vec<_>>().join(","),
+    ))
+}
+
+/// Resolves an `@odata.nextLink` (absolute, or relative to the service
+/// root) and refuses any link to another origin: following it would send
+/// the connection's token elsewhere.
+pub fn resolve_next_link(web_api: &WebApiUrl, input: &str, link: &str) -> Result<Url> {
+    let link = link.trim();
+    if link.is_empty() {
+        return Err(ConnectorError::invalid_input(input, "is empty"));
+    }
+    let url = match Url::parse(link) {
+        Ok(u) => u,
+        Err(url::ParseError::RelativeUrlWithoutBase) => {
+            web_api.service_root().join(link).map_err(|e| {
+                ConnectorError::invalid_input(input, format!("'{link}' is not a URL ({e})"))
+            })?
+        }
+        Err(e) => {
+            return Err(ConnectorError::invalid_input(
+                input,
+                format!("'{link}' is not a URL ({e})"),
+            ));
+        }
+    };
+    if !web_api.is_same_origin(&url) {
+        return Err(ConnectorError::invalid_input(
+            input,
+            format!(
+                "the link points at {}, not at this connection's environment {}; refused so that the token is not sent there",
+                url.origin().ascii_serialization(),
+                web_api.origin()
+            ),
+        )
+        .with_hint("Pass the @odata.nextLink returned by an earlier call on this same connection."));
+    }
+    if !url.path().starts_with("/api/data/") {
+        return Err(ConnectorError::invalid_input(
+            input,
+            format!("'{link}' is not a Web API link (/api/data/…)"),
+        ));
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_an_encoded_query() {
+        let q = ODataQuery {
+            select: vec!["name".into(), "revenue".into()],
+            filter: Some("name eq 'A&B + C'".into()),
+            orderby: parse_orderby("orderBy", "createdon desc, name").unwrap(),
+            expand: parse_expand("expand", "primarycontactid($select=fullname),contact_customer_accounts($select=fullname;$top=2)").unwrap(),
+            top: Some(5),
+            count: true,
+        };
+        let s = q.to_query_string();
+        assert_eq!(
+            s,
+            "$select=name,revenue&$filter=name%20eq%20'A%26B%20%2B%20C'&$orderby=createdon%20desc,name&$expand=primarycontactid($select=fullname),contact_customer_accounts($select=fullname;$top=2)&$top=5&$count=true"
+        );
+        assert!(!s.contains('+') && !s.contains(' '));
+    }
+
+    #[test]
+    fn expand_parses_nested_options() {
+        let e = parse_expand(
+            "expand",
+            "a($select=x,y;$expand=b($select=z);$orderby=x desc)",
+        )
+        .unwrap();
+        assert_eq!(e[0].navigation, "a");
+        assert_eq!(e[0].select, vec!["x", "y"]);
+        assert_eq!(e[0].expand[0].select, vec!["z"]);
+        assert!(e[0].orderby[0].descending);
+        assert!(parse_expand("expand", "a($select=x").is_err());
+        assert!(parse_expand("expand", "a b").is_err());
+        assert!(parse_expand("expand", "a($skip=1)").is_err());
+    }
+
+    #[test]
+    fn orderby_is_checked() {
+        assert!(parse_orderby("orderBy", "name sideways").is_err());
+        assert!(parse_orderby("orderBy", "na;me").is_err());
+    }
+
+    #[test]
+    fn next_links_stay_on_the_environment() {
+        let api = WebApiUrl::parse("https://contoso.crm.dynamics.com").unwrap();
+        let ok = resolve_next_link(
+            &api,
+            "nextPage",
+            "https://contoso.crm.dynamics.com/api/data/v9.2/accounts?$skiptoken=x",
+        )
+        .unwrap();
+        assert_eq!(ok.host_str(), Some("contoso.crm.dynamics.com"));
+        let rel = resolve_next_link(&api, "nextPage", "accounts?$skiptoken=x").unwrap();
+        assert_eq!(
+            rel.as_str(),
+            "https://contoso.crm.dynamics.com/api/data/v9.2/accounts?$skiptoken=x"
+        );
+        let abs_path =
+            resolve_next_link(&api, "nextPage", "/api/data/v9.2/accounts?$skiptoken=x").unwrap();
+        assert_eq!(abs_path, rel);
+        for bad in [
+            "https://evil.example.com/api/data/v9.2/accounts",
+            "http://contoso.crm.dynamics.com/api/data/v9.2/accounts",
+            "https://contoso.crm.dynamics.com:444/api/data/v9.2/accounts",
+            "https://contoso.crm.dynamics.com/other",
+            "",
+        ] {
+            assert!(resolve_next_link(&api, "nextPage", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn annotations_are_checked() {
+        assert_eq!(
+            parse_annotations("a", "\"OData.Community.Display.V1.FormattedValue\"").unwrap(),
+            Some("OData.Community.Display.V1.FormattedValue".into())
+        );
+        assert!(parse_annotations("a", "x\"y").is_err());
+        assert_eq!(
+            prefer_header(Some(10), Some("*")).unwrap(),
+            "odata.maxpagesize=10,odata.include-annotations=\"*\""
+        );
+    }
+}

@@ -1,0 +1,347 @@
+//! Typed values that end up in URLs: GUIDs, entity set names and record
+//! keys. Quote escaping (`'` → `''`) and percent-encoding happen here and
+//! nowhere else.
+
+use crate::error::{ConnectorError, Result};
+use std::fmt;
+
+/// A GUID in Dataverse's canonical form (lower case, hyphenated). Parsing
+/// tolerates braces, upper case and the 32-digit form.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Guid(String);
+
+impl Guid {
+    pub fn parse(s: &str) -> Option<Guid> {
+        let t = s.trim();
+        let t = t
+            .strip_prefix('{')
+            .and_then(|x| x.strip_suffix('}'))
+            .unwrap_or(t);
+        let hyphenated = t.len() == 36
+            && t.char_indices()
+                .all(|(i, c)| matches!(i, 8 | 13 | 18 | 23) == (c == '-'));
+        if !(hyphenated || t.len() == 32) {
+            return None;
+        }
+        let hex: String = t.chars().filter(|c| *c != '-').collect();
+        if hex.len() != 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return None;
+        }
+        let h = hex.to_ascii_lowercase();
+        Some(Guid(format!(
+            "{}-{}-{}-{}-{}",
+            h.get(0..8)?,
+            h.get(8..12)?,
+            h.get(12..16)?,
+            h.get(16..20)?,
+            h.get(20..32)?
+        )))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Guid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Whether `s` is an OData simple identifier (`accounts`, `_parentaccountid_value`,
+/// `new_Custom1`).
+pub fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// An entity set name (`accounts`), checked to be an identifier so it can
+/// be put in a URL as is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntitySet(String);
+
+impl EntitySet {
+    /// `input` names the action input for errors.
+    pub fn parse(input: &str, s: &str) -> Result<EntitySet> {
+        let t = s.trim();
+        if !is_identifier(t) {
+            return Err(ConnectorError::invalid_input(
+                input,
+                format!("'{t}' is not an entity set name (letters, digits and _ only)"),
+            )
+            .with_hint("Use the entity set name, usually the plural logical name: accounts, contacts, opportunities."));
+        }
+        Ok(EntitySet(t.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EntitySet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One value of an alternate key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyValue {
+    String(String),
+    /// A number, `true`/`false` or a GUID: written without quotes.
+    Bare(String),
+}
+
+/// How a URL names one record: its GUID, or alternate key values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntityKey {
+    Id(Guid),
+    Alternate(Vec<(String, KeyValue)>),
+}
+
+impl EntityKey {
+    /// Parses `entityId`: a GUID (braces and case tolerated), or alternate
+    /// keys `accountnumber='A-1'` / `k1='x',k2=2`. Inside quotes, `''` is a
+    /// quote, and so is a lone `'` not followed by `,` or the end (so both
+    /// `lastname='O''Brien'` and `lastname='O'Brien'` mean O'Brien).
+    pub fn parse(input: &str, s: &str) -> Result<EntityKey> {
+        let t = s.trim();
+        if let Some(g) = Guid::parse(t) {
+            return Ok(EntityKey::Id(g));
+        }
+        let bad = |why: &str| {
+            ConnectorError::invalid_input(
+                input,
+                format!("'{t}' is neither a GUID nor an alternate key ({why})"),
+            )
+            .with_hint("Give the record's GUID, or alternate key values such as accountnumber='A-1' (several keys comma-separated).")
+        };
+        if t.is_empty() {
+            return Err(bad("empty"));
+        }
+        let chars: Vec<char> = t.chars().collect();
+        let mut i = 0;
+        let mut pairs = Vec::new();
+        while i < chars.len() {
+            let start = i;
+            while chars.get(i).is_some_and(|c| *c != '=') {
+                i += 1;
+            }
+            let name: String = chars
+                .get(start..i)
+                .unwrap_or_default()
+                .iter()
+                .collect::<String>()
+                .trim()
+                .to_string();
+            if i >= chars.len() {
+                return Err(bad("expected name=value"));
+            }
+            if !is_identifier(&name) {
+                return Err(bad(&format!("'{name}' is not a column name")));
+            }
+            i += 1;
+            while chars.get(i).is_some_and(|c| c.is_whitespace()) {
+                i += 1;
+            }
+            let value = if chars.get(i) == Some(&'\'') {
+                i += 1;
+                let mut v = String::new();
+                loop {
+                    match chars.get(i) {
+                        None => return Err(bad("unterminated quote")),
+                        Some('\'') if chars.get(i + 1) == Some(&'\'') => {
+                            v.push('\'');
+                            i += 2;
+                        }
+                        Some('\'') => {
+                            let mut j = i + 1;
+                            while chars.get(j).is_some_and(|c| c.is_whitespace()) {
+                                j += 1;
+                            }
+                            if matches!(chars.get(j), None | Some(',')) {
+                                i = j;
+                                break;
+                            }
+                            v.push('\'');
+                            i += 1;
+                        }
+                        Some(c) => {
+                            v.push(*c);
+                            i += 1;
+                        }
+                    }
+                }
+                KeyValue::String(v)
+            } else {
+                let start = i;
+                while chars.get(i).is_some_and(|c| *c != ',') {
+                    i += 1;
+                }
+                let word: String = chars
+                    .get(start..i)
+                    .unwrap_or_default()
+                    .iter()
+                    .collect::<String>()
+                    .trim()
+                    .to_string();
+                if let Some(g) = Guid::parse(&word) {
+                    KeyValue::Bare(g.to_string())
+                } else if word == "true" || word == "false" || word.parse::<f64>().is_ok() {
+                    KeyValue::Bare(word)
+                } else {
+                    return Err(bad(&format!(
+                        "the value of {name} must be quoted ('…'), a number, true/false or a GUID"
+                    )));
+                }
+            };
+            pairs.push((name, value));
+            match chars.get(i) {
+                Some(',') => i += 1,
+                None => {}
+                Some(_) => return Err(bad("expected a comma between keys")),
+            }
+        }
+        Ok(EntityKey::Alternate(pairs))
+    }
+
+    /// The `(…)` URL segment, escaped and percent-encoded.
+    pub fn to_segment(&self) -> String {
+        match self {
+            EntityKey::Id(g) => format!("({g})"),
+            EntityKey::Alternate(pairs) => {
+                let parts: Vec<String> = pairs
+                    .iter()
+                    .map(|(name, v)| match v {
+                        KeyValue::String(s) => {
+                            format!("{name}={}", encode_path(&string_literal(s)))
+                        }
+                        KeyValue::Bare(b) => format!("{name}={}", encode_path(b)),
+                    })
+                    .collect();
+                format!("({})", parts.join(","))
+            }
+        }
+    }
+}
+
+/// An OData string literal: quoted, with `'` doubled. The only place
+/// quotes are escaped.
+pub fn string_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn encode_with(s: &str, keep: &[u8]) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || keep.contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Percent-encodes text for a path segment; quotes stay (they delimit
+/// OData literals).
+pub fn encode_path(s: &str) -> String {
+    encode_with(s, b"'")
+}
+
+/// Percent-encodes a query option value: spaces become `%20` (never `+`),
+/// and `&`, `+`, `#`, `%`, `?` are encoded; OData punctuation stays readable.
+pub fn encode_query(s: &str) -> String {
+    encode_with(s, b"'(),$/:@*=;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    #[test]
+    fn guids_normalise() {
+        let g = Guid::parse("{A0000000-0000-4000-8000-00000000000A}").unwrap();
+        assert_eq!(g.as_str(), "a0000000-0000-4000-8000-00000000000a");
+        assert_eq!(
+            Guid::parse(
+                "A00000000000400080000000000000 0A"
+                    .replace(' ', "")
+                    .as_str()
+            )
+            .unwrap(),
+            g
+        );
+        assert!(Guid::parse("a0000000-0000-4000-8000-00000000000g").is_none());
+        assert!(Guid::parse("a000000-00000-4000-8000-00000000000a").is_none());
+        assert!(Guid::parse("").is_none());
+    }
+
+    #[test]
+    fn entity_sets_are_identifiers() {
+        assert!(EntitySet::parse("entityType", "accounts").is_ok());
+        let e = EntitySet::parse("entityType", "accounts?$top=1").unwrap_err();
+        assert_eq!(
+            e.kind,
+            ErrorKind::InvalidInput {
+                input: "entityType".into()
+            }
+        );
+    }
+
+    #[test]
+    fn alternate_keys_are_escaped_and_encoded() {
+        let k = EntityKey::parse("entityId", "accountnumber='A-1'").unwrap();
+        assert_eq!(k.to_segment(), "(accountnumber='A-1')");
+        for given in ["lastname='O''Brien'", "lastname='O'Brien'"] {
+            let k = EntityKey::parse("entityId", given).unwrap();
+            assert_eq!(
+                k,
+                EntityKey::Alternate(vec![(
+                    "lastname".into(),
+                    KeyValue::String("O'Brien".into())
+                )])
+            );
+            assert_eq!(k.to_segment(), "(lastname='O''Brien')");
+        }
+        let k = EntityKey::parse("entityId", "k1='a b&c#d/e?', k2=2").unwrap();
+        assert_eq!(k.to_segment(), "(k1='a%20b%26c%23d%2Fe%3F',k2=2)");
+        let k = EntityKey::parse("entityId", "{A0000000-0000-4000-8000-00000000000A}").unwrap();
+        assert_eq!(k.to_segment(), "(a0000000-0000-4000-8000-00000000000a)");
+    }
+
+    #[test]
+    fn bad_keys_name_the_input() {
+        for bad in [
+            "",
+            "not a key",
+            "name=unquoted text",
+            "a=1 b=2",
+            "na me='x'",
+            "k='open",
+        ] {
+            let e = EntityKey::parse("entityId", bad).unwrap_err();
+            assert_eq!(
+                e.kind,
+                ErrorKind::InvalidInput {
+                    input: "entityId".into()
+                },
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn query_encoding_uses_percent_20() {
+        assert_eq!(
+            encode_query("name eq 'a+b' and x eq 'c&d'"),
+            "name%20eq%20'a%2Bb'%20and%20x%20eq%20'c%26d'"
+        );
+    }
+}
