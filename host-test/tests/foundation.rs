@@ -499,6 +499,68 @@ fn cli_run_error_is_json_on_stderr_with_nonzero_exit() {
     assert_eq!(v["kind"], "invalid-input");
 }
 
+/// `d365 run … --input` errors point at the schema path of the bad input.
+#[test]
+fn cli_input_errors_point_at_the_schema_path() {
+    let out = d365()
+        .args([
+            "run",
+            "queryEntities",
+            "--input",
+            r#"{"entityType":"accounts","pageSize":0}"#,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert_eq!(v["input"], "pageSize");
+    assert_eq!(
+        v["schemaPath"],
+        "/actions/queryEntities/inputSchema/properties/pageSize"
+    );
+    // The pointer resolves in connector.yaml and carries the violated bound.
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../connector.yaml")).unwrap();
+    let yaml: Value = serde_norway::from_str(&text).unwrap();
+    let action = yaml["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["key"] == "queryEntities")
+        .unwrap();
+    assert_eq!(
+        action["inputSchema"]["properties"]["pageSize"]["minimum"],
+        1
+    );
+}
+
+#[test]
+fn cli_describe_shows_inputs_with_defaults() {
+    let out = d365().args(["describe", "queryEntities"]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("Query Entities (queryEntities)"), "{text}");
+    let page_size = text
+        .lines()
+        .find(|l| l.starts_with("pageSize"))
+        .expect("pageSize row");
+    assert!(
+        page_size.contains("100") && page_size.contains("integer"),
+        "{page_size}"
+    );
+    let out = d365()
+        .args(["describe", "queryEntities", "--json"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["inputSchema"]["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
+    let out = d365().args(["describe", "nope"]).output().unwrap();
+    assert!(!out.status.success());
+}
+
 #[test]
 fn cli_actions_lists_the_catalog() {
     let out = d365().arg("actions").output().unwrap();

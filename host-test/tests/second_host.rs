@@ -83,7 +83,11 @@ async fn node_invoke(connection: &Path, action: &str, inputs: &str) -> (i32, Str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_host_output_equals_wasmtime_output() {
-    let emulator = Emulator::new(emulator::Config::default());
+    // Enough generated accounts for a fetch-all over several pages.
+    let emulator = Emulator::new(emulator::Config {
+        generated_records: 2_500,
+        ..Default::default()
+    });
     let server = emulator::server::serve(emulator.clone(), 0).await.unwrap();
     let conn = cli::emulator_connection(&server.base_url());
     let dir = std::env::temp_dir().join(format!("d365-node-{}", std::process::id()));
@@ -91,7 +95,13 @@ async fn node_host_output_equals_wasmtime_output() {
     let conn_path = dir.join("conn.json");
     cli::write_connection(&conn_path, &conn).unwrap();
 
-    let cases = [("getCurrentUser", "{}")];
+    let cases = [
+        ("getCurrentUser", "{}"),
+        (
+            "queryEntities",
+            r#"{"entityType":"accounts","fieldNames":["name","accountnumber"],"orderBy":"name asc","fetchAll":true,"pageSize":1000}"#,
+        ),
+    ];
     for (action, inputs) in cases {
         let wasmtime = common::host()
             .invoke(&Route::Network, action, &conn.connection().unwrap(), inputs)
