@@ -1,6 +1,6 @@
 //! The same `.wasm`, unchanged, in a host we did not write: transpiled by
 //! `@bytecodealliance/jco` and run by Node with `@bytecodealliance/preview2-shim`
-//! (versions pinned in host-test/js/package-lock.json). Both hosts call the
+//! (versions pinned in host-test/js/package.json and package-lock.json). Both hosts call the
 //! same loopback emulator; their outputs must be identical byte for byte.
 
 mod common;
@@ -29,12 +29,16 @@ fn transpiled() -> PathBuf {
                 "Node.js is required for the second-host test (apt-get install nodejs)"
             );
             if !dir.join("node_modules/@bytecodealliance/jco").exists() {
+                // Not `npm ci`: npm 11 leaves other platforms' optional
+                // binaries out of the lockfile and then refuses it as out of
+                // sync. `npm install` installs the locked versions and leaves
+                // the lockfile unchanged.
                 let status = Command::new("npm")
-                    .args(["ci", "--no-audit", "--no-fund"])
+                    .args(["install", "--no-audit", "--no-fund"])
                     .current_dir(&dir)
                     .status()
                     .expect("npm runs");
-                assert!(status.success(), "npm ci in host-test/js failed");
+                assert!(status.success(), "npm install in host-test/js failed");
             }
             let out = dir
                 .join("build")
