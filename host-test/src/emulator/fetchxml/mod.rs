@@ -19,6 +19,7 @@
 
 pub mod condition;
 pub mod cookie;
+pub mod eval;
 
 use quick_xml::Reader;
 use quick_xml::events::{BytesStart, Event};
