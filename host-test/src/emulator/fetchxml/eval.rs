@@ -7,8 +7,8 @@
 //!   and/or trees (conditions may name a link alias with `entityname`),
 //!   orders (then by primary key, the order paging relies on);
 //! - columns: listed `attribute`s or `all-attributes`, the primary key
-//!   always, **null columns omitted** (FetchXML differs from OData there),
-//!   base lookups as `_x_value`, link columns as `alias.column`;
+//!   (except with `distinct`), **null columns omitted** (FetchXML differs
+//!   from OData there), base lookups as `_x_value`, link columns as `alias.column`;
 //!   formatted values and lookup annotations when `Prefer` asks for them;
 //! - paging: `count` (≤ 5000) and `page`, or the `paging-cookie` (resume
 //!   after the cookie's last primary key); `@Microsoft.Dynamics.CRM.morerecords`
