@@ -506,3 +506,84 @@ async fn the_emulator_acts_as_the_impersonated_user() {
     assert_eq!(out["value"][0]["_createdby_value"], data::USER_BEN);
     assert_eq!(out["value"][0]["_createdonbehalfby_value"], data::USER_APP);
 }
+
+#[tokio::test]
+async fn fetch_all_with_an_order_on_a_repeating_column_loses_and_repeats_nothing() {
+    let mut env = with_accounts(1200);
+    let xml = "<fetch count='500'><entity name='account'><attribute name='address1_city'/>\
+        <order attribute='address1_city' descending='true'/></entity></fetch>";
+    let out = env
+        .ok(
+            "runFetchXml",
+            &inputs("accounts", xml, json!({"fetchAll": true})),
+        )
+        .await;
+    assert_eq!(out["pages"], 3);
+    let rows = out["value"].as_array().unwrap();
+    assert_eq!(rows.len(), 1200);
+    let got = ids(&out, "accountid");
+    assert_eq!(got.iter().collect::<HashSet<_>>().len(), 1200);
+    // City descending (8 cities, many ties), then primary key.
+    let mut expected: Vec<(String, String)> = {
+        let state = env.emulator.state();
+        state
+            .store
+            .records("account")
+            .map(|r| {
+                (
+                    r.get("address1_city").as_str().unwrap_or("").to_lowercase(),
+                    r.id.clone(),
+                )
+            })
+            .collect()
+    };
+    expected.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    let expected: Vec<String> = expected.into_iter().map(|(_, id)| id).collect();
+    assert_eq!(got, expected);
+    // The cookie carried the order column as well as the primary key.
+    let second = web_api_requests(&env)
+        .iter()
+        .filter_map(fetch_param)
+        .nth(1)
+        .unwrap();
+    assert!(second.contains("&lt;address1_city last=&quot;"), "{second}");
+}
+
+#[tokio::test]
+async fn server_errors_come_back_typed_through_get_and_batch() {
+    let mut env = Env::new();
+    // The <entity> must be the entity set's table.
+    let e = env
+        .err(
+            "runFetchXml",
+            &inputs(
+                "contacts",
+                "<fetch><entity name='account'><attribute name='name'/></entity></fetch>",
+                json!({}),
+            ),
+        )
+        .await;
+    assert_eq!(
+        (e["status"].as_u64(), e["code"].as_str()),
+        (Some(400), Some("0x80040203")),
+        "{e}"
+    );
+    // A long query's error arrives inside the $batch answer.
+    let values: String = (0..900)
+        .map(|n| format!("<value>{{f0000000-0000-4000-8000-{n:012x}}}</value>"))
+        .collect();
+    let xml = format!(
+        "<fetch><entity name='account'><attribute name='nosuchcolumn'/>\
+         <filter><condition attribute='accountid' operator='in'>{values}</condition></filter></entity></fetch>"
+    );
+    let e = env
+        .err("runFetchXml", &inputs("accounts", &xml, json!({})))
+        .await;
+    assert_eq!(e["status"], 400, "{e}");
+    assert_eq!(e["code"], "0x80041103");
+    assert!(
+        web_api_requests(&env)
+            .last()
+            .is_some_and(|r| r.path().ends_with("/$batch"))
+    );
+}
