@@ -1192,4 +1192,71 @@ mod tests {
         assert_eq!(values_of(&body).len(), 8);
         assert!(values_of(&body)[0].get("accountid").is_none());
     }
+
+    #[test]
+    fn all_attributes_nested_links_and_more_operators() {
+        let s = store();
+        // all-attributes: every non-null column, nulls left out.
+        let body = run(&s, "accounts", "<fetch><entity name='account'><all-attributes/><filter><condition attribute='accountnumber' operator='eq' value='A-1'/></filter></entity></fetch>", &Prefer::default()).unwrap();
+        let row = values_of(&body)[0].as_object().unwrap();
+        assert_eq!(row["name"], "Contoso");
+        assert!(row.contains_key("_ownerid_value") && row.contains_key("createdon"));
+        assert!(!row.contains_key("websiteurl"));
+        // Nested link: contact → account → primary contact; unaliased links
+        // are named after their entity.
+        let xml = "<fetch><entity name='contact'><attribute name='fullname'/><filter><condition attribute='contactid' operator='eq' value='c0000000-0000-4000-8000-000000000002'/></filter><link-entity name='account' from='accountid' to='parentcustomerid'><attribute name='name'/><link-entity name='contact' from='contactid' to='primarycontactid' alias='pc'><attribute name='emailaddress1'/></link-entity></link-entity></entity></fetch>";
+        let body = run(&s, "contacts", xml, &Prefer::default()).unwrap();
+        let row = &values_of(&body)[0];
+        assert_eq!(row["account1.name"], "Fabrikam");
+        assert!(
+            row["pc.emailaddress1"]
+                .as_str()
+                .unwrap()
+                .ends_with("2@example.com"),
+            "{row}"
+        );
+        // ne / not-like / ends-with / not-null / not-in, and valueof.
+        let count = |filter: &str| {
+            let xml = format!(
+                "<fetch><entity name='account'><attribute name='name'/><filter>{filter}</filter></entity></fetch>"
+            );
+            values_of(&run(&s, "accounts", &xml, &Prefer::default()).unwrap()).len()
+        };
+        assert_eq!(
+            count("<condition attribute='name' operator='ends-with' value='ltd'/>"),
+            20
+        );
+        assert_eq!(
+            count(
+                "<condition attribute='name' operator='not-like' value='%Ltd'/><condition attribute='name' operator='not-like' value='%Group'/>"
+            ),
+            20
+        );
+        assert_eq!(
+            count("<condition attribute='accountcategorycode' operator='ne' value='1'/>"),
+            40
+        );
+        assert_eq!(
+            count("<condition attribute='websiteurl' operator='not-null'/>"),
+            0
+        );
+        assert_eq!(
+            count("<condition attribute='websiteurl' operator='null'/>"),
+            60
+        );
+        assert_eq!(
+            count(
+                "<condition attribute='accountnumber' operator='not-in'><value>A-1</value><value>A-2</value></condition>"
+            ),
+            58
+        );
+        assert_eq!(
+            count("<condition attribute='revenue' operator='gt' valueof='numberofemployees'/>"),
+            60
+        );
+        // countcolumn distinct and min.
+        let body = run(&s, "accounts", "<fetch aggregate='true'><entity name='account'><attribute name='address1_city' aggregate='countcolumn' distinct='true' alias='cities'/><attribute name='revenue' aggregate='min' alias='least'/></entity></fetch>", &Prefer::default()).unwrap();
+        assert_eq!(values_of(&body)[0]["cities"], 8);
+        assert_eq!(values_of(&body)[0]["least"].as_f64(), Some(125_000.0));
+    }
 }
