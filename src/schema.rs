@@ -97,6 +97,26 @@ pub fn output_schema(key: &str) -> Value {
             },
             "required": ["UserId", "BusinessUnitId", "OrganizationId"],
         }),
+        "runFetchXml" => json!({
+            "type": "object",
+            "properties": {
+                "value": {
+                    "type": "array",
+                    "items": {"type": "object"},
+                    "description": "The records (null columns omitted, link-entity columns as alias.column), or the aggregate rows.",
+                },
+                "count": {"type": "integer", "minimum": 0},
+                "pageNumber": {"type": "integer", "minimum": 1, "description": "The first page this call read."},
+                "pages": {"type": "integer", "minimum": 1},
+                "moreRecords": {"type": "boolean"},
+                "nextPage": {
+                    "type": ["string", "null"],
+                    "description": "Pass as nextPage to read the following page; null on the last page.",
+                },
+                "sentVia": {"enum": ["get", "batch"]},
+            },
+            "required": ["value", "count", "pageNumber", "pages", "moreRecords", "nextPage", "sentVia"],
+        }),
         // Actions without a specific schema return a JSON object.
         _ => json!({"type": "object"}),
     };

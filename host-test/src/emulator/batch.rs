@@ -876,6 +876,7 @@ Content-Type: application/json; type=entry
         let caller = Caller {
             user_id: super::super::data::USER_APP.into(),
             service_root: "http://localhost/api/data/v9.2/".into(),
+            on_behalf_of: None,
         };
         let mut state = emu.state();
         let snapshot = state.snapshot();

@@ -1,8 +1,8 @@
 //! FetchXML as Dataverse reads it: the query language behind
 //! `GET {entityset}?fetchXml=…` (reference §4). This module parses a query
 //! into an AST and rejects what Dataverse rejects, with errors shaped like
-//! Dataverse's (`{"error":{"code":"0x…","message":"…"}}`, HTTP 400). The
-//! evaluator over the record store builds on [`Fetch`]; [`condition`]
+//! Dataverse's (`{"error":{"code":"0x…","message":"…"}}`, HTTP 400).
+//! [`eval`] runs a [`Fetch`] over the record store; [`condition`]
 //! evaluates one condition against one column value; [`cookie`] builds and
 //! reads paging cookies.
 //!
@@ -19,6 +19,7 @@
 
 pub mod condition;
 pub mod cookie;
+pub mod eval;
 
 use quick_xml::Reader;
 use quick_xml::events::{BytesStart, Event};

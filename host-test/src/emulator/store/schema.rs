@@ -381,6 +381,22 @@ fn system_columns(entity: &str, prefix: &str) -> Vec<AttributeDef> {
                 options: vec![(1, "Active"), (2, "Inactive")],
             },
         ),
+        read_only(attr(
+            entity,
+            "createdonbehalfby",
+            "Created By (Delegate)",
+            lookup(&[("systemuser", "createdonbehalfby", &rel("createdonbehalfby"))]),
+        )),
+        read_only(attr(
+            entity,
+            "modifiedonbehalfby",
+            "Modified By (Delegate)",
+            lookup(&[(
+                "systemuser",
+                "modifiedonbehalfby",
+                &rel("modifiedonbehalfby"),
+            )]),
+        )),
     ]
 }
 

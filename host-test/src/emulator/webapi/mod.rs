@@ -3,6 +3,7 @@
 
 mod actions;
 mod functions;
+pub mod impersonation;
 pub mod records;
 
 use super::response::odata_error;
@@ -16,6 +17,9 @@ pub struct Caller {
     pub user_id: String,
     /// The service root the client used, e.g. `http://localhost/api/data/v9.2/`.
     pub service_root: String,
+    /// The token's own user when the request impersonates `user_id`
+    /// (`CallerObjectId`/`MSCRMCallerID`, see [`impersonation`]).
+    pub on_behalf_of: Option<String>,
 }
 
 pub fn handle(state: &mut State, request: &EmuRequest) -> EmuResponse {
@@ -30,9 +34,13 @@ pub fn handle(state: &mut State, request: &EmuRequest) -> EmuResponse {
         );
     }
     let caller = match authenticate(state, request) {
-        Ok(user_id) => Caller {
-            user_id,
-            service_root: format!("{}/api/data/{version}/", origin_of(request)),
+        Ok(user_id) => match impersonation::effective_user(state, request) {
+            Ok(acting) => Caller {
+                on_behalf_of: acting.as_ref().map(|_| user_id.clone()),
+                user_id: acting.unwrap_or(user_id),
+                service_root: format!("{}/api/data/{version}/", origin_of(request)),
+            },
+            Err(response) => return response,
         },
         Err(response) => return response,
     };

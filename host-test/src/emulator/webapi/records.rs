@@ -294,6 +294,19 @@ fn retrieve_multiple(
 ) -> Result<EmuResponse, ODataError> {
     let raw_query = request.uri().query();
     let pairs = query_pairs(raw_query);
+    // `?fetchXml=…` is answered by the FetchXML evaluator over the same store.
+    if related.is_none()
+        && let Some((_, xml)) = pairs.iter().find(|(k, _)| k == "fetchXml")
+    {
+        let prefer = prefer(request);
+        return Ok(super::super::fetchxml::eval::respond(
+            &state.store,
+            entity,
+            xml,
+            &prefer,
+            &caller.service_root,
+        ));
+    }
     let options = QueryOptions::parse(&pairs)?;
     let prefer = prefer(request);
     let shaper = Shaper {
@@ -734,7 +747,8 @@ fn create(
     caller: &Caller,
     entity: &EntityDef,
 ) -> Result<EmuResponse, ODataError> {
-    let (changes, id) = parse_body(state, entity, request.body())?;
+    let (mut changes, id) = parse_body(state, entity, request.body())?;
+    super::impersonation::stamp(&mut changes, entity, caller, true);
     let now = state.now();
     let record = state
         .store
@@ -756,6 +770,7 @@ fn patch(
     let if_match = header(request, "If-Match").map(str::to_string);
     let if_none_match = header(request, "If-None-Match").map(str::to_string);
     let existing = find(state, entity, key).cloned();
+    super::impersonation::stamp(&mut changes, entity, caller, existing.is_none());
     let now = state.now();
     match existing {
         Some(record) => {
