@@ -376,3 +376,103 @@ async fn the_emulator_answers_in_dataverse_shapes() {
             .contains("$deltatoken=")
     );
 }
+
+async fn emu_get(env: &Env, token: &str, url: &str, prefer: &str) -> Value {
+    let target = url
+        .split_once("/api/")
+        .map(|(_, p)| format!("/api/{p}"))
+        .unwrap();
+    let request = http::Request::get(format!("http://localhost{target}"))
+        .header("Host", "localhost")
+        .header("Authorization", format!("Bearer {token}"))
+        .header("Prefer", prefer)
+        .body(bytes::Bytes::new())
+        .unwrap();
+    let response = env.emulator.handle(request).await;
+    assert_eq!(response.status(), 200, "{:?}", response.body());
+    serde_json::from_slice(response.body()).unwrap()
+}
+
+/// Follows nextLinks to the end: (row ids, deleted ids, deltaLink).
+async fn emu_read_all(
+    env: &Env,
+    token: &str,
+    first: Value,
+    prefer: &str,
+) -> (Vec<String>, Vec<String>, String) {
+    let (mut rows, mut deleted) = (Vec::new(), Vec::new());
+    let mut body = first;
+    loop {
+        for v in body["value"].as_array().unwrap() {
+            match v["reason"].as_str() {
+                Some("deleted") => deleted.push(v["id"].as_str().unwrap().to_string()),
+                _ => rows.push(v["accountid"].as_str().unwrap().to_string()),
+            }
+        }
+        match body["@odata.nextLink"].as_str() {
+            Some(next) => body = emu_get(env, token, next, prefer).await,
+            None => {
+                let delta = body["@odata.deltaLink"]
+                    .as_str()
+                    .expect("deltaLink")
+                    .to_string();
+                return (rows, deleted, delta);
+            }
+        }
+    }
+}
+
+/// No write is lost to a client that pages: a row written after the first
+/// page falls after the window and comes with the next delta; a row created
+/// and deleted between two polls comes only as deleted.
+#[tokio::test]
+async fn writes_while_paging_come_with_the_next_delta() {
+    let mut env = Env::new();
+    let token = common::host()
+        .client_credentials_token(&env.route, &env.connection.settings_json())
+        .await
+        .unwrap()
+        .expect("token")
+        .access_token;
+    let prefer = "odata.track-changes,odata.maxpagesize=1";
+    let root = "http://localhost/api/data/v9.2/";
+    let first = emu_get(
+        &env,
+        &token,
+        &format!("{root}accounts?$select=name"),
+        prefer,
+    )
+    .await;
+    assert!(first["@odata.nextLink"].is_string(), "paged: {first}");
+    let all = current_account_ids(&env);
+    let last = all.iter().next_back().unwrap().clone();
+    // Between pages: the row served last is updated, a new row is created.
+    rename(&mut env, &last, "Updated mid-paging").await;
+    let created = create(&mut env, "Created mid-paging").await;
+    let (rows, deleted, delta) = emu_read_all(&env, &token, first, prefer).await;
+    assert!(deleted.is_empty());
+    let served: BTreeSet<String> = rows.iter().cloned().collect();
+    assert_eq!(served.len(), rows.len(), "no row twice");
+
+    // Created and deleted before the next poll: only the deletion shows.
+    let ghost = create(&mut env, "Ghost").await;
+    env.ok(
+        "deleteEntity",
+        &json!({"entityType": "accounts", "entityId": ghost}).to_string(),
+    )
+    .await;
+    let next = emu_get(&env, &token, &delta, prefer).await;
+    let (rows2, deleted2, _) = emu_read_all(&env, &token, next, prefer).await;
+    assert_eq!(deleted2, vec![ghost.clone()]);
+    let changed: BTreeSet<String> = rows2.iter().cloned().collect();
+    assert!(
+        changed.contains(&last) && changed.contains(&created),
+        "{changed:?}"
+    );
+    let union: BTreeSet<String> = served.union(&changed).cloned().collect();
+    assert_eq!(
+        union,
+        current_account_ids(&env),
+        "every row seen once the two polls are joined"
+    );
+}
