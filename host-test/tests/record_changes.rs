@@ -375,6 +375,24 @@ async fn the_emulator_answers_in_dataverse_shapes() {
             .unwrap()
             .contains("$deltatoken=")
     );
+
+    // Refusals: a table without change tracking, and query options change
+    // tracking does not take (both UNCONFIRMED codes, see webapi/changes.rs).
+    for target in [
+        "systemusers?$select=fullname",
+        "accounts?$select=name&$filter=name%20eq%20'x'",
+    ] {
+        let request = http::Request::get(format!("http://localhost/api/data/v9.2/{target}"))
+            .header("Host", "localhost")
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Prefer", "odata.track-changes")
+            .body(bytes::Bytes::new())
+            .unwrap();
+        let response = env.emulator.handle(request).await;
+        assert_eq!(response.status(), 400, "{target}");
+        let body: Value = serde_json::from_slice(response.body()).unwrap();
+        assert_eq!(body["error"]["code"], "0x80040203", "{target}: {body}");
+    }
 }
 
 async fn emu_get(env: &Env, token: &str, url: &str, prefer: &str) -> Value {
