@@ -48,7 +48,20 @@ pub struct TriggerDef {
     pub key: &'static str,
     pub label: &'static str,
     pub description: &'static str,
+    pub kind: TriggerKind,
     pub inputs: Vec<InputDef>,
+}
+
+/// How the host runs a trigger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TriggerKind {
+    /// The host receives an HTTP request and hands it to the exported
+    /// webhook function.
+    Webhook,
+    /// The host calls the action of the same key on a schedule
+    /// (`actions.invoke`), keeping the `state` it returns for the next call.
+    Polling,
 }
 
 /// Input types as builders render them.
@@ -352,7 +365,14 @@ mod tests {
             assert_eq!(inputs.len(), a.inputs.len(), "duplicate input in {}", a.key);
         }
         for t in &c.triggers {
-            assert!(c.action(t.key).is_none(), "{} is both", t.key);
+            // A polling trigger runs as the action of its key; a webhook
+            // trigger is never an action.
+            match t.kind {
+                TriggerKind::Polling => {
+                    assert!(c.action(t.key).is_some(), "{} has no action", t.key)
+                }
+                TriggerKind::Webhook => assert!(c.action(t.key).is_none(), "{} is both", t.key),
+            }
             assert!(c.trigger(t.key).is_some());
         }
     }

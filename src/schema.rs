@@ -117,6 +117,27 @@ pub fn output_schema(key: &str) -> Value {
             },
             "required": ["value", "count", "pageNumber", "pages", "moreRecords", "nextPage", "sentVia"],
         }),
+        "recordChanges" => json!({
+            "type": "object",
+            "properties": {
+                "changed": {
+                    "type": "array",
+                    "items": {"type": "object"},
+                    "description": "Rows created or updated since the state (every row on a full sync), with their current values of the selected columns.",
+                },
+                "deleted": {
+                    "type": "array",
+                    "items": {"type": "string", "pattern": GUID},
+                    "description": "Ids of rows deleted since the state (always empty on a full sync).",
+                },
+                "changedCount": {"type": "integer", "minimum": 0},
+                "deletedCount": {"type": "integer", "minimum": 0},
+                "fullSync": {"type": "boolean", "description": "True when every row was read (no state, or resync)."},
+                "pages": {"type": "integer", "minimum": 1},
+                "state": {"type": "string", "description": "The @odata.deltaLink to pass as state to the next poll."},
+            },
+            "required": ["changed", "deleted", "changedCount", "deletedCount", "fullSync", "pages", "state"],
+        }),
         // Actions without a specific schema return a JSON object.
         _ => json!({"type": "object"}),
     };

@@ -7,34 +7,34 @@
 //! tested natively and fed arbitrary input: no path from the request to a
 //! panic. `glue.rs` only converts the WIT records.
 //!
-//! Design note for `recordChanges` (issue 8, not implemented on this branch:
-//! it needs the emulator's record store, built on another branch):
-//! - A polling trigger with a connection, exported next to `webhook` as its
-//!   own WIT function (`poll(connection, inputs, state) -> result<poll-result,
-//!   connector-error>`), because unlike the webhook it calls the Web API.
+//! `recordChanges`, the polling trigger on Dataverse change tracking, lives
+//! in `src/actions/changes.rs`. Design:
+//! - It calls the Web API, so it runs as an action (`actions.invoke(
+//!   "recordChanges", …)`, no WIT change) and is listed here among the
+//!   triggers with kind `polling`; the host calls it on a schedule and keeps
+//!   the `state` each call returns for the next one.
 //! - Inputs: `entityType` (entity set), `fieldNames` ($select), `pageSize`
-//!   (`Prefer: odata.maxpagesize`), `resync` (boolean). State: the last
-//!   `@odata.deltaLink`, opaque to the host.
+//!   (`Prefer: odata.maxpagesize`), `state` (the last `@odata.deltaLink`,
+//!   opaque to the host; `{"deltaLink": …}` is accepted too), `resync`.
 //! - First poll (no state, or `resync`): `GET {set}?$select=…` with
-//!   `Prefer: odata.track-changes` (+ maxpagesize), follow `@odata.nextLink`
-//!   to the end, return every row as `changed` and the final page's
-//!   `@odata.deltaLink` as the new state.
-//! - Later polls: GET the delta link (same Prefer header), follow nextLinks;
-//!   rows with `@odata.context` ending in `$deletedEntity` (or carrying
-//!   `reason: deleted`) go to `deleted` as their `id`, the rest to `changed`;
-//!   return the last page's delta link. Nothing new → empty lists and the
-//!   new delta link (never the old one: tokens move forward).
-//! - An expired/invalid token (Dataverse answers 400 with an "expired" /
-//!   invalid token error) → a `ConnectorError` whose hint says a full
-//!   resync is needed and to call again with `resync: true`. An entity
+//!   `Prefer: odata.track-changes,odata.maxpagesize=N`, follow
+//!   `@odata.nextLink` to the end, return every row in `changed` and the last
+//!   page's `@odata.deltaLink` as `state`.
+//! - Later polls: GET the delta link (checked like a nextLink: same origin,
+//!   `/api/data/`, same entity set, has a `$deltatoken`), follow nextLinks;
+//!   `$deletedEntity` entries go to `deleted` as their `id`, the rest to
+//!   `changed`; return the last page's delta link (never the old one: tokens
+//!   move forward). Nothing new → empty lists and the new state.
+//! - An expired/invalid token (400 ExpiredVersionStamp `0x80044352`, a
+//!   refused `$deltatoken`, or 410) → an error saying a full resync is
+//!   needed, with a hint to call again with `resync: true`. An entity
 //!   without `ChangeTrackingEnabled` → `invalid-input` on `entityType`.
-//! - The emulator side: per-entity change log with a monotonically growing
-//!   version; a delta token encodes the version; changes since a version are
-//!   the latest state of each touched row (a row created then deleted within
-//!   the window appears only as deleted) — the store's write path records
-//!   into it, next to `Webhooks::on_write`.
+//! - The emulator side (`host-test/src/emulator/webapi/changes.rs`): a delta
+//!   token encodes the store version it covers; changes since are each
+//!   touched row's latest state (a row created then deleted in between
+//!   appears only as deleted) and the store's deletion log.
 
-use crate::catalog::{InputDef, InputType, TriggerDef, input};
+use crate::catalog::{InputDef, InputType, TriggerDef, TriggerKind, input};
 use crate::inputs::Inputs;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -42,14 +42,18 @@ use sha2::{Digest, Sha256};
 /// The input that holds the shared secret.
 pub const WEBHOOK_KEY: &str = "webhookKey";
 
-/// Every trigger's catalog entry.
+/// Every trigger's catalog entry: the webhook, then the polling triggers
+/// (which run as actions).
 pub fn definitions() -> Vec<TriggerDef> {
-    vec![TriggerDef {
+    let mut all = vec![TriggerDef {
         key: "webhook",
         label: "Webhook",
         description: "Receives the request a Dataverse webhook service endpoint sends (a RemoteExecutionContext) and emits it as an event: message, table, record id, user, organization, the Target's attributes flattened to plain JSON, pre/post images and the x-ms-dynamics-* headers.",
+        kind: TriggerKind::Webhook,
         inputs: webhook_inputs(),
-    }]
+    }];
+    all.extend(crate::actions::polling_triggers());
+    all
 }
 
 fn webhook_inputs() -> Vec<InputDef> {

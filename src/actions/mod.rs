@@ -2,12 +2,13 @@
 //! `definitions()` (its catalog entries) and `run()` (returns `None` for keys
 //! it does not own). Adding a group is one line in each list below.
 
+mod changes;
 mod fetchxml;
 mod raw;
 mod records;
 mod user;
 
-use crate::catalog::ActionDef;
+use crate::catalog::{ActionDef, TriggerDef, TriggerKind};
 use crate::client::Session;
 use crate::error::{ConnectorError, Result};
 use crate::inputs::Inputs;
@@ -20,14 +21,20 @@ pub fn definitions() -> Vec<ActionDef> {
         records::definitions(),
         raw::definitions(),
         fetchxml::definitions(),
+        changes::definitions(),
     ]
     .concat()
 }
 
 /// Runs one action whose inputs were already validated.
 pub fn run(key: &str, session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
-    let groups: [fn(&str, &mut Session<'_>, &Inputs) -> Option<Result<Value>>; 4] =
-        [user::run, records::run, raw::run, fetchxml::run];
+    let groups: [fn(&str, &mut Session<'_>, &Inputs) -> Option<Result<Value>>; 5] = [
+        user::run,
+        records::run,
+        raw::run,
+        fetchxml::run,
+        changes::run,
+    ];
     for group in groups {
         if let Some(result) = group(key, session, inputs) {
             return result;
@@ -42,4 +49,15 @@ pub fn unknown_action(key: &str) -> ConnectorError {
         "action",
         format!("unknown action '{key}' (known: {})", known.join(", ")),
     )
+}
+
+/// The polling triggers, each run as the action of the same key.
+pub fn polling_triggers() -> Vec<TriggerDef> {
+    vec![TriggerDef {
+        key: changes::KEY,
+        label: "Record Changes",
+        description: "Polling trigger on Dataverse change tracking: call the recordChanges action on a schedule, passing the state the previous call returned; each call returns the rows created or updated and the ids of rows deleted since, and the next state. An expired or invalid state is an error asking for resync: true.",
+        kind: TriggerKind::Polling,
+        inputs: changes::inputs(),
+    }]
 }

@@ -139,7 +139,14 @@ pub struct EntityDef {
     pub is_custom: bool,
     pub attributes: Vec<AttributeDef>,
     pub keys: Vec<AlternateKey>,
+    /// `ChangeTrackingEnabled`: whether `Prefer: odata.track-changes` and
+    /// delta links work on this table (`webapi/changes.rs`).
+    pub change_tracking_enabled: bool,
 }
+
+/// Tables the emulator seeds with "Track changes" on (as in environments
+/// where Mobile Offline or Synapse Link use them); others start without it.
+pub const CHANGE_TRACKED_BY_DEFAULT: &[&str] = &["account", "contact", "lead", "opportunity"];
 
 /// What a navigation property name resolves to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -437,6 +444,7 @@ fn entity(
         is_custom: false,
         attributes,
         keys,
+        change_tracking_enabled: CHANGE_TRACKED_BY_DEFAULT.contains(&logical_name),
     }
 }
 

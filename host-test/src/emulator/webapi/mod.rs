@@ -2,6 +2,8 @@
 //! then dispatch by the first path segment.
 
 mod actions;
+pub mod changes;
+mod events;
 mod functions;
 pub mod impersonation;
 pub mod records;

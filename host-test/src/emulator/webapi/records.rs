@@ -10,6 +10,7 @@ use super::super::odata::{ODataError, eval::unknown_property};
 use super::super::response::{no_content, odata_error, odata_json};
 use super::super::store::schema::{AttributeKind, EntityDef, Navigation};
 use super::super::store::{Changes, Record, StoreError, normalize_guid};
+use super::super::webhooks::Message;
 use super::super::{EmuRequest, EmuResponse, State};
 use super::Caller;
 use bytes::Bytes;
@@ -81,6 +82,15 @@ pub fn handle(
     };
     let entity = state.store.schema().by_entity_set(set)?.clone();
     let method = request.method().clone();
+    if raw_key.is_none()
+        && rest.is_none()
+        && method == http::Method::GET
+        && super::changes::requested(request)
+    {
+        return Some(
+            super::changes::retrieve(state, request, caller, &entity).unwrap_or_else(error),
+        );
+    }
     let result = match (raw_key, rest) {
         (None, None) => match method {
             http::Method::GET => retrieve_multiple(state, request, caller, &entity, None),
@@ -101,7 +111,7 @@ pub fn handle(
             Ok(key) => match method {
                 http::Method::GET => retrieve(state, request, caller, &entity, &key),
                 http::Method::PATCH => patch(state, request, caller, &entity, &key, raw),
-                http::Method::DELETE => delete(state, request, &entity, &key),
+                http::Method::DELETE => delete(state, request, caller, &entity, &key),
                 _ => Ok(method_not_allowed(&method)),
             },
         },
@@ -750,11 +760,21 @@ fn create(
     let (mut changes, id) = parse_body(state, entity, request.body())?;
     super::impersonation::stamp(&mut changes, entity, caller, true);
     let now = state.now();
+    let changed = super::events::changed_columns(entity, &changes);
     let record = state
         .store
         .create(entity.logical_name, id, changes, &caller.user_id, now)
         .map_err(store_error)?;
     let id = record.id.clone();
+    super::events::raise(
+        state,
+        Message::Create,
+        entity,
+        &id,
+        None,
+        &changed,
+        &caller.user_id,
+    );
     written(state, request, caller, entity, &id, 201, &id)
 }
 
@@ -801,6 +821,7 @@ fn patch(
                     changes.values.remove(name);
                 }
             }
+            let changed = super::events::changed_columns(entity, &changes);
             state
                 .store
                 .update(
@@ -811,6 +832,15 @@ fn patch(
                     now,
                 )
                 .map_err(store_error)?;
+            super::events::raise(
+                state,
+                Message::Update,
+                entity,
+                &record.id,
+                Some(&record),
+                &changed,
+                &caller.user_id,
+            );
             written(state, request, caller, entity, &record.id, 200, raw_key)
         }
         None => {
@@ -829,11 +859,21 @@ fn patch(
                     body_id
                 }
             };
+            let changed = super::events::changed_columns(entity, &changes);
             let record = state
                 .store
                 .create(entity.logical_name, id, changes, &caller.user_id, now)
                 .map_err(store_error)?;
             let id = record.id.clone();
+            super::events::raise(
+                state,
+                Message::Create,
+                entity,
+                &id,
+                None,
+                &changed,
+                &caller.user_id,
+            );
             written(state, request, caller, entity, &id, 201, raw_key)
         }
     }
@@ -842,6 +882,7 @@ fn patch(
 fn delete(
     state: &mut State,
     request: &EmuRequest,
+    caller: &Caller,
     entity: &EntityDef,
     key: &Key,
 ) -> Result<EmuResponse, ODataError> {
@@ -862,5 +903,14 @@ fn delete(
         .store
         .delete(entity.logical_name, &record.id)
         .map_err(store_error)?;
+    super::events::raise(
+        state,
+        Message::Delete,
+        entity,
+        &record.id,
+        Some(&record),
+        &[],
+        &caller.user_id,
+    );
     Ok(no_content())
 }

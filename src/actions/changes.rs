@@ -1,0 +1,348 @@
+//! `recordChanges`: the polling trigger built on Dataverse change tracking
+//! (see the design note in [`crate::trigger`]). It is invoked like an
+//! action (`actions.invoke("recordChanges", …)`) and listed among the
+//! catalog's triggers with kind `polling`; the host keeps the returned
+//! `state` (the `@odata.deltaLink`) and passes it to the next poll.
+//!
+//! Pure parts ([`classify`], [`resync_error`], [`state_link`]) are unit
+//! tested; the loop is tested end to end against the emulator.
+
+use crate::catalog::{ActionDef, InputDef, InputType, input};
+use crate::client::Session;
+use crate::error::{ConnectorError, ErrorKind, Result};
+use crate::http::Method;
+use crate::inputs::Inputs;
+use crate::odata::{self, ODataQuery};
+use crate::types::EntitySet;
+use serde_json::{Value, json};
+use std::collections::HashSet;
+
+/// Safety bound on pages one poll follows.
+const MAX_PAGES: usize = 100_000;
+
+pub const KEY: &str = "recordChanges";
+
+/// The inputs, shared with the trigger's catalog entry.
+pub fn inputs() -> Vec<InputDef> {
+    vec![
+        input(
+            "entityType",
+            "Entity Type",
+            InputType::String,
+            "The entity set name (plural, case-sensitive), e.g. accounts. The table must have Track changes (ChangeTrackingEnabled) on.",
+        )
+        .required()
+        .example(json!("accounts")),
+        input(
+            "fieldNames",
+            "Field Name",
+            InputType::List,
+            "Columns to return for new and changed rows ($select); lookups as _<name>_value. Empty returns every column. Keep it the same between polls: the delta link repeats the first poll's columns.",
+        )
+        .example(json!(["name", "revenue"])),
+        input(
+            "pageSize",
+            "Records Per Page",
+            InputType::Integer,
+            "Prefer odata.maxpagesize for each request; every page is read within one poll.",
+        )
+        .default(json!(1000))
+        .range(1, 5000),
+        input(
+            "state",
+            "State (Delta Link)",
+            InputType::String,
+            "The state returned by the previous poll (its @odata.deltaLink). Empty: the first poll, which returns every current row and a state to keep.",
+        ),
+        input(
+            "resync",
+            "Full Resync",
+            InputType::Boolean,
+            "Ignore the state and read every row again, returning a new state: what to do after an expired or invalid delta token.",
+        )
+        .default(json!(false)),
+    ]
+}
+
+pub fn definitions() -> Vec<ActionDef> {
+    vec![ActionDef {
+        key: KEY,
+        label: "Record Changes (polling trigger)",
+        description: "Polls a table with Dataverse change tracking: the first poll returns every row and a state (delta link); each later poll with that state returns the rows created or updated since and the ids of rows deleted since, following every page, and the new state to keep.",
+        deprecated: false,
+        inputs: inputs(),
+    }]
+}
+
+pub fn run(key: &str, session: &mut Session<'_>, inputs: &Inputs) -> Option<Result<Value>> {
+    (key == KEY).then(|| poll(session, inputs))
+}
+
+/// One entry of a delta page.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Entry {
+    Changed(Value),
+    Deleted(String),
+}
+
+/// Sorts a delta entry: `$deletedEntity` entries (by their context or
+/// `reason`) are deletions of their `id`, the rest new or changed rows.
+pub fn classify(row: Value) -> Result<Entry> {
+    let deleted = row
+        .get("@odata.context")
+        .and_then(Value::as_str)
+        .is_some_and(|c| c.ends_with("$deletedEntity"))
+        || row.get("reason").and_then(Value::as_str) == Some("deleted")
+            && row.get("id").is_some()
+            && row.as_object().is_some_and(|o| o.len() <= 3);
+    if !deleted {
+        return Ok(Entry::Changed(row));
+    }
+    match row.get("id").and_then(Value::as_str) {
+        // The id may be the bare GUID or an entity URL ending in (GUID).
+        Some(id) => {
+            let bare = id
+                .rsplit_once('(')
+                .map_or(id, |(_, r)| r.trim_end_matches(')'));
+            Ok(Entry::Deleted(bare.to_ascii_lowercase()))
+        }
+        None => Err(ConnectorError::transport(
+            "a $deletedEntity entry of the delta answer has no id",
+        )),
+    }
+}
+
+/// The delta link in `state`: the link itself, or `{"deltaLink": …}` as
+/// this trigger returns it; `None` when empty.
+pub fn state_link(text: &str) -> Result<Option<String>> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Ok(None);
+    }
+    if t.starts_with('{') {
+        let v: Value = serde_json::from_str(t)
+            .map_err(|e| ConnectorError::invalid_input("state", format!("is not JSON ({e})")))?;
+        return match v.get("deltaLink").and_then(Value::as_str) {
+            Some(l) if !l.trim().is_empty() => Ok(Some(l.trim().to_string())),
+            _ => Err(ConnectorError::invalid_input(
+                "state",
+                "has no deltaLink: pass the state a previous recordChanges poll returned",
+            )),
+        };
+    }
+    Ok(Some(t.to_string()))
+}
+
+/// Whether a refused delta request means the token can no longer be used
+/// (expired: ExpiredVersionStamp 0x80044352; malformed or unknown token;
+/// OData's 410 Gone for a dead delta link).
+fn is_token_error(e: &ConnectorError) -> bool {
+    let m = e.message.to_ascii_lowercase();
+    e.status == Some(410)
+        || e.code.as_deref() == Some("0x80044352")
+        || (e.status == Some(400)
+            && (m.contains("deltatoken")
+                || m.contains("delta token")
+                || m.contains("version stamp")
+                || m.contains("full sync")))
+}
+
+/// The error for an unusable delta token: says that a full resync is
+/// needed and how to do it, keeping the server's status and code.
+pub fn resync_error(server: ConnectorError) -> ConnectorError {
+    ConnectorError {
+        message: format!(
+            "the change tracking state (delta token) is expired or invalid; a full resync is needed ({})",
+            server.message
+        ),
+        hint: Some(
+            "Poll again with resync: true (or without state): every current row is returned with a new state. Delta tokens expire after Organization.ExpireChangeTrackingInDays (30 days by default)."
+                .into(),
+        ),
+        retryable: false,
+        ..server
+    }
+}
+
+fn is_not_tracked(e: &ConnectorError) -> bool {
+    let m = e.message.to_ascii_lowercase();
+    e.status == Some(400) && m.contains("change tracking") && m.contains("not enabled")
+}
+
+fn poll(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
+    let set = EntitySet::parse("entityType", inputs.str("entityType").unwrap_or(""))?;
+    let page_size = inputs.u64("pageSize").unwrap_or(1000).clamp(1, 5000) as u32;
+    let resync = inputs.bool("resync");
+    let link = match resync {
+        true => None,
+        false => state_link(inputs.str("state").unwrap_or(""))?,
+    };
+    let delta = link.is_some();
+    let mut url = match &link {
+        Some(l) => {
+            let url = odata::resolve_next_link(session.web_api(), "state", l)?;
+            let last = url.path_segments().and_then(|mut s| s.next_back());
+            if last != Some(set.as_str()) {
+                return Err(ConnectorError::invalid_input(
+                    "state",
+                    format!(
+                        "the delta link is for '{}', not for entityType '{set}'",
+                        last.unwrap_or("")
+                    ),
+                )
+                .with_hint("Keep one state per table, or poll with resync: true."));
+            }
+            if !url.query_pairs().any(|(k, _)| k == "$deltatoken") {
+                return Err(ConnectorError::invalid_input(
+                    "state",
+                    "is not a delta link (it has no $deltatoken)",
+                ));
+            }
+            url
+        }
+        None => {
+            let query = ODataQuery {
+                select: odata::parse_select("fieldNames", &inputs.list("fieldNames"))?,
+                ..ODataQuery::default()
+            };
+            session.web_api().resource(&query.append_to(set.as_str()))?
+        }
+    };
+    let prefer = format!("odata.track-changes,odata.maxpagesize={page_size}");
+    let mut changed: Vec<Value> = Vec::new();
+    let mut deleted: Vec<String> = Vec::new();
+    let mut seen_deleted = HashSet::new();
+    let mut seen_links = HashSet::new();
+    let mut pages = 0usize;
+    let delta_link = loop {
+        let request = session
+            .request_to(Method::Get, url.clone())
+            .header("Prefer", prefer.clone());
+        let body = match session.send_json(request) {
+            Ok(b) => b,
+            Err(e) if delta && is_token_error(&e) => return Err(resync_error(e)),
+            Err(e) if is_not_tracked(&e) => {
+                return Err(ConnectorError {
+                    kind: ErrorKind::InvalidInput {
+                        input: "entityType".into(),
+                    },
+                    message: format!("entityType: '{set}' does not have change tracking enabled ({})", e.message),
+                    hint: Some("Turn on Track changes for the table (Advanced options in Power Apps; EntityMetadata.ChangeTrackingEnabled), or use the webhook trigger.".into()),
+                    ..e
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        pages += 1;
+        let Some(Value::Array(values)) = body.get("value") else {
+            return Err(ConnectorError::transport(
+                "the Web API answer to a change tracking query has no value array",
+            ));
+        };
+        for row in values {
+            match classify(row.clone())? {
+                Entry::Changed(r) => changed.push(r),
+                Entry::Deleted(id) => {
+                    if seen_deleted.insert(id.clone()) {
+                        deleted.push(id);
+                    }
+                }
+            }
+        }
+        if let Some(next) = body.get("@odata.nextLink").and_then(Value::as_str) {
+            if !seen_links.insert(next.to_string()) || pages >= MAX_PAGES {
+                return Err(ConnectorError::transport(format!(
+                    "paging stopped after {pages} pages: the server repeated a nextLink"
+                )));
+            }
+            url = odata::resolve_next_link(session.web_api(), "@odata.nextLink", next)?;
+            continue;
+        }
+        match body.get("@odata.deltaLink").and_then(Value::as_str) {
+            Some(l) => {
+                // Checked now so that the host never stores a foreign link.
+                odata::resolve_next_link(session.web_api(), "@odata.deltaLink", l)?;
+                break l.to_string();
+            }
+            None => {
+                return Err(ConnectorError::transport(format!(
+                    "the last page has no @odata.deltaLink: is change tracking on for '{set}'?"
+                )));
+            }
+        }
+    };
+    Ok(json!({
+        "changed": changed,
+        "deleted": deleted,
+        "changedCount": changed.len(),
+        "deletedCount": deleted.len(),
+        "fullSync": !delta,
+        "pages": pages,
+        "state": delta_link,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deleted_entities_are_told_from_rows() {
+        let del = json!({"@odata.context": "https://x/api/data/v9.2/$metadata#accounts/$deletedEntity", "id": "A1B2C3D4-0000-0000-0000-000000000001", "reason": "deleted"});
+        assert_eq!(
+            classify(del).unwrap(),
+            Entry::Deleted("a1b2c3d4-0000-0000-0000-000000000001".into())
+        );
+        let url_id = json!({"@odata.context": "…$deletedEntity", "id": "accounts(a1b2c3d4-0000-0000-0000-000000000001)"});
+        assert_eq!(
+            classify(url_id).unwrap(),
+            Entry::Deleted("a1b2c3d4-0000-0000-0000-000000000001".into())
+        );
+        let row = json!({"@odata.etag": "W/\"1\"", "name": "deleted", "accountid": "x"});
+        assert!(matches!(classify(row).unwrap(), Entry::Changed(_)));
+        assert!(classify(json!({"@odata.context": "…$deletedEntity"})).is_err());
+    }
+
+    #[test]
+    fn state_is_a_link_or_the_returned_object() {
+        assert_eq!(state_link("  ").unwrap(), None);
+        assert_eq!(
+            state_link("accounts?$deltatoken=1").unwrap().as_deref(),
+            Some("accounts?$deltatoken=1")
+        );
+        assert_eq!(
+            state_link(r#"{"deltaLink":"accounts?$deltatoken=1"}"#)
+                .unwrap()
+                .as_deref(),
+            Some("accounts?$deltatoken=1")
+        );
+        let e = state_link("{}").unwrap_err();
+        assert_eq!(
+            e.kind,
+            ErrorKind::InvalidInput {
+                input: "state".into()
+            }
+        );
+        assert!(state_link("{oops").is_err());
+    }
+
+    #[test]
+    fn token_errors_ask_for_a_resync() {
+        let body = br#"{"error":{"code":"0x80044352","message":"Version stamp associated with the client has expired. Please perform a full sync."}}"#;
+        let e = ConnectorError::from_web_api(400, None, body);
+        assert!(is_token_error(&e));
+        let r = resync_error(e);
+        assert!(r.message.contains("full resync is needed"), "{}", r.message);
+        assert!(r.hint.unwrap().contains("resync: true"));
+        assert_eq!(r.code.as_deref(), Some("0x80044352"));
+        let other = ConnectorError::from_web_api(
+            400,
+            None,
+            br#"{"error":{"code":"0x0","message":"Could not find a property named 'x'."}}"#,
+        );
+        assert!(!is_token_error(&other));
+        assert!(is_token_error(&ConnectorError::from_web_api(
+            410, None, b""
+        )));
+    }
+}
