@@ -723,3 +723,140 @@ async fn a_wrong_bind_key_gets_the_navigation_property_from_many_to_one_relation
         .await;
     assert!(is_guid(&ok["id"]));
 }
+
+// ---- the emulator's EntityDefinitions on the wire (through rawRequest) -----
+
+/// GET through rawRequest: (status, body or error JSON).
+async fn raw(env: &mut Env, url: &str, method: &str) -> (u64, Value) {
+    match env
+        .invoke(
+            "rawRequest",
+            &json!({"url": url, "method": method}).to_string(),
+        )
+        .await
+    {
+        Ok(out) => (out["status"].as_u64().unwrap(), out["body"].clone()),
+        Err(e) => {
+            let e = host_test::host::error_json(&e);
+            (e["status"].as_u64().unwrap_or(0), e)
+        }
+    }
+}
+
+#[tokio::test]
+async fn emulator_metadata_filters_expands_casts_and_errors() {
+    let mut env = Env::new();
+    // Enum filter with its namespace, and a boolean one.
+    let (status, body) = raw(
+        &mut env,
+        "EntityDefinitions?$select=LogicalName,OwnershipType&$filter=OwnershipType eq Microsoft.Dynamics.CRM.OwnershipTypes'BusinessOwned'",
+        "GET",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let mut owned = names(&body);
+    owned.sort();
+    assert_eq!(owned, vec!["businessunit", "systemuser"]);
+    assert!(
+        body["value"][0].get("DisplayName").is_none(),
+        "$select: {body}"
+    );
+    assert!(
+        is_guid(&body["value"][0]["MetadataId"]),
+        "MetadataId always"
+    );
+    let (_, body) = raw(
+        &mut env,
+        "EntityDefinitions?$select=LogicalName&$filter=IsCustomEntity eq true and CanCreateAttributes/Value eq true",
+        "GET",
+    )
+    .await;
+    assert_eq!(names(&body), vec!["new_project"]);
+
+    // $expand=Attributes with nested $select and an AttributeTypeCode filter.
+    let (status, body) = raw(
+        &mut env,
+        "EntityDefinitions(LogicalName='account')?$select=LogicalName&$expand=Attributes($select=LogicalName;$filter=AttributeType eq Microsoft.Dynamics.CRM.AttributeTypeCode'Picklist')",
+        "GET",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["@odata.context"]
+            .as_str()
+            .unwrap()
+            .ends_with("/$entity")
+    );
+    let mut picklists: Vec<&str> = body["Attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["LogicalName"].as_str().unwrap())
+        .collect();
+    picklists.sort();
+    assert_eq!(
+        picklists,
+        vec!["accountcategorycode", "industrycode", "statuscode"]
+    );
+
+    // By MetadataId; a cast the attribute is not is a 404; an unknown
+    // cast type too.
+    let (_, account) = raw(
+        &mut env,
+        "EntityDefinitions(LogicalName='account')?$select=MetadataId",
+        "GET",
+    )
+    .await;
+    let id = account["MetadataId"].as_str().unwrap().to_string();
+    let (status, body) = raw(
+        &mut env,
+        &format!("EntityDefinitions({id})/Attributes(LogicalName='revenue')/Microsoft.Dynamics.CRM.MoneyAttributeMetadata?$select=LogicalName,Precision"),
+        "GET",
+    )
+    .await;
+    assert_eq!(
+        (status, body["Precision"].clone()),
+        (200, json!(2)),
+        "{body}"
+    );
+    let (status, _) = raw(
+        &mut env,
+        "EntityDefinitions(LogicalName='account')/Attributes(LogicalName='name')/Microsoft.Dynamics.CRM.MoneyAttributeMetadata",
+        "GET",
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _) = raw(
+        &mut env,
+        "EntityDefinitions(LogicalName='account')/Attributes/Microsoft.Dynamics.CRM.EnumAttributeMetadata",
+        "GET",
+    )
+    .await;
+    assert_eq!(status, 404, "the abstract type is not castable");
+
+    // Unknown properties, label filters and PATCH are refused.
+    let (status, body) = raw(&mut env, "EntityDefinitions?$select=Nope", "GET").await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = raw(
+        &mut env,
+        "EntityDefinitions?$filter=DisplayName eq 'Account'",
+        "GET",
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status, _) = raw(
+        &mut env,
+        "EntityDefinitions(LogicalName='account')",
+        "PATCH",
+    )
+    .await;
+    assert_eq!(status, 405);
+
+    // Records and metadata agree: every entity set answers a query.
+    let (_, all) = raw(&mut env, "EntityDefinitions?$select=EntitySetName", "GET").await;
+    for e in all["value"].as_array().unwrap() {
+        let set = e["EntitySetName"].as_str().unwrap();
+        let (status, body) = raw(&mut env, &format!("{set}?$top=1"), "GET").await;
+        assert_eq!(status, 200, "{set}: {body}");
+    }
+}
