@@ -474,8 +474,11 @@ fn get_entities_metadata(session: &mut Session<'_>, inputs: &Inputs) -> Result<V
     for mut e in all {
         if let Some(is_selected) = picks(&e, &filter, &selected, include_all_custom, top_level_only)
         {
-            e["selected"] = Value::Bool(is_selected);
-            out.push(e);
+            // Items come from the server: only objects can carry the mark.
+            if let Some(o) = e.as_object_mut() {
+                o.insert("selected".into(), Value::Bool(is_selected));
+                out.push(e);
+            }
         }
     }
     // A default-selected name that matches no table is most likely a typo.
