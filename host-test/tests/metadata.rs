@@ -860,3 +860,39 @@ async fn emulator_metadata_filters_expands_casts_and_errors() {
         assert_eq!(status, 200, "{set}: {body}");
     }
 }
+
+#[tokio::test]
+async fn emulator_put_without_merge_labels_replaces_the_labels() {
+    let mut env = Env::new();
+    let put = |merge: &str| {
+        json!({
+            "url": "EntityDefinitions(LogicalName='new_project')/Attributes(LogicalName='new_hours')",
+            "method": "PUT",
+            "headers": [{"key": "MSCRM.MergeLabels", "value": merge}],
+            // No DisplayName in the body.
+            "data": {"@odata.type": "Microsoft.Dynamics.CRM.IntegerAttributeMetadata", "SchemaName": "new_Hours", "LogicalName": "new_hours"}
+        })
+        .to_string()
+    };
+    // MergeLabels: true keeps the stored label when the body has none.
+    let out = env.ok("rawRequest", &put("true")).await;
+    assert_eq!(out["status"], 204, "{out}");
+    let a = env
+        .ok(
+            "getAttribute",
+            r#"{"entityId":"new_project","attributeKey":"new_hours"}"#,
+        )
+        .await;
+    assert_eq!(a["displayName"], "Planned Hours");
+    // MergeLabels: false overwrites: no label in the body clears it.
+    let out = env.ok("rawRequest", &put("false")).await;
+    assert_eq!(out["status"], 204, "{out}");
+    let a = env
+        .ok(
+            "getAttribute",
+            r#"{"entityId":"new_project","attributeKey":"new_hours"}"#,
+        )
+        .await;
+    assert_eq!(a["displayName"], Value::Null);
+    assert_eq!(a["DisplayName"]["LocalizedLabels"], json!([]));
+}
