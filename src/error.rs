@@ -60,6 +60,14 @@ impl ConnectorError {
         Self::new(ErrorKind::InvalidInput { input }, message)
     }
 
+    /// Something the caller named does not exist (found by the connector,
+    /// e.g. an empty answer to a lookup query).
+    pub fn not_found(message: impl Into<String>) -> Self {
+        let mut e = Self::new(ErrorKind::NotFound, message);
+        e.status = Some(404);
+        e
+    }
+
     pub fn transport(message: impl Into<String>) -> Self {
         let mut e = Self::new(ErrorKind::Transport, message);
         e.retryable = true;

@@ -32,6 +32,7 @@ pub mod error;
 pub mod fetchxml;
 pub mod http;
 pub mod inputs;
+pub mod metadata;
 pub mod odata;
 pub mod percent;
 pub mod retry;

@@ -138,6 +138,49 @@ pub fn output_schema(key: &str) -> Value {
             },
             "required": ["changed", "deleted", "changedCount", "deletedCount", "fullSync", "pages", "state"],
         }),
+        "getEntityMetadata" => entity_definition(),
+        "getEntitiesMetadata" | "listEntities" | "listEntityTypes" => {
+            let mut item = entity_definition();
+            if key == "getEntitiesMetadata" {
+                item["properties"]["selected"] = json!({"type": "boolean"});
+                item["required"] = json!(["MetadataId", "LogicalName", "selected"]);
+            }
+            let mut out = json!({
+                "type": "object",
+                "properties": {
+                    "value": {"type": "array", "items": item},
+                    "count": {"type": "integer", "minimum": 0},
+                },
+                "required": ["value", "count"],
+            });
+            if key == "listEntityTypes" {
+                out["properties"]["nextLink"] = json!({"type": ["string", "null"]});
+            }
+            if key == "getEntitiesMetadata" {
+                out["properties"]["unmatchedDefaultSelected"] =
+                    json!({"type": "array", "items": {"type": "string"}});
+            }
+            out
+        }
+        "listAttributes" | "queryAttributes" => json!({
+            "type": "object",
+            "properties": {
+                "value": {"type": "array", "items": attribute_definition()},
+                "count": {"type": "integer", "minimum": 0},
+            },
+            "required": ["value", "count"],
+        }),
+        "getAttribute" => attribute_definition(),
+        "createAttribute" | "updateAttribute" => json!({
+            "type": "object",
+            "properties": {
+                "created": {"type": "boolean"},
+                "updated": {"type": "boolean"},
+                "MetadataId": {"type": ["string", "null"], "pattern": GUID},
+                "LogicalName": {"type": ["string", "null"]},
+                "entityIdUrl": {"type": ["string", "null"]},
+            },
+        }),
         // Actions without a specific schema return a JSON object.
         _ => json!({"type": "object"}),
     };
@@ -146,6 +189,47 @@ pub fn output_schema(key: &str) -> Value {
         s.extend(b.clone());
     }
     schema
+}
+
+/// A Label property's plain text as the metadata actions surface it.
+fn surfaced_label() -> Value {
+    json!({"type": ["string", "null"], "description": "The user's localized label (UserLocalizedLabel.Label)."})
+}
+
+/// An EntityMetadata object (properties depend on the action's $select).
+fn entity_definition() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "MetadataId": {"type": "string", "pattern": GUID},
+            "LogicalName": {"type": "string"},
+            "SchemaName": {"type": "string"},
+            "EntitySetName": {"type": "string"},
+            "IsCustomEntity": {"type": "boolean"},
+            "OwnershipType": {"type": "string"},
+            "DisplayName": {"type": "object"},
+            "displayName": surfaced_label(),
+            "displayCollectionName": surfaced_label(),
+            "description": surfaced_label(),
+            "Attributes": {"type": "array", "items": attribute_definition()},
+        },
+        "required": ["MetadataId", "LogicalName"],
+    })
+}
+
+/// An AttributeMetadata object.
+fn attribute_definition() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "MetadataId": {"type": "string", "pattern": GUID},
+            "LogicalName": {"type": "string"},
+            "SchemaName": {"type": "string"},
+            "AttributeType": {"type": "string"},
+            "displayName": surfaced_label(),
+        },
+        "required": ["MetadataId"],
+    })
 }
 
 /// The JSON pointer, within an action's catalog entry, of an input's schema.

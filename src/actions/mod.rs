@@ -4,6 +4,7 @@
 
 mod changes;
 mod fetchxml;
+mod metadata;
 mod raw;
 mod records;
 mod user;
@@ -22,18 +23,20 @@ pub fn definitions() -> Vec<ActionDef> {
         raw::definitions(),
         fetchxml::definitions(),
         changes::definitions(),
+        metadata::definitions(),
     ]
     .concat()
 }
 
 /// Runs one action whose inputs were already validated.
 pub fn run(key: &str, session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
-    let groups: [fn(&str, &mut Session<'_>, &Inputs) -> Option<Result<Value>>; 5] = [
+    let groups: [fn(&str, &mut Session<'_>, &Inputs) -> Option<Result<Value>>; 6] = [
         user::run,
         records::run,
         raw::run,
         fetchxml::run,
         changes::run,
+        metadata::run,
     ];
     for group in groups {
         if let Some(result) = group(key, session, inputs) {

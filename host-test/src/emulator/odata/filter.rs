@@ -542,6 +542,14 @@ impl Parser<'_> {
                 if let Some(l) = keyword_literal(&w) {
                     return Ok(Operand::Literal(l));
                 }
+                // An enum literal, `Microsoft.Dynamics.CRM.OwnershipTypes'UserOwned'`
+                // (metadata filters): compared as its member name.
+                if w.starts_with("Microsoft.Dynamics.CRM.")
+                    && let Some(Tok::Lit(Literal::String(member))) = self.peek().cloned()
+                {
+                    self.i += 1;
+                    return Ok(Operand::Literal(Literal::String(member)));
+                }
                 let mut path = vec![w];
                 while self.peek() == Some(&Tok::Slash) {
                     self.i += 1;

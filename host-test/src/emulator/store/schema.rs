@@ -4,6 +4,9 @@
 //! what an `EntityDefinitions` endpoint needs to describe them (schema names,
 //! metadata ids, display names, ownership).
 
+mod custom;
+pub use custom::{ACTIVITY_ENTITIES, INTERSECT_ENTITIES};
+
 /// How an entity's records are owned (`OwnershipType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ownership {
@@ -260,7 +263,10 @@ impl Schema {
                 opportunity(),
                 systemuser(),
                 businessunit(),
-            ],
+            ]
+            .into_iter()
+            .chain(custom::custom_entities())
+            .collect(),
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod changes;
 mod events;
 mod functions;
 pub mod impersonation;
+mod metadata;
 pub mod records;
 
 use super::response::odata_error;
@@ -53,6 +54,7 @@ pub fn handle(state: &mut State, request: &EmuRequest) -> EmuResponse {
         "PublishXml" => actions::publish_xml(request),
         "PublishAllXml" => actions::publish_all_xml(request),
         "$batch" => super::batch::handle(state, request, &caller),
+        "EntityDefinitions" => metadata::handle(state, request, &caller, resource),
         "" => odata_error(404, "0x8006088a", "Resource not found for the segment ''."),
         other => records::handle(state, request, &caller, resource).unwrap_or_else(|| {
             odata_error(

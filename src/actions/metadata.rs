@@ -1,0 +1,814 @@
+//! The schema actions: table and column definitions for builders' pickers
+//! ("which entity?", "which field?") and column create/update. Query
+//! building and validation live in [`crate::metadata`].
+
+use crate::catalog::{ActionDef, InputDef, InputType, input};
+use crate::client::Session;
+use crate::error::{ConnectorError, ErrorKind, Result};
+use crate::http::Method;
+use crate::inputs::Inputs;
+use crate::metadata::{
+    self, AttributeRef, AttributeType, EntityRef, TOP_LEVEL_PROPERTIES, is_top_level, names_entity,
+    surface_labels,
+};
+use crate::odata;
+use crate::types::{EntitySet, Guid, encode_query, string_literal};
+use serde_json::{Value, json};
+
+/// Table properties every listing returns.
+const ENTITY_BASICS: &[&str] = &[
+    "LogicalName",
+    "SchemaName",
+    "EntitySetName",
+    "DisplayName",
+    "DisplayCollectionName",
+    "PrimaryIdAttribute",
+    "PrimaryNameAttribute",
+    "IsCustomEntity",
+    "ObjectTypeCode",
+];
+
+/// listEntities' "Include Entity Details".
+const ENTITY_DETAILS: &[&str] = &[
+    "Description",
+    "OwnershipType",
+    "IsActivity",
+    "IsValidForAdvancedFind",
+    "IsIntersect",
+    "IsChildEntity",
+    "IsActivityParty",
+    "ChangeTrackingEnabled",
+    "IsManaged",
+    "IsCustomizable",
+];
+
+/// Column properties every attribute listing returns.
+const ATTRIBUTE_BASICS: &[&str] = &[
+    "LogicalName",
+    "SchemaName",
+    "AttributeType",
+    "DisplayName",
+    "IsCustomAttribute",
+    "IsPrimaryId",
+    "IsPrimaryName",
+];
+
+fn entity_id() -> InputDef {
+    input(
+        "entityId",
+        "Entity ID",
+        InputType::String,
+        "The table's definition: its MetadataId GUID or its logical name (account, new_project; LogicalName='account' also works).",
+    )
+    .required()
+    .example(json!("account"))
+}
+
+fn attribute_type() -> InputDef {
+    input(
+        "attributeType",
+        "Attribute Type",
+        InputType::String,
+        "Only columns of this type, read through its cast so type-specific properties (MaxLength, Precision, Targets, OptionSet) are available: Money, String, Memo, Integer, BigInt, Decimal, Double, DateTime, Boolean, Picklist, MultiSelectPicklist, State, Status, Lookup, Customer, Owner, Uniqueidentifier, Image, File.",
+    )
+    .example(json!("Money"))
+}
+
+fn field_names() -> InputDef {
+    input(
+        "fieldNames",
+        "Field Names",
+        InputType::List,
+        "Metadata properties to return ($select), e.g. LogicalName, AttributeType, DisplayName; MetadataId always comes back. Empty returns every property.",
+    )
+}
+
+fn expand() -> InputDef {
+    input(
+        "expand",
+        "Expand",
+        InputType::String,
+        "$expand of metadata navigation properties, e.g. OptionSet (with a Picklist attribute type).",
+    )
+}
+
+fn attribute_body() -> InputDef {
+    input(
+        "attributeBody",
+        "Attribute Body",
+        InputType::Json,
+        "The AttributeMetadata JSON: @odata.type of a concrete type (e.g. Microsoft.Dynamics.CRM.MoneyAttributeMetadata), SchemaName with the publisher prefix (new_Balance), DisplayName label, RequiredLevel and the type's properties.",
+    )
+    .required()
+    .example(json!({
+        "@odata.type": "Microsoft.Dynamics.CRM.MoneyAttributeMetadata",
+        "SchemaName": "new_Balance",
+        "PrecisionSource": 2,
+        "RequiredLevel": {"Value": "None", "CanBeChanged": true, "ManagedPropertyLogicalName": "canmodifyrequirementlevelsettings"},
+        "DisplayName": {"@odata.type": "Microsoft.Dynamics.CRM.Label", "LocalizedLabels": [{"@odata.type": "Microsoft.Dynamics.CRM.LocalizedLabel", "Label": "Balance", "LanguageCode": 1033}]}
+    }))
+}
+
+fn solution() -> InputDef {
+    input(
+        "solutionUniqueName",
+        "Solution Unique Name",
+        InputType::String,
+        "Adds the column to this unmanaged solution (MSCRM.SolutionUniqueName); empty uses the default solution.",
+    )
+}
+
+pub fn definitions() -> Vec<ActionDef> {
+    vec![
+        ActionDef {
+            key: "getEntityMetadata",
+            label: "Get Entity Metadata",
+            description: "One table's definition (EntityMetadata) with its columns, labels surfaced as displayName/displayCollectionName/description.",
+            deprecated: false,
+            inputs: vec![
+                input(
+                    "entityType",
+                    "Entity Type",
+                    InputType::String,
+                    "The table: its logical name (account) when Use Logical Name is on, else its entity set name (accounts).",
+                )
+                .required()
+                .example(json!("account")),
+                input(
+                    "useLogicalName",
+                    "Use Logical Name for Lookup",
+                    InputType::Boolean,
+                    "On: EntityDefinitions(LogicalName='account'). Off: Entity Type is the entity set name and the table is found with $filter=EntitySetName eq '…'.",
+                )
+                .default(json!(true)),
+            ],
+        },
+        ActionDef {
+            key: "getEntitiesMetadata",
+            label: "Get Entities Metadata",
+            description: "Tables with their columns for a picker, each marked selected when it is one of the default-selected ones.",
+            deprecated: false,
+            inputs: vec![
+                input(
+                    "defaultSelected",
+                    "Default Selected Entity Types",
+                    InputType::List,
+                    "Tables (logical, schema or entity set names, or display labels; case-insensitive) returned with selected: true. They are always included.",
+                ),
+                input(
+                    "entityTypeFilter",
+                    "Entity Type Filter",
+                    InputType::List,
+                    "Only these tables: logical, schema or entity set names or display labels, case-insensitive. Empty: every system table.",
+                ),
+                input(
+                    "includeAllCustom",
+                    "Include All Custom Entity Types",
+                    InputType::Boolean,
+                    "Include every custom table whether or not the filter names it. Off: custom tables only when the filter names them.",
+                )
+                .default(json!(true)),
+                input(
+                    "topLevelOnly",
+                    "Include Only Top Level Record Types",
+                    InputType::Boolean,
+                    "Leave out intersect, child and activity-party tables and tables not valid for Advanced Find.",
+                )
+                .default(json!(false)),
+            ],
+        },
+        ActionDef {
+            key: "listEntities",
+            label: "List Entities",
+            description: "Every table's names and labels, sorted by logical name.",
+            deprecated: false,
+            inputs: vec![
+                input(
+                    "includeCustom",
+                    "Include Custom Entities",
+                    InputType::Boolean,
+                    "Include custom (publisher-prefixed) tables.",
+                )
+                .default(json!(true)),
+                input(
+                    "topLevelOnly",
+                    "Top Level Only",
+                    InputType::Boolean,
+                    "Leave out intersect, child and activity-party tables and tables not valid for Advanced Find.",
+                )
+                .default(json!(false)),
+                input(
+                    "includeDetails",
+                    "Include Entity Details",
+                    InputType::Boolean,
+                    "Add description, ownership type and the validity flags (IsActivity, IsValidForAdvancedFind, IsIntersect, …).",
+                )
+                .default(json!(false)),
+            ],
+        },
+        ActionDef {
+            key: "listEntityTypes",
+            label: "List Entity Types",
+            description: "Table names and labels for a picker, a page at a time (sorted by logical name). Dataverse does not page metadata, so the connector pages the list itself; nextLink is its cursor.",
+            deprecated: false,
+            inputs: vec![
+                input(
+                    "maxPageSize",
+                    "Max Page Size",
+                    InputType::Integer,
+                    "Tables per page (1–5000).",
+                )
+                .default(json!(5000))
+                .range(1, 5000),
+                input(
+                    "nextLink",
+                    "Next Link",
+                    InputType::String,
+                    "The nextLink of an earlier call, to get the following page.",
+                ),
+                input(
+                    "fetchAll",
+                    "Fetch All",
+                    InputType::Boolean,
+                    "Return every table in one answer (Max Page Size is ignored).",
+                )
+                .default(json!(false)),
+            ],
+        },
+        ActionDef {
+            key: "listAttributes",
+            label: "List Attributes",
+            description: "A table's columns: names, types and labels (and more with Include Details).",
+            deprecated: false,
+            inputs: vec![
+                entity_id(),
+                attribute_type(),
+                input(
+                    "includeDetails",
+                    "Include Details",
+                    InputType::Boolean,
+                    "Every property of each column, including the type-specific ones of the Attribute Type cast; off: names, type and label only.",
+                )
+                .default(json!(false)),
+            ],
+        },
+        ActionDef {
+            key: "queryAttributes",
+            label: "Query Attributes",
+            description: "A table's columns with your own $select, $filter (e.g. IsCustomAttribute eq true) and $expand.",
+            deprecated: false,
+            inputs: vec![
+                entity_id(),
+                attribute_type(),
+                field_names(),
+                input(
+                    "filter",
+                    "Filter",
+                    InputType::String,
+                    "$filter on column metadata, e.g. IsValidForCreate eq true or AttributeType eq Microsoft.Dynamics.CRM.AttributeTypeCode'Money'. Labels cannot be filtered on.",
+                ),
+                expand(),
+            ],
+        },
+        ActionDef {
+            key: "getAttribute",
+            label: "Get Attribute",
+            description: "One column's definition by MetadataId or logical name.",
+            deprecated: false,
+            inputs: vec![
+                entity_id(),
+                input(
+                    "attributeKey",
+                    "Attribute Key",
+                    InputType::String,
+                    "The column: its MetadataId GUID, its logical name, or LogicalName='name'.",
+                )
+                .required()
+                .example(json!("LogicalName='revenue'")),
+                field_names(),
+                expand(),
+                attribute_type(),
+            ],
+        },
+        ActionDef {
+            key: "createAttribute",
+            label: "Create Attribute",
+            description: "Adds a column to a table (POST EntityDefinitions(…)/Attributes). Publish customizations afterwards for apps to show it.",
+            deprecated: false,
+            inputs: vec![entity_id(), attribute_body(), solution()],
+        },
+        ActionDef {
+            key: "updateAttribute",
+            label: "Update Attribute",
+            description: "Replaces a column's definition (PUT of the full definition with MSCRM.MergeLabels: true, so labels in other languages are kept). The column is found by the body's MetadataId, else its LogicalName or SchemaName.",
+            deprecated: false,
+            inputs: vec![entity_id(), attribute_body(), solution()],
+        },
+    ]
+}
+
+pub fn run(key: &str, session: &mut Session<'_>, inputs: &Inputs) -> Option<Result<Value>> {
+    Some(match key {
+        "getEntityMetadata" => get_entity_metadata(session, inputs),
+        "getEntitiesMetadata" => get_entities_metadata(session, inputs),
+        "listEntities" => list_entities(session, inputs),
+        "listEntityTypes" => list_entity_types(session, inputs),
+        "listAttributes" => list_attributes(session, inputs),
+        "queryAttributes" => query_attributes(session, inputs),
+        "getAttribute" => get_attribute(session, inputs),
+        "createAttribute" => create_attribute(session, inputs),
+        "updateAttribute" => update_attribute(session, inputs),
+        _ => return None,
+    })
+}
+
+fn entity_ref(inputs: &Inputs) -> Result<EntityRef> {
+    EntityRef::parse("entityId", inputs.str("entityId").unwrap_or(""))
+}
+
+fn attribute_type_of(inputs: &Inputs) -> Result<Option<AttributeType>> {
+    match inputs.str("attributeType").filter(|s| !s.trim().is_empty()) {
+        Some(s) => AttributeType::parse("attributeType", s).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn select(props: &[&str]) -> String {
+    format!("$select={}", props.join(","))
+}
+
+/// Adds a hint naming the input to a table that does not exist.
+fn explain_not_found(e: ConnectorError, input: &str, what: &str) -> ConnectorError {
+    if e.kind == ErrorKind::NotFound {
+        let hint = format!(
+            "No {what} matches {input}. Use the logical name (lower case, e.g. account) or the MetadataId; listEntities shows them."
+        );
+        e.with_hint(hint)
+    } else {
+        e
+    }
+}
+
+/// The `value` array of a collection answer.
+fn values(body: Value) -> Result<Vec<Value>> {
+    match body {
+        Value::Object(mut m) => match m.remove("value") {
+            Some(Value::Array(v)) => Ok(v),
+            _ => Err(ConnectorError::transport(
+                "the metadata answer has no value array",
+            )),
+        },
+        _ => Err(ConnectorError::transport(
+            "the metadata answer is not an object",
+        )),
+    }
+}
+
+fn listing(mut items: Vec<Value>) -> Value {
+    items.iter_mut().for_each(surface_labels);
+    json!({"count": items.len(), "value": items})
+}
+
+const ENTITY_ATTRIBUTES_EXPAND: &str = "Attributes($select=LogicalName,SchemaName,AttributeType,DisplayName,IsPrimaryId,IsPrimaryName,IsValidForCreate,IsValidForUpdate,IsValidForRead,IsCustomAttribute,RequiredLevel)";
+
+fn get_entity_metadata(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
+    let raw = inputs.str("entityType").unwrap_or("");
+    let expand = format!("$expand={}", encode_query(ENTITY_ATTRIBUTES_EXPAND));
+    let mut entity = if inputs.bool("useLogicalName") {
+        let r = EntityRef::parse("entityType", raw)?;
+        let request = session.request(Method::Get, &format!("{}?{expand}", r.path()))?;
+        session
+            .send_json(request)
+            .map_err(|e| explain_not_found(e, "entityType", "table logical name"))?
+    } else {
+        let set = EntitySet::parse("entityType", raw)?;
+        let filter = format!("EntitySetName eq {}", string_literal(set.as_str()));
+        let request = session.request(
+            Method::Get,
+            &format!(
+                "EntityDefinitions?$filter={}&{expand}",
+                encode_query(&filter)
+            ),
+        )?;
+        let found = values(session.send_json(request)?)?;
+        found.into_iter().next().ok_or_else(|| {
+            ConnectorError::not_found(format!("No table has the entity set name '{set}'."))
+                .with_hint("Entity set names are plural and case-sensitive (accounts); switch Use Logical Name for Lookup on to look up by logical name (account).")
+        })?
+    };
+    if let Some(o) = entity.as_object_mut() {
+        o.remove("@odata.context");
+    }
+    surface_labels(&mut entity);
+    Ok(entity)
+}
+
+/// All tables with the properties the pickers and the top-level rule need.
+fn all_entities(
+    session: &mut Session<'_>,
+    extra: &[&str],
+    filter: Option<&str>,
+    expand: Option<&str>,
+) -> Result<Vec<Value>> {
+    let mut props: Vec<&str> = ENTITY_BASICS.to_vec();
+    for p in TOP_LEVEL_PROPERTIES.iter().chain(extra) {
+        if !props.contains(p) {
+            props.push(p);
+        }
+    }
+    let mut query = format!("EntityDefinitions?{}", select(&props));
+    if let Some(f) = filter {
+        query.push_str(&format!("&$filter={}", encode_query(f)));
+    }
+    if let Some(x) = expand {
+        query.push_str(&format!("&$expand={}", encode_query(x)));
+    }
+    let request = session.request(Method::Get, &query)?;
+    let mut items = values(session.send_json(request)?)?;
+    items.sort_by(|a, b| {
+        let name = |v: &Value| {
+            v.get("LogicalName")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        name(a).cmp(&name(b))
+    });
+    Ok(items)
+}
+
+fn is_custom(e: &Value) -> bool {
+    e.get("IsCustomEntity").and_then(Value::as_bool) == Some(true)
+}
+
+/// Which tables getEntitiesMetadata returns: a custom table when Include
+/// All Custom is on or the filter names it; a system table when the filter
+/// is empty or names it; a default-selected table always. Then Top Level
+/// Only removes what [`metadata::is_top_level`] rejects. Labels cannot be
+/// filtered on server-side (reference §6.1), so this runs here.
+fn picks(
+    entity: &Value,
+    filter: &[String],
+    selected: &[String],
+    include_all_custom: bool,
+    top_level_only: bool,
+) -> Option<bool> {
+    let named = |list: &[String]| list.iter().any(|n| names_entity(entity, n));
+    let is_selected = named(selected);
+    let included = is_selected
+        || if is_custom(entity) {
+            include_all_custom || named(filter)
+        } else {
+            filter.is_empty() || named(filter)
+        };
+    (included && (!top_level_only || is_top_level(entity))).then_some(is_selected)
+}
+
+fn get_entities_metadata(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
+    let filter = inputs.list("entityTypeFilter");
+    let selected = inputs.list("defaultSelected");
+    let include_all_custom = inputs.bool("includeAllCustom");
+    let top_level_only = inputs.bool("topLevelOnly");
+    let all = all_entities(session, &[], None, Some(ENTITY_ATTRIBUTES_EXPAND))?;
+    let mut out = Vec::new();
+    for mut e in all {
+        if let Some(is_selected) = picks(&e, &filter, &selected, include_all_custom, top_level_only)
+        {
+            // Items come from the server: only objects can carry the mark.
+            if let Some(o) = e.as_object_mut() {
+                o.insert("selected".into(), Value::Bool(is_selected));
+                out.push(e);
+            }
+        }
+    }
+    // A default-selected name that matches no table is most likely a typo.
+    let unmatched: Vec<&String> = selected
+        .iter()
+        .filter(|n| !out.iter().any(|e| names_entity(e, n)))
+        .collect();
+    let mut result = listing(out);
+    result["unmatchedDefaultSelected"] = json!(unmatched);
+    Ok(result)
+}
+
+fn list_entities(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
+    let details: &[&str] = if inputs.bool("includeDetails") {
+        ENTITY_DETAILS
+    } else {
+        &[]
+    };
+    let filter = (!inputs.bool("includeCustom")).then_some("IsCustomEntity eq false");
+    let all = all_entities(session, details, filter, None)?;
+    let top_level_only = inputs.bool("topLevelOnly");
+    let keep: Vec<Value> = all
+        .into_iter()
+        .filter(|e| !top_level_only || is_top_level(e))
+        .map(|mut e| {
+            // The flags fetched only for the top-level rule are details.
+            if let Some(o) = e.as_object_mut()
+                && details.is_empty()
+            {
+                for p in TOP_LEVEL_PROPERTIES {
+                    o.remove(*p);
+                }
+            }
+            e
+        })
+        .collect();
+    Ok(listing(keep))
+}
+
+fn list_entity_types(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
+    let after = match inputs.str("nextLink").filter(|s| !s.trim().is_empty()) {
+        Some(link) => Some(metadata::parse_cursor("nextLink", link)?),
+        None => None,
+    };
+    let page_size = inputs.u64("maxPageSize").unwrap_or(5000).clamp(1, 5000) as usize;
+    let fetch_all = inputs.bool("fetchAll");
+    let request = session.request(
+        Method::Get,
+        &format!(
+            "EntityDefinitions?{}",
+            select(&[
+                "LogicalName",
+                "EntitySetName",
+                "SchemaName",
+                "DisplayName",
+                "DisplayCollectionName",
+                "IsCustomEntity"
+            ])
+        ),
+    )?;
+    let mut all = values(session.send_json(request)?)?;
+    let name = |v: &Value| {
+        v.get("LogicalName")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    all.sort_by_key(name);
+    let rest: Vec<Value> = all
+        .into_iter()
+        .filter(|e| after.as_ref().is_none_or(|a| name(e).as_str() > a.as_str()))
+        .collect();
+    let (page, more) = if fetch_all || rest.len() <= page_size {
+        (rest, false)
+    } else {
+        (rest.into_iter().take(page_size).collect::<Vec<_>>(), true)
+    };
+    let next = if more {
+        page.last().map(|e| metadata::next_cursor(&name(e)))
+    } else {
+        None
+    };
+    let mut out = listing(page);
+    out["nextLink"] = json!(next);
+    Ok(out)
+}
+
+/// `EntityDefinitions(…)/Attributes[/cast]?…` with the type filter.
+fn attributes_query(
+    entity: &EntityRef,
+    ty: Option<&AttributeType>,
+    select: Option<String>,
+    filter: Option<String>,
+    expand: Option<&str>,
+) -> String {
+    let mut path = format!("{}/Attributes", entity.path());
+    let mut filters: Vec<String> = Vec::new();
+    if let Some(t) = ty {
+        path.push_str(&t.cast_segment());
+        filters.push(t.filter());
+    }
+    if let Some(f) = filter {
+        filters.push(format!("({f})"));
+    }
+    let mut options = Vec::new();
+    if let Some(s) = select {
+        options.push(s);
+    }
+    if !filters.is_empty() {
+        options.push(format!("$filter={}", encode_query(&filters.join(" and "))));
+    }
+    if let Some(x) = expand {
+        options.push(format!("$expand={}", encode_query(x)));
+    }
+    if options.is_empty() {
+        path
+    } else {
+        format!("{path}?{}", options.join("&"))
+    }
+}
+
+fn list_attributes(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
+    let entity = entity_ref(inputs)?;
+    let ty = attribute_type_of(inputs)?;
+    let select = if inputs.bool("includeDetails") {
+        None
+    } else {
+        Some(select(ATTRIBUTE_BASICS))
+    };
+    let request = session.request(
+        Method::Get,
+        &attributes_query(&entity, ty.as_ref(), select, None, None),
+    )?;
+    let body = session
+        .send_json(request)
+        .map_err(|e| explain_not_found(e, "entityId", "table"))?;
+    Ok(listing(values(body)?))
+}
+
+fn select_of(inputs: &Inputs) -> Result<Option<String>> {
+    let fields = odata::parse_select("fieldNames", &inputs.list("fieldNames"))?;
+    Ok((!fields.is_empty()).then(|| format!("$select={}", fields.join(","))))
+}
+
+fn expand_of(inputs: &Inputs) -> Result<Option<String>> {
+    match inputs.str("expand").filter(|s| !s.trim().is_empty()) {
+        Some(e) => {
+            // Validated with the record expand grammar; sent as written.
+            odata::parse_expand("expand", e)?;
+            Ok(Some(e.trim().to_string()))
+        }
+        None => Ok(None),
+    }
+}
+
+fn query_attributes(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
+    let entity = entity_ref(inputs)?;
+    let ty = attribute_type_of(inputs)?;
+    let filter = inputs
+        .str("filter")
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .map(str::to_string);
+    let expand = expand_of(inputs)?;
+    let request = session.request(
+        Method::Get,
+        &attributes_query(
+            &entity,
+            ty.as_ref(),
+            select_of(inputs)?,
+            filter,
+            expand.as_deref(),
+        ),
+    )?;
+    let body = session
+        .send_json(request)
+        .map_err(|e| explain_not_found(e, "entityId", "table"))?;
+    Ok(listing(values(body)?))
+}
+
+fn get_attribute(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
+    let entity = entity_ref(inputs)?;
+    let key = AttributeRef::parse("attributeKey", inputs.str("attributeKey").unwrap_or(""))?;
+    let ty = attribute_type_of(inputs)?;
+    let mut path = format!("{}/{}", entity.path(), key.segment());
+    if let Some(t) = &ty {
+        path.push_str(&t.cast_segment());
+    }
+    let options: Vec<String> = [
+        select_of(inputs)?,
+        expand_of(inputs)?.map(|x| format!("$expand={}", encode_query(&x))),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !options.is_empty() {
+        path = format!("{path}?{}", options.join("&"));
+    }
+    let request = session.request(Method::Get, &path)?;
+    let mut body = session
+        .send_json(request)
+        .map_err(|e| explain_not_found(e, "entityId/attributeKey", "table or column"))?;
+    if let Some(o) = body.as_object_mut() {
+        o.remove("@odata.context");
+    }
+    surface_labels(&mut body);
+    Ok(body)
+}
+
+/// The MetadataId at the end of an `OData-EntityId` URL, if any.
+fn id_in(url: Option<&str>) -> Option<String> {
+    let inner = url?.rsplit_once('(')?.1.split(')').next()?;
+    Guid::parse(inner).map(|g| g.to_string())
+}
+
+fn with_solution(
+    mut request: crate::http::Request,
+    inputs: &Inputs,
+) -> Result<crate::http::Request> {
+    if let Some(s) = inputs
+        .str("solutionUniqueName")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        if !crate::types::is_identifier(s) {
+            return Err(ConnectorError::invalid_input(
+                "solutionUniqueName",
+                "must be a solution's unique name (letters, digits, underscores)",
+            ));
+        }
+        request = request.header("MSCRM.SolutionUniqueName", s);
+    }
+    Ok(request)
+}
+
+fn create_attribute(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
+    let entity = entity_ref(inputs)?;
+    let body = metadata::attribute_body("attributeBody", inputs.get("attributeBody"))?;
+    let request = session
+        .request(Method::Post, &format!("{}/Attributes", entity.path()))?
+        .json_body(&Value::Object(body.clone()));
+    let request = with_solution(request, inputs)?;
+    let response = session
+        .send_ok(request)
+        .map_err(|e| explain_not_found(e, "entityId", "table"))?;
+    let url = response.header("OData-EntityId").map(str::to_string);
+    Ok(json!({
+        "created": true,
+        "MetadataId": id_in(url.as_deref()),
+        "LogicalName": body.get("SchemaName").and_then(Value::as_str).map(str::to_ascii_lowercase),
+        "entityIdUrl": url,
+    }))
+}
+
+fn update_attribute(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
+    let entity = entity_ref(inputs)?;
+    let body = metadata::attribute_body("attributeBody", inputs.get("attributeBody"))?;
+    let key = if let Some(id) = body.get("MetadataId").and_then(Value::as_str) {
+        AttributeRef::Id(Guid::parse(id).ok_or_else(|| {
+            ConnectorError::invalid_input("attributeBody", "MetadataId is not a GUID")
+        })?)
+    } else {
+        let name = body
+            .get("LogicalName")
+            .or_else(|| body.get("SchemaName"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        AttributeRef::parse("attributeBody", name)?
+    };
+    let request = session
+        .request(Method::Put, &format!("{}/{}", entity.path(), key.segment()))?
+        .header("MSCRM.MergeLabels", "true")
+        .json_body(&Value::Object(body));
+    let request = with_solution(request, inputs)?;
+    let response = session
+        .send_ok(request)
+        .map_err(|e| explain_not_found(e, "entityId/attributeBody", "table or column"))?;
+    let url = response.header("OData-EntityId").map(str::to_string);
+    Ok(json!({
+        "updated": true,
+        "MetadataId": match &key { AttributeRef::Id(g) => Some(g.to_string()), AttributeRef::LogicalName(_) => id_in(url.as_deref()) },
+        "entityIdUrl": url,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attribute_queries_cast_and_filter() {
+        let e = EntityRef::parse("entityId", "account").unwrap();
+        let t = AttributeType::parse("attributeType", "Money").unwrap();
+        let q = attributes_query(
+            &e,
+            Some(&t),
+            Some(select(&["LogicalName"])),
+            Some("IsCustomAttribute eq false".into()),
+            None,
+        );
+        assert_eq!(
+            q,
+            "EntityDefinitions(LogicalName='account')/Attributes/Microsoft.Dynamics.CRM.MoneyAttributeMetadata?$select=LogicalName&$filter=AttributeType%20eq%20Microsoft.Dynamics.CRM.AttributeTypeCode'Money'%20and%20(IsCustomAttribute%20eq%20false)"
+        );
+        assert_eq!(
+            attributes_query(&e, None, None, None, None),
+            "EntityDefinitions(LogicalName='account')/Attributes"
+        );
+    }
+
+    #[test]
+    fn picks_combine_filter_custom_and_top_level() {
+        let sys = json!({"LogicalName": "account", "IsCustomEntity": false, "IsIntersect": false, "IsValidForAdvancedFind": true});
+        let custom = json!({"LogicalName": "new_project", "IsCustomEntity": true, "IsIntersect": false, "IsValidForAdvancedFind": true});
+        let inter = json!({"LogicalName": "new_project_contact", "IsCustomEntity": true, "IsIntersect": true, "IsValidForAdvancedFind": false});
+        let none: Vec<String> = vec![];
+        let f = vec!["ACCOUNT".to_string()];
+        // Empty filter: every system table; custom ones per includeAllCustom.
+        assert_eq!(picks(&sys, &none, &none, true, false), Some(false));
+        assert_eq!(picks(&custom, &none, &none, false, false), None);
+        assert_eq!(picks(&custom, &none, &none, true, false), Some(false));
+        // A filter limits system tables; custom ones still come with includeAllCustom.
+        assert_eq!(picks(&sys, &f, &none, false, false), Some(false));
+        assert_eq!(picks(&custom, &f, &none, true, false), Some(false));
+        assert_eq!(picks(&custom, &f, &none, false, false), None);
+        // Top level only drops the intersect table.
+        assert_eq!(picks(&inter, &none, &none, true, false), Some(false));
+        assert_eq!(picks(&inter, &none, &none, true, true), None);
+        // Default-selected tables are included and marked.
+        let sel = vec!["new_project".to_string()];
+        assert_eq!(picks(&custom, &f, &sel, false, false), Some(true));
+    }
+}
