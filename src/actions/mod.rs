@@ -2,8 +2,10 @@
 //! `definitions()` (its catalog entries) and `run()` (returns `None` for keys
 //! it does not own). Adding a group is one line in each list below.
 
+mod execute;
 mod raw;
 mod records;
+mod relationships;
 mod user;
 
 use crate::catalog::ActionDef;
@@ -18,14 +20,21 @@ pub fn definitions() -> Vec<ActionDef> {
         user::definitions(),
         records::definitions(),
         raw::definitions(),
+        relationships::definitions(),
+        execute::definitions(),
     ]
     .concat()
 }
 
 /// Runs one action whose inputs were already validated.
 pub fn run(key: &str, session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
-    let groups: [fn(&str, &mut Session<'_>, &Inputs) -> Option<Result<Value>>; 3] =
-        [user::run, records::run, raw::run];
+    let groups: [fn(&str, &mut Session<'_>, &Inputs) -> Option<Result<Value>>; 5] = [
+        user::run,
+        records::run,
+        raw::run,
+        relationships::run,
+        execute::run,
+    ];
     for group in groups {
         if let Some(result) = group(key, session, inputs) {
             return result;

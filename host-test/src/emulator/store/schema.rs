@@ -60,6 +60,11 @@ pub enum AttributeKind {
     Lookup {
         targets: Vec<LookupTarget>,
     },
+    /// A file column: the value is the id of the stored file (read-only in
+    /// JSON); the content goes through `PATCH …/<column>` and `…/$value`.
+    File {
+        max_size_kb: u32,
+    },
 }
 
 impl AttributeKind {
@@ -77,6 +82,7 @@ impl AttributeKind {
             AttributeKind::Picklist { .. } => "Picklist",
             AttributeKind::State { .. } => "State",
             AttributeKind::Lookup { .. } => "Lookup",
+            AttributeKind::File { .. } => "File",
         }
     }
 
@@ -245,7 +251,7 @@ impl Schema {
     /// The built-in entities: account, contact, lead, opportunity,
     /// systemuser and businessunit, with the columns integrators use most.
     pub fn builtin() -> Schema {
-        Schema {
+        let mut schema = Schema {
             entities: vec![
                 account(),
                 contact(),
@@ -254,7 +260,9 @@ impl Schema {
                 systemuser(),
                 businessunit(),
             ],
-        }
+        };
+        relations_additions(&mut schema);
+        schema
     }
 }
 
@@ -782,4 +790,79 @@ fn businessunit() -> EntityDef {
         attrs,
         vec![],
     )
+}
+
+/// What the associate/executeAction/file-column work adds to the built-in
+/// entities: the file column `new_document` (+ its `_name`) and the
+/// `opendeals` rollup on account, and the real state and status options of
+/// opportunity (Open/Won/Lost), which `WinOpportunity` needs.
+fn relations_additions(schema: &mut Schema) {
+    for e in &mut schema.entities {
+        match e.logical_name {
+            "account" => {
+                let n = "account";
+                e.attributes.push(attr(
+                    n,
+                    "new_document",
+                    "Document",
+                    AttributeKind::File { max_size_kb: 32768 },
+                ));
+                let mut name =
+                    read_only(attr(n, "new_document_name", "Document Name", string(260)));
+                name.is_custom = true;
+                e.attributes.push(name);
+                if let Some(a) = e.attributes.last_mut() {
+                    a.schema_name = "new_Document_Name".into();
+                }
+                e.attributes.push(read_only(attr(
+                    n,
+                    "opendeals",
+                    "Open Deals",
+                    AttributeKind::Integer,
+                )));
+                e.attributes.push(read_only(attr(
+                    n,
+                    "opendeals_date",
+                    "Open Deals (Last Updated On)",
+                    AttributeKind::DateTime,
+                )));
+                e.attributes.push(read_only(attr(
+                    n,
+                    "opendeals_state",
+                    "Open Deals (State)",
+                    AttributeKind::Integer,
+                )));
+                for a in &mut e.attributes {
+                    if a.logical_name == "new_document" {
+                        a.is_custom = true;
+                        a.schema_name = "new_Document".into();
+                    }
+                }
+            }
+            "opportunity" => {
+                for a in &mut e.attributes {
+                    match a.logical_name.as_str() {
+                        "statecode" => {
+                            a.kind = AttributeKind::State {
+                                options: vec![(0, "Open"), (1, "Won"), (2, "Lost")],
+                            }
+                        }
+                        "statuscode" => {
+                            a.kind = AttributeKind::Picklist {
+                                options: vec![
+                                    (1, "In Progress"),
+                                    (2, "On Hold"),
+                                    (3, "Won"),
+                                    (4, "Canceled"),
+                                    (5, "Out-Sold"),
+                                ],
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
 }

@@ -2,8 +2,11 @@
 //! then dispatch by the first path segment.
 
 mod actions;
+pub mod files;
 mod functions;
+mod operations;
 pub mod records;
+mod refs;
 
 use super::response::odata_error;
 use super::{EmuRequest, EmuResponse, State, data, origin_of};
@@ -43,6 +46,7 @@ pub fn handle(state: &mut State, request: &EmuRequest) -> EmuResponse {
         "PublishXml" => actions::publish_xml(request),
         "PublishAllXml" => actions::publish_all_xml(request),
         "$batch" => super::batch::handle(state, request, &caller),
+        n if operations::is_unbound(n) => operations::unbound(state, request, &caller, resource),
         "" => odata_error(404, "0x8006088a", "Resource not found for the segment ''."),
         other => records::handle(state, request, &caller, resource).unwrap_or_else(|| {
             odata_error(
