@@ -295,6 +295,60 @@ async fn relationship_errors_are_typed_and_bad_input_sends_nothing() {
     assert_eq!(err["code"], "0x80040217");
 }
 
+#[tokio::test]
+async fn a_many_to_many_link_shows_from_both_sides_and_disassociate_removes_it() {
+    let mut env = Env::new();
+    let account = create(&mut env, "accounts", json!({"name": "N to N"})).await;
+    let lead = seed::lead_id(1);
+    let link = json!({
+        "entityType": "accounts", "entityId": account,
+        "navigationProperty": "accountleads_association",
+        "targetEntityType": "leads", "targetId": lead
+    });
+    env.ok("associate", &link.to_string()).await;
+    let leads = expanded(&mut env, "accounts", &account, "accountleads_association").await;
+    let ids: Vec<&str> = leads
+        .as_array()
+        .expect("a collection")
+        .iter()
+        .filter_map(|l| l["leadid"].as_str())
+        .collect();
+    assert_eq!(ids, [lead.as_str()]);
+    // The other side sees the same pair.
+    let out = env
+        .ok(
+            "getEntity",
+            &json!({"entityType": "leads", "entityId": lead, "fieldNames": ["subject"],
+                    "expand": "accountleads_association($select=name)"})
+            .to_string(),
+        )
+        .await;
+    let accounts: Vec<&str> = out["accountleads_association"]
+        .as_array()
+        .expect("a collection")
+        .iter()
+        .filter_map(|a| a["accountid"].as_str())
+        .collect();
+    assert_eq!(accounts, [account.as_str()], "{out}");
+    // One row in the intersect entity, readable like Dataverse's.
+    let rows = env
+        .ok(
+            "queryEntities",
+            &json!({"entityType": "accountleadscollection",
+                    "filter": format!("accountid eq {account}")})
+            .to_string(),
+        )
+        .await;
+    assert_eq!(rows["value"].as_array().map(Vec::len), Some(1), "{rows}");
+    // Associating the same pair again is refused.
+    let err = env.err("associate", &link.to_string()).await;
+    assert_eq!(err["status"], 400, "{err}");
+
+    env.ok("disassociate", &link.to_string()).await;
+    let leads = expanded(&mut env, "accounts", &account, "accountleads_association").await;
+    assert_eq!(leads, json!([]));
+}
+
 // ---- executeAction ---------------------------------------------------------
 
 #[tokio::test]

@@ -154,7 +154,48 @@ pub enum Navigation {
     Single { attribute: String, target: String },
     /// One-to-many: records of `entity` whose `attribute` points here.
     Collection { entity: String, attribute: String },
+    /// Many-to-many: records of `entity` paired with this one by rows of
+    /// the `intersect` entity (see [`ManyToMany`]).
+    ManyToMany(ManyToMany),
 }
+
+/// A many-to-many relationship: its schema name is the collection-valued
+/// navigation property on both sides; each association is one row of the
+/// intersect entity holding both ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ManyToMany {
+    pub schema_name: &'static str,
+    pub intersect: &'static str,
+    pub entity1: &'static str,
+    pub attribute1: &'static str,
+    pub entity2: &'static str,
+    pub attribute2: &'static str,
+}
+
+impl ManyToMany {
+    /// (this side's intersect attribute, the other entity, its attribute)
+    /// seen from `entity`.
+    pub fn sides(&self, entity: &str) -> Option<(&'static str, &'static str, &'static str)> {
+        if entity == self.entity1 {
+            Some((self.attribute1, self.entity2, self.attribute2))
+        } else if entity == self.entity2 {
+            Some((self.attribute2, self.entity1, self.attribute1))
+        } else {
+            None
+        }
+    }
+}
+
+/// The built-in many-to-many relationships (Dataverse's own
+/// `accountleads_association`, intersect entity `accountleads`).
+pub const MANY_TO_MANY: &[ManyToMany] = &[ManyToMany {
+    schema_name: "accountleads_association",
+    intersect: "accountleads",
+    entity1: "account",
+    attribute1: "accountid",
+    entity2: "lead",
+    attribute2: "leadid",
+}];
 
 impl EntityDef {
     pub fn attribute(&self, logical_name: &str) -> Option<&AttributeDef> {
@@ -225,6 +266,22 @@ impl Schema {
                 entity: e.to_string(),
                 attribute: a,
             })
+            .or_else(|| self.many_to_many(entity.logical_name, name))
+    }
+
+    /// The many-to-many relationship `name` of `logical_name`, when both
+    /// sides and the intersect entity exist.
+    fn many_to_many(&self, logical_name: &str, name: &str) -> Option<Navigation> {
+        MANY_TO_MANY
+            .iter()
+            .find(|m| {
+                m.schema_name == name
+                    && m.sides(logical_name).is_some()
+                    && [m.intersect, m.entity1, m.entity2]
+                        .iter()
+                        .all(|e| self.by_logical_name(e).is_some())
+            })
+            .map(|m| Navigation::ManyToMany(*m))
     }
 
     /// One-to-many relationships of `logical_name`: (relationship schema
@@ -865,4 +922,33 @@ fn relations_additions(schema: &mut Schema) {
             _ => {}
         }
     }
+    schema.entities.push(intersect_accountleads());
+}
+
+/// The intersect entity of `accountleads_association`: one row per
+/// associated (account, lead) pair; readable as `accountleadscollection`.
+fn intersect_accountleads() -> EntityDef {
+    let e = "accountleads";
+    let mut def = entity(
+        e,
+        "accountleadscollection",
+        "AccountLeads",
+        "AccountLeads",
+        "AccountLeads",
+        "Intersect table of the accountleads_association many-to-many relationship.",
+        "accountleadid",
+        Ownership::OrganizationOwned,
+        vec![
+            attr(e, "accountid", "Account", AttributeKind::Uniqueidentifier),
+            attr(e, "leadid", "Lead", AttributeKind::Uniqueidentifier),
+        ],
+        vec![],
+    );
+    // entity() names the key `accountleadsid`; Dataverse names it accountleadid.
+    if let Some(pk) = def.attributes.first_mut() {
+        pk.logical_name = "accountleadid".into();
+        pk.schema_name = "AccountLeadId".into();
+    }
+    def.primary_id = "accountleadid".into();
+    def
 }

@@ -521,6 +521,9 @@ fn retrieve_part(
                 })?;
             retrieve(state, request, caller, def, &Key::Id(id.to_string()))
         }
+        Some(Navigation::ManyToMany(_)) => Err(ODataError::not_implemented(format!(
+            "The emulator serves many-to-many '{part}' through $expand and $ref only."
+        ))),
         None => {
             let attr = entity
                 .property(part)

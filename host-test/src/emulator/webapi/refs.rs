@@ -12,7 +12,7 @@
 use super::super::odata::ODataError;
 use super::super::odata::options::query_pairs;
 use super::super::response::{no_content, odata_json};
-use super::super::store::schema::{EntityDef, Navigation};
+use super::super::store::schema::{EntityDef, ManyToMany, Navigation};
 use super::super::store::{Changes, Record, normalize_guid};
 use super::super::{EmuRequest, EmuResponse, State};
 use super::Caller;
@@ -112,28 +112,7 @@ fn run(
             http::Method::DELETE,
         ) => {
             check_writable(state, &child, &attribute)?;
-            let child_id = match target_key {
-                Some(raw) => {
-                    let def = entity_def(state, &child)?.clone();
-                    let key = parse_key(&def, raw)?;
-                    find(state, &def, &key)
-                        .map(|r| r.id.clone())
-                        .ok_or_else(|| not_found(&child, &key_text(&key)))?
-                }
-                None => {
-                    let pairs = query_pairs(request.uri().query());
-                    let url = pairs
-                        .iter()
-                        .find(|(k, _)| k == "$id")
-                        .map(|(_, v)| v.clone())
-                        .ok_or_else(|| {
-                            ODataError::bad_request(
-                                "The $id query option is required to delete a reference from a collection-valued navigation property.".to_string(),
-                            )
-                        })?;
-                    resolve_id(state, &url, &child)?
-                }
-            };
+            let child_id = delete_target(state, request, &child, target_key)?;
             let row = state
                 .store
                 .get(&child, &child_id)
@@ -154,6 +133,9 @@ fn run(
             changes.lookups.insert(attribute, None);
             write(state, caller, entity.logical_name, &source.id, changes)
         }
+        (Navigation::ManyToMany(m), method) => many_to_many(
+            state, request, caller, entity, &source, m, target_key, method,
+        ),
         (_, method) => Err(ODataError::new(
             405,
             "0x80060888",
@@ -305,4 +287,125 @@ fn list_refs(
             "value": value,
         }),
     ))
+}
+
+/// The related record a collection `DELETE …/$ref` names: by key in the
+/// path (`nav(<id>)/$ref`) or by URL in `$id`.
+fn delete_target(
+    state: &State,
+    request: &EmuRequest,
+    child: &str,
+    target_key: Option<&str>,
+) -> Result<String, ODataError> {
+    match target_key {
+        Some(raw) => {
+            let def = entity_def(state, child)?.clone();
+            let key = parse_key(&def, raw)?;
+            find(state, &def, &key)
+                .map(|r| r.id.clone())
+                .ok_or_else(|| not_found(child, &key_text(&key)))
+        }
+        None => {
+            let pairs = query_pairs(request.uri().query());
+            let url = pairs
+                .iter()
+                .find(|(k, _)| k == "$id")
+                .map(|(_, v)| v.clone())
+                .ok_or_else(|| {
+                    ODataError::bad_request(
+                        "The $id query option is required to delete a reference from a collection-valued navigation property.".to_string(),
+                    )
+                })?;
+            resolve_id(state, &url, child)
+        }
+    }
+}
+
+/// `$ref` on a many-to-many navigation property: associating adds a row
+/// to the intersect entity, disassociating removes it.
+#[allow(clippy::too_many_arguments)]
+fn many_to_many(
+    state: &mut State,
+    request: &EmuRequest,
+    caller: &Caller,
+    entity: &EntityDef,
+    source: &Record,
+    m: ManyToMany,
+    target_key: Option<&str>,
+    method: http::Method,
+) -> Result<EmuResponse, ODataError> {
+    let (this_attr, other, other_attr) = m
+        .sides(entity.logical_name)
+        .ok_or_else(|| segment_not_found(m.schema_name))?;
+    let pairs_with = |state: &State, other_id: &str| -> Vec<String> {
+        state
+            .store
+            .records(m.intersect)
+            .filter(|r| {
+                r.get(this_attr).as_str() == Some(source.id.as_str())
+                    && r.get(other_attr).as_str() == Some(other_id)
+            })
+            .map(|r| r.id.clone())
+            .collect()
+    };
+    match method {
+        http::Method::GET if target_key.is_none() => {
+            let def = entity_def(state, other)?;
+            let value: Vec<Value> = state
+                .store
+                .records(m.intersect)
+                .filter(|r| r.get(this_attr).as_str() == Some(source.id.as_str()))
+                .filter_map(|r| r.get(other_attr).as_str())
+                .map(|id| json!({"@odata.id": format!("{}{}({id})", caller.service_root, def.entity_set_name)}))
+                .collect();
+            Ok(odata_json(
+                200,
+                &json!({
+                    "@odata.context": format!("{}$metadata#Collection($ref)", caller.service_root),
+                    "value": value,
+                }),
+            ))
+        }
+        http::Method::POST if target_key.is_none() => {
+            let other_id = resolve_id(state, &body_id(request)?, other)?;
+            if !pairs_with(state, &other_id).is_empty() {
+                // Code and message UNCONFIRMED (SQL's duplicate key surfaced).
+                return Err(ODataError::new(
+                    400,
+                    "0x80040237",
+                    "Cannot insert duplicate key.",
+                ));
+            }
+            let mut changes = Changes::default();
+            changes
+                .values
+                .insert(this_attr.into(), Value::String(source.id.clone()));
+            changes
+                .values
+                .insert(other_attr.into(), Value::String(other_id));
+            let now = state.now();
+            state
+                .store
+                .create(m.intersect, None, changes, &caller.user_id, now)
+                .map_err(|e| ODataError::bad_request(format!("{e:?}")))?;
+            Ok(no_content())
+        }
+        http::Method::DELETE => {
+            let other_id = delete_target(state, request, other, target_key)?;
+            // Removing a pair that does not exist changes nothing
+            // (UNCONFIRMED, as for one-to-many).
+            for row in pairs_with(state, &other_id) {
+                state
+                    .store
+                    .delete(m.intersect, &row)
+                    .map_err(|e| ODataError::bad_request(format!("{e:?}")))?;
+            }
+            Ok(no_content())
+        }
+        method => Err(ODataError::new(
+            405,
+            "0x80060888",
+            format!("The requested resource does not support http method '{method}'."),
+        )),
+    }
 }
