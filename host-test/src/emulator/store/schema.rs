@@ -858,19 +858,27 @@ fn relations_additions(schema: &mut Schema) {
         match e.logical_name {
             "account" => {
                 let n = "account";
-                e.attributes.push(attr(
-                    n,
+                // Custom columns: the publisher prefix, schema names as
+                // Dataverse makes them. The file id and name are written
+                // only by the upload (never through a JSON body).
+                let custom = |logical: &str, schema_name: &str, display: &str, kind| {
+                    let mut a = read_only(attr(n, logical, display, kind));
+                    a.is_custom = true;
+                    a.schema_name = schema_name.into();
+                    a
+                };
+                e.attributes.push(custom(
                     "new_document",
+                    "new_Document",
                     "Document",
                     AttributeKind::File { max_size_kb: 32768 },
                 ));
-                let mut name =
-                    read_only(attr(n, "new_document_name", "Document Name", string(260)));
-                name.is_custom = true;
-                e.attributes.push(name);
-                if let Some(a) = e.attributes.last_mut() {
-                    a.schema_name = "new_Document_Name".into();
-                }
+                e.attributes.push(custom(
+                    "new_document_name",
+                    "new_Document_Name",
+                    "Document Name",
+                    string(260),
+                ));
                 e.attributes.push(read_only(attr(
                     n,
                     "opendeals",
@@ -889,12 +897,6 @@ fn relations_additions(schema: &mut Schema) {
                     "Open Deals (State)",
                     AttributeKind::Integer,
                 )));
-                for a in &mut e.attributes {
-                    if a.logical_name == "new_document" {
-                        a.is_custom = true;
-                        a.schema_name = "new_Document".into();
-                    }
-                }
             }
             "opportunity" => {
                 for a in &mut e.attributes {

@@ -13,7 +13,7 @@ use super::super::store::schema::{AttributeKind, EntityDef};
 use super::super::store::{Changes, new_guid};
 use super::super::{EmuRequest, EmuResponse, State};
 use super::Caller;
-use super::records::{error, find, key_text, not_found, parse_key};
+use super::records::{error, find, key_text, not_found, parse_key, store_error};
 use bytes::Bytes;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -148,7 +148,7 @@ fn write(
         .store
         .update(entity.logical_name, id, changes, &caller.user_id, now)
         .map(|_| ())
-        .map_err(|e| ODataError::bad_request(format!("{e:?}")))
+        .map_err(store_error)
 }
 
 fn download(

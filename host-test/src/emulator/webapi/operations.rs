@@ -14,7 +14,7 @@ use super::super::store::{Changes, normalize_guid, values};
 use super::super::{EmuRequest, EmuResponse, State};
 use super::Caller;
 use super::functions::method_not_allowed;
-use super::records::{error, find, key_text, not_found, parse_key};
+use super::records::{error, find, key_text, not_found, parse_key, store_error};
 use serde_json::{Map, Value, json};
 
 const NAMESPACE: &str = "Microsoft.Dynamics.CRM.";
@@ -175,7 +175,7 @@ fn win_opportunity(
     state
         .store
         .update("opportunity", &id, changes, &caller.user_id, now)
-        .map_err(|e| ODataError::bad_request(format!("{e:?}")))?;
+        .map_err(store_error)?;
     Ok(no_content())
 }
 
@@ -396,7 +396,7 @@ fn calculate_rollup_field(
     let record = state
         .store
         .update("account", &id, changes, &caller.user_id, now)
-        .map_err(|e| ODataError::bad_request(format!("{e:?}")))?;
+        .map_err(store_error)?;
     Ok(odata_json(
         200,
         &json!({
@@ -477,7 +477,7 @@ fn set_credit_hold(
     state
         .store
         .update("account", &id, changes, &caller.user_id, now)
-        .map_err(|e| ODataError::bad_request(format!("{e:?}")))?;
+        .map_err(store_error)?;
     Ok(odata_json(
         200,
         &json!({

@@ -35,7 +35,7 @@ pub fn not_found(entity: &str, id: &str) -> ODataError {
     )
 }
 
-fn store_error(e: StoreError) -> ODataError {
+pub(super) fn store_error(e: StoreError) -> ODataError {
     match e {
         StoreError::NotFound { entity, id } => not_found(&entity, &id),
         StoreError::DuplicateKey => ODataError::new(

@@ -16,7 +16,7 @@ use super::super::store::schema::{EntityDef, ManyToMany, Navigation};
 use super::super::store::{Changes, Record, normalize_guid};
 use super::super::{EmuRequest, EmuResponse, State};
 use super::Caller;
-use super::records::{error, find, key_text, not_found, parse_key};
+use super::records::{error, find, key_text, not_found, parse_key, store_error};
 use serde_json::{Value, json};
 
 /// Answers `part` = `<nav>/$ref` or `<nav>(<key>)/$ref` under `set(<raw_key>)`;
@@ -254,7 +254,7 @@ fn write(
     state
         .store
         .update(entity, id, changes, &caller.user_id, now)
-        .map_err(|e| ODataError::bad_request(format!("{e:?}")))?;
+        .map_err(store_error)?;
     Ok(no_content())
 }
 
@@ -387,7 +387,7 @@ fn many_to_many(
             state
                 .store
                 .create(m.intersect, None, changes, &caller.user_id, now)
-                .map_err(|e| ODataError::bad_request(format!("{e:?}")))?;
+                .map_err(store_error)?;
             Ok(no_content())
         }
         http::Method::DELETE => {
@@ -395,10 +395,7 @@ fn many_to_many(
             // Removing a pair that does not exist changes nothing
             // (UNCONFIRMED, as for one-to-many).
             for row in pairs_with(state, &other_id) {
-                state
-                    .store
-                    .delete(m.intersect, &row)
-                    .map_err(|e| ODataError::bad_request(format!("{e:?}")))?;
+                state.store.delete(m.intersect, &row).map_err(store_error)?;
             }
             Ok(no_content())
         }
