@@ -181,6 +181,34 @@ pub fn output_schema(key: &str) -> Value {
                 "entityIdUrl": {"type": ["string", "null"]},
             },
         }),
+        "associate" | "disassociate" => json!({
+            "type": "object",
+            "properties": {
+                (if key == "associate" { "associated" } else { "disassociated" }): {"const": true},
+                "entityType": {"type": "string"},
+                "navigationProperty": {"type": "string"},
+                "target": {
+                    "type": ["string", "null"],
+                    "format": "uri",
+                    "description": "The related record's URL (@odata.id); null when a lookup was cleared without naming it."
+                },
+            },
+            "required": [
+                if key == "associate" { "associated" } else { "disassociated" },
+                "entityType", "navigationProperty", "target"
+            ],
+        }),
+        "executeAction" => json!({
+            "type": "object",
+            "properties": {
+                "status": {"type": "integer", "description": "200 with a result, 204 for a void action."},
+                "result": {
+                    "type": ["object", "null"],
+                    "description": "The operation's response (e.g. WhoAmIResponse), null for a void action."
+                },
+            },
+            "required": ["status", "result"],
+        }),
         // Actions without a specific schema return a JSON object.
         _ => json!({"type": "object"}),
     };

@@ -2,11 +2,11 @@
 //! URL resolution, query parameters and headers, the four kinds of body,
 //! response types, and input errors.
 //!
-//! Retargeting note: this branch's emulator has no record store yet, so the
-//! write tests use real Dataverse resources that need none — the unbound
-//! actions `PublishXml` / `PublishAllXml` (POST → 204) and `WhoAmI`, which
-//! answers PATCH/PUT/DELETE with Dataverse's 405. Once entity sets exist,
-//! point `WRITE_TARGET`, `FILE_COLUMN` and the 405 checks at `accounts`.
+//! Writes go to a real entity set (`accounts`, served by the record store)
+//! and are checked by reading the record back; the file-column upload goes
+//! to the File column `new_document` of account and is read back through
+//! `…/new_document/$value`. `PublishAllXml` (POST → 204, any body) stays the
+//! target of the form and multipart tests, which only check what was sent.
 
 mod common;
 
@@ -14,15 +14,20 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::{Env, host};
 use host_test::emulator::data;
+use host_test::emulator::store::seed;
 use serde_json::{Value, json};
 
-/// A POST target that succeeds with 204 and reads its JSON body.
-const WRITE_TARGET: &str = "/api/data/v9.2/PublishXml";
+/// An entity set: POST creates a record (204 with OData-EntityId).
+const WRITE_TARGET: &str = "/api/data/v9.2/accounts";
 /// A POST target that takes any body and answers 204.
 const ANY_BODY_TARGET: &str = "/api/data/v9.2/PublishAllXml";
-/// A file column of a record (needs the record store: 404 on this branch).
-const FILE_COLUMN: &str =
-    "/api/data/v9.2/accounts(9a1d7e8c-2222-ef11-8eef-000d3a5b1c2d)/new_document";
+/// The File column of a seeded account.
+fn file_column() -> String {
+    format!(
+        "/api/data/v9.2/accounts({})/new_document",
+        seed::account_id(3)
+    )
+}
 
 fn web_api_requests(env: &Env) -> Vec<host_test::emulator::LoggedRequest> {
     env.emulator
@@ -70,31 +75,43 @@ async fn raw_get_resolves_paths_and_returns_status_headers_and_body() {
 #[tokio::test]
 async fn raw_post_sends_json_and_returns_the_empty_answer() {
     let mut env = Env::new();
-    let xml = "<importexportxml><entities><entity>account</entity></entities></importexportxml>";
     let out = env
         .ok(
             "rawRequest",
-            &json!({"url": WRITE_TARGET, "method": "POST", "data": {"ParameterXml": xml}})
+            &json!({"url": WRITE_TARGET, "method": "POST", "data": {"name": "Raw O'Post", "numberofemployees": 7}})
                 .to_string(),
         )
         .await;
     assert_eq!(out["status"], 204);
     assert_eq!(out["body"], Value::Null);
+    let entity_id = out["headers"]["odata-entityid"]
+        .as_str()
+        .expect("OData-EntityId names the new record")
+        .to_string();
     let log = web_api_requests(&env);
     assert_eq!(log.len(), 1);
     assert_eq!(log[0].method, "POST");
+    assert_eq!(log[0].path(), WRITE_TARGET);
     assert_eq!(
         log[0].header("content-type"),
         Some("application/json; charset=utf-8")
     );
     let sent: Value = serde_json::from_slice(&log[0].body).unwrap();
-    assert_eq!(sent, json!({"ParameterXml": xml}));
+    assert_eq!(sent, json!({"name": "Raw O'Post", "numberofemployees": 7}));
 
-    // The server's 400 for a missing parameter is a typed error.
+    // The record exists: read it back through the URL the server gave.
+    let got = env
+        .ok("rawRequest", &json!({"url": entity_id}).to_string())
+        .await;
+    assert_eq!(got["body"]["name"], "Raw O'Post");
+    assert_eq!(got["body"]["numberofemployees"], 7);
+
+    // The server's 400 for an unknown column is a typed error.
     let err = env
         .err(
             "rawRequest",
-            &json!({"url": WRITE_TARGET, "method": "post", "data": {}}).to_string(),
+            &json!({"url": WRITE_TARGET, "method": "post", "data": {"nosuchcolumn": 1}})
+                .to_string(),
         )
         .await;
     assert_eq!(err["kind"], "dataverse");
@@ -103,13 +120,72 @@ async fn raw_post_sends_json_and_returns_the_empty_answer() {
 }
 
 #[tokio::test]
-async fn raw_patch_put_delete_reach_the_server_with_their_method() {
+async fn raw_patch_and_delete_change_the_record() {
     let mut env = Env::new();
-    for method in ["PATCH", "PUT", "DELETE", "OPTIONS"] {
+    let created = env
+        .ok(
+            "createEntity",
+            r#"{"entityType":"accounts","fieldValues":{"name":"Before"}}"#,
+        )
+        .await;
+    let id = created["id"].as_str().expect("an id").to_string();
+    let url = format!("/api/data/v9.2/accounts({id})");
+    env.emulator.clear_log();
+
+    let out = env
+        .ok(
+            "rawRequest",
+            &json!({"url": url, "method": "PATCH", "data": {"name": "After"},
+                    "headers": [{"key": "If-Match", "value": "*"}]})
+            .to_string(),
+        )
+        .await;
+    assert_eq!(out["status"], 204);
+    let got = env
+        .ok(
+            "rawRequest",
+            &json!({"url": format!("{url}?$select=name")}).to_string(),
+        )
+        .await;
+    assert_eq!(got["body"]["name"], "After");
+
+    let out = env
+        .ok(
+            "rawRequest",
+            &json!({"url": url, "method": "DELETE"}).to_string(),
+        )
+        .await;
+    assert_eq!(out["status"], 204);
+    let err = env
+        .err("rawRequest", &json!({"url": url}).to_string())
+        .await;
+    assert_eq!(err["status"], 404);
+    assert_eq!(err["code"], "0x80040217");
+
+    let sent: Vec<(String, String)> = web_api_requests(&env)
+        .iter()
+        .map(|r| (r.method.clone(), r.path().to_string()))
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            ("PATCH".to_string(), url.clone()),
+            ("GET".to_string(), url.clone()),
+            ("DELETE".to_string(), url.clone()),
+            ("GET".to_string(), url.clone()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn put_options_and_head_reach_the_server_with_their_method() {
+    let mut env = Env::new();
+    let account = format!("/api/data/v9.2/accounts({})", seed::account_id(1));
+    for method in ["PUT", "OPTIONS"] {
         let err = env
             .err(
                 "rawRequest",
-                &json!({"url": "WhoAmI", "method": method, "data": {"x": 1}}).to_string(),
+                &json!({"url": account, "method": method, "data": {"x": 1}}).to_string(),
             )
             .await;
         assert_eq!(err["status"], 405, "{method}");
@@ -130,9 +206,7 @@ async fn raw_patch_put_delete_reach_the_server_with_their_method() {
     assert_eq!(
         sent,
         [
-            ("PATCH".to_string(), body.clone()),
             ("PUT".to_string(), body.clone()),
-            ("DELETE".to_string(), body.clone()),
             ("OPTIONS".to_string(), body),
             ("HEAD".to_string(), Vec::new()),
         ]
@@ -312,12 +386,13 @@ async fn file_data_is_sent_as_multipart_form_data() {
 #[tokio::test]
 async fn file_column_upload_sends_the_raw_bytes_with_x_ms_file_name() {
     let mut env = Env::new();
+    let column = file_column();
     let pdf = b"%PDF-1.7\n\x00\x01\x02binary\xff".to_vec();
-    let result = env
-        .invoke(
+    let out = env
+        .ok(
             "rawRequest",
             &json!({
-                "url": FILE_COLUMN,
+                "url": column,
                 "method": "PATCH",
                 "headers": [{"key": "x-ms-file-name", "value": "report.pdf"}],
                 "fileData": B64.encode(&pdf),
@@ -326,20 +401,102 @@ async fn file_column_upload_sends_the_raw_bytes_with_x_ms_file_name() {
             .to_string(),
         )
         .await;
+    assert_eq!(out["status"], 204, "{out}");
     let log = web_api_requests(&env);
     assert_eq!(log.len(), 1);
     assert_eq!(log[0].method, "PATCH");
-    assert_eq!(log[0].path(), FILE_COLUMN);
+    assert_eq!(log[0].path(), column);
     assert_eq!(log[0].header("x-ms-file-name"), Some("report.pdf"));
     assert_eq!(
         log[0].header("content-type"),
         Some("application/octet-stream")
     );
     assert_eq!(&log[0].body[..], &pdf[..]);
-    // No record store on this branch yet: Dataverse's 404 for an unknown
-    // entity set. With records merged this becomes a 204 and a read-back.
-    let err = result.expect_err("no accounts entity set on this branch");
-    assert_eq!(host_test::host::error_json(&err)["status"], 404);
+
+    // Read back: the bytes, and the record's file id and name.
+    let back = env
+        .ok(
+            "rawRequest",
+            &json!({"url": format!("{column}/$value"), "responseType": "binary"}).to_string(),
+        )
+        .await;
+    assert_eq!(back["status"], 200);
+    assert_eq!(back["headers"]["x-ms-file-name"], "report.pdf");
+    assert_eq!(back["headers"]["x-ms-file-size"], pdf.len().to_string());
+    let bytes = B64
+        .decode(back["body"].as_str().expect("base64 body"))
+        .unwrap();
+    assert_eq!(bytes, pdf, "byte for byte");
+    let record = env
+        .ok(
+            "getEntity",
+            &json!({"entityType": "accounts", "entityId": seed::account_id(3),
+                    "fieldNames": ["new_document", "new_document_name"]})
+            .to_string(),
+        )
+        .await;
+    assert!(common::is_guid(&record["new_document"]), "{record}");
+    assert_eq!(record["new_document_name"], "report.pdf");
+
+    // Without the file name header Dataverse refuses the upload.
+    let err = env
+        .err(
+            "rawRequest",
+            &json!({"url": column, "method": "PATCH", "fileData": B64.encode(b"x"),
+                    "fileDataFileNames": ["x.bin"]})
+            .to_string(),
+        )
+        .await;
+    assert_eq!(err["status"], 400, "{err}");
+    // Deleting the file empties the column.
+    env.ok(
+        "rawRequest",
+        &json!({"url": column, "method": "DELETE"}).to_string(),
+    )
+    .await;
+    let err = env
+        .err(
+            "rawRequest",
+            &json!({"url": format!("{column}/$value")}).to_string(),
+        )
+        .await;
+    assert_eq!(err["status"], 404, "{err}");
+}
+
+#[tokio::test]
+async fn a_non_json_body_with_response_type_json_is_an_error_showing_its_start() {
+    let mut env = Env::new();
+    let column = file_column();
+    env.ok(
+        "rawRequest",
+        &json!({"url": column, "method": "PATCH",
+                "headers": [{"key": "x-ms-file-name", "value": "notes.txt"}],
+                "fileData": B64.encode(b"plain text, not JSON at all"),
+                "fileDataFileNames": ["notes.txt"]})
+        .to_string(),
+    )
+    .await;
+    let err = env
+        .err(
+            "rawRequest",
+            &json!({"url": format!("{column}/$value"), "responseType": "json"}).to_string(),
+        )
+        .await;
+    assert_ne!(err["kind"], "invalid-input", "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("plain text, not JSON"),
+        "shows the first bytes: {err}"
+    );
+    let text = env
+        .ok(
+            "rawRequest",
+            &json!({"url": format!("{column}/$value"), "responseType": "text"}).to_string(),
+        )
+        .await;
+    assert_eq!(text["body"], "plain text, not JSON at all");
 }
 
 #[tokio::test]

@@ -5,8 +5,10 @@
 mod changes;
 mod fetchxml;
 mod metadata;
+mod execute;
 mod raw;
 mod records;
+mod relationships;
 mod user;
 
 use crate::catalog::{ActionDef, TriggerDef, TriggerKind};
@@ -24,19 +26,23 @@ pub fn definitions() -> Vec<ActionDef> {
         fetchxml::definitions(),
         changes::definitions(),
         metadata::definitions(),
+        relationships::definitions(),
+        execute::definitions(),
     ]
     .concat()
 }
 
 /// Runs one action whose inputs were already validated.
 pub fn run(key: &str, session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
-    let groups: [fn(&str, &mut Session<'_>, &Inputs) -> Option<Result<Value>>; 6] = [
+    let groups: [fn(&str, &mut Session<'_>, &Inputs) -> Option<Result<Value>>; 8] = [
         user::run,
         records::run,
         raw::run,
         fetchxml::run,
         changes::run,
         metadata::run,
+        relationships::run,
+        execute::run,
     ];
     for group in groups {
         if let Some(result) = group(key, session, inputs) {

@@ -99,6 +99,8 @@ pub struct State {
     pub clock_offset_secs: i64,
     /// Registered webhooks, queued deliveries and their log.
     pub webhooks: Webhooks,
+    /// Contents of file columns, by file id.
+    pub files: webapi::files::FileBlobs,
 }
 
 /// A copy of the emulator's data, taken before a `$batch` change set so a
@@ -106,6 +108,7 @@ pub struct State {
 pub struct Snapshot {
     directory: Directory,
     store: store::Store,
+    files: webapi::files::FileBlobs,
 }
 
 impl State {
@@ -117,14 +120,20 @@ impl State {
         Snapshot {
             directory: self.directory.clone(),
             store: self.store.clone(),
+            files: self.files.clone(),
         }
     }
 
     /// Puts the data back as [`State::snapshot`] saw it.
     pub fn restore(&mut self, snapshot: Snapshot) {
-        let Snapshot { directory, store } = snapshot;
+        let Snapshot {
+            directory,
+            store,
+            files,
+        } = snapshot;
         self.directory = directory;
         self.store = store;
+        self.files = files;
     }
 
     /// Seconds since the Unix epoch, as the emulator's clock reads it.
@@ -181,6 +190,7 @@ impl Emulator {
                 fault_stats: FaultStats::default(),
                 clock_offset_secs: 0,
                 webhooks,
+                files: Default::default(),
             })),
         }
     }

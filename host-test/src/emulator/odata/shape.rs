@@ -12,6 +12,8 @@ use crate::emulator::store::values;
 use crate::emulator::store::{Record, Store};
 use serde_json::{Map, Value};
 
+mod many_to_many;
+
 pub const FORMATTED: &str = "OData.Community.Display.V1.FormattedValue";
 pub const NAVIGATION: &str = "Microsoft.Dynamics.CRM.associatednavigationproperty";
 pub const LOOKUP_TYPE: &str = "Microsoft.Dynamics.CRM.lookuplogicalname";
@@ -90,6 +92,10 @@ impl<'a> Shaper<'a> {
                 }
                 Some(Navigation::Collection { entity: e, .. }) => {
                     self.check(self.entity(&e)?, &item.options, depth + 1, false)?
+                }
+                Some(Navigation::ManyToMany(m)) => {
+                    let other = m.sides(entity.logical_name).map_or("", |(_, e, _)| e);
+                    self.check(self.entity(other)?, &item.options, depth + 1, false)?
                 }
                 None => return Err(unknown_property(entity, &item.navigation)),
             }
@@ -254,6 +260,9 @@ impl<'a> Shaper<'a> {
                         )),
                     );
                 }
+            }
+            Some(Navigation::ManyToMany(m)) => {
+                self.expand_many_to_many(entity, record, item, m, out)
             }
             None => {}
         }

@@ -63,6 +63,11 @@ pub enum AttributeKind {
     Lookup {
         targets: Vec<LookupTarget>,
     },
+    /// A file column: the value is the id of the stored file (read-only in
+    /// JSON); the content goes through `PATCH …/<column>` and `…/$value`.
+    File {
+        max_size_kb: u32,
+    },
 }
 
 impl AttributeKind {
@@ -80,6 +85,7 @@ impl AttributeKind {
             AttributeKind::Picklist { .. } => "Picklist",
             AttributeKind::State { .. } => "State",
             AttributeKind::Lookup { .. } => "Lookup",
+            AttributeKind::File { .. } => "File",
         }
     }
 
@@ -158,7 +164,48 @@ pub enum Navigation {
     Single { attribute: String, target: String },
     /// One-to-many: records of `entity` whose `attribute` points here.
     Collection { entity: String, attribute: String },
+    /// Many-to-many: records of `entity` paired with this one by rows of
+    /// the `intersect` entity (see [`ManyToMany`]).
+    ManyToMany(ManyToMany),
 }
+
+/// A many-to-many relationship: its schema name is the collection-valued
+/// navigation property on both sides; each association is one row of the
+/// intersect entity holding both ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ManyToMany {
+    pub schema_name: &'static str,
+    pub intersect: &'static str,
+    pub entity1: &'static str,
+    pub attribute1: &'static str,
+    pub entity2: &'static str,
+    pub attribute2: &'static str,
+}
+
+impl ManyToMany {
+    /// (this side's intersect attribute, the other entity, its attribute)
+    /// seen from `entity`.
+    pub fn sides(&self, entity: &str) -> Option<(&'static str, &'static str, &'static str)> {
+        if entity == self.entity1 {
+            Some((self.attribute1, self.entity2, self.attribute2))
+        } else if entity == self.entity2 {
+            Some((self.attribute2, self.entity1, self.attribute1))
+        } else {
+            None
+        }
+    }
+}
+
+/// The built-in many-to-many relationships (Dataverse's own
+/// `accountleads_association`, intersect entity `accountleads`).
+pub const MANY_TO_MANY: &[ManyToMany] = &[ManyToMany {
+    schema_name: "accountleads_association",
+    intersect: "accountleads",
+    entity1: "account",
+    attribute1: "accountid",
+    entity2: "lead",
+    attribute2: "leadid",
+}];
 
 impl EntityDef {
     pub fn attribute(&self, logical_name: &str) -> Option<&AttributeDef> {
@@ -229,6 +276,22 @@ impl Schema {
                 entity: e.to_string(),
                 attribute: a,
             })
+            .or_else(|| self.many_to_many(entity.logical_name, name))
+    }
+
+    /// The many-to-many relationship `name` of `logical_name`, when both
+    /// sides and the intersect entity exist.
+    fn many_to_many(&self, logical_name: &str, name: &str) -> Option<Navigation> {
+        MANY_TO_MANY
+            .iter()
+            .find(|m| {
+                m.schema_name == name
+                    && m.sides(logical_name).is_some()
+                    && [m.intersect, m.entity1, m.entity2]
+                        .iter()
+                        .all(|e| self.by_logical_name(e).is_some())
+            })
+            .map(|m| Navigation::ManyToMany(*m))
     }
 
     /// One-to-many relationships of `logical_name`: (relationship schema
@@ -255,7 +318,7 @@ impl Schema {
     /// The built-in entities: account, contact, lead, opportunity,
     /// systemuser and businessunit, with the columns integrators use most.
     pub fn builtin() -> Schema {
-        Schema {
+        let mut schema = Schema {
             entities: vec![
                 account(),
                 contact(),
@@ -267,7 +330,9 @@ impl Schema {
             .into_iter()
             .chain(custom::custom_entities())
             .collect(),
-        }
+        };
+        relations_additions(&mut schema);
+        schema
     }
 }
 
@@ -812,4 +877,110 @@ fn businessunit() -> EntityDef {
         attrs,
         vec![],
     )
+}
+
+/// What the associate/executeAction/file-column work adds to the built-in
+/// entities: the file column `new_document` (+ its `_name`) and the
+/// `opendeals` rollup on account, and the real state and status options of
+/// opportunity (Open/Won/Lost), which `WinOpportunity` needs.
+fn relations_additions(schema: &mut Schema) {
+    for e in &mut schema.entities {
+        match e.logical_name {
+            "account" => {
+                let n = "account";
+                // Custom columns: the publisher prefix, schema names as
+                // Dataverse makes them. The file id and name are written
+                // only by the upload (never through a JSON body).
+                let custom = |logical: &str, schema_name: &str, display: &str, kind| {
+                    let mut a = read_only(attr(n, logical, display, kind));
+                    a.is_custom = true;
+                    a.schema_name = schema_name.into();
+                    a
+                };
+                e.attributes.push(custom(
+                    "new_document",
+                    "new_Document",
+                    "Document",
+                    AttributeKind::File { max_size_kb: 32768 },
+                ));
+                e.attributes.push(custom(
+                    "new_document_name",
+                    "new_Document_Name",
+                    "Document Name",
+                    string(260),
+                ));
+                e.attributes.push(read_only(attr(
+                    n,
+                    "opendeals",
+                    "Open Deals",
+                    AttributeKind::Integer,
+                )));
+                e.attributes.push(read_only(attr(
+                    n,
+                    "opendeals_date",
+                    "Open Deals (Last Updated On)",
+                    AttributeKind::DateTime,
+                )));
+                e.attributes.push(read_only(attr(
+                    n,
+                    "opendeals_state",
+                    "Open Deals (State)",
+                    AttributeKind::Integer,
+                )));
+            }
+            "opportunity" => {
+                for a in &mut e.attributes {
+                    match a.logical_name.as_str() {
+                        "statecode" => {
+                            a.kind = AttributeKind::State {
+                                options: vec![(0, "Open"), (1, "Won"), (2, "Lost")],
+                            }
+                        }
+                        "statuscode" => {
+                            a.kind = AttributeKind::Picklist {
+                                options: vec![
+                                    (1, "In Progress"),
+                                    (2, "On Hold"),
+                                    (3, "Won"),
+                                    (4, "Canceled"),
+                                    (5, "Out-Sold"),
+                                ],
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    schema.entities.push(intersect_accountleads());
+}
+
+/// The intersect entity of `accountleads_association`: one row per
+/// associated (account, lead) pair; readable as `accountleadscollection`.
+fn intersect_accountleads() -> EntityDef {
+    let e = "accountleads";
+    let mut def = entity(
+        e,
+        "accountleadscollection",
+        "AccountLeads",
+        "AccountLeads",
+        "AccountLeads",
+        "Intersect table of the accountleads_association many-to-many relationship.",
+        "accountleadid",
+        Ownership::OrganizationOwned,
+        vec![
+            attr(e, "accountid", "Account", AttributeKind::Uniqueidentifier),
+            attr(e, "leadid", "Lead", AttributeKind::Uniqueidentifier),
+        ],
+        vec![],
+    );
+    // entity() names the key `accountleadsid`; Dataverse names it accountleadid.
+    if let Some(pk) = def.attributes.first_mut() {
+        pk.logical_name = "accountleadid".into();
+        pk.schema_name = "AccountLeadId".into();
+    }
+    def.primary_id = "accountleadid".into();
+    def
 }

@@ -55,7 +55,9 @@ pub fn coerce(attr: &AttributeDef, value: &Value) -> Result<Value, String> {
             let secs = parse_datetime(s).ok_or_else(|| wrong("Edm.DateTimeOffset"))?;
             Value::String(format_datetime(secs))
         }
-        AttributeKind::Uniqueidentifier | AttributeKind::Lookup { .. } => {
+        AttributeKind::Uniqueidentifier
+        | AttributeKind::Lookup { .. }
+        | AttributeKind::File { .. } => {
             let s = value.as_str().ok_or_else(|| wrong("Edm.Guid"))?;
             Value::String(normalize_guid(s).ok_or_else(|| wrong("Edm.Guid"))?)
         }

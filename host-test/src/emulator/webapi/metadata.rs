@@ -164,6 +164,7 @@ fn metadata_type(kind: &AttributeKind) -> &'static str {
         AttributeKind::Picklist { .. } => "PicklistAttributeMetadata",
         AttributeKind::State { .. } => "StateAttributeMetadata",
         AttributeKind::Lookup { .. } => "LookupAttributeMetadata",
+        AttributeKind::File { .. } => "FileAttributeMetadata",
     }
 }
 
@@ -504,6 +505,7 @@ fn type_name(kind: &AttributeKind) -> &'static str {
         AttributeKind::Picklist { .. } => "PicklistType",
         AttributeKind::State { .. } => "StateType",
         AttributeKind::Lookup { .. } => "LookupType",
+        AttributeKind::File { .. } => "FileType",
     }
 }
 
@@ -607,6 +609,7 @@ fn attribute_json(
                 "Format": null,
             }),
             AttributeKind::Uniqueidentifier => json!({}),
+            AttributeKind::File { max_size_kb } => json!({"MaxSizeInKB": max_size_kb}),
         };
         if let Value::Object(t) = typed {
             m.extend(t);

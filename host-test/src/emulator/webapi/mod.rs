@@ -4,10 +4,13 @@
 mod actions;
 pub mod changes;
 mod events;
+pub mod files;
 mod functions;
 pub mod impersonation;
 mod metadata;
+mod operations;
 pub mod records;
+mod refs;
 
 use super::response::odata_error;
 use super::{EmuRequest, EmuResponse, State, data, origin_of};
@@ -55,6 +58,7 @@ pub fn handle(state: &mut State, request: &EmuRequest) -> EmuResponse {
         "PublishAllXml" => actions::publish_all_xml(request),
         "$batch" => super::batch::handle(state, request, &caller),
         "EntityDefinitions" => metadata::handle(state, request, &caller, resource),
+        n if operations::is_unbound(n) => operations::unbound(state, request, &caller, resource),
         "" => odata_error(404, "0x8006088a", "Resource not found for the segment ''."),
         other => records::handle(state, request, &caller, resource).unwrap_or_else(|| {
             odata_error(

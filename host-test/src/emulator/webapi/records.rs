@@ -18,13 +18,13 @@ use serde_json::{Map, Value, json};
 
 /// The record a URL key names.
 #[derive(Debug, Clone, PartialEq)]
-enum Key {
+pub(super) enum Key {
     Id(String),
     /// Attribute logical names and values.
     Alternate(Vec<(String, Value)>),
 }
 
-fn error(e: ODataError) -> EmuResponse {
+pub(super) fn error(e: ODataError) -> EmuResponse {
     odata_error(e.status, &e.code, &e.message)
 }
 
@@ -36,7 +36,7 @@ pub fn not_found(entity: &str, id: &str) -> ODataError {
     )
 }
 
-fn store_error(e: StoreError) -> ODataError {
+pub(super) fn store_error(e: StoreError) -> ODataError {
     match e {
         StoreError::NotFound { entity, id } => not_found(&entity, &id),
         StoreError::DuplicateKey => ODataError::new(
@@ -81,6 +81,13 @@ pub fn handle(
         None => (head, None),
     };
     let entity = state.store.schema().by_entity_set(set)?.clone();
+    if let (Some(raw), Some(part)) = (raw_key, rest)
+        && let Some(answer) = super::refs::handle(state, request, caller, &entity, raw, part)
+            .or_else(|| super::files::handle(state, request, caller, &entity, raw, part))
+            .or_else(|| super::operations::bound(state, request, caller, &entity, raw, part))
+    {
+        return Some(answer);
+    }
     let method = request.method().clone();
     if raw_key.is_none()
         && rest.is_none()
@@ -127,7 +134,7 @@ pub fn handle(
 }
 
 /// Parses the text inside `(…)`: a GUID, or `name='value',name2=2`.
-fn parse_key(entity: &EntityDef, raw: &str) -> Result<Key, ODataError> {
+pub(super) fn parse_key(entity: &EntityDef, raw: &str) -> Result<Key, ODataError> {
     let text = percent_encoding::percent_decode_str(raw)
         .decode_utf8_lossy()
         .into_owned();
@@ -230,14 +237,14 @@ fn parse_key(entity: &EntityDef, raw: &str) -> Result<Key, ODataError> {
     Ok(Key::Alternate(pairs))
 }
 
-fn find<'s>(state: &'s State, entity: &EntityDef, key: &Key) -> Option<&'s Record> {
+pub(super) fn find<'s>(state: &'s State, entity: &EntityDef, key: &Key) -> Option<&'s Record> {
     match key {
         Key::Id(id) => state.store.get(entity.logical_name, id),
         Key::Alternate(pairs) => state.store.find_by_key(entity.logical_name, pairs),
     }
 }
 
-fn key_text(key: &Key) -> String {
+pub(super) fn key_text(key: &Key) -> String {
     match key {
         Key::Id(id) => id.clone(),
         Key::Alternate(pairs) => pairs
@@ -537,6 +544,9 @@ fn retrieve_part(
                 })?;
             retrieve(state, request, caller, def, &Key::Id(id.to_string()))
         }
+        Some(Navigation::ManyToMany(_)) => Err(ODataError::not_implemented(format!(
+            "The emulator serves many-to-many '{part}' through $expand and $ref only."
+        ))),
         None => {
             let attr = entity
                 .property(part)

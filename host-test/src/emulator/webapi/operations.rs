@@ -1,0 +1,518 @@
+//! Dataverse functions and actions over the record store (wire reference
+//! §2.8): `WinOpportunity` (unbound action), `CalculateRollupField` and
+//! `RetrieveTotalRecordCount` (unbound functions, parameters inline or as
+//! `@p` aliases), and `Microsoft.Dynamics.CRM.new_SetCreditHold`, a custom
+//! API bound to account that this emulated environment ships (custom APIs
+//! are how Dataverse environments get bound actions). A bound operation
+//! named without its namespace gets Dataverse's 400; an unknown one 404.
+
+use super::super::odata::ODataError;
+use super::super::odata::options::query_pairs;
+use super::super::response::{no_content, odata_json};
+use super::super::store::schema::EntityDef;
+use super::super::store::{Changes, normalize_guid, values};
+use super::super::{EmuRequest, EmuResponse, State};
+use super::Caller;
+use super::functions::method_not_allowed;
+use super::records::{error, find, key_text, not_found, parse_key, store_error};
+use serde_json::{Map, Value, json};
+
+const NAMESPACE: &str = "Microsoft.Dynamics.CRM.";
+const UNBOUND: [&str; 3] = [
+    "WinOpportunity",
+    "CalculateRollupField",
+    "RetrieveTotalRecordCount",
+];
+const BOUND: [&str; 1] = ["new_SetCreditHold"];
+
+/// Whether `name` (the first segment without its parameters) is an unbound
+/// operation this module answers.
+pub fn is_unbound(name: &str) -> bool {
+    UNBOUND.contains(&name)
+}
+
+pub fn unbound(
+    state: &mut State,
+    request: &EmuRequest,
+    caller: &Caller,
+    resource: &str,
+) -> EmuResponse {
+    let segment = resource.split('/').next().unwrap_or("");
+    let (name, inline) = match segment.split_once('(') {
+        Some((n, rest)) => (n, Some(rest.strip_suffix(')').unwrap_or(rest))),
+        None => (segment, None),
+    };
+    let is_function = name != "WinOpportunity";
+    let expected = if is_function {
+        http::Method::GET
+    } else {
+        http::Method::POST
+    };
+    if request.method() != expected {
+        return method_not_allowed(request);
+    }
+    let result = match name {
+        "WinOpportunity" => win_opportunity(state, request, caller),
+        other => function_parameters(request, inline).and_then(|params| match other {
+            "CalculateRollupField" => calculate_rollup_field(state, caller, &params),
+            _ => retrieve_total_record_count(state, caller, &params),
+        }),
+    };
+    result.unwrap_or_else(error)
+}
+
+/// `POST set(<key>)/Microsoft.Dynamics.CRM.<Name>`; `None` when `part` is
+/// not an operation segment (a property, a navigation property, …).
+pub fn bound(
+    state: &mut State,
+    request: &EmuRequest,
+    caller: &Caller,
+    entity: &EntityDef,
+    raw_key: &str,
+    part: &str,
+) -> Option<EmuResponse> {
+    if part.contains('/') {
+        return None;
+    }
+    let name = part.split('(').next().unwrap_or(part);
+    let result = match name.strip_prefix(NAMESPACE) {
+        Some(op) if BOUND.contains(&op) && entity.logical_name == "account" => {
+            if request.method() != http::Method::POST {
+                return Some(method_not_allowed(request));
+            }
+            set_credit_hold(state, request, caller, entity, raw_key)
+        }
+        Some(_) => Err(segment_not_found(name)),
+        // [S: ACT] a bound action without its namespace.
+        None if BOUND.contains(&name) || UNBOUND.contains(&name) => Err(ODataError::bad_request(
+            "Request message has unresolved parameters.".to_string(),
+        )),
+        None => return None,
+    };
+    Some(result.unwrap_or_else(error))
+}
+
+fn segment_not_found(segment: &str) -> ODataError {
+    ODataError::new(
+        404,
+        "0x8006088a",
+        format!("Resource not found for the segment '{segment}'."),
+    )
+}
+
+fn unresolved() -> ODataError {
+    ODataError::bad_request("Request message has unresolved parameters.".to_string())
+}
+
+fn json_body(request: &EmuRequest) -> Result<Map<String, Value>, ODataError> {
+    if request.body().is_empty() {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice(request.body()) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(ODataError::bad_request(
+            "The request body of an action must be a JSON object of parameters.".to_string(),
+        )),
+    }
+}
+
+/// `WinOpportunity` `{"Status": 3, "OpportunityClose": {"subject": …,
+/// "opportunityid@odata.bind": "/opportunities(<id>)"}}` → 204; the
+/// opportunity becomes Won (statecode 1) with the given status. The
+/// opportunityclose activity itself is not stored (the emulator has no
+/// activity tables).
+fn win_opportunity(
+    state: &mut State,
+    request: &EmuRequest,
+    caller: &Caller,
+) -> Result<EmuResponse, ODataError> {
+    let body = json_body(request)?;
+    let status = body
+        .get("Status")
+        .and_then(Value::as_i64)
+        .ok_or_else(unresolved)?;
+    let close = body
+        .get("OpportunityClose")
+        .and_then(Value::as_object)
+        .ok_or_else(unresolved)?;
+    let bind = close
+        .get("opportunityid@odata.bind")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            // Message UNCONFIRMED.
+            ODataError::bad_request(
+                "OpportunityClose must reference the opportunity with opportunityid@odata.bind."
+                    .to_string(),
+            )
+        })?;
+    let id = record_of(state, bind, "opportunity")?;
+    let open = state
+        .store
+        .get("opportunity", &id)
+        .is_some_and(|r| r.get("statecode").as_i64() == Some(0));
+    if !open {
+        // Code and message UNCONFIRMED.
+        return Err(ODataError::new(
+            400,
+            "0x80040203",
+            "Cannot close the opportunity because it is not open.",
+        ));
+    }
+    if status != 3 {
+        // Only the built-in Won status exists in the emulator's options.
+        return Err(ODataError::new(
+            400,
+            "0x80040203",
+            format!(
+                "{status} is not a valid status code for state code OpportunityState.Won on opportunity."
+            ),
+        ));
+    }
+    let mut changes = Changes::default();
+    changes.values.insert("statecode".into(), json!(1));
+    changes.values.insert("statuscode".into(), json!(status));
+    let now = state.now();
+    state
+        .store
+        .update("opportunity", &id, changes, &caller.user_id, now)
+        .map_err(store_error)?;
+    Ok(no_content())
+}
+
+/// The id of the existing `entity` row an entity reference names
+/// (`/set(<id>)`, `set(<id>)`, an absolute URL, or `set(key='v')`).
+fn record_of(state: &State, reference: &str, entity: &str) -> Result<String, ODataError> {
+    let bad = || {
+        ODataError::bad_request(format!(
+            "The reference '{reference}' is not valid: expected <entityset>(<id>)."
+        ))
+    };
+    let path = match reference.find("/api/data/") {
+        Some(i) => reference
+            .get(i + "/api/data/".len()..)
+            .and_then(|r| r.split_once('/'))
+            .map(|(_, p)| p)
+            .ok_or_else(bad)?,
+        None => reference.trim_start_matches('/'),
+    };
+    let (set, raw) = path.split_once('(').ok_or_else(bad)?;
+    let raw = raw.strip_suffix(')').ok_or_else(bad)?;
+    let def = state
+        .store
+        .schema()
+        .by_entity_set(set)
+        .filter(|d| d.logical_name == entity)
+        .ok_or_else(bad)?
+        .clone();
+    if let Some(id) = normalize_guid(raw) {
+        return state
+            .store
+            .get(entity, &id)
+            .map(|r| r.id.clone())
+            .ok_or_else(|| not_found(entity, &id));
+    }
+    let key = parse_key(&def, raw)?;
+    find(state, &def, &key)
+        .map(|r| r.id.clone())
+        .ok_or_else(|| not_found(entity, &key_text(&key)))
+}
+
+/// A function's parameters: `Name(P=@p1,Q='x')` with `?@p1=…` aliases,
+/// each value parsed as an OData literal (strings in `'…'` with `''`,
+/// numbers, true/false/null, JSON objects and arrays, whose strings may use
+/// single quotes as the docs' examples do).
+fn function_parameters(
+    request: &EmuRequest,
+    inline: Option<&str>,
+) -> Result<Map<String, Value>, ODataError> {
+    let aliases = query_pairs(request.uri().query());
+    let inline = percent_encoding::percent_decode_str(inline.unwrap_or(""))
+        .decode_utf8_lossy()
+        .into_owned();
+    let mut out = Map::new();
+    for part in split_top_level(&inline) {
+        let part = part.trim();
+        if part.is_empty() {
+            continue;
+        }
+        let (name, raw) = part.split_once('=').ok_or_else(unresolved)?;
+        let raw = raw.trim();
+        let text = match raw.strip_prefix('@') {
+            Some(alias) => aliases
+                .iter()
+                .find(|(k, _)| k.strip_prefix('@') == Some(alias))
+                .map(|(_, v)| v.clone())
+                .ok_or_else(unresolved)?,
+            None => raw.to_string(),
+        };
+        let value = literal(&text).ok_or_else(|| {
+            ODataError::bad_request(format!(
+                "The value '{text}' of parameter '{}' is not a valid OData literal.",
+                name.trim()
+            ))
+        })?;
+        out.insert(name.trim().to_string(), value);
+    }
+    Ok(out)
+}
+
+/// Splits on commas outside quotes, parentheses, braces and brackets.
+fn split_top_level(s: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut depth = 0i32;
+    let mut quoted: Option<char> = None;
+    let mut current = String::new();
+    for c in s.chars() {
+        match (quoted, c) {
+            (Some(q), c) if c == q => quoted = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quoted = Some(c),
+            (None, '(' | '{' | '[') => depth += 1,
+            (None, ')' | '}' | ']') => depth -= 1,
+            (None, ',') if depth == 0 => {
+                parts.push(std::mem::take(&mut current));
+                continue;
+            }
+            _ => {}
+        }
+        current.push(c);
+    }
+    parts.push(current);
+    parts
+}
+
+fn literal(text: &str) -> Option<Value> {
+    let t = text.trim();
+    if let Some(inner) = t.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')) {
+        if inner.replace("''", "").contains('\'') {
+            return None;
+        }
+        return Some(Value::String(inner.replace("''", "'")));
+    }
+    if t.starts_with('{') || t.starts_with('[') {
+        return serde_json::from_str(&single_to_double_quotes(t)).ok();
+    }
+    serde_json::from_str::<Value>(t)
+        .ok()
+        .filter(|v| v.is_number() || v.is_boolean() || v.is_null())
+}
+
+/// Rewrites `'…'` strings (with `''` for a quote) as JSON strings.
+fn single_to_double_quotes(s: &str) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while let Some(&c) = chars.get(i) {
+        match c {
+            '"' => {
+                // A JSON string: copy through to its closing quote.
+                out.push(c);
+                i += 1;
+                while let Some(&d) = chars.get(i) {
+                    out.push(d);
+                    i += 1;
+                    if d == '\\' {
+                        if let Some(&e) = chars.get(i) {
+                            out.push(e);
+                            i += 1;
+                        }
+                    } else if d == '"' {
+                        break;
+                    }
+                }
+            }
+            '\'' => {
+                let mut text = String::new();
+                i += 1;
+                while let Some(&d) = chars.get(i) {
+                    if d == '\'' {
+                        if chars.get(i + 1) == Some(&'\'') {
+                            text.push('\'');
+                            i += 2;
+                            continue;
+                        }
+                        i += 1;
+                        break;
+                    }
+                    text.push(d);
+                    i += 1;
+                }
+                out.push_str(&Value::String(text).to_string());
+            }
+            _ => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// `CalculateRollupField(Target=@t,FieldName=@f)?@t={'@odata.id':'accounts(<id>)'}&@f='opendeals'`
+/// → the record with the rollup column, its `_date` and `_state`
+/// (state 1 = calculated). `opendeals` counts the account's open
+/// opportunities.
+fn calculate_rollup_field(
+    state: &mut State,
+    caller: &Caller,
+    params: &Map<String, Value>,
+) -> Result<EmuResponse, ODataError> {
+    let target = params
+        .get("Target")
+        .and_then(|t| t.get("@odata.id"))
+        .and_then(Value::as_str)
+        .ok_or_else(unresolved)?;
+    let field = params
+        .get("FieldName")
+        .and_then(Value::as_str)
+        .ok_or_else(unresolved)?;
+    let id = record_of(state, target, "account")?;
+    if field != "opendeals" {
+        // Code and message UNCONFIRMED.
+        return Err(ODataError::new(
+            400,
+            "0x80040203",
+            format!("The field '{field}' is not a rollup field of entity 'account'."),
+        ));
+    }
+    let count = state
+        .store
+        .records("opportunity")
+        .filter(|o| {
+            o.get("statecode").as_i64() == Some(0)
+                && o.get("parentaccountid").as_str() == Some(id.as_str())
+        })
+        .count();
+    let now = state.now();
+    let stamp = values::format_datetime(now as i64);
+    // The platform writes the rollup's columns itself (they are read-only
+    // to clients), so this goes straight to the store.
+    let mut changes = Changes::default();
+    changes.values.insert("opendeals".into(), json!(count));
+    changes
+        .values
+        .insert("opendeals_date".into(), json!(stamp.clone()));
+    changes.values.insert("opendeals_state".into(), json!(1));
+    let record = state
+        .store
+        .update("account", &id, changes, &caller.user_id, now)
+        .map_err(store_error)?;
+    Ok(odata_json(
+        200,
+        &json!({
+            "@odata.context": format!("{}$metadata#accounts/$entity", caller.service_root),
+            "@odata.etag": record.etag(),
+            "accountid": id,
+            "opendeals": count,
+            "opendeals_date": stamp,
+            "opendeals_state": 1,
+        }),
+    ))
+}
+
+/// `RetrieveTotalRecordCount(EntityNames=@p1)?@p1=["account"]`.
+fn retrieve_total_record_count(
+    state: &State,
+    caller: &Caller,
+    params: &Map<String, Value>,
+) -> Result<EmuResponse, ODataError> {
+    let names = params
+        .get("EntityNames")
+        .and_then(Value::as_array)
+        .ok_or_else(unresolved)?;
+    let mut keys = Vec::new();
+    let mut counts = Vec::new();
+    for n in names {
+        let name = n.as_str().ok_or_else(unresolved)?;
+        if state.store.schema().by_logical_name(name).is_none() {
+            // Code and message UNCONFIRMED (the metadata cache's wording).
+            return Err(ODataError::new(
+                404,
+                "0x80041102",
+                format!(
+                    "The entity with a name = '{name}' with namemapping = 'Logical' was not found in the MetadataCache."
+                ),
+            ));
+        }
+        keys.push(name.to_string());
+        counts.push(state.store.count(name));
+    }
+    Ok(odata_json(
+        200,
+        &json!({
+            "@odata.context": format!("{}$metadata#Microsoft.Dynamics.CRM.RetrieveTotalRecordCountResponse", caller.service_root),
+            "EntityRecordCountCollection": {
+                "Count": keys.len(),
+                "IsReadOnly": false,
+                "Keys": keys,
+                "Values": counts,
+            }
+        }),
+    ))
+}
+
+/// `POST accounts(<id>)/Microsoft.Dynamics.CRM.new_SetCreditHold`
+/// `{"OnHold": true}` → 200 `{"PreviousValue": false}`: the emulated
+/// environment's custom API, bound to account.
+fn set_credit_hold(
+    state: &mut State,
+    request: &EmuRequest,
+    caller: &Caller,
+    entity: &EntityDef,
+    raw_key: &str,
+) -> Result<EmuResponse, ODataError> {
+    let key = parse_key(entity, raw_key)?;
+    let record =
+        find(state, entity, &key).ok_or_else(|| not_found(entity.logical_name, &key_text(&key)))?;
+    let id = record.id.clone();
+    let previous = record.get("creditonhold").as_bool().unwrap_or(false);
+    let body = json_body(request)?;
+    let on_hold = body
+        .get("OnHold")
+        .and_then(Value::as_bool)
+        .ok_or_else(unresolved)?;
+    let mut changes = Changes::default();
+    changes.values.insert("creditonhold".into(), json!(on_hold));
+    let now = state.now();
+    state
+        .store
+        .update("account", &id, changes, &caller.user_id, now)
+        .map_err(store_error)?;
+    Ok(odata_json(
+        200,
+        &json!({
+            "@odata.context": format!("{}$metadata#Microsoft.Dynamics.CRM.new_SetCreditHoldResponse", caller.service_root),
+            "PreviousValue": previous,
+        }),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literals_follow_odata() {
+        assert_eq!(literal("'O''Brien'"), Some(json!("O'Brien")));
+        assert_eq!(literal("12"), Some(json!(12)));
+        assert_eq!(literal("true"), Some(json!(true)));
+        assert_eq!(
+            literal("{'@odata.id':'accounts(1)'}"),
+            Some(json!({"@odata.id": "accounts(1)"}))
+        );
+        assert_eq!(
+            literal(r#"["account","contact"]"#),
+            Some(json!(["account", "contact"]))
+        );
+        assert_eq!(literal("'a'b'"), None);
+        assert_eq!(literal("nope"), None);
+    }
+
+    #[test]
+    fn parameters_split_outside_quotes_and_brackets() {
+        assert_eq!(
+            split_top_level("A=@p1,B='x,y',C={'a':1,'b':2}"),
+            vec!["A=@p1", "B='x,y'", "C={'a':1,'b':2}"]
+        );
+    }
+}

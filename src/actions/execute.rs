@@ -1,0 +1,238 @@
+//! `executeAction`: any Dataverse action (POST with a JSON body of
+//! parameters) or function (GET with parameter aliases
+//! `Name(P=@p1)?@p1=<literal>`), unbound or bound to a record. Bound
+//! operations get the `Microsoft.Dynamics.CRM.` namespace they require.
+
+use crate::catalog::{ActionDef, InputType, input};
+use crate::client::{Session, parse_json};
+use crate::error::{ConnectorError, Result};
+use crate::http::Method;
+use crate::inputs::Inputs;
+use crate::types::{EntityKey, EntitySet, encode_query, is_identifier, string_literal};
+use serde_json::{Map, Value, json};
+
+const NAMESPACE: &str = "Microsoft.Dynamics.CRM.";
+
+pub fn definitions() -> Vec<ActionDef> {
+    vec![ActionDef {
+        key: "executeAction",
+        label: "Execute Action or Function",
+        description: "Runs a Dataverse action (POST, e.g. WinOpportunity) or function (GET, e.g. WhoAmI, RetrieveTotalRecordCount, CalculateRollupField), unbound or bound to a record.",
+        deprecated: false,
+        inputs: vec![
+            input(
+                "name",
+                "Name",
+                InputType::String,
+                "The action or function name, e.g. WinOpportunity; the Microsoft.Dynamics.CRM. namespace is optional (added for bound operations).",
+            )
+            .required()
+            .example(json!("WinOpportunity")),
+            input(
+                "kind",
+                "Kind",
+                InputType::String,
+                "action (POST, parameters in the JSON body) or function (GET, parameters as @p aliases in the URL).",
+            )
+            .choices(&["action", "function"])
+            .default(json!("action")),
+            input(
+                "boundEntitySet",
+                "Bound Entity Type",
+                InputType::String,
+                "For a bound operation: the entity set of the record it is bound to, e.g. accounts.",
+            ),
+            input(
+                "boundId",
+                "Bound Entity ID",
+                InputType::String,
+                "For a bound operation: the record's GUID or alternate key values.",
+            ),
+            input(
+                "parameters",
+                "Parameters",
+                InputType::Json,
+                "The parameters as a JSON object. Records as {\"@odata.id\": \"accounts(<id>)\"} (function) or with @odata.bind / @odata.type (action); strings, numbers, booleans, arrays.",
+            )
+            .example(json!({"EntityNames": ["account"]})),
+        ],
+    }]
+}
+
+pub fn run(key: &str, session: &mut Session<'_>, inputs: &Inputs) -> Option<Result<Value>> {
+    match key {
+        "executeAction" => Some(execute(session, inputs)),
+        _ => None,
+    }
+}
+
+/// The operation name without its namespace, validated.
+fn name_of(inputs: &Inputs) -> Result<String> {
+    let raw = inputs.str("name").unwrap_or("").trim();
+    let bare = raw.strip_prefix(NAMESPACE).unwrap_or(raw);
+    if !is_identifier(bare) {
+        return Err(ConnectorError::invalid_input(
+            "name",
+            format!("'{raw}' is not an action or function name (letters, digits and _ only)"),
+        ));
+    }
+    Ok(bare.to_string())
+}
+
+fn parameters_of(inputs: &Inputs) -> Result<Map<String, Value>> {
+    let bad = || ConnectorError::invalid_input("parameters", "must be a JSON object");
+    let params = match inputs.get("parameters") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m.clone(),
+        Some(Value::String(s)) if s.trim().is_empty() => Map::new(),
+        Some(Value::String(s)) => match serde_json::from_str(s) {
+            Ok(Value::Object(m)) => m,
+            _ => return Err(bad()),
+        },
+        Some(_) => return Err(bad()),
+    };
+    Ok(params)
+}
+
+/// `set(key)/` for a bound operation, or nothing.
+fn binding_of(inputs: &Inputs) -> Result<Option<String>> {
+    let set = inputs
+        .str("boundEntitySet")
+        .filter(|s| !s.trim().is_empty());
+    let id = inputs.str("boundId").filter(|s| !s.trim().is_empty());
+    match (set, id) {
+        (None, None) => Ok(None),
+        (Some(s), Some(i)) => {
+            let set = EntitySet::parse("boundEntitySet", s)?;
+            let key = EntityKey::parse("boundId", i)?;
+            Ok(Some(format!("{set}{}/", key.to_segment())))
+        }
+        (Some(_), None) => Err(ConnectorError::invalid_input(
+            "boundId",
+            "is required with boundEntitySet",
+        )),
+        (None, Some(_)) => Err(ConnectorError::invalid_input(
+            "boundEntitySet",
+            "is required with boundId",
+        )),
+    }
+}
+
+/// An OData literal for a function parameter alias: strings quoted with `'`
+/// doubled, numbers/booleans/null as they are, objects and arrays as JSON.
+fn alias_literal(value: &Value) -> String {
+    match value {
+        Value::String(s) => string_literal(s),
+        other => other.to_string(),
+    }
+}
+
+/// `Name(A=@p1,B=@p2)?@p1=…&@p2=…` (parameters in the object's order).
+fn function_path(prefix: &str, name: &str, params: &Map<String, Value>) -> Result<String> {
+    let mut names = Vec::new();
+    let mut aliases = Vec::new();
+    for (i, (k, v)) in params.iter().enumerate() {
+        if !is_identifier(k) {
+            return Err(ConnectorError::invalid_input(
+                "parameters",
+                format!("'{k}' is not a parameter name (letters, digits and _ only)"),
+            ));
+        }
+        names.push(format!("{k}=@p{}", i + 1));
+        aliases.push(format!("@p{}={}", i + 1, encode_query(&alias_literal(v))));
+    }
+    let mut path = format!("{prefix}{name}({})", names.join(","));
+    if !aliases.is_empty() {
+        path.push('?');
+        path.push_str(&aliases.join("&"));
+    }
+    Ok(path)
+}
+
+fn execute(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
+    let name = name_of(inputs)?;
+    let params = parameters_of(inputs)?;
+    let binding = binding_of(inputs)?;
+    let prefix = match &binding {
+        Some(b) => format!("{b}{NAMESPACE}"),
+        None => String::new(),
+    };
+    let request = match inputs.str("kind").unwrap_or("action") {
+        "function" => session.request(Method::Get, &function_path(&prefix, &name, &params)?)?,
+        "action" => session
+            .request(Method::Post, &format!("{prefix}{name}"))?
+            .json_body(&Value::Object(params)),
+        other => {
+            return Err(ConnectorError::invalid_input(
+                "kind",
+                format!("'{other}' is neither action nor function"),
+            ));
+        }
+    };
+    let response = session.send_ok(request)?;
+    let result = if response.body.is_empty() {
+        Value::Null
+    } else {
+        parse_json(&response)?
+    };
+    Ok(json!({"status": response.status, "result": result}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn function_parameters_become_encoded_aliases() {
+        let params: Map<String, Value> = serde_json::from_value(json!({
+            "Target": {"@odata.id": "accounts(a0000000-0000-4000-8000-000000000001)"},
+            "FieldName": "it's & more",
+            "Count": 3,
+        }))
+        .unwrap_or_default();
+        let path = function_path("", "F", &params).unwrap_or_default();
+        // Aliases are numbered in the parameters' order.
+        let alias = |name: &str| {
+            let i = params.keys().position(|k| k == name).unwrap_or(99) + 1;
+            assert!(path.contains(&format!("{name}=@p{i}")), "{path}");
+            format!("@p{i}=")
+        };
+        assert!(path.starts_with("F("), "{path}");
+        assert!(
+            path.contains(&format!("{}'it''s%20%26%20more'", alias("FieldName"))),
+            "{path}"
+        );
+        assert!(path.contains(&format!("{}3", alias("Count"))), "{path}");
+        assert!(
+            path.contains(&format!(
+                "{}%7B%22@odata.id%22:%22accounts(a0000000",
+                alias("Target")
+            )),
+            "{path}"
+        );
+        assert_eq!(
+            function_path("", "WhoAmI", &Map::new()).ok().as_deref(),
+            Some("WhoAmI()")
+        );
+    }
+
+    #[test]
+    fn bad_names_are_refused() {
+        let def = &definitions()[0];
+        for (json, input) in [
+            (r#"{"name":"Win/../x"}"#, "name"),
+            (r#"{"name":"X","parameters":[1]}"#, "parameters"),
+            (r#"{"name":"X","boundEntitySet":"accounts"}"#, "boundId"),
+        ] {
+            let inputs = Inputs::parse(def, json).ok();
+            let err = inputs
+                .as_ref()
+                .map(|i| name_of(i).and(parameters_of(i)).and(binding_of(i)).err());
+            let got = match err.flatten().map(|e| e.kind) {
+                Some(crate::error::ErrorKind::InvalidInput { input }) => Some(input),
+                _ => None,
+            };
+            assert_eq!(got.as_deref(), Some(input), "{json}");
+        }
+    }
+}
