@@ -2,6 +2,7 @@
 //! `definitions()` (its catalog entries) and `run()` (returns `None` for keys
 //! it does not own). Adding a group is one line in each list below.
 
+mod batch;
 mod raw;
 mod records;
 mod user;
@@ -18,14 +19,15 @@ pub fn definitions() -> Vec<ActionDef> {
         user::definitions(),
         records::definitions(),
         raw::definitions(),
+        batch::definitions(),
     ]
     .concat()
 }
 
 /// Runs one action whose inputs were already validated.
 pub fn run(key: &str, session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
-    let groups: [fn(&str, &mut Session<'_>, &Inputs) -> Option<Result<Value>>; 3] =
-        [user::run, records::run, raw::run];
+    let groups: [fn(&str, &mut Session<'_>, &Inputs) -> Option<Result<Value>>; 4] =
+        [user::run, records::run, raw::run, batch::run];
     for group in groups {
         if let Some(result) = group(key, session, inputs) {
             return result;

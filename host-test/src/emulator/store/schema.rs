@@ -4,6 +4,8 @@
 //! what an `EntityDefinitions` endpoint needs to describe them (schema names,
 //! metadata ids, display names, ownership).
 
+mod sales;
+
 /// How an entity's records are owned (`OwnershipType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ownership {
@@ -253,7 +255,10 @@ impl Schema {
                 opportunity(),
                 systemuser(),
                 businessunit(),
-            ],
+            ]
+            .into_iter()
+            .chain(sales::entities())
+            .collect(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! then dispatch by the first path segment.
 
 mod actions;
+mod bulk;
 mod functions;
 pub mod records;
 

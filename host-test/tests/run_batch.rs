@@ -1,0 +1,379 @@
+//! `runBatch` through the real component against the emulator's `$batch`:
+//! size, change-set atomicity, continue-on-error, `$n` references, the
+//! 1,000-item limit, mixed operations and bulk (CreateMultiple …).
+
+mod common;
+
+use common::{Env, is_guid};
+use host_test::emulator::store::seed;
+use serde_json::{Value, json};
+
+fn batch_requests(env: &Env) -> Vec<host_test::emulator::LoggedRequest> {
+    env.emulator
+        .log()
+        .into_iter()
+        .filter(|r| r.path().starts_with("/api/data/"))
+        .collect()
+}
+
+fn count(env: &Env, entity: &str) -> usize {
+    env.emulator.state().store.count(entity)
+}
+
+fn accounts_named(env: &Env, prefix: &str) -> Vec<String> {
+    env.emulator
+        .state()
+        .store
+        .records("account")
+        .filter_map(|r| r.get("name").as_str().map(str::to_string))
+        .filter(|n| n.starts_with(prefix))
+        .collect()
+}
+
+async fn run(env: &mut Env, inputs: Value) -> Value {
+    env.ok("runBatch", &inputs.to_string()).await
+}
+
+#[tokio::test]
+async fn a_thousand_creates_in_one_batch_give_a_thousand_records_and_results_in_order() {
+    let mut env = Env::new();
+    let before = count(&env, "account");
+    let items: Vec<Value> = (0..1000)
+        .map(|i| json!({"collection": "accounts", "action": "create", "data": {"name": format!("Bulk {i:04}")}}))
+        .collect();
+    let out = run(&mut env, json!({"batchActions": items})).await;
+    let results = out["results"].as_array().expect("results");
+    assert_eq!(results.len(), 1000);
+    assert_eq!(out["succeeded"], 1000);
+    assert_eq!(out["failed"], 0);
+    let mut ids = std::collections::HashSet::new();
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(r["index"], i);
+        assert_eq!(r["success"], true, "{r}");
+        assert_eq!(r["status"], 204);
+        assert!(is_guid(&r["id"]), "{r}");
+        // Each result's id is the record created from that item.
+        let state = env.emulator.state();
+        let rec = state
+            .store
+            .get("account", r["id"].as_str().unwrap())
+            .expect("record exists");
+        assert_eq!(rec.get("name"), &json!(format!("Bulk {i:04}")));
+        drop(state);
+        assert!(
+            ids.insert(r["id"].as_str().unwrap().to_string()),
+            "no duplicate ids"
+        );
+    }
+    assert_eq!(count(&env, "account"), before + 1000);
+    let posts: Vec<_> = batch_requests(&env);
+    assert_eq!(posts.len(), 1, "one $batch request");
+    assert!(posts[0].path().ends_with("/$batch"));
+}
+
+#[tokio::test]
+async fn a_failing_item_rolls_back_the_whole_change_set_and_says_which_and_why() {
+    let mut env = Env::new();
+    let before = count(&env, "account");
+    let mut items: Vec<Value> = (0..5)
+        .map(|i| json!({"collection": "accounts", "action": "create", "data": {"name": format!("Atomic {i}")}}))
+        .collect();
+    items[2] = json!({"collection": "accounts", "action": "create", "data": {"name": "Atomic 2", "nosuchcolumn": 1}});
+    let out = run(&mut env, json!({"batchActions": items, "atomic": true})).await;
+    assert_eq!(count(&env, "account"), before, "none of the 5 exist");
+    assert!(accounts_named(&env, "Atomic").is_empty());
+    let results = out["results"].as_array().unwrap();
+    assert_eq!(results.len(), 5);
+    assert_eq!(out["succeeded"], 0);
+    let failed = &results[2];
+    assert_eq!(failed["success"], false);
+    assert_eq!(failed["status"], 400);
+    let message = failed["error"]["message"].as_str().unwrap();
+    assert!(message.contains("nosuchcolumn"), "{failed}");
+    assert!(
+        failed.get("notRun").is_none(),
+        "the failing item has its own answer"
+    );
+    for i in [0, 1, 3, 4] {
+        let r = &results[i];
+        assert_eq!(r["success"], false, "{r}");
+        assert_eq!(r["status"], Value::Null);
+        assert_eq!(r["notRun"], true);
+        assert!(
+            r["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("rolled back: batchActions[2] failed"),
+            "{r}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn continue_on_error_keeps_the_good_items_and_reports_the_bad_ones() {
+    let mut env = Env::new();
+    let missing = "0badbad0-0000-4000-8000-000000000000";
+    let items = json!([
+        {"collection": "accounts", "action": "create", "data": {"name": "Keep 1"}},
+        {"collection": "accounts", "action": "update", "key": missing, "data": {"name": "x"}},
+        {"collection": "accounts", "action": "create", "data": {"name": "Keep 2"}},
+        {"collection": "accounts", "action": "create", "data": {"name": "Bad", "nosuchcolumn": 1}},
+        {"collection": "accounts", "action": "create", "data": {"name": "Keep 3"}}
+    ]);
+    let out = run(
+        &mut env,
+        json!({"batchActions": items, "continueOnError": true}),
+    )
+    .await;
+    let mut names = accounts_named(&env, "Keep");
+    names.sort();
+    assert_eq!(names, ["Keep 1", "Keep 2", "Keep 3"]);
+    assert!(accounts_named(&env, "Bad").is_empty());
+    let r = out["results"].as_array().unwrap();
+    assert_eq!(out["succeeded"], 3);
+    assert_eq!(out["failed"], 2);
+    for i in [0, 2, 4] {
+        assert_eq!(r[i]["success"], true);
+    }
+    assert_eq!(r[1]["status"], 404);
+    assert_eq!(r[1]["error"]["code"], "0x80040217");
+    assert_eq!(r[3]["status"], 400);
+    let req = &batch_requests(&env)[0];
+    assert_eq!(req.header("Prefer"), Some("odata.continue-on-error"));
+}
+
+#[tokio::test]
+async fn without_continue_on_error_later_items_are_reported_not_run() {
+    let mut env = Env::new();
+    let items = json!([
+        {"collection": "accounts", "action": "create", "data": {"name": "Stop 1"}},
+        {"collection": "accounts", "action": "create", "data": {"name": "Stop 2", "nosuchcolumn": 1}},
+        {"collection": "accounts", "action": "create", "data": {"name": "Stop 3"}}
+    ]);
+    let out = run(&mut env, json!({"batchActions": items})).await;
+    assert_eq!(accounts_named(&env, "Stop"), ["Stop 1"]);
+    let r = out["results"].as_array().unwrap();
+    assert_eq!(r.len(), 3);
+    // Dataverse answers only the failing part; the first item did run.
+    assert_eq!(r[0]["success"], true, "{}", r[0]);
+    assert_eq!(r[0]["status"], Value::Null);
+    assert_eq!(r[0]["answered"], false);
+    assert!(r[0].get("notRun").is_none());
+    assert_eq!(r[1]["status"], 400);
+    assert_eq!(r[2]["notRun"], true);
+    assert!(
+        r[2]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("continueOnError"),
+        "{}",
+        r[2]
+    );
+}
+
+#[tokio::test]
+async fn a_content_id_reference_binds_a_contact_to_the_account_created_before_it() {
+    let mut env = Env::new();
+    let items = json!([
+        {"collection": "accounts", "action": "create", "data": {"name": "Parent Co"}},
+        {"collection": "contacts", "action": "create", "data": {"lastname": "Child", "parentcustomerid_account@odata.bind": "$1"}, "returnRepresentation": true}
+    ]);
+    let out = run(&mut env, json!({"batchActions": items, "atomic": true})).await;
+    let r = out["results"].as_array().unwrap();
+    assert_eq!(out["succeeded"], 2, "{out}");
+    let account_id = r[0]["id"].as_str().unwrap();
+    assert_eq!(r[1]["status"], 201);
+    assert_eq!(r[1]["record"]["_parentcustomerid_value"], account_id);
+    let contact_id = r[1]["id"].as_str().unwrap();
+    let got = env
+        .ok(
+            "getEntity",
+            &json!({"entityType": "contacts", "entityId": contact_id, "fieldNames": ["_parentcustomerid_value"]}).to_string(),
+        )
+        .await;
+    assert_eq!(got["_parentcustomerid_value"], account_id, "{got}");
+}
+
+#[tokio::test]
+async fn more_than_a_thousand_items_is_invalid_input_and_nothing_is_sent() {
+    let mut env = Env::new();
+    let items: Vec<Value> = (0..1001)
+        .map(|i| json!({"collection": "accounts", "action": "create", "data": {"name": format!("Too many {i}")}}))
+        .collect();
+    let e = env
+        .err("runBatch", &json!({"batchActions": items}).to_string())
+        .await;
+    assert_eq!(e["kind"], "invalid-input", "{e}");
+    assert_eq!(e["input"], "batchActions");
+    assert!(e["message"].as_str().unwrap().contains("1001"), "{e}");
+    assert!(
+        env.emulator.log().is_empty(),
+        "no request, not even a token"
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_item_names_its_index_and_field_before_anything_is_sent() {
+    let mut env = Env::new();
+    let e = env
+        .err(
+            "runBatch",
+            &json!({"batchActions": [
+                {"collection": "accounts", "action": "get"},
+                {"collection": "accounts", "action": "update", "data": {"name": "x"}}
+            ]})
+            .to_string(),
+        )
+        .await;
+    assert_eq!(e["kind"], "invalid-input");
+    assert_eq!(e["input"], "batchActions[1].key");
+    assert!(env.emulator.log().is_empty());
+}
+
+#[tokio::test]
+async fn mixed_get_create_update_delete_in_one_batch() {
+    let mut env = Env::new();
+    let a1 = seed::account_id(1);
+    let a2 = seed::account_id(2);
+    let items = json!([
+        {"collection": "accounts", "action": "get", "key": a1, "query": "$select=name"},
+        {"collection": "accounts", "action": "create", "data": {"name": "Mixed New"}, "returnRepresentation": true},
+        {"collection": "accounts", "action": "update", "key": a1, "data": {"name": "Mixed Renamed"}},
+        {"collection": "accounts", "action": "delete", "key": a2},
+        {"collection": "accounts", "action": "get", "query": "$select=name&$filter=startswith(name,'Mixed')&$orderby=name"}
+    ]);
+    let out = run(&mut env, json!({"batchActions": items})).await;
+    let r = out["results"].as_array().unwrap();
+    assert_eq!(out["succeeded"], 5, "{out}");
+    assert_eq!(r[0]["status"], 200);
+    assert!(r[0]["record"]["name"].is_string());
+    assert_eq!(
+        r[0]["record"]["name"]
+            .as_str()
+            .map(|n| n.starts_with("Mixed")),
+        Some(false)
+    );
+    assert_eq!(r[1]["status"], 201);
+    assert_eq!(r[1]["record"]["name"], "Mixed New");
+    assert_eq!(r[2]["status"], 204);
+    assert_eq!(r[3]["status"], 204);
+    let names: Vec<&str> = r[4]["record"]["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["Mixed New", "Mixed Renamed"],
+        "the get sees the earlier writes"
+    );
+    assert!(env.emulator.state().store.get("account", &a2).is_none());
+    // Atomic: the same shape runs the writes in one change set, gets outside.
+    let out = run(
+        &mut env,
+        json!({"batchActions": [
+            {"collection": "accounts", "action": "create", "data": {"name": "Mixed Atomic"}},
+            {"collection": "accounts", "action": "get", "key": a1, "query": "$select=name"},
+            {"collection": "accounts", "action": "update", "key": "$1", "data": {"name": "Mixed Atomic 2"}}
+        ], "atomic": true}),
+    )
+    .await;
+    assert_eq!(out["succeeded"], 3, "{out}");
+    assert_eq!(out["results"][1]["record"]["name"], "Mixed Renamed");
+    assert_eq!(accounts_named(&env, "Mixed Atomic"), ["Mixed Atomic 2"]);
+}
+
+#[tokio::test]
+async fn bulk_sends_create_update_and_upsert_multiple_with_per_item_results() {
+    let mut env = Env::new();
+    let before = count(&env, "account");
+    let items: Vec<Value> = (0..5)
+        .map(|i| json!({"collection": "accounts", "action": "create", "data": {"name": format!("Bulky {i}")}}))
+        .collect();
+    let out = run(&mut env, json!({"batchActions": items, "bulk": true})).await;
+    let r = out["results"].as_array().unwrap();
+    assert_eq!(r.len(), 5);
+    assert_eq!(out["succeeded"], 5, "{out}");
+    assert_eq!(count(&env, "account"), before + 5);
+    let ids: Vec<String> = r
+        .iter()
+        .enumerate()
+        .map(|(i, x)| {
+            assert_eq!(x["bulk"], "CreateMultiple");
+            let id = x["id"].as_str().unwrap().to_string();
+            let state = env.emulator.state();
+            assert_eq!(
+                state.store.get("account", &id).unwrap().get("name"),
+                &json!(format!("Bulky {i}"))
+            );
+            id
+        })
+        .collect();
+    let inner = env
+        .emulator
+        .log()
+        .into_iter()
+        .find(|r| r.path().ends_with("/$batch"))
+        .unwrap();
+    let body = String::from_utf8_lossy(&inner.body).to_string();
+    assert!(
+        body.contains(
+            "POST /api/data/v9.2/accounts/Microsoft.Dynamics.CRM.CreateMultiple HTTP/1.1"
+        ),
+        "{body}"
+    );
+    assert!(body.contains("\"@odata.type\":\"Microsoft.Dynamics.CRM.account\""));
+
+    let new_id = "b1b1b1b1-0000-4000-8000-000000000001";
+    let out = run(
+        &mut env,
+        json!({"batchActions": [
+            {"collection": "accounts", "action": "update", "key": ids[0], "data": {"name": "Bulky U0"}},
+            {"collection": "accounts", "action": "update", "key": ids[1], "data": {"name": "Bulky U1"}},
+            {"collection": "accounts", "action": "upsert", "key": ids[2], "data": {"name": "Bulky P2"}},
+            {"collection": "accounts", "action": "upsert", "key": new_id, "data": {"name": "Bulky P new"}}
+        ], "bulk": true, "atomic": true}),
+    )
+    .await;
+    let r = out["results"].as_array().unwrap();
+    assert_eq!(out["succeeded"], 4, "{out}");
+    assert_eq!(r[0]["bulk"], "UpdateMultiple");
+    assert_eq!(r[0]["id"], ids[0].as_str());
+    assert_eq!(r[3]["bulk"], "UpsertMultiple");
+    assert_eq!(r[3]["id"], new_id);
+    let mut names = accounts_named(&env, "Bulky");
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "Bulky 3",
+            "Bulky 4",
+            "Bulky P new",
+            "Bulky P2",
+            "Bulky U0",
+            "Bulky U1"
+        ]
+    );
+
+    // A failing target fails its whole bulk request: every member carries the error.
+    let missing = "0badbad0-0000-4000-8000-000000000000";
+    let out = run(
+        &mut env,
+        json!({"batchActions": [
+            {"collection": "accounts", "action": "update", "key": ids[0], "data": {"name": "Bulky never"}},
+            {"collection": "accounts", "action": "update", "key": missing, "data": {"name": "x"}}
+        ], "bulk": true}),
+    )
+    .await;
+    let r = out["results"].as_array().unwrap();
+    assert_eq!(out["failed"], 2);
+    for x in r {
+        assert_eq!(x["status"], 404, "{x}");
+        assert_eq!(x["error"]["code"], "0x80040217");
+    }
+    assert!(
+        accounts_named(&env, "Bulky never").is_empty(),
+        "rolled back"
+    );
+}
