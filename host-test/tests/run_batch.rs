@@ -377,3 +377,214 @@ async fn bulk_sends_create_update_and_upsert_multiple_with_per_item_results() {
         "rolled back"
     );
 }
+
+// ---- the privacy-request flow ----------------------------------------------
+
+use host_test::emulator::store::seed_sales as privacy;
+
+const DOC_FIELDS: &str =
+    "billto_name,billto_line1,billto_city,billto_telephone,shipto_line1,emailaddress";
+
+/// The GETs of an access request: the person as a contact and as a lead,
+/// with every linked record expanded. `by` is the filter (by email the
+/// first time; by the ids found, once the email itself is masked).
+fn access_request(contact_filter: &str, lead_filter: &str) -> Value {
+    let contact_query = format!(
+        "$select=contactid,fullname,firstname,lastname,emailaddress1,telephone1,address1_city,birthdate&$filter={contact_filter}&$expand=Contact_CustomerAddress($select=name,line1,city,postalcode,telephone1),Contact_Annotation($select=subject,notetext),incident_customer_contacts($select=title,description,emailaddress),quote_customer_contacts($select={DOC_FIELDS}),order_customer_contacts($select={DOC_FIELDS}),invoice_customer_contacts($select={DOC_FIELDS})"
+    );
+    let lead_query = format!(
+        "$select=leadid,fullname,firstname,lastname,emailaddress1,companyname&$filter={lead_filter}&$expand=Lead_Annotation($select=subject,notetext)"
+    );
+    json!({"batchActions": [
+        {"collection": "contacts", "action": "get", "query": contact_query},
+        {"collection": "leads", "action": "get", "query": lead_query}
+    ]})
+}
+
+/// Every record an access request found: (entity set, primary key, record).
+fn found(out: &Value) -> Vec<(&'static str, String, Value)> {
+    let mut all = Vec::new();
+    let results = out["results"].as_array().expect("results");
+    assert_eq!(out["succeeded"], 2, "{out}");
+    for contact in results[0]["record"]["value"].as_array().unwrap() {
+        all.push((
+            "contacts",
+            contact["contactid"].as_str().unwrap().to_string(),
+            contact.clone(),
+        ));
+        for (nav, set, key) in [
+            (
+                "Contact_CustomerAddress",
+                "customeraddresses",
+                "customeraddressid",
+            ),
+            ("Contact_Annotation", "annotations", "annotationid"),
+            ("incident_customer_contacts", "incidents", "incidentid"),
+            ("quote_customer_contacts", "quotes", "quoteid"),
+            ("order_customer_contacts", "salesorders", "salesorderid"),
+            ("invoice_customer_contacts", "invoices", "invoiceid"),
+        ] {
+            for r in contact[nav]
+                .as_array()
+                .unwrap_or_else(|| panic!("{nav} expanded: {contact}"))
+            {
+                all.push((set, r[key].as_str().unwrap().to_string(), r.clone()));
+            }
+        }
+    }
+    for lead in results[1]["record"]["value"].as_array().unwrap() {
+        all.push((
+            "leads",
+            lead["leadid"].as_str().unwrap().to_string(),
+            lead.clone(),
+        ));
+        for r in lead["Lead_Annotation"].as_array().unwrap() {
+            all.push((
+                "annotations",
+                r["annotationid"].as_str().unwrap().to_string(),
+                r.clone(),
+            ));
+        }
+    }
+    all
+}
+
+/// The personal columns of each table and how they are masked.
+fn personal_fields(set: &str) -> (&'static [&'static str], &'static [&'static str]) {
+    match set {
+        "contacts" => (
+            &[
+                "firstname",
+                "lastname",
+                "emailaddress1",
+                "telephone1",
+                "address1_city",
+            ],
+            &["birthdate"],
+        ),
+        "leads" => (&["firstname", "lastname", "emailaddress1"], &[]),
+        "customeraddresses" => (&["line1", "city", "postalcode", "telephone1"], &[]),
+        "annotations" => (&["subject", "notetext"], &[]),
+        "incidents" => (&["title", "description", "emailaddress"], &[]),
+        "quotes" | "invoices" | "salesorders" => (
+            &[
+                "billto_name",
+                "billto_line1",
+                "billto_city",
+                "billto_telephone",
+                "shipto_line1",
+                "emailaddress",
+            ],
+            &[],
+        ),
+        other => panic!("no personal fields known for {other}"),
+    }
+}
+
+#[tokio::test]
+async fn privacy_request_finds_a_person_everywhere_and_masks_them_in_one_change_set() {
+    let mut env = Env::new();
+    let email_filter = format!("emailaddress1 eq '{}'", privacy::PRIVACY_EMAIL);
+
+    // 1. Access request: one $batch of GETs.
+    let access = run(&mut env, access_request(&email_filter, &email_filter)).await;
+    let records = found(&access);
+    let mut kinds: Vec<(&str, &str)> = records.iter().map(|(s, id, _)| (*s, id.as_str())).collect();
+    kinds.sort();
+    let mut expected = vec![
+        ("contacts", privacy::PRIVACY_CONTACT),
+        ("leads", privacy::PRIVACY_LEAD),
+        ("customeraddresses", privacy::PRIVACY_ADDRESS),
+        ("annotations", privacy::PRIVACY_NOTE_CONTACT),
+        ("annotations", privacy::PRIVACY_NOTE_LEAD),
+        ("incidents", privacy::PRIVACY_CASE),
+        ("quotes", privacy::PRIVACY_QUOTE),
+        ("salesorders", privacy::PRIVACY_ORDER),
+        ("invoices", privacy::PRIVACY_INVOICE),
+    ];
+    expected.sort();
+    assert_eq!(
+        kinds, expected,
+        "exactly the person's records, nobody else's"
+    );
+    let contact = &records.iter().find(|(s, _, _)| *s == "contacts").unwrap().2;
+    assert_eq!(contact["birthdate"], "1984-03-09T00:00:00Z");
+    assert_eq!(contact["telephone1"], "+44 20 7946 0001");
+    let log_before = env.emulator.log().len();
+    assert_eq!(
+        env.emulator
+            .log()
+            .iter()
+            .filter(|r| r.path().ends_with("/$batch"))
+            .count(),
+        1,
+        "the access request was one $batch"
+    );
+
+    // 2. Erasure: one atomic change set masking every record except sales orders.
+    let mut items = Vec::new();
+    for (set, id, _) in &records {
+        if *set == "salesorders" {
+            continue;
+        }
+        let (strings, typed) = personal_fields(set);
+        let mut data = serde_json::Map::new();
+        for f in strings {
+            data.insert((*f).into(), json!("MASKED"));
+        }
+        for f in typed {
+            data.insert((*f).into(), Value::Null);
+        }
+        items.push(json!({"collection": set, "action": "update", "key": id, "data": data}));
+    }
+    assert_eq!(items.len(), 8);
+    let masked = run(&mut env, json!({"batchActions": items, "atomic": true})).await;
+    assert_eq!(masked["succeeded"], 8, "{masked}");
+    let batch_posts: Vec<_> = env.emulator.log()[log_before..]
+        .iter()
+        .filter(|r| r.path().ends_with("/$batch"))
+        .cloned()
+        .collect();
+    assert_eq!(batch_posts.len(), 1, "the erasure was one $batch");
+    let body = String::from_utf8_lossy(&batch_posts[0].body);
+    assert_eq!(
+        body.matches("boundary=changeset_").count(),
+        1,
+        "one change set"
+    );
+
+    // 3. A second access request (by id: the email itself is masked now).
+    let by_contact = format!("contactid eq {}", privacy::PRIVACY_CONTACT);
+    let by_lead = format!("leadid eq {}", privacy::PRIVACY_LEAD);
+    let again = found(&run(&mut env, access_request(&by_contact, &by_lead)).await);
+    assert_eq!(again.len(), 9, "the same records are found");
+    for (set, id, record) in &again {
+        let (strings, typed) = personal_fields(set);
+        for f in strings {
+            if *set == "salesorders" {
+                assert_ne!(record[*f], "MASKED", "sales order {id} untouched: {record}");
+            } else {
+                assert_eq!(record[*f], "MASKED", "{set}({id}).{f}: {record}");
+            }
+        }
+        for f in typed {
+            assert_eq!(record[*f], Value::Null, "{set}({id}).{f} cleared");
+        }
+    }
+    let order = &again
+        .iter()
+        .find(|(s, _, _)| *s == "salesorders")
+        .unwrap()
+        .2;
+    assert_eq!(order["billto_line1"], "1 Privacy Row");
+    assert_eq!(order["emailaddress"], privacy::PRIVACY_EMAIL);
+    let contact = &again.iter().find(|(s, _, _)| *s == "contacts").unwrap().2;
+    assert_eq!(
+        contact["fullname"], "MASKED MASKED",
+        "the computed full name follows"
+    );
+    // Nobody else was touched.
+    let state = env.emulator.state();
+    let other = state.store.get("incident", privacy::OTHER_CASE).unwrap();
+    assert_eq!(other.get("title"), &json!("Someone else's case"));
+}
