@@ -376,6 +376,39 @@ async fn bulk_sends_create_update_and_upsert_multiple_with_per_item_results() {
         accounts_named(&env, "Bulky never").is_empty(),
         "rolled back"
     );
+
+    // Bulk requests and single parts interleaved: each answer lands on its items.
+    let out = run(
+        &mut env,
+        json!({"batchActions": [
+            {"collection": "accounts", "action": "create", "data": {"name": "Mix A"}},
+            {"collection": "accounts", "action": "create", "data": {"name": "Mix B"}},
+            {"collection": "contacts", "action": "update", "key": missing, "data": {"lastname": "x"}},
+            {"collection": "accounts", "action": "get", "key": ids[0], "query": "$select=name"},
+            {"collection": "accounts", "action": "create", "data": {"name": "Mix C"}},
+            {"collection": "accounts", "action": "create", "data": {"name": "Mix D"}}
+        ], "bulk": true, "continueOnError": true}),
+    )
+    .await;
+    let r = out["results"].as_array().unwrap();
+    assert_eq!(out["succeeded"], 5, "{out}");
+    for (i, name) in [(0, "Mix A"), (1, "Mix B"), (4, "Mix C"), (5, "Mix D")] {
+        assert_eq!(r[i]["bulk"], "CreateMultiple");
+        let id = r[i]["id"].as_str().unwrap();
+        assert_eq!(
+            env.emulator
+                .state()
+                .store
+                .get("account", id)
+                .unwrap()
+                .get("name"),
+            &json!(name)
+        );
+    }
+    assert_eq!(r[2]["status"], 404);
+    assert_eq!(r[2]["error"]["code"], "0x80040217");
+    assert_eq!(r[3]["status"], 200);
+    assert_eq!(r[3]["record"]["name"], "Bulky U0");
 }
 
 // ---- the privacy-request flow ----------------------------------------------
@@ -481,27 +514,88 @@ fn personal_fields(set: &str) -> (&'static [&'static str], &'static [&'static st
     }
 }
 
+const PAT_EMAIL: &str = "pat.privacy@example.org";
+
+const PRIVACY_SETS: [&str; 8] = [
+    "contacts",
+    "leads",
+    "customeraddresses",
+    "annotations",
+    "incidents",
+    "quotes",
+    "salesorders",
+    "invoices",
+];
+
+/// Pat Privacy as a contact and a lead, with an address, notes, a case, a
+/// quote, a sales order and an invoice: one atomic batch whose later items
+/// bind to the contact and lead by `$1` / `$2`. Returns (entity set, id) of
+/// each record, in item order.
+async fn create_pat(env: &mut Env) -> Vec<(&'static str, String)> {
+    let doc = |name: &str| {
+        json!({
+            "name": name, "totalamount": 99.0, "billto_name": "Pat Privacy",
+            "billto_line1": "1 Privacy Row", "billto_city": "London",
+            "billto_telephone": "+44 20 7946 0001", "shipto_line1": "1 Privacy Row",
+            "emailaddress": PAT_EMAIL, "customerid_contact@odata.bind": "$1",
+        })
+    };
+    let items = json!([
+        {"collection": "contacts", "action": "create", "data": {
+            "firstname": "Pat", "lastname": "Privacy", "emailaddress1": PAT_EMAIL,
+            "telephone1": "+44 20 7946 0001", "address1_city": "London",
+            "birthdate": "1984-03-09T00:00:00Z", "jobtitle": "Buyer"}},
+        {"collection": "leads", "action": "create", "data": {
+            "subject": "Pricing enquiry", "firstname": "Pat", "lastname": "Privacy",
+            "emailaddress1": PAT_EMAIL, "companyname": "Privacy Ltd"}},
+        {"collection": "customeraddresses", "action": "create", "data": {
+            "name": "Home", "line1": "1 Privacy Row", "city": "London", "postalcode": "N1 1AA",
+            "telephone1": "+44 20 7946 0002", "parentid_contact@odata.bind": "$1"}},
+        {"collection": "annotations", "action": "create", "data": {
+            "subject": "Call with Pat", "notetext": "Prefers calls after 5pm.",
+            "objectid_contact@odata.bind": "$1"}},
+        {"collection": "annotations", "action": "create", "data": {
+            "subject": "Lead note", "notetext": "Met Pat at the fair.",
+            "objectid_lead@odata.bind": "$2"}},
+        {"collection": "incidents", "action": "create", "data": {
+            "title": "Delivery to Pat Privacy late", "description": "Parcel for 1 Privacy Row.",
+            "emailaddress": PAT_EMAIL, "customerid_contact@odata.bind": "$1"}},
+        {"collection": "quotes", "action": "create", "data": doc("QUO-PAT")},
+        {"collection": "salesorders", "action": "create", "data": doc("ORD-PAT")},
+        {"collection": "invoices", "action": "create", "data": doc("INV-PAT")}
+    ]);
+    let out = run(env, json!({"batchActions": items, "atomic": true})).await;
+    assert_eq!(out["succeeded"], 9, "{out}");
+    out["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let name = r["collection"].as_str().unwrap();
+            let set = *PRIVACY_SETS
+                .iter()
+                .find(|s| **s == name)
+                .expect("a known set");
+            (set, r["id"].as_str().expect("created id").to_string())
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn privacy_request_finds_a_person_everywhere_and_masks_them_in_one_change_set() {
     let mut env = Env::new();
-    let email_filter = format!("emailaddress1 eq '{}'", privacy::PRIVACY_EMAIL);
+    let pat = create_pat(&mut env).await;
+    let contact_id = pat[0].1.clone();
+    let lead_id = pat[1].1.clone();
+    env.emulator.clear_log();
+    let email_filter = format!("emailaddress1 eq '{PAT_EMAIL}'");
 
     // 1. Access request: one $batch of GETs.
     let access = run(&mut env, access_request(&email_filter, &email_filter)).await;
     let records = found(&access);
     let mut kinds: Vec<(&str, &str)> = records.iter().map(|(s, id, _)| (*s, id.as_str())).collect();
     kinds.sort();
-    let mut expected = vec![
-        ("contacts", privacy::PRIVACY_CONTACT),
-        ("leads", privacy::PRIVACY_LEAD),
-        ("customeraddresses", privacy::PRIVACY_ADDRESS),
-        ("annotations", privacy::PRIVACY_NOTE_CONTACT),
-        ("annotations", privacy::PRIVACY_NOTE_LEAD),
-        ("incidents", privacy::PRIVACY_CASE),
-        ("quotes", privacy::PRIVACY_QUOTE),
-        ("salesorders", privacy::PRIVACY_ORDER),
-        ("invoices", privacy::PRIVACY_INVOICE),
-    ];
+    let mut expected: Vec<(&str, &str)> = pat.iter().map(|(s, id)| (*s, id.as_str())).collect();
     expected.sort();
     assert_eq!(
         kinds, expected,
@@ -554,8 +648,8 @@ async fn privacy_request_finds_a_person_everywhere_and_masks_them_in_one_change_
     );
 
     // 3. A second access request (by id: the email itself is masked now).
-    let by_contact = format!("contactid eq {}", privacy::PRIVACY_CONTACT);
-    let by_lead = format!("leadid eq {}", privacy::PRIVACY_LEAD);
+    let by_contact = format!("contactid eq {contact_id}");
+    let by_lead = format!("leadid eq {lead_id}");
     let again = found(&run(&mut env, access_request(&by_contact, &by_lead)).await);
     assert_eq!(again.len(), 9, "the same records are found");
     for (set, id, record) in &again {
@@ -577,14 +671,19 @@ async fn privacy_request_finds_a_person_everywhere_and_masks_them_in_one_change_
         .unwrap()
         .2;
     assert_eq!(order["billto_line1"], "1 Privacy Row");
-    assert_eq!(order["emailaddress"], privacy::PRIVACY_EMAIL);
+    assert_eq!(order["emailaddress"], PAT_EMAIL);
     let contact = &again.iter().find(|(s, _, _)| *s == "contacts").unwrap().2;
     assert_eq!(
         contact["fullname"], "MASKED MASKED",
         "the computed full name follows"
     );
-    // Nobody else was touched.
+    // Nobody else was touched (seeded contact 1's records).
     let state = env.emulator.state();
     let other = state.store.get("incident", privacy::OTHER_CASE).unwrap();
     assert_eq!(other.get("title"), &json!("Someone else's case"));
+    let note = state
+        .store
+        .get("annotation", privacy::OTHER_NOTE_LEAD)
+        .unwrap();
+    assert_eq!(note.get("notetext"), &json!("Met at the fair."));
 }

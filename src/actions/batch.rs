@@ -125,8 +125,9 @@ fn run_batch(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
         ));
     }
     let decoded = batch::decode(&content_type, &response.body)?;
-    let per_group = batch::assign_to_items(groups.len(), decoded);
-    let assigned = spread(&items, &groups, per_group, session);
+    // Content-IDs are item index + 1 (a bulk request carries its first member's).
+    let by_content_id = batch::assign_to_items(items.len(), decoded);
+    let assigned = spread(&items, &groups, by_content_id, session);
     let mut results = batch::item_results(&items, atomic, &assigned);
     // Without continue-on-error Dataverse stops at the first failure and
     // answers with that part alone: items before it ran (and succeeded, or
@@ -424,26 +425,36 @@ fn into_parts(requests: Vec<(bool, InnerRequest)>, atomic: bool) -> Vec<BatchPar
     parts
 }
 
-/// Turns per-group responses into per-item ones: a bulk response becomes
-/// one synthesized response per member (its id from `Ids` / `Results` /
-/// its key), a bulk failure the same error on every member.
+/// Turns the answers (by Content-ID) into one per item: a bulk answer
+/// becomes one synthesized response per member (its id from `Ids`, else its
+/// key), a bulk failure the same error on every member.
 fn spread(
     items: &[BatchItem],
     groups: &[Group],
-    per_group: batch::Assigned,
+    by_content_id: batch::Assigned,
     session: &Session<'_>,
 ) -> batch::Assigned {
+    let batch::Assigned {
+        slots: mut answers,
+        unplaced,
+    } = by_content_id;
     let mut slots: Vec<Option<PartResponse>> = (0..items.len()).map(|_| None).collect();
     let root = session.web_api().service_root().to_string();
-    for (g, response) in groups.iter().zip(per_group.slots) {
+    for g in groups {
         match g {
             Group::Single(i) => {
-                if let Some(s) = slots.get_mut(*i) {
-                    *s = response;
+                if let (Some(s), Some(answer)) = (slots.get_mut(*i), answers.get_mut(*i)) {
+                    *s = answer.take();
                 }
             }
             Group::Bulk { action, members } => {
-                let Some(r) = response else { continue };
+                let Some(r) = members
+                    .first()
+                    .and_then(|first| answers.get_mut(*first))
+                    .and_then(Option::take)
+                else {
+                    continue;
+                };
                 let ids = bulk_ids(&r, *action, members.len());
                 for (k, i) in members.iter().enumerate() {
                     let Some(item) = items.get(*i) else { continue };
@@ -472,10 +483,7 @@ fn spread(
             }
         }
     }
-    batch::Assigned {
-        slots,
-        unplaced: per_group.unplaced,
-    }
+    batch::Assigned { slots, unplaced }
 }
 
 /// The ids of a CreateMultiple answer (`Ids`, in target order); updates
