@@ -204,3 +204,159 @@ fn run_target(
         .or(id)
         .ok_or_else(|| odata_error(500, "0x0", "The record written has no id."))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::super::{Config, Emulator, data, identity};
+    use super::*;
+
+    /// A client-credentials bearer token from the emulator's own endpoint.
+    async fn token(emu: &Emulator) -> String {
+        let body = format!(
+            "grant_type=client_credentials&client_id={}&client_secret={}&scope=http%3A%2F%2Flocalhost%2F.default",
+            identity::CLIENT_CREDENTIALS_APP_ID,
+            identity::CLIENT_CREDENTIALS_SECRET
+        );
+        let req = http::Request::post(format!("/{}/oauth2/v2.0/token", data::TENANT_ID))
+            .header("Host", "localhost")
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(Bytes::from(body))
+            .unwrap();
+        let res = emu.handle(req).await;
+        let v: Value = serde_json::from_slice(res.body()).unwrap();
+        v["access_token"].as_str().unwrap().to_string()
+    }
+
+    async fn post(emu: &Emulator, token: &str, url: &str, body: Value) -> (u16, Value) {
+        let req = http::Request::post(url)
+            .header("Host", "localhost")
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Content-Type", "application/json")
+            .body(Bytes::from(body.to_string()))
+            .unwrap();
+        let res = emu.handle(req).await;
+        let json = serde_json::from_slice(res.body()).unwrap_or(Value::Null);
+        (res.status().as_u16(), json)
+    }
+
+    const CREATE: &str = "/api/data/v9.2/accounts/Microsoft.Dynamics.CRM.CreateMultiple";
+    const UPDATE: &str = "/api/data/v9.2/accounts/Microsoft.Dynamics.CRM.UpdateMultiple";
+    const UPSERT: &str = "/api/data/v9.2/accounts/Microsoft.Dynamics.CRM.UpsertMultiple";
+    const T: &str = "Microsoft.Dynamics.CRM.account";
+
+    #[tokio::test]
+    async fn create_multiple_answers_ids_in_order_and_is_all_or_nothing() {
+        let emu = Emulator::new(Config::default());
+        let token = token(&emu).await;
+        let before = emu.state().store.count("account");
+        let (status, body) = post(
+            &emu,
+            &token,
+            CREATE,
+            json!({"Targets": [{"@odata.type": T, "name": "B1"}, {"@odata.type": T, "name": "B2"}]}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            body["@odata.context"]
+                .as_str()
+                .unwrap()
+                .ends_with("$metadata#Microsoft.Dynamics.CRM.CreateMultipleResponse")
+        );
+        let ids = body["Ids"].as_array().unwrap();
+        assert_eq!(ids.len(), 2);
+        let state = emu.state();
+        for (id, name) in ids.iter().zip(["B1", "B2"]) {
+            let r = state.store.get("account", id.as_str().unwrap()).unwrap();
+            assert_eq!(r.get("name"), &json!(name));
+        }
+        drop(state);
+        // The second target fails: the first is rolled back.
+        let (status, body) = post(
+            &emu,
+            &token,
+            CREATE,
+            json!({"Targets": [{"@odata.type": T, "name": "B3"}, {"@odata.type": T, "nosuch": 1}]}),
+        )
+        .await;
+        assert_eq!(status, 400, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("nosuch")
+        );
+        assert_eq!(emu.state().store.count("account"), before + 2);
+    }
+
+    #[tokio::test]
+    async fn targets_need_their_type_and_updates_their_key() {
+        let emu = Emulator::new(Config::default());
+        let token = token(&emu).await;
+        let (status, _) = post(&emu, &token, CREATE, json!({"Targets": [{"name": "x"}]})).await;
+        assert_eq!(status, 400, "@odata.type is required");
+        let (status, _) = post(
+            &emu,
+            &token,
+            CREATE,
+            json!({"Targets": [{"@odata.type": "Microsoft.Dynamics.CRM.contact", "name": "x"}]}),
+        )
+        .await;
+        assert_eq!(status, 400, "the type must be the set's");
+        let (status, _) = post(
+            &emu,
+            &token,
+            UPDATE,
+            json!({"Targets": [{"@odata.type": T, "name": "x"}]}),
+        )
+        .await;
+        assert_eq!(status, 400, "update needs the primary key");
+        let (status, body) = post(&emu, &token, CREATE, json!({})).await;
+        assert_eq!(status, 400, "{body}");
+    }
+
+    #[tokio::test]
+    async fn update_and_upsert_multiple() {
+        let emu = Emulator::new(Config::default());
+        let token = token(&emu).await;
+        let a1 = crate::emulator::store::seed::account_id(1);
+        let missing = "0badbad0-0000-4000-8000-000000000000";
+        let (status, _) = post(
+            &emu,
+            &token,
+            UPDATE,
+            json!({"Targets": [{"@odata.type": T, "accountid": a1, "name": "U1"}]}),
+        )
+        .await;
+        assert_eq!(status, 204);
+        let (status, body) = post(
+            &emu,
+            &token,
+            UPDATE,
+            json!({"Targets": [{"@odata.type": T, "accountid": missing, "name": "U2"}]}),
+        )
+        .await;
+        assert_eq!(status, 404, "update never creates: {body}");
+        let (status, body) = post(
+            &emu,
+            &token,
+            UPSERT,
+            json!({"Targets": [
+                {"@odata.type": T, "accountid": a1, "name": "P1"},
+                {"@odata.type": T, "accountid": missing, "name": "P2"}
+            ]}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["Ids"], json!([a1, missing]));
+        let state = emu.state();
+        assert_eq!(
+            state.store.get("account", &a1).unwrap().get("name"),
+            &json!("P1")
+        );
+        assert_eq!(
+            state.store.get("account", missing).unwrap().get("name"),
+            &json!("P2")
+        );
+    }
+}
