@@ -172,6 +172,48 @@ async fn without_continue_on_error_later_items_are_reported_not_run() {
 }
 
 #[tokio::test]
+async fn an_atomic_batch_reports_gets_by_when_they_were_sent() {
+    let mut env = Env::new();
+    let a1 = seed::account_id(1);
+    // The change set goes where its first write is (item 0), so the get
+    // (item 1) is sent after it and never runs when the change set fails.
+    let out = run(
+        &mut env,
+        json!({"batchActions": [
+            {"collection": "accounts", "action": "create", "data": {"name": "Order 1"}},
+            {"collection": "accounts", "action": "get", "key": a1},
+            {"collection": "accounts", "action": "create", "data": {"name": "Order 2", "nosuchcolumn": 1}}
+        ], "atomic": true}),
+    )
+    .await;
+    let r = out["results"].as_array().unwrap();
+    assert_eq!(r[0]["notRun"], true);
+    assert!(
+        r[0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("rolled back")
+    );
+    assert_eq!(r[1]["notRun"], true, "{}", r[1]);
+    assert_eq!(r[1]["success"], false);
+    assert_eq!(r[2]["status"], 400);
+    assert!(accounts_named(&env, "Order").is_empty());
+    // A get before the change set ran, but its answer is not returned.
+    let out = run(
+        &mut env,
+        json!({"batchActions": [
+            {"collection": "accounts", "action": "get", "key": a1},
+            {"collection": "accounts", "action": "create", "data": {"name": "Order 3", "nosuchcolumn": 1}}
+        ], "atomic": true}),
+    )
+    .await;
+    let r = out["results"].as_array().unwrap();
+    assert_eq!(r[0]["success"], true, "{}", r[0]);
+    assert_eq!(r[0]["answered"], false);
+    assert_eq!(r[1]["status"], 400);
+}
+
+#[tokio::test]
 async fn a_content_id_reference_binds_a_contact_to_the_account_created_before_it() {
     let mut env = Env::new();
     let items = json!([

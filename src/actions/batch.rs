@@ -101,6 +101,7 @@ fn run_batch(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
         .collect::<Option<Vec<_>>>()
         .ok_or_else(|| ConnectorError::transport("internal: a batch group lost its items"))?;
     let parts = into_parts(requests, atomic);
+    let sent_at = send_positions(&parts, &groups, items.len());
     let encoded = batch::encode(&parts);
     let mut request = session
         .request(Method::Post, "$batch")?
@@ -138,6 +139,7 @@ fn run_batch(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
         .slots
         .iter()
         .position(|s| s.as_ref().is_some_and(|r| !r.is_success()));
+    let failure_sent_at = first_failure.and_then(|f| sent_at.get(f).copied());
     for (i, (r, slot)) in results.iter_mut().zip(&assigned.slots).enumerate() {
         let Some(obj) = r.as_object_mut() else {
             continue;
@@ -146,8 +148,13 @@ fn run_batch(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
             continue;
         }
         let rolled_back = atomic && items.get(i).is_some_and(|it| it.action.is_write());
-        let ran_before_failure =
-            !continue_on_error && !rolled_back && first_failure.is_some_and(|f| i < f);
+        // Send order, not item order: an atomic batch sends the change set
+        // where its first write is, so a later get can go after it.
+        let ran_before_failure = !continue_on_error
+            && !rolled_back
+            && failure_sent_at
+                .zip(sent_at.get(i))
+                .is_some_and(|(f, at)| *at < f);
         if ran_before_failure {
             obj.insert("success".into(), Value::Bool(true));
             obj.remove("error");
@@ -198,6 +205,39 @@ fn run_batch(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
         out.insert("unplaced".into(), Value::Array(unplaced));
     }
     Ok(Value::Object(out))
+}
+
+/// The position at which each item's request goes out (a change set's
+/// requests in order; a bulk request's members share one position).
+fn send_positions(parts: &[BatchPart], groups: &[Group], items: usize) -> Vec<usize> {
+    let mut by_content_id: Vec<usize> = vec![usize::MAX; items];
+    let requests = parts.iter().flat_map(|p| match p {
+        BatchPart::Request(r) => std::slice::from_ref(r).iter(),
+        BatchPart::ChangeSet(rs) => rs.iter(),
+    });
+    for (at, r) in requests.enumerate() {
+        let slot = r
+            .content_id
+            .as_deref()
+            .and_then(|id| id.parse::<usize>().ok())
+            .and_then(|n| n.checked_sub(1))
+            .and_then(|i| by_content_id.get_mut(i));
+        if let Some(s) = slot {
+            *s = at;
+        }
+    }
+    for g in groups {
+        if let Group::Bulk { members, .. } = g
+            && let Some(at) = members.first().and_then(|f| by_content_id.get(*f)).copied()
+        {
+            for m in members {
+                if let Some(s) = by_content_id.get_mut(*m) {
+                    *s = at;
+                }
+            }
+        }
+    }
+    by_content_id
 }
 
 /// A write answered with its record (`returnRepresentation`) carries no
