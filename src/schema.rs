@@ -121,6 +121,7 @@ pub fn output_schema(key: &str) -> Value {
                             "notRun": {"type": "boolean", "description": "true when Dataverse returned nothing for the item: not run after an earlier failure, or rolled back with its change set"},
                             "answered": {"type": "boolean", "description": "false for an item that ran before the failure that stopped the batch: applied, but Dataverse sent no response for it"},
                             "note": {"type": "string"},
+                            "outcomeUnknown": {"type": "boolean", "description": "true when Dataverse returned a failure it did not tie to any item, so whether this item ran is unknown"},
                             "bulk": {"enum": ["CreateMultiple", "UpdateMultiple", "UpsertMultiple"]},
                         },
                         "required": ["index", "action", "collection", "status", "success"],

@@ -130,46 +130,14 @@ fn run_batch(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
     let by_content_id = batch::assign_to_items(items.len(), decoded);
     let assigned = spread(&items, &groups, by_content_id, session);
     let mut results = batch::item_results(&items, atomic, &assigned);
-    // Without continue-on-error Dataverse stops at the first failure and
-    // answers with that part alone: items before it ran (and succeeded, or
-    // it would have stopped there) but have no answer; items after it never
-    // ran. Rolled-back change-set writes were already marked by
-    // `item_results`.
-    let first_failure = assigned
-        .slots
-        .iter()
-        .position(|s| s.as_ref().is_some_and(|r| !r.is_success()));
-    let failure_sent_at = first_failure.and_then(|f| sent_at.get(f).copied());
-    for (i, (r, slot)) in results.iter_mut().zip(&assigned.slots).enumerate() {
-        let Some(obj) = r.as_object_mut() else {
-            continue;
-        };
-        if slot.is_some() {
-            continue;
-        }
-        let rolled_back = atomic && items.get(i).is_some_and(|it| it.action.is_write());
-        // Send order, not item order: an atomic batch sends the change set
-        // where its first write is, so a later get can go after it.
-        let ran_before_failure = !continue_on_error
-            && !rolled_back
-            && failure_sent_at
-                .zip(sent_at.get(i))
-                .is_some_and(|(f, at)| *at < f);
-        if ran_before_failure {
-            obj.insert("success".into(), Value::Bool(true));
-            obj.remove("error");
-            obj.insert("answered".into(), Value::Bool(false));
-            obj.insert(
-                "note".into(),
-                Value::from(format!(
-                    "ran before batchActions[{}] failed, so it was applied, but Dataverse returns no response for it when a batch stops at a failure (set continueOnError to get every response)",
-                    first_failure.unwrap_or_default()
-                )),
-            );
-        } else {
-            obj.insert("notRun".into(), Value::Bool(true));
-        }
-    }
+    mark_unanswered(
+        &mut results,
+        &items,
+        &assigned,
+        &sent_at,
+        atomic,
+        continue_on_error,
+    );
     for (r, item) in results.iter_mut().zip(&items) {
         fill_id_from_record(r, item);
     }
@@ -205,6 +173,65 @@ fn run_batch(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
         out.insert("unplaced".into(), Value::Array(unplaced));
     }
     Ok(Value::Object(out))
+}
+
+/// Explains every item without an answer of its own. Without
+/// continue-on-error Dataverse stops at the first failure and answers with
+/// that part alone: items sent before it ran (and succeeded, or it would
+/// have stopped there) but have no answer; items after it never ran.
+/// Rolled-back change-set writes were already marked by `item_results`.
+/// When Dataverse returned a failure not tied to any item (no Content-ID
+/// echoed), which items ran is unknown, and the result says so.
+fn mark_unanswered(
+    results: &mut [Value],
+    items: &[BatchItem],
+    assigned: &batch::Assigned,
+    sent_at: &[usize],
+    atomic: bool,
+    continue_on_error: bool,
+) {
+    let first_failure = assigned
+        .slots
+        .iter()
+        .position(|s| s.as_ref().is_some_and(|r| !r.is_success()));
+    let failure_sent_at = first_failure.and_then(|f| sent_at.get(f).copied());
+    let unattributed_failure = assigned.unplaced.iter().any(|r| !r.is_success());
+    for (i, (r, slot)) in results.iter_mut().zip(&assigned.slots).enumerate() {
+        let Some(obj) = r.as_object_mut() else {
+            continue;
+        };
+        if slot.is_some() {
+            continue;
+        }
+        let rolled_back = atomic && items.get(i).is_some_and(|it| it.action.is_write());
+        // Send order, not item order: an atomic batch sends the change set
+        // where its first write is, so a later get can go after it.
+        let ran_before_failure = !continue_on_error
+            && !rolled_back
+            && failure_sent_at
+                .zip(sent_at.get(i))
+                .is_some_and(|(f, at)| *at < f);
+        if ran_before_failure {
+            obj.insert("success".into(), Value::Bool(true));
+            obj.remove("error");
+            obj.insert("answered".into(), Value::Bool(false));
+            obj.insert(
+                "note".into(),
+                Value::from(format!(
+                    "ran before batchActions[{}] failed, so it was applied, but Dataverse returns no response for it when a batch stops at a failure (set continueOnError to get every response)",
+                    first_failure.unwrap_or_default()
+                )),
+            );
+        } else if unattributed_failure && !rolled_back && first_failure.is_none() {
+            obj.insert("outcomeUnknown".into(), Value::Bool(true));
+            obj.insert(
+                "error".into(),
+                json!({"message": "no answer for this item: Dataverse returned a failure without saying which request it was (see unplaced), so this item may or may not have run; set continueOnError to get every response"}),
+            );
+        } else {
+            obj.insert("notRun".into(), Value::Bool(true));
+        }
+    }
 }
 
 /// The position at which each item's request goes out (a change set's
@@ -618,5 +645,51 @@ mod tests {
                 {"name": "e", "@odata.type": "Microsoft.Dynamics.CRM.account", "accountid": "00000000-0000-0000-0000-000000000002"}
             ]})
         );
+    }
+
+    #[test]
+    fn unanswered_items_are_explained_by_send_order() {
+        use crate::batch::{Assigned, PartResponse};
+        let items = batch::parse_items(
+            &json!([
+                {"collection": "accounts", "action": "create", "data": {"name": "a"}},
+                {"collection": "accounts", "action": "create", "data": {"name": "b"}},
+                {"collection": "accounts", "action": "create", "data": {"name": "c"}}
+            ]),
+            false,
+        )
+        .unwrap();
+        let failure = |cid: Option<&str>| PartResponse {
+            content_id: cid.map(str::to_string),
+            in_changeset: false,
+            status: 400,
+            headers: Vec::new(),
+            body: br#"{"error":{"code":"0x0","message":"bad"}}"#.to_vec(),
+        };
+        let sent_at = [0, 1, 2];
+        // The failure is tied to item 1: item 0 ran, item 2 did not.
+        let assigned = Assigned {
+            slots: vec![None, Some(failure(Some("2"))), None],
+            unplaced: Vec::new(),
+        };
+        let mut results = batch::item_results(&items, false, &assigned);
+        mark_unanswered(&mut results, &items, &assigned, &sent_at, false, false);
+        assert_eq!(results[0]["success"], true);
+        assert_eq!(results[0]["answered"], false);
+        assert!(results[0].get("error").is_none());
+        assert_eq!(results[1]["status"], 400);
+        assert_eq!(results[2]["notRun"], true);
+        // A failure without a Content-ID: nobody can say which items ran.
+        let assigned = Assigned {
+            slots: vec![None, None, None],
+            unplaced: vec![failure(None)],
+        };
+        let mut results = batch::item_results(&items, false, &assigned);
+        mark_unanswered(&mut results, &items, &assigned, &sent_at, false, false);
+        for r in &results {
+            assert_eq!(r["outcomeUnknown"], true, "{r}");
+            assert_eq!(r["success"], false);
+            assert!(r.get("notRun").is_none());
+        }
     }
 }
