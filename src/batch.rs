@@ -1017,6 +1017,19 @@ impl BatchItem {
         }
     }
 
+    /// The `$n` references of this item (key and body), as n.
+    pub fn referenced(&self) -> Vec<usize> {
+        let mut out: Vec<usize> = self
+            .data
+            .iter()
+            .flat_map(|m| m.iter().flat_map(|(k, v)| content_refs(k, v)))
+            .collect();
+        if let Some(ItemKey::ContentRef(n)) = self.key {
+            out.push(n);
+        }
+        out
+    }
+
     /// Whether the body refers to a record created earlier in the batch.
     pub fn has_content_refs(&self) -> bool {
         self.data

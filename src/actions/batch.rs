@@ -55,7 +55,7 @@ pub fn definitions() -> Vec<ActionDef> {
                 "bulk",
                 "Use Bulk Operations",
                 InputType::Boolean,
-                "Send runs of consecutive creates, updates or upserts on the same table as one CreateMultiple / UpdateMultiple / UpsertMultiple request (much cheaper for Dataverse). Updates and upserts need a GUID key; items with headers, returnRepresentation or $n references are sent one by one. A bulk request succeeds or fails as a whole.",
+                "Send runs of consecutive creates, updates or upserts on the same table as one CreateMultiple / UpdateMultiple / UpsertMultiple request (much cheaper for Dataverse). Updates and upserts need a GUID key; items with headers, returnRepresentation or $n references, and items a later $n refers to, are sent one by one. A bulk request succeeds or fails as a whole.",
             )
             .default(json!(false)),
         ],
@@ -305,8 +305,12 @@ enum Group {
     },
 }
 
-/// Whether an item can travel inside a bulk request.
-fn bulk_eligible(item: &BatchItem) -> bool {
+/// Whether an item can travel inside a bulk request: a bulk request has
+/// one Content-ID, so an item a later `$n` refers to goes on its own.
+fn bulk_eligible(item: &BatchItem, referenced: bool) -> bool {
+    if referenced {
+        return false;
+    }
     let action_ok = match item.action {
         BatchAction::Create => true,
         BatchAction::Update | BatchAction::Upsert => item.record_id().is_some(),
@@ -338,12 +342,18 @@ fn bulk_groups(items: &[BatchItem]) -> Vec<Group> {
         }
         run.clear();
     };
+    let mut referenced = vec![false; items.len()];
+    for n in items.iter().flat_map(BatchItem::referenced) {
+        if let Some(r) = n.checked_sub(1).and_then(|i| referenced.get_mut(i)) {
+            *r = true;
+        }
+    }
     for (i, item) in items.iter().enumerate() {
         let continues = run
             .last()
             .and_then(|j| items.get(*j))
             .is_some_and(|prev| prev.collection == item.collection && prev.action == item.action);
-        if !bulk_eligible(item) {
+        if !bulk_eligible(item, referenced.get(i).copied().unwrap_or(true)) {
             flush(&mut run, &mut groups);
             groups.push(Group::Single(i));
             continue;
@@ -604,6 +614,26 @@ mod tests {
             false,
         )
         .unwrap();
+        let with_refs = batch::parse_items(
+            &json!([
+                {"collection": "accounts", "action": "create", "data": {"name": "a"}},
+                {"collection": "accounts", "action": "create", "data": {"name": "b"}},
+                {"collection": "accounts", "action": "create", "data": {"name": "c"}},
+                {"collection": "contacts", "action": "create", "data": {"lastname": "x", "parentcustomerid_account@odata.bind": "$2"}}
+            ]),
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            bulk_groups(&with_refs),
+            vec![
+                Group::Single(0),
+                Group::Single(1),
+                Group::Single(2),
+                Group::Single(3)
+            ],
+            "item 1 is referenced, so it keeps its own Content-ID; 0 and 2 are runs of one"
+        );
         assert_eq!(
             bulk_groups(&items),
             vec![
