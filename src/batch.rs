@@ -15,6 +15,7 @@
 
 use crate::error::{ConnectorError, Result};
 use crate::percent;
+use crate::types::{EntityKey, EntitySet, Guid, KeyValue, is_identifier};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -496,7 +497,7 @@ pub fn item_results(items: &[BatchItem], atomic: bool, assigned: &Assigned) -> V
             let mut out = Map::new();
             out.insert("index".into(), Value::from(i));
             out.insert("action".into(), Value::from(format!("{:?}", item.action).to_lowercase()));
-            out.insert("collection".into(), Value::from(item.collection.clone()));
+            out.insert("collection".into(), Value::from(item.collection.as_str()));
             let slot = assigned.slots.get(i).and_then(Option::as_ref);
             let rolled_back = atomic && item.action.is_write() && failed_write.is_some_and(|f| f != i);
             match slot {
@@ -574,14 +575,10 @@ impl BatchAction {
 }
 
 /// How an item addresses its record.
-// TODO(records-merge): use crate::types::EntityKey
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum ItemKey {
-    /// A primary key GUID (lowercase, no braces).
-    Guid(String),
-    /// An alternate key, already in OData key syntax (`name='x',n=2`),
-    /// percent-encoded for the path.
-    Alternate(String),
+    /// A primary key GUID or alternate key values.
+    Record(EntityKey),
     /// A record created earlier in the same change set (`$1`).
     ContentRef(usize),
 }
@@ -589,97 +586,58 @@ enum ItemKey {
 impl ItemKey {
     /// `key` is a GUID (braces allowed), `$n`, an alternate key in OData
     /// syntax (`accountnumber='A-1'`), or an object of alternate key values
-    /// (`{"accountnumber": "A-1"}`, strings quoted with `'` doubled).
-    fn parse(value: &Value) -> std::result::Result<Self, String> {
+    /// (`{"accountnumber": "A-1"}`). `input` names the field for errors.
+    fn parse(input: &str, value: &Value) -> Result<Self> {
         match value {
             Value::String(s) => {
-                let s = s.trim();
-                if let Some(g) = parse_guid(s) {
-                    return Ok(Self::Guid(g));
-                }
-                if let Some(n) = parse_content_ref(s) {
+                if let Some(n) = parse_content_ref(s.trim()) {
                     return Ok(Self::ContentRef(n));
                 }
-                let names_ok = !s.is_empty()
-                    && split_key_pairs(s).iter().all(|pair| {
-                        pair.split_once('=').is_some_and(|(name, v)| {
-                            is_identifier(name.trim()) && !v.trim().is_empty()
-                        })
-                    });
-                if !names_ok {
-                    return Err("must be a GUID, an alternate key such as accountnumber='A-1', an object of alternate key values, or $n".into());
-                }
-                Ok(Self::Alternate(encode_key(s)))
+                EntityKey::parse(input, s).map(Self::Record)
             }
             Value::Object(map) if !map.is_empty() => {
                 let mut pairs = Vec::with_capacity(map.len());
                 for (name, v) in map {
                     if !is_identifier(name) {
-                        return Err(format!("'{name}' is not a column name"));
+                        return Err(ConnectorError::invalid_input(
+                            input,
+                            format!("'{name}' is not a column name"),
+                        ));
                     }
-                    let literal = match v {
-                        Value::String(s) => format!("'{}'", s.replace('\'', "''")),
-                        Value::Number(n) => n.to_string(),
+                    let value = match v {
+                        Value::String(s) => KeyValue::String(s.clone()),
+                        Value::Number(n) => KeyValue::Bare(n.to_string()),
+                        Value::Bool(b) => KeyValue::Bare(b.to_string()),
                         _ => {
-                            return Err(format!(
-                                "the value of '{name}' must be a string or a number"
+                            return Err(ConnectorError::invalid_input(
+                                input,
+                                format!(
+                                    "the value of '{name}' must be a string, a number or true/false"
+                                ),
                             ));
                         }
                     };
-                    pairs.push(format!("{name}={literal}"));
+                    pairs.push((name.clone(), value));
                 }
-                Ok(Self::Alternate(encode_key(&pairs.join(","))))
+                Ok(Self::Record(EntityKey::Alternate(pairs)))
             }
-            _ => Err("must be a GUID string or an object of alternate key values".into()),
+            _ => Err(ConnectorError::invalid_input(
+                input,
+                "must be a GUID, an alternate key such as accountnumber='A-1', an object of alternate key values, or $n",
+            )),
         }
     }
 
     fn path(&self, collection_url: &str) -> String {
         match self {
-            Self::Guid(g) => format!("{collection_url}({g})"),
-            Self::Alternate(k) => format!("{collection_url}({k})"),
+            Self::Record(k) => format!("{collection_url}{}", k.to_segment()),
             Self::ContentRef(n) => format!("${n}"),
         }
     }
 }
 
-/// Splits `a='x,y',b=2` at the commas outside quotes.
-fn split_key_pairs(s: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut in_literal = false;
-    let mut start = 0;
-    for (i, c) in s.char_indices() {
-        match c {
-            '\'' => in_literal = !in_literal,
-            ',' if !in_literal => {
-                out.push(s.get(start..i).unwrap_or(""));
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    out.push(s.get(start..).unwrap_or(""));
-    out
-}
-
-/// Key syntax for a path segment: query-safe encoding plus `/` and `?`.
-fn encode_key(s: &str) -> String {
-    percent::encode_query(s)
-        .replace('/', "%2F")
-        .replace('?', "%3F")
-}
-
 fn parse_guid(s: &str) -> Option<String> {
-    let s = s
-        .strip_prefix('{')
-        .and_then(|x| x.strip_suffix('}'))
-        .unwrap_or(s);
-    let ok = s.len() == 36
-        && s.char_indices().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => c == '-',
-            _ => c.is_ascii_hexdigit(),
-        });
-    ok.then(|| s.to_ascii_lowercase())
+    Guid::parse(s).map(|g| g.to_string())
 }
 
 fn parse_content_ref(s: &str) -> Option<usize> {
@@ -690,19 +648,10 @@ fn parse_content_ref(s: &str) -> Option<usize> {
     n.parse().ok()
 }
 
-// TODO(records-merge): use crate::types::EntitySet
-fn is_identifier(s: &str) -> bool {
-    let mut chars = s.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
 /// One validated `batchActions` item.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BatchItem {
-    pub collection: String,
+    pub collection: EntitySet,
     pub action: BatchAction,
     key: Option<ItemKey>,
     pub data: Option<Map<String, Value>>,
@@ -812,7 +761,9 @@ fn parse_item(i: usize, raw: &Value, atomic: bool, earlier: &[BatchItem]) -> Res
         Some(_) => return Err(field_error(i, "action", "must be a string")),
     };
     let collection = match present("collection") {
-        Some(Value::String(s)) if is_identifier(s.trim()) => s.trim().to_string(),
+        Some(Value::String(s)) if is_identifier(s.trim()) => {
+            EntitySet::parse(&format!("{INPUT}[{i}].collection"), s)?
+        }
         Some(Value::String(s)) => {
             return Err(field_error(
                 i,
@@ -831,7 +782,7 @@ fn parse_item(i: usize, raw: &Value, atomic: bool, earlier: &[BatchItem]) -> Res
     };
     let key = match present("key") {
         None => None,
-        Some(v) => Some(ItemKey::parse(v).map_err(|m| field_error(i, "key", m))?),
+        Some(v) => Some(ItemKey::parse(&format!("{INPUT}[{i}].key"), v)?),
     };
     match (action, &key) {
         (BatchAction::Update | BatchAction::Upsert | BatchAction::Delete, None) => {
@@ -1054,6 +1005,37 @@ fn check_reference(
         ));
     }
     Ok(())
+}
+
+impl BatchItem {
+    /// The record's GUID when the key is a primary key (not an alternate
+    /// key and not a `$n` reference).
+    pub fn record_id(&self) -> Option<&Guid> {
+        match &self.key {
+            Some(ItemKey::Record(EntityKey::Id(g))) => Some(g),
+            _ => None,
+        }
+    }
+
+    /// The `$n` references of this item (key and body), as n.
+    pub fn referenced(&self) -> Vec<usize> {
+        let mut out: Vec<usize> = self
+            .data
+            .iter()
+            .flat_map(|m| m.iter().flat_map(|(k, v)| content_refs(k, v)))
+            .collect();
+        if let Some(ItemKey::ContentRef(n)) = self.key {
+            out.push(n);
+        }
+        out
+    }
+
+    /// Whether the body refers to a record created earlier in the batch.
+    pub fn has_content_refs(&self) -> bool {
+        self.data
+            .as_ref()
+            .is_some_and(|m| m.iter().any(|(k, v)| !content_refs(k, v).is_empty()))
+    }
 }
 
 impl BatchItem {

@@ -209,6 +209,40 @@ pub fn output_schema(key: &str) -> Value {
             },
             "required": ["status", "result"],
         }),
+        "runBatch" => json!({
+            "type": "object",
+            "properties": {
+                "status": {"type": "integer", "description": "HTTP status of the $batch response"},
+                "succeeded": {"type": "integer"},
+                "failed": {"type": "integer"},
+                "results": {
+                    "type": "array",
+                    "description": "One result per batchActions item, in input order",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "index": {"type": "integer"},
+                            "action": {"enum": ["create", "update", "upsert", "delete", "get"]},
+                            "collection": {"type": "string"},
+                            "status": {"type": ["integer", "null"], "description": "null when the item has no response of its own (not run, or rolled back)"},
+                            "success": {"type": "boolean"},
+                            "id": {"type": "string", "pattern": GUID, "description": "from OData-EntityId"},
+                            "entityUrl": {"type": "string"},
+                            "record": {"description": "the returned record or collection (gets, returnRepresentation)"},
+                            "error": {"type": "object", "description": "the Dataverse error for this item (code, message, status, hint), or why it has none"},
+                            "notRun": {"type": "boolean", "description": "true when Dataverse returned nothing for the item: not run after an earlier failure, or rolled back with its change set"},
+                            "answered": {"type": "boolean", "description": "false for an item that ran before the failure that stopped the batch: applied, but Dataverse sent no response for it"},
+                            "note": {"type": "string"},
+                            "outcomeUnknown": {"type": "boolean", "description": "true when Dataverse returned a failure it did not tie to any item, so whether this item ran is unknown"},
+                            "bulk": {"enum": ["CreateMultiple", "UpdateMultiple", "UpsertMultiple"]},
+                        },
+                        "required": ["index", "action", "collection", "status", "success"],
+                    },
+                },
+                "unplaced": {"type": "array", "description": "responses Dataverse did not tie to an item"},
+            },
+            "required": ["status", "succeeded", "failed", "results"],
+        }),
         // Actions without a specific schema return a JSON object.
         _ => json!({"type": "object"}),
     };

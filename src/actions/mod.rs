@@ -2,10 +2,11 @@
 //! `definitions()` (its catalog entries) and `run()` (returns `None` for keys
 //! it does not own). Adding a group is one line in each list below.
 
+mod batch;
 mod changes;
+mod execute;
 mod fetchxml;
 mod metadata;
-mod execute;
 mod raw;
 mod records;
 mod relationships;
@@ -28,13 +29,14 @@ pub fn definitions() -> Vec<ActionDef> {
         metadata::definitions(),
         relationships::definitions(),
         execute::definitions(),
+        batch::definitions(),
     ]
     .concat()
 }
 
 /// Runs one action whose inputs were already validated.
 pub fn run(key: &str, session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
-    let groups: [fn(&str, &mut Session<'_>, &Inputs) -> Option<Result<Value>>; 8] = [
+    let groups: [fn(&str, &mut Session<'_>, &Inputs) -> Option<Result<Value>>; 9] = [
         user::run,
         records::run,
         raw::run,
@@ -43,6 +45,7 @@ pub fn run(key: &str, session: &mut Session<'_>, inputs: &Inputs) -> Result<Valu
         metadata::run,
         relationships::run,
         execute::run,
+        batch::run,
     ];
     for group in groups {
         if let Some(result) = group(key, session, inputs) {

@@ -23,6 +23,7 @@
 
 pub mod schema;
 pub mod seed;
+pub mod seed_sales;
 pub mod values;
 
 use schema::{EntityDef, Schema};

@@ -6,6 +6,7 @@
 
 mod custom;
 pub use custom::{ACTIVITY_ENTITIES, INTERSECT_ENTITIES};
+mod sales;
 
 /// How an entity's records are owned (`OwnershipType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -329,6 +330,7 @@ impl Schema {
             ]
             .into_iter()
             .chain(custom::custom_entities())
+            .chain(sales::entities())
             .collect(),
         };
         relations_additions(&mut schema);

@@ -289,5 +289,6 @@ pub fn seeded(directory: &Directory, generated: usize, now: u64) -> Store {
             now - (n as u64 % 365) * DAY,
         );
     }
+    super::seed_sales::add(&mut store, sys, &contact_id(1), &lead_id(1), now - 5 * DAY);
     store
 }

@@ -2,6 +2,7 @@
 //! then dispatch by the first path segment.
 
 mod actions;
+mod bulk;
 pub mod changes;
 mod events;
 pub mod files;

@@ -126,6 +126,9 @@ pub fn handle(
             parse_key(&entity, raw)
                 .and_then(|key| retrieve_part(state, request, caller, &entity, &key, part))
         }
+        (None, Some(op)) if super::bulk::is_bulk(op) => {
+            Ok(super::bulk::handle(state, request, caller, &entity, op))
+        }
         (_, Some(other)) => Err(ODataError::not_implemented(format!(
             "The emulator does not serve '{set}/…/{other}' yet."
         ))),
