@@ -5,9 +5,17 @@
 /// (`A–Z a–z 0–9 - . _ ~`), so the result is safe as one query value
 /// (`fetchXml=…`) whatever it contains. Spaces become `%20`, never `+`.
 pub fn encode_component(value: &str) -> String {
+    encode_except(value, b"")
+}
+
+/// Encodes everything except the unreserved characters and the bytes in
+/// `keep` — the one primitive behind every "encode this value" helper
+/// (`types::encode_path`, `types::encode_query`, rawRequest's query pairs).
+pub fn encode_except(value: &str, keep: &[u8]) -> String {
     let mut out = String::with_capacity(value.len() * 3);
     for &b in value.as_bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') || keep.contains(&b)
+        {
             out.push(b as char);
         } else {
             push_escaped(&mut out, b);

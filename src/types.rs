@@ -236,28 +236,16 @@ pub fn string_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-fn encode_with(s: &str, keep: &[u8]) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || keep.contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// Percent-encodes text for a path segment; quotes stay (they delimit
 /// OData literals).
 pub fn encode_path(s: &str) -> String {
-    encode_with(s, b"'")
+    crate::percent::encode_except(s, b"'")
 }
 
 /// Percent-encodes a query option value: spaces become `%20` (never `+`),
 /// and `&`, `+`, `#`, `%`, `?` are encoded; OData punctuation stays readable.
 pub fn encode_query(s: &str) -> String {
-    encode_with(s, b"'(),$/:@*=;")
+    crate::percent::encode_except(s, b"'(),$/:@*=;")
 }
 
 #[cfg(test)]

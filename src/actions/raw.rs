@@ -294,16 +294,7 @@ fn resolve_url(session: &Session<'_>, text: &str) -> Result<Url> {
 /// Percent-encodes a query key or value; keeps the characters OData queries
 /// use literally (`$`, quotes, parentheses, commas, colons, slashes, `@`).
 fn encode_query_component(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        let keep = b.is_ascii_alphanumeric() || b"-._~$'(),:/@!*;".contains(&b);
-        if keep {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    crate::percent::encode_except(text, b"$'(),:/@!*;")
 }
 
 fn value_text(value: &Value) -> String {

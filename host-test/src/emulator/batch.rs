@@ -28,10 +28,10 @@
 //! `Preference-Applied: odata.continue-on-error`.
 
 use super::response::odata_error;
+use super::store::new_guid;
 use super::webapi::Caller;
 use super::{EmuRequest, EmuResponse, State, route};
 use bytes::Bytes;
-use rand::RngCore;
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -549,22 +549,6 @@ fn headers_of(head: &[u8]) -> Vec<(String, String)> {
 }
 
 // --- the response ---
-
-fn new_guid() -> String {
-    let mut b = [0u8; 16];
-    rand::rng().fill_bytes(&mut b);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        h.get(0..8).unwrap_or(""),
-        h.get(8..12).unwrap_or(""),
-        h.get(12..16).unwrap_or(""),
-        h.get(16..20).unwrap_or(""),
-        h.get(20..32).unwrap_or("")
-    )
-}
 
 fn write_response(status: u16, continue_on_error: bool, answers: &[Answer]) -> EmuResponse {
     let boundary = format!("batchresponse_{}", new_guid());

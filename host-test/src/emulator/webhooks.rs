@@ -19,9 +19,9 @@
 //! (`POST serviceendpoints`) is not implemented yet: use the Rust API.
 
 use super::data::Directory;
+use super::store::new_guid;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use rand::RngCore;
 use serde_json::{Map, Value, json};
 use std::time::Duration;
 
@@ -574,22 +574,6 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let doy = (153 * mp + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
-}
-
-pub fn new_guid() -> String {
-    let mut b = [0u8; 16];
-    rand::rng().fill_bytes(&mut b);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
 }
 
 /// Sends one delivery: POST, 60 s timeout per attempt, one retry on
