@@ -178,7 +178,42 @@ async fn allowed_operations_refuses_other_actions_before_sending() {
         .insert("allowedOperations".into(), json!(["queryEntities"]));
     let err = env.err("getCurrentUser", "{}").await;
     assert_eq!(err["kind"], "forbidden");
-    assert!(env.emulator.log().is_empty());
+    let err = env
+        .err(
+            "deleteEntity",
+            r#"{"entityType":"accounts","entityId":"00000000-0000-0000-0000-000000000001"}"#,
+        )
+        .await;
+    assert_eq!(err["kind"], "forbidden");
+    assert!(err["message"].as_str().unwrap().contains("deleteEntity"));
+    assert!(
+        env.emulator.log().is_empty(),
+        "refused before any request, token included"
+    );
+    // The listed action runs.
+    env.ok("queryEntities", r#"{"entityType":"accounts","top":1}"#)
+        .await;
+}
+
+/// A DNS failure on a *.dynamics.com host says the region may be wrong.
+#[tokio::test]
+async fn dns_failure_hints_at_the_region() {
+    let mut env = Env::new();
+    env.route = Route::Network;
+    let host = "https://no-such-org-7f3a.crm4.dynamics.com";
+    env.connection
+        .settings
+        .insert("webApiUrl".into(), json!(host));
+    env.connection.settings.insert(
+        "tokenUrl".into(),
+        json!(format!("{host}/t/oauth2/v2.0/token")),
+    );
+    env.connection
+        .settings
+        .insert("retryPolicy".into(), json!({"maxRetries": 0}));
+    let err = env.err("getCurrentUser", "{}").await;
+    assert_eq!(err["kind"], "transport", "{err}");
+    assert!(err["hint"].as_str().unwrap().contains("region"), "{err}");
 }
 
 /// `contoso` + `crm4` → https://contoso.crm4.dynamics.com: the requests reach
