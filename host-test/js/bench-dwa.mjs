@@ -74,12 +74,15 @@ async function run() {
       const t0 = performance.now();
       api.startBatch();
       for (let i = 0; i < job.creates; i++) {
-        api.create({ collection: 'contacts', data: { firstname: 'Bench', lastname: `Peer ${i}` } });
+        // Contacts have an alternate key on first and last name: unique per round.
+        api.create({ collection: 'contacts', data: { firstname: 'Bench', lastname: `Peer r${job.round} ${i}` } });
       }
       const results = await api.executeBatch();
       const ms = performance.now() - t0;
-      const failed = results.filter((r) => r instanceof Error);
-      if (failed.length) throw new Error(`${failed.length} batch items failed: ${failed[0].message}`);
+      // A successful create answers with the new record's id.
+      const guid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+      const failed = results.filter((r) => typeof r !== 'string' || !guid.test(r));
+      if (failed.length) throw new Error(`${failed.length} batch items failed: ${JSON.stringify(failed[0])}`);
       return { ms, count: results.length };
     }
     case 'coldStart': {
@@ -96,7 +99,7 @@ try {
   const out = await run();
   process.stdout.write(JSON.stringify({ ok: true, ...out }) + '\n');
 } catch (e) {
-  const msg = e && e.message ? e.message : String(e);
+  const msg = e && e.message && e.message !== 'Error' ? e.message : JSON.stringify(e) ?? String(e);
   const extra = e && e.status ? ` (status ${e.status}${e.code ? `, code ${e.code}` : ''})` : '';
   process.stdout.write(JSON.stringify({ ok: false, error: msg + extra }) + '\n');
   process.exit(1);

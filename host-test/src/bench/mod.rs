@@ -268,13 +268,16 @@ async fn batch(s: &Setup, sizes: Sizes, report: &mut Report) {
         let t = Instant::now();
         let r = async {
             let actions: Vec<Value> = (0..n)
-                .map(|i| json!({"collection": "contacts", "action": "create", "data": {"firstname": "Bench", "lastname": format!("Connector {i}")}}))
+                .map(|i| json!({"collection": "contacts", "action": "create", "data": {"firstname": "Bench", "lastname": format!("Connector r{round} {i}")}}))
                 .collect();
             let v = s.invoke("runBatch", &json!({"batchActions": actions})).await?;
             let ms = ms(t.elapsed());
             let results = v["results"].as_array().context("no results")?;
             if results.len() != n {
                 return Err(anyhow!("{} results for {n} creates", results.len()));
+            }
+            if let Some(bad) = results.iter().find(|r| r["success"] != true) {
+                return Err(anyhow!("a batch create failed: {bad}"));
             }
             Ok(ms)
         }
@@ -283,7 +286,7 @@ async fn batch(s: &Setup, sizes: Sizes, report: &mut Report) {
         let r = async {
             let mut native = s.native().await?;
             let t = Instant::now();
-            let ids = native.batch_creates(n).await?;
+            let ids = native.batch_creates(n, round).await?;
             let ms = ms(t.elapsed());
             if ids.len() != n {
                 return Err(anyhow!("{} ids for {n} creates", ids.len()));
@@ -293,7 +296,7 @@ async fn batch(s: &Setup, sizes: Sizes, report: &mut Report) {
         .await;
         report.one(BATCH, METRIC, Contender::Native, r);
         let r = s
-            .peer(json!({"scenario": "runBatch", "creates": n}))
+            .peer(json!({"scenario": "runBatch", "creates": n, "round": round}))
             .await
             .and_then(|p| {
                 if p.out["count"].as_u64() != Some(n as u64) {

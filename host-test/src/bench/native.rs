@@ -195,12 +195,13 @@ impl Native {
     }
 
     /// One `$batch` of `creates` contact creates (no change set); returns
-    /// the created ids, decoded from each part's OData-EntityId.
-    pub async fn batch_creates(&mut self, creates: usize) -> Result<Vec<String>> {
+    /// the created ids, decoded from each part's OData-EntityId. Names carry
+    /// `round`: contacts have an alternate key on first and last name.
+    pub async fn batch_creates(&mut self, creates: usize, round: usize) -> Result<Vec<String>> {
         const BOUNDARY: &str = "batch_d365bench";
         let mut body = String::with_capacity(creates * 256);
         for i in 0..creates {
-            let data = serde_json::json!({"firstname": "Bench", "lastname": format!("Native {i}")});
+            let data = serde_json::json!({"firstname": "Bench", "lastname": format!("Native r{round} {i}")});
             body.push_str(&format!(
                 "--{BOUNDARY}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\nPOST {}{API}contacts HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{data}\r\n",
                 self.base

@@ -302,7 +302,15 @@ impl Report {
                 notes.push(format!("peak RSS {rss:.0} MiB"));
             }
             if let Some(e) = &r.error {
-                notes.push(format!("UNAVAILABLE: {}", e.replace('|', "/")));
+                let one_line: String = e
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .replace('|', "/")
+                    .chars()
+                    .take(300)
+                    .collect();
+                notes.push(format!("UNAVAILABLE: {one_line}"));
             }
             let _ = writeln!(
                 out,
