@@ -3,6 +3,7 @@
 //! nothing from the host), the pieces of the `d365` CLI ([`cli`]), and the
 //! webhook trigger's listener ([`trigger`]).
 
+pub mod bench;
 pub mod cli;
 pub mod emulator;
 pub mod host;

@@ -94,6 +94,16 @@ enum Command {
         #[arg(long)]
         connection: PathBuf,
     },
+    /// Benchmark the connector against a native Rust client and
+    /// DynamicsWebApi (Node) on a loopback emulator with generated data.
+    Bench {
+        /// Small sizes, one round (what CI runs so the suite cannot rot).
+        #[arg(long)]
+        quick: bool,
+        /// Print the report as JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run one of the connector's triggers.
     Trigger {
         #[command(subcommand)]
@@ -246,6 +256,20 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Login { connection } => login(&connection).await,
+        Command::Bench { quick, json } => {
+            let sizes = if quick {
+                host_test::bench::Sizes::QUICK
+            } else {
+                host_test::bench::Sizes::FULL
+            };
+            let report = host_test::bench::run(sizes).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report.json())?);
+            } else {
+                print!("{}", report.table());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Trigger {
             trigger:
                 TriggerCommand::Webhook {

@@ -126,6 +126,41 @@ impl ConnectorHost {
         &self.engine
     }
 
+    /// Compiles `wasm` ahead of time (what a platform caches on disk), for
+    /// [`Self::from_precompiled`]; the benchmark times loading it.
+    pub fn precompile(wasm: &[u8]) -> wasmtime::Result<Vec<u8>> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        Engine::new(&config)?.precompile_component(wasm)
+    }
+
+    /// Loads a component that [`Self::precompile`] produced (no compilation)
+    /// and pre-instantiates it, linked as in [`Self::new`].
+    ///
+    /// # Safety
+    /// `bytes` must come from [`Self::precompile`] of this wasmtime build
+    /// (wasmtime trusts precompiled machine code).
+    pub unsafe fn from_precompiled(bytes: &[u8]) -> wasmtime::Result<Self> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        let engine = Engine::new(&config)?;
+        // SAFETY: the caller guarantees the bytes are wasmtime's own output.
+        let component = unsafe { Component::deserialize(&engine, bytes)? };
+        let mut linker = Linker::<HostState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        let pre = ConnectorPre::new(linker.instantiate_pre(&component)?)?;
+        Ok(ConnectorHost { engine, pre })
+    }
+
+    /// Creates a fresh store and instance and drops them: the per-call cost a
+    /// platform pays before the action runs (timed by the benchmark).
+    pub async fn instantiate_fresh(&self) -> wasmtime::Result<()> {
+        let (store, instance) = self.instance(&Route::Network).await?;
+        drop((instance, store));
+        Ok(())
+    }
+
     /// A fresh store and instance for one call.
     async fn instance(&self, route: &Route) -> wasmtime::Result<(Store<HostState>, Connector)> {
         let wasi = WasiCtx::builder()

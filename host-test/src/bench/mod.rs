@@ -1,0 +1,540 @@
+//! `d365 bench`: the connector against a native baseline and against
+//! DynamicsWebApi, on one loopback emulator, interleaved per round
+//! (connector, native, peer, connector, …) so drift on a shared machine hits
+//! every contender alike. Speed is reported as ratios, never asserted.
+
+pub mod native;
+pub mod peer;
+pub mod report;
+
+use crate::cli;
+use crate::emulator::store::seed::generated_account_id;
+use crate::emulator::{self, Emulator};
+use crate::host::{COMPONENT_WASM, ConnectorHost, Route, StateJson, error_json, trap};
+use anyhow::{Context as _, Result, anyhow};
+use native::Native;
+use report::{Contender, Report};
+use serde_json::{Value, json};
+use std::time::Instant;
+
+/// Sizes of one run.
+#[derive(Debug, Clone, Copy)]
+pub struct Sizes {
+    pub rounds: usize,
+    /// Generated accounts (the seeded demo accounts come on top).
+    pub records: usize,
+    pub page_size: usize,
+    pub gets: usize,
+    pub instantiations: usize,
+    /// Creates in the one `$batch` of scenario 4.
+    pub batch_creates: usize,
+}
+
+impl Sizes {
+    /// The issue's sizes: 100,000 records × 5,000 per page, 1,000 gets.
+    pub const FULL: Sizes = Sizes {
+        rounds: 3,
+        records: 100_000,
+        page_size: 5_000,
+        gets: 1_000,
+        instantiations: 1_000,
+        batch_creates: 1_000,
+    };
+    /// Small and one round: keeps the suite from rotting in CI.
+    pub const QUICK: Sizes = Sizes {
+        rounds: 1,
+        records: 300,
+        page_size: 100,
+        gets: 20,
+        instantiations: 20,
+        batch_creates: 20,
+    };
+}
+
+/// Peak RSS tracking of this process: `clear_refs` 5 resets VmHWM (Linux).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The p-th percentile (nearest rank) of `v`.
+pub fn percentile(v: &[f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * s.len() as f64).ceil() as usize;
+    s[rank.clamp(1, s.len()) - 1]
+}
+
+/// Everything the contenders share: the emulator's address and credentials.
+struct Setup {
+    base: String,
+    token_url: String,
+    token_path: String,
+    client_id: String,
+    secret: String,
+    host: &'static ConnectorHost,
+    /// A connection carrying a token already (a platform reuses it).
+    with_token: crate::host::Connection,
+    /// A connection without token state (the first call fetches one).
+    cold: crate::host::Connection,
+    peer: Result<(), String>,
+}
+
+impl Setup {
+    async fn invoke(&self, action: &str, inputs: &Value) -> Result<Value> {
+        let r = self
+            .host
+            .invoke(
+                &Route::Network,
+                action,
+                &self.with_token,
+                &inputs.to_string(),
+            )
+            .await
+            .map_err(trap)?
+            .map_err(|e| anyhow!("{action} failed: {}", error_json(&e)))?;
+        Ok(serde_json::from_str(&r.output)?)
+    }
+
+    async fn native(&self) -> Result<Native> {
+        Native::connect(&self.base, &self.token_path, &self.client_id, &self.secret).await
+    }
+
+    async fn peer(&self, job: Value) -> Result<peer::PeerRun> {
+        if let Err(why) = &self.peer {
+            return Err(anyhow!("{why}"));
+        }
+        peer::run(
+            &self.base,
+            &self.token_url,
+            &self.client_id,
+            &self.secret,
+            job,
+        )
+        .await
+    }
+}
+
+/// Runs every scenario and returns the report (progress on stderr).
+pub async fn run(sizes: Sizes) -> Result<Report> {
+    let started = Instant::now();
+    eprintln!("bench: generating {} accounts…", sizes.records);
+    let emulator = Emulator::new(emulator::Config {
+        generated_records: sizes.records,
+        ..Default::default()
+    });
+    let server = emulator::server::serve(emulator, 0).await?;
+    let base = server.base_url();
+    let file = cli::emulator_connection(&base);
+    let setting = |k: &str| -> Result<String> {
+        file.settings
+            .get(k)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .with_context(|| format!("emulator connection has no {k}"))
+    };
+    let token_url = setting("tokenUrl")?;
+    let host = ConnectorHost::shared().map_err(trap)?;
+    let token = host
+        .client_credentials_token(&Route::Network, &file.settings_json())
+        .await
+        .map_err(trap)?
+        .map_err(|e| anyhow!("token: {}", error_json(&e)))?;
+    let with_token = crate::host::ConnectionFile {
+        state: Some(StateJson::from(token)),
+        ..file.clone()
+    }
+    .connection()?;
+    let peer = peer::prepare().map_err(|e| format!("{e:#}"));
+    if let Err(why) = &peer {
+        eprintln!("bench: DynamicsWebApi unavailable: {why}");
+    }
+    let setup = Setup {
+        token_path: token_url
+            .strip_prefix(&base)
+            .unwrap_or(&token_url)
+            .to_string(),
+        token_url,
+        client_id: setting("clientId")?,
+        secret: setting("clientSecret")?,
+        cold: file.connection()?,
+        base,
+        host,
+        with_token,
+        peer,
+    };
+    let mut report = Report::new(sizes);
+
+    fetch_all(&setup, sizes, &mut report).await;
+    get_entity(&setup, sizes, &mut report).await;
+    cold_start(&setup, sizes, &mut report).await;
+    wasm_size(&mut report);
+    fetch_xml(&setup, sizes, &mut report).await;
+    batch(&setup, sizes, &mut report).await;
+
+    server.shutdown();
+    report.finish(started.elapsed());
+    Ok(report)
+}
+
+const FETCH: &str = "1. fetch-all queryEntities";
+const GET: &str = "3. getEntity ×N sequential";
+const COLD: &str = "5. cold start";
+const SIZE: &str = "6. release .wasm";
+const FETCHXML: &str = "2. fetch-all runFetchXml";
+const BATCH: &str = "4. runBatch creates";
+
+/// Half the generated accounts (revenue is `(n % 1000) × 1000`): 50,000 of
+/// 100,000 in the full run. Ordered by the primary key so paging cookies apply.
+fn fetch_xml_query(page_size: usize, paging: bool) -> String {
+    let paging = if paging {
+        r#" page="{page}" paging-cookie="{cookie}""#
+    } else {
+        ""
+    };
+    format!(
+        r#"<fetch count="{page_size}"{paging}><entity name="account"><attribute name="accountid"/><attribute name="name"/><attribute name="revenue"/><order attribute="accountid"/><filter><condition attribute="revenue" operator="lt" value="500000"/></filter></entity></fetch>"#
+    )
+}
+
+/// Scenario 2: a filtered FetchXML fetch-all with paging cookies.
+async fn fetch_xml(s: &Setup, sizes: Sizes, report: &mut Report) {
+    let xml = fetch_xml_query(sizes.page_size, false);
+    for round in 0..sizes.rounds {
+        eprintln!("bench: {FETCHXML}, round {}", round + 1);
+        reset_peak_rss();
+        let t = Instant::now();
+        let r = s
+            .invoke(
+                "runFetchXml",
+                &json!({"entityType": "accounts", "fetchXml": xml, "fetchAll": true}),
+            )
+            .await
+            .and_then(|v| {
+                v["count"]
+                    .as_u64()
+                    .map(|c| c as usize)
+                    .context("no count in the output")
+            });
+        let elapsed = t.elapsed();
+        report.fetch_sample(
+            FETCHXML,
+            Contender::Connector,
+            r.map(|c| (ms(elapsed), c, peak_rss_mib())),
+            0,
+        );
+        let r = async {
+            let mut n = s.native().await?;
+            reset_peak_rss();
+            let t = Instant::now();
+            let records = n
+                .fetch_xml_all(&fetch_xml_query(sizes.page_size, true))
+                .await?;
+            Ok((ms(t.elapsed()), records.len(), peak_rss_mib()))
+        }
+        .await;
+        report.fetch_sample(FETCHXML, Contender::Native, r, 0);
+        let r = s
+            .peer(json!({"scenario": "runFetchXml", "fetchXml": xml}))
+            .await
+            .and_then(|p| {
+                let ms = p.out["ms"].as_f64().context("no ms")?;
+                let count = p.out["count"].as_u64().context("no count")? as usize;
+                Ok((ms, count, p.out["maxRssKb"].as_f64().map(|k| k / 1024.0)))
+            });
+        report.fetch_sample(FETCHXML, Contender::Peer, r, 0);
+    }
+}
+
+/// Scenario 4: one `$batch` of contact creates: build, send, decode.
+async fn batch(s: &Setup, sizes: Sizes, report: &mut Report) {
+    const METRIC: &str = "build + send + decode";
+    let n = sizes.batch_creates;
+    for round in 0..sizes.rounds {
+        eprintln!("bench: {BATCH}, round {}", round + 1);
+        let t = Instant::now();
+        let r = async {
+            let actions: Vec<Value> = (0..n)
+                .map(|i| json!({"collection": "contacts", "action": "create", "data": {"firstname": "Bench", "lastname": format!("Connector r{round} {i}")}}))
+                .collect();
+            let v = s.invoke("runBatch", &json!({"batchActions": actions})).await?;
+            let ms = ms(t.elapsed());
+            let results = v["results"].as_array().context("no results")?;
+            if results.len() != n {
+                return Err(anyhow!("{} results for {n} creates", results.len()));
+            }
+            if let Some(bad) = results.iter().find(|r| r["success"] != true) {
+                return Err(anyhow!("a batch create failed: {bad}"));
+            }
+            Ok(ms)
+        }
+        .await;
+        report.one(BATCH, METRIC, Contender::Connector, r);
+        let r = async {
+            let mut native = s.native().await?;
+            let t = Instant::now();
+            let ids = native.batch_creates(n, round).await?;
+            let ms = ms(t.elapsed());
+            if ids.len() != n {
+                return Err(anyhow!("{} ids for {n} creates", ids.len()));
+            }
+            Ok(ms)
+        }
+        .await;
+        report.one(BATCH, METRIC, Contender::Native, r);
+        let r = s
+            .peer(json!({"scenario": "runBatch", "creates": n, "round": round}))
+            .await
+            .and_then(|p| {
+                if p.out["count"].as_u64() != Some(n as u64) {
+                    return Err(anyhow!("{} results for {n} creates", p.out["count"]));
+                }
+                p.out["ms"].as_f64().context("no ms")
+            });
+        report.one(BATCH, METRIC, Contender::Peer, r);
+    }
+}
+
+/// Scenario 1: every account, `page_size` per page.
+async fn fetch_all(s: &Setup, sizes: Sizes, report: &mut Report) {
+    let expected = sizes.records;
+    for round in 0..sizes.rounds {
+        eprintln!("bench: {FETCH}, round {}", round + 1);
+        // Connector.
+        reset_peak_rss();
+        let t = Instant::now();
+        let r = s
+            .invoke(
+                "queryEntities",
+                &json!({"entityType": "accounts", "fetchAll": true, "pageSize": sizes.page_size}),
+            )
+            .await
+            .and_then(|v| {
+                v["count"]
+                    .as_u64()
+                    .map(|c| c as usize)
+                    .context("no count in the output")
+            });
+        let elapsed = t.elapsed();
+        report.fetch_sample(
+            FETCH,
+            Contender::Connector,
+            r.map(|c| (ms(elapsed), c, peak_rss_mib())),
+            expected,
+        );
+        // Native.
+        let r = async {
+            let mut n = s.native().await?;
+            reset_peak_rss();
+            let t = Instant::now();
+            let records = n.fetch_all(sizes.page_size).await?;
+            Ok((ms(t.elapsed()), records.len(), peak_rss_mib()))
+        }
+        .await;
+        report.fetch_sample(FETCH, Contender::Native, r, expected);
+        // Peer.
+        let r = s
+            .peer(json!({"scenario": "queryEntities", "pageSize": sizes.page_size}))
+            .await
+            .and_then(|p| {
+                let ms = p.out["ms"].as_f64().context("no ms")?;
+                let count = p.out["count"].as_u64().context("no count")? as usize;
+                Ok((ms, count, p.out["maxRssKb"].as_f64().map(|k| k / 1024.0)))
+            });
+        report.fetch_sample(FETCH, Contender::Peer, r, expected);
+    }
+}
+
+/// Scenario 3: `gets` sequential single-record reads, per-call latency.
+async fn get_entity(s: &Setup, sizes: Sizes, report: &mut Report) {
+    let n = sizes.gets.min(sizes.records).max(1);
+    let ids: Vec<String> = (0..n)
+        .map(|i| generated_account_id(1 + i * sizes.records.max(1) / n))
+        .collect();
+    for round in 0..sizes.rounds {
+        eprintln!("bench: {GET}, round {}", round + 1);
+        let r = async {
+            let mut samples = Vec::with_capacity(n);
+            for id in &ids {
+                let t = Instant::now();
+                let v = s
+                    .invoke(
+                        "getEntity",
+                        &json!({"entityType": "accounts", "entityId": id}),
+                    )
+                    .await?;
+                samples.push(ms(t.elapsed()));
+                if v["accountid"].as_str() != Some(id.as_str()) {
+                    return Err(anyhow!("getEntity {id} returned {}", v["accountid"]));
+                }
+            }
+            Ok(samples)
+        }
+        .await;
+        report.latency_samples(GET, Contender::Connector, r);
+        let r = async {
+            let mut native = s.native().await?;
+            let mut samples = Vec::with_capacity(n);
+            for id in &ids {
+                let t = Instant::now();
+                let v = native.get_account(id).await?;
+                samples.push(ms(t.elapsed()));
+                if v["accountid"].as_str() != Some(id.as_str()) {
+                    return Err(anyhow!("GET account {id} returned {}", v["accountid"]));
+                }
+            }
+            Ok(samples)
+        }
+        .await;
+        report.latency_samples(GET, Contender::Native, r);
+        let r = s
+            .peer(json!({"scenario": "getEntity", "ids": ids}))
+            .await
+            .and_then(|p| {
+                p.out["samplesMs"]
+                    .as_array()
+                    .context("no samplesMs")?
+                    .iter()
+                    .map(|x| x.as_f64().context("sample not a number"))
+                    .collect::<Result<Vec<f64>>>()
+            });
+        report.latency_samples(GET, Contender::Peer, r);
+    }
+}
+
+/// Scenario 5: load the precompiled component, instantiate with a fresh
+/// store, and the first getCurrentUser of a new host (token not cached).
+async fn cold_start(s: &Setup, sizes: Sizes, report: &mut Report) {
+    let precompiled = match ConnectorHost::precompile(COMPONENT_WASM) {
+        Ok(p) => p,
+        Err(e) => {
+            report.error(
+                COLD,
+                "load precompiled + pre-instantiate",
+                Contender::Connector,
+                format!("{e:?}"),
+            );
+            return;
+        }
+    };
+    for round in 0..sizes.rounds {
+        eprintln!("bench: {COLD}, round {}", round + 1);
+        let r = async {
+            let t = Instant::now();
+            // SAFETY: `precompiled` is this process's own precompile output.
+            let host = unsafe { ConnectorHost::from_precompiled(&precompiled) }.map_err(trap)?;
+            let load = ms(t.elapsed());
+            let mut inst = Vec::with_capacity(sizes.instantiations);
+            for _ in 0..sizes.instantiations {
+                let t = Instant::now();
+                host.instantiate_fresh().await.map_err(trap)?;
+                inst.push(t.elapsed().as_secs_f64() * 1e6);
+            }
+            Ok::<_, anyhow::Error>((load, inst))
+        }
+        .await;
+        match r {
+            Ok((load, inst)) => {
+                report.sample(
+                    COLD,
+                    "load precompiled + pre-instantiate",
+                    "ms",
+                    Contender::Connector,
+                    load,
+                );
+                report.samples(
+                    COLD,
+                    "instantiate (fresh store)",
+                    "µs",
+                    Contender::Connector,
+                    &inst,
+                );
+            }
+            Err(e) => report.error(
+                COLD,
+                "load precompiled + pre-instantiate",
+                Contender::Connector,
+                format!("{e:#}"),
+            ),
+        }
+        const FIRST: &str = "first getCurrentUser (new host, token fetched)";
+        let r = async {
+            let t = Instant::now();
+            // SAFETY: as above.
+            let host = unsafe { ConnectorHost::from_precompiled(&precompiled) }.map_err(trap)?;
+            let out = host
+                .invoke(&Route::Network, "getCurrentUser", &s.cold, "{}")
+                .await
+                .map_err(trap)?
+                .map_err(|e| anyhow!("getCurrentUser: {}", error_json(&e)))?;
+            let elapsed = ms(t.elapsed());
+            let v: Value = serde_json::from_str(&out.output)?;
+            if v.get("UserId").is_none() && v.get("userId").is_none() {
+                return Err(anyhow!("getCurrentUser output has no UserId: {v}"));
+            }
+            Ok(elapsed)
+        }
+        .await;
+        report.one(COLD, FIRST, Contender::Connector, r);
+        let r = async {
+            let t = Instant::now();
+            let mut n = s.native().await?;
+            let v = n.who_am_i().await?;
+            let elapsed = ms(t.elapsed());
+            v.get("UserId").context("WhoAmI without UserId")?;
+            Ok(elapsed)
+        }
+        .await;
+        report.one(COLD, FIRST, Contender::Native, r);
+        // The peer's cold start is Node's: spawn → import → token → WhoAmI.
+        let r = s
+            .peer(json!({"scenario": "coldStart"}))
+            .await
+            .map(|p| ms(p.wall));
+        report.one(COLD, FIRST, Contender::Peer, r);
+    }
+}
+
+/// Scenario 6: the release `.wasm` the host embeds, raw and gzipped.
+fn wasm_size(report: &mut Report) {
+    use std::io::Write as _;
+    let raw = COMPONENT_WASM.len() as f64;
+    report.sample(SIZE, "size", "bytes", Contender::Connector, raw);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let gzip = gz
+        .write_all(COMPONENT_WASM)
+        .and_then(|_| gz.finish())
+        .map(|v| v.len() as f64);
+    match gzip {
+        Ok(n) => report.sample(SIZE, "gzip -9 size", "bytes", Contender::Connector, n),
+        Err(e) => report.error(SIZE, "gzip -9 size", Contender::Connector, e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn percentile_is_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).rev().collect();
+        assert_eq!(percentile(&v, 50.0), 50.0);
+        assert_eq!(percentile(&v, 99.0), 99.0);
+        assert_eq!(percentile(&v, 100.0), 100.0);
+        assert_eq!(percentile(&[7.0], 99.0), 7.0);
+        assert!(percentile(&[], 50.0).is_nan());
+    }
+}

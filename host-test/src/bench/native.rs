@@ -1,0 +1,272 @@
+//! The native baseline: a plain Rust client (hyper + serde_json) doing the
+//! same HTTP requests as the connector and parsing the same JSON — the
+//! practical limit for a client on this machine.
+
+use anyhow::{Context as _, Result, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+
+const API: &str = "/api/data/v9.2/";
+
+/// One keep-alive HTTP/1.1 connection to the emulator, with a bearer token.
+pub struct Native {
+    sender: SendRequest<Full<Bytes>>,
+    authority: String,
+    base: String,
+    token: String,
+}
+
+impl Native {
+    /// Connects to `base` (`http://127.0.0.1:PORT`) and fetches a
+    /// client-credentials token from `token_path` (as the connector does).
+    pub async fn connect(
+        base: &str,
+        token_path: &str,
+        client_id: &str,
+        secret: &str,
+    ) -> Result<Self> {
+        let authority = base.trim_start_matches("http://").to_string();
+        let stream = tokio::net::TcpStream::connect(&authority).await?;
+        stream.set_nodelay(true)?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        let mut native = Native {
+            sender,
+            authority,
+            base: base.to_string(),
+            token: String::new(),
+        };
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "client_credentials")
+            .append_pair("client_id", client_id)
+            .append_pair("client_secret", secret)
+            .append_pair("scope", &format!("{base}/.default"))
+            .finish();
+        let (status, _, body) = native
+            .send(
+                http::Method::POST,
+                token_path,
+                &[("Content-Type", "application/x-www-form-urlencoded")],
+                Bytes::from(form),
+            )
+            .await?;
+        if status != 200 {
+            bail!("token endpoint answered {status}");
+        }
+        let v: Value = serde_json::from_slice(&body)?;
+        native.token = v["access_token"]
+            .as_str()
+            .context("no access_token")?
+            .to_string();
+        Ok(native)
+    }
+
+    async fn send(
+        &mut self,
+        method: http::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<(u16, http::HeaderMap, Bytes)> {
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("Host", &self.authority);
+        if !self.token.is_empty() {
+            req = req
+                .header("Authorization", format!("Bearer {}", self.token))
+                .header("OData-Version", "4.0")
+                .header("OData-MaxVersion", "4.0")
+                .header("Accept", "application/json");
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.sender.ready().await?;
+        let res = self.sender.send_request(req.body(Full::new(body))?).await?;
+        let status = res.status().as_u16();
+        let (parts, body) = res.into_parts();
+        let body = body.collect().await?.to_bytes();
+        Ok((status, parts.headers, body))
+    }
+
+    async fn get_json(&mut self, path: &str, headers: &[(&str, &str)]) -> Result<Value> {
+        let (status, _, body) = self
+            .send(http::Method::GET, path, headers, Bytes::new())
+            .await?;
+        if status != 200 {
+            bail!("GET {path} answered {status}");
+        }
+        Ok(serde_json::from_slice(&body)?)
+    }
+
+    /// The path-and-query of an absolute link on this server.
+    fn local(&self, link: &str) -> String {
+        link.strip_prefix(&self.base).unwrap_or(link).to_string()
+    }
+
+    /// Every account, `page_size` per page, following `@odata.nextLink`.
+    pub async fn fetch_all(&mut self, page_size: usize) -> Result<Vec<Value>> {
+        let prefer = format!("odata.maxpagesize={page_size}");
+        let mut records = Vec::new();
+        let mut path = format!("{API}accounts");
+        loop {
+            let mut page = self.get_json(&path, &[("Prefer", &prefer)]).await?;
+            if let Some(Value::Array(v)) = page.get_mut("value").map(Value::take) {
+                records.extend(v);
+            }
+            match page.get("@odata.nextLink").and_then(Value::as_str) {
+                Some(next) => path = self.local(next),
+                None => return Ok(records),
+            }
+        }
+    }
+
+    /// One account by id.
+    pub async fn get_account(&mut self, id: &str) -> Result<Value> {
+        self.get_json(&format!("{API}accounts({id})"), &[]).await
+    }
+
+    /// WhoAmI (the request behind getCurrentUser).
+    pub async fn who_am_i(&mut self) -> Result<Value> {
+        self.get_json(&format!("{API}WhoAmI"), &[]).await
+    }
+}
+
+/// The `pagingcookie` attribute of a `fetchxmlpagingcookie` annotation,
+/// URL-decoded twice (it arrives double-encoded), ready for `paging-cookie`.
+fn paging_cookie(annotation: &str) -> Option<String> {
+    let start = annotation.find("pagingcookie=\"")? + "pagingcookie=\"".len();
+    let len = annotation[start..].find('"')?;
+    let once = percent_encoding::percent_decode_str(&annotation[start..start + len])
+        .decode_utf8()
+        .ok()?
+        .into_owned();
+    Some(
+        percent_encoding::percent_decode_str(&once)
+            .decode_utf8()
+            .ok()?
+            .into_owned(),
+    )
+}
+
+fn xml_attr(v: &str) -> String {
+    v.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+impl Native {
+    /// Every record of a FetchXML query (`{page}` and `{cookie}` are filled
+    /// per page), following paging cookies as the wire reference describes.
+    pub async fn fetch_xml_all(&mut self, template: &str) -> Result<Vec<Value>> {
+        const PREFER: &str = "odata.include-annotations=\"Microsoft.Dynamics.CRM.fetchxmlpagingcookie,Microsoft.Dynamics.CRM.morerecords\"";
+        let mut records = Vec::new();
+        let mut page = 1;
+        let mut cookie = String::new();
+        loop {
+            let xml = template
+                .replace("{page}", &page.to_string())
+                .replace("{cookie}", &xml_attr(&cookie));
+            let q: String = url::form_urlencoded::byte_serialize(xml.as_bytes()).collect();
+            let mut body = self
+                .get_json(
+                    &format!("{API}accounts?fetchXml={q}"),
+                    &[("Prefer", PREFER)],
+                )
+                .await?;
+            if let Some(Value::Array(v)) = body.get_mut("value").map(Value::take) {
+                records.extend(v);
+            }
+            let more = body["@Microsoft.Dynamics.CRM.morerecords"].as_bool() == Some(true);
+            if !more {
+                return Ok(records);
+            }
+            cookie = body["@Microsoft.Dynamics.CRM.fetchxmlpagingcookie"]
+                .as_str()
+                .and_then(paging_cookie)
+                .context("morerecords without a paging cookie")?;
+            page += 1;
+        }
+    }
+
+    /// One `$batch` of `creates` contact creates (no change set); returns
+    /// the created ids, decoded from each part's OData-EntityId. Names carry
+    /// `round`: contacts have an alternate key on first and last name.
+    pub async fn batch_creates(&mut self, creates: usize, round: usize) -> Result<Vec<String>> {
+        const BOUNDARY: &str = "batch_d365bench";
+        let mut body = String::with_capacity(creates * 256);
+        for i in 0..creates {
+            let data = serde_json::json!({"firstname": "Bench", "lastname": format!("Native r{round} {i}")});
+            body.push_str(&format!(
+                "--{BOUNDARY}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\nPOST {}{API}contacts HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{data}\r\n",
+                self.base
+            ));
+        }
+        body.push_str(&format!("--{BOUNDARY}--\r\n"));
+        let ct = format!("multipart/mixed; boundary={BOUNDARY}");
+        let (status, headers, res) = self
+            .send(
+                http::Method::POST,
+                &format!("{API}$batch"),
+                &[("Content-Type", &ct)],
+                Bytes::from(body),
+            )
+            .await?;
+        if status != 200 {
+            bail!(
+                "$batch answered {status}: {}",
+                String::from_utf8_lossy(&res)
+            );
+        }
+        let boundary = headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split("boundary=").nth(1))
+            .map(|b| b.trim_matches('"').to_string())
+            .context("$batch response without a boundary")?;
+        let text = std::str::from_utf8(&res)?;
+        let mut ids = Vec::with_capacity(creates);
+        for part in text.split(&format!("--{boundary}")) {
+            let Some(at) = part.find("HTTP/1.1 ") else {
+                continue;
+            };
+            let code = part.get(at + 9..at + 12).unwrap_or("");
+            if !code.starts_with('2') {
+                bail!("a batch create answered {code}");
+            }
+            let id = part
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("odata-entityid").then_some(v)
+                })
+                .and_then(|l| l.rsplit_once('(').map(|(_, r)| r.trim_end_matches(')')))
+                .context("a batch create without OData-EntityId")?;
+            ids.push(id.trim().to_string());
+        }
+        Ok(ids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paging_cookie_is_decoded_twice() {
+        let annotation = r#"<cookie pagenumber="2" pagingcookie="%253ccookie%2520page%253d%25221%2522%253e%253caccountid%2520last%253d%2522%257bB0000000-0000-4000-8000-000000000064%257d%2522%2520%252f%253e%253c%252fcookie%253e" istracking="False" />"#;
+        assert_eq!(
+            paging_cookie(annotation).as_deref(),
+            Some(
+                r#"<cookie page="1"><accountid last="{B0000000-0000-4000-8000-000000000064}" /></cookie>"#
+            )
+        );
+        assert_eq!(paging_cookie("<cookie />"), None);
+        assert_eq!(xml_attr(r#"<a b="&">"#), "&lt;a b=&quot;&amp;&quot;&gt;");
+    }
+}

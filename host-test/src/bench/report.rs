@@ -1,0 +1,370 @@
+//! The bench's results: rows of samples per (scenario, metric, contender),
+//! min/median/max, the ratio to the native baseline, and the targets.
+
+use super::{Sizes, percentile};
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Contender {
+    /// The release `.wasm` in the wasmtime host, over wasi:http.
+    Connector,
+    /// hyper + serde_json in this process.
+    Native,
+    /// DynamicsWebApi under Node.
+    Peer,
+}
+
+impl Contender {
+    pub fn label(self) -> &'static str {
+        match self {
+            Contender::Connector => "connector",
+            Contender::Native => "native",
+            Contender::Peer => "DynamicsWebApi",
+        }
+    }
+}
+
+/// One line of the table.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub scenario: String,
+    pub metric: String,
+    pub contender: Contender,
+    pub unit: String,
+    pub samples: Vec<f64>,
+    /// Records per second at the median (fetch-all scenarios).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub records: Option<usize>,
+    /// Peak RSS in MiB, the highest over the rounds (fetch-all scenarios).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_rss_mib: Option<f64>,
+    /// Why this contender has no (or fewer) samples.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Row {
+    pub fn min(&self) -> f64 {
+        self.samples.iter().copied().fold(f64::NAN, f64::min)
+    }
+    pub fn max(&self) -> f64 {
+        self.samples.iter().copied().fold(f64::NAN, f64::max)
+    }
+    pub fn median(&self) -> f64 {
+        percentile(&self.samples, 50.0)
+    }
+}
+
+/// Whether one of the targets holds (`None`: not measured).
+#[derive(Debug, Clone, Serialize)]
+pub struct Target {
+    pub target: String,
+    pub holds: Option<bool>,
+    pub detail: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub profile: &'static str,
+    pub sizes: Value,
+    pub rows: Vec<Row>,
+    pub targets: Vec<Target>,
+    pub seconds: f64,
+    #[serde(skip)]
+    counts: BTreeMap<String, usize>,
+}
+
+impl Report {
+    pub fn new(sizes: Sizes) -> Self {
+        Report {
+            profile: if cfg!(debug_assertions) {
+                "dev"
+            } else {
+                "release"
+            },
+            sizes: json!({
+                "rounds": sizes.rounds,
+                "generatedRecords": sizes.records,
+                "pageSize": sizes.page_size,
+                "getEntityCalls": sizes.gets,
+                "instantiations": sizes.instantiations,
+                "batchCreates": sizes.batch_creates,
+            }),
+            rows: Vec::new(),
+            targets: Vec::new(),
+            seconds: 0.0,
+            counts: BTreeMap::new(),
+        }
+    }
+
+    fn row(&mut self, scenario: &str, metric: &str, unit: &str, c: Contender) -> &mut Row {
+        let i = match self
+            .rows
+            .iter()
+            .position(|r| r.scenario == scenario && r.metric == metric && r.contender == c)
+        {
+            Some(i) => i,
+            None => {
+                self.rows.push(Row {
+                    scenario: scenario.into(),
+                    metric: metric.into(),
+                    contender: c,
+                    unit: unit.into(),
+                    samples: Vec::new(),
+                    records: None,
+                    peak_rss_mib: None,
+                    error: None,
+                });
+                self.rows.len() - 1
+            }
+        };
+        &mut self.rows[i]
+    }
+
+    pub fn sample(&mut self, scenario: &str, metric: &str, unit: &str, c: Contender, v: f64) {
+        self.row(scenario, metric, unit, c).samples.push(v);
+    }
+
+    pub fn samples(&mut self, scenario: &str, metric: &str, unit: &str, c: Contender, v: &[f64]) {
+        self.row(scenario, metric, unit, c)
+            .samples
+            .extend_from_slice(v);
+    }
+
+    pub fn error(&mut self, scenario: &str, metric: &str, c: Contender, e: String) {
+        let row = self.row(scenario, metric, "ms", c);
+        if row.error.is_none() {
+            row.error = Some(e);
+        }
+    }
+
+    /// A single timing in ms, or why there is none.
+    pub fn one(&mut self, scenario: &str, metric: &str, c: Contender, r: anyhow::Result<f64>) {
+        match r {
+            Ok(v) => self.sample(scenario, metric, "ms", c, v),
+            Err(e) => self.error(scenario, metric, c, format!("{e:#}")),
+        }
+    }
+
+    /// A fetch-all: (ms, records, peak RSS MiB). Every contender must
+    /// return the same number of records.
+    pub fn fetch_sample(
+        &mut self,
+        scenario: &str,
+        c: Contender,
+        r: anyhow::Result<(f64, usize, Option<f64>)>,
+        _generated: usize,
+    ) {
+        const METRIC: &str = "whole fetch-all";
+        match r {
+            Ok((ms, count, rss)) => {
+                let reference = *self.counts.entry(scenario.to_string()).or_insert(count);
+                if count != reference {
+                    self.error(
+                        scenario,
+                        METRIC,
+                        c,
+                        format!("returned {count} records, another contender {reference}"),
+                    );
+                    return;
+                }
+                let row = self.row(scenario, METRIC, "ms", c);
+                row.samples.push(ms);
+                row.records = Some(count);
+                if let Some(rss) = rss {
+                    row.peak_rss_mib = Some(row.peak_rss_mib.map_or(rss, |p| p.max(rss)));
+                }
+            }
+            Err(e) => self.error(scenario, METRIC, c, format!("{e:#}")),
+        }
+    }
+
+    /// Per-call latencies of one round: its p50 and p99 become samples.
+    pub fn latency_samples(&mut self, scenario: &str, c: Contender, r: anyhow::Result<Vec<f64>>) {
+        match r {
+            Ok(v) => {
+                self.sample(scenario, "p50 per call", "ms", c, percentile(&v, 50.0));
+                self.sample(scenario, "p99 per call", "ms", c, percentile(&v, 99.0));
+            }
+            Err(e) => {
+                let e = format!("{e:#}");
+                self.error(scenario, "p50 per call", c, e.clone());
+                self.error(scenario, "p99 per call", c, e);
+            }
+        }
+    }
+
+    fn median_of(&self, scenario: &str, metric: &str, c: Contender) -> Option<f64> {
+        self.rows
+            .iter()
+            .find(|r| r.scenario == scenario && r.metric == metric && r.contender == c)
+            .filter(|r| !r.samples.is_empty() && r.error.is_none())
+            .map(Row::median)
+    }
+
+    /// The ratio of a row's median to the native baseline's.
+    pub fn ratio(&self, row: &Row) -> Option<f64> {
+        let base = self.median_of(&row.scenario, &row.metric, Contender::Native)?;
+        (!row.samples.is_empty() && base > 0.0).then(|| row.median() / base)
+    }
+
+    /// Evaluates the targets on what was measured.
+    pub fn finish(&mut self, elapsed: Duration) {
+        self.seconds = elapsed.as_secs_f64();
+        let mut targets = Vec::new();
+        for (scenario, metric) in [
+            (super::FETCH, "whole fetch-all"),
+            (super::FETCHXML, "whole fetch-all"),
+            (super::GET, "p50 per call"),
+            (super::BATCH, "build + send + decode"),
+        ] {
+            let c = self.median_of(scenario, metric, Contender::Connector);
+            let n = self.median_of(scenario, metric, Contender::Native);
+            let p = self.median_of(scenario, metric, Contender::Peer);
+            let (holds, detail) = match (c, n) {
+                (Some(c), Some(n)) => (Some(c / n <= 1.3), format!("{:.2}", c / n)),
+                _ => (None, "not measured".into()),
+            };
+            targets.push(Target {
+                target: format!("{scenario} ({metric}): connector / native ≤ 1.3"),
+                holds,
+                detail,
+            });
+            let (holds, detail) = match (c, p) {
+                (Some(c), Some(p)) => (
+                    Some(c < p),
+                    format!("connector {c:.3} ms vs DynamicsWebApi {p:.3} ms"),
+                ),
+                _ => (None, "not measured".into()),
+            };
+            targets.push(Target {
+                target: format!("{scenario} ({metric}): connector faster than DynamicsWebApi"),
+                holds,
+                detail,
+            });
+        }
+        let inst = self.median_of(
+            super::COLD,
+            "instantiate (fresh store)",
+            Contender::Connector,
+        );
+        targets.push(Target {
+            target: "instantiation (pre-instantiated, fresh store) ≤ 20 µs median".into(),
+            holds: inst.map(|m| m <= 20.0),
+            detail: inst.map_or("not measured".into(), |m| format!("{m:.1} µs")),
+        });
+        let size = self.median_of(super::SIZE, "size", Contender::Connector);
+        targets.push(Target {
+            target: "release .wasm ≤ 512 KiB".into(),
+            holds: size.map(|s| s <= 512.0 * 1024.0),
+            detail: size.map_or("not measured".into(), |s| format!("{:.1} KiB", s / 1024.0)),
+        });
+        self.targets = targets;
+    }
+
+    /// The table as Markdown (readable in a terminal and in RESULTS.md).
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "| scenario | metric | contender | n | min | median | max | unit | × native | notes |"
+        );
+        let _ = writeln!(out, "|---|---|---|---:|---:|---:|---:|---|---:|---|");
+        for r in &self.rows {
+            let f = |v: f64| {
+                if v.is_nan() {
+                    "–".to_string()
+                } else if r.unit == "bytes" {
+                    format!("{v:.0}")
+                } else if v >= 100.0 {
+                    format!("{v:.1}")
+                } else {
+                    format!("{v:.3}")
+                }
+            };
+            let ratio = self.ratio(r).map_or("–".into(), |x| format!("{x:.2}"));
+            let mut notes = Vec::new();
+            if let Some(n) = r.records {
+                let med = r.median();
+                if med > 0.0 {
+                    notes.push(format!(
+                        "{n} records, {:.0} records/s",
+                        n as f64 / (med / 1e3)
+                    ));
+                }
+            }
+            if let Some(rss) = r.peak_rss_mib {
+                notes.push(format!("peak RSS {rss:.0} MiB"));
+            }
+            if let Some(e) = &r.error {
+                let one_line: String = e
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .replace('|', "/")
+                    .chars()
+                    .take(300)
+                    .collect();
+                notes.push(format!("UNAVAILABLE: {one_line}"));
+            }
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                r.scenario,
+                r.metric,
+                r.contender.label(),
+                r.samples.len(),
+                f(r.min()),
+                f(r.median()),
+                f(r.max()),
+                r.unit,
+                ratio,
+                notes.join("; ")
+            );
+        }
+        let _ = writeln!(out, "\n| target | holds | measured |\n|---|---|---|");
+        for t in &self.targets {
+            let holds = match t.holds {
+                Some(true) => "yes",
+                Some(false) => "NO",
+                None => "n/a",
+            };
+            let _ = writeln!(out, "| {} | {} | {} |", t.target, holds, t.detail);
+        }
+        let _ = writeln!(
+            out,
+            "\nprofile: {}; sizes: {}; took {:.1} s",
+            self.profile, self.sizes, self.seconds
+        );
+        out
+    }
+
+    /// The report as JSON, with each row's min/median/max and ratio.
+    pub fn json(&self) -> Value {
+        let rows: Vec<Value> = self
+            .rows
+            .iter()
+            .map(|r| {
+                let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+                let num = |x: f64| if x.is_nan() { Value::Null } else { json!(x) };
+                v["min"] = num(r.min());
+                v["median"] = num(r.median());
+                v["max"] = num(r.max());
+                v["ratioToNative"] = self.ratio(r).map_or(Value::Null, |x| json!(x));
+                v
+            })
+            .collect();
+        json!({
+            "profile": self.profile,
+            "sizes": self.sizes,
+            "seconds": self.seconds,
+            "rows": rows,
+            "targets": self.targets,
+        })
+    }
+}
