@@ -2,8 +2,11 @@
 //! it, and gives every call a fresh store. Outgoing wasi:http requests go to
 //! the network or, per call, to an in-process [`Emulator`](crate::emulator::Emulator).
 
+mod body_cap;
+pub mod limits;
 pub mod route;
 
+pub use limits::HostLimits;
 pub use route::Route;
 
 use route::RouteHooks;
@@ -43,6 +46,7 @@ pub struct HostState {
     http: WasiHttpCtx,
     table: ResourceTable,
     hooks: RouteHooks,
+    memory: limits::MemoryLimiter,
 }
 
 impl WasiView for HostState {
@@ -95,21 +99,34 @@ impl wasmtime_wasi::HostMonotonicClock for TokioMonotonicClock {
 pub struct ConnectorHost {
     engine: Engine,
     pre: ConnectorPre<HostState>,
+    limits: HostLimits,
 }
 
 impl ConnectorHost {
     /// Compiles `wasm` and links WASI p2 (Rust's std needs wasi:cli too) and
     /// wasi:http.
     pub fn new(wasm: &[u8]) -> wasmtime::Result<Self> {
+        Self::with_limits(wasm, HostLimits::default())
+    }
+
+    /// Like [`Self::new`], with per-call `limits` (memory, deadline,
+    /// response body size) instead of the defaults.
+    pub fn with_limits(wasm: &[u8], limits: HostLimits) -> wasmtime::Result<Self> {
         let mut config = Config::new();
         config.wasm_component_model(true);
+        config.epoch_interruption(true);
         let engine = Engine::new(&config)?;
+        limits::start_epoch_ticker(&engine);
         let component = Component::new(&engine, wasm)?;
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         let pre = ConnectorPre::new(linker.instantiate_pre(&component)?)?;
-        Ok(ConnectorHost { engine, pre })
+        Ok(ConnectorHost {
+            engine,
+            pre,
+            limits,
+        })
     }
 
     /// The embedded component, compiled once per process.
@@ -126,6 +143,19 @@ impl ConnectorHost {
         &self.engine
     }
 
+    pub fn limits(&self) -> &HostLimits {
+        &self.limits
+    }
+
+    /// The same compiled component under other limits (cheap: the engine
+    /// and pre-instantiation are shared; the epoch ticker already runs).
+    pub fn limited(&self, limits: HostLimits) -> ConnectorHost {
+        ConnectorHost {
+            limits,
+            ..self.clone()
+        }
+    }
+
     /// A fresh store and instance for one call.
     async fn instance(&self, route: &Route) -> wasmtime::Result<(Store<HostState>, Connector)> {
         let wasi = WasiCtx::builder()
@@ -136,9 +166,14 @@ impl ConnectorHost {
             wasi,
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            hooks: RouteHooks::new(route.clone()),
+            hooks: RouteHooks::new(route.clone())
+                .with_max_response_body(self.limits.max_response_body),
+            memory: limits::MemoryLimiter::new(self.limits.memory_bytes),
         };
         let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.memory);
+        store.set_epoch_deadline(self.limits.deadline_ticks());
+        store.epoch_deadline_trap();
         let instance = self.pre.instantiate_async(&mut store).await?;
         Ok((store, instance))
     }
@@ -156,6 +191,7 @@ impl ConnectorHost {
             .d365_connector_actions()
             .call_invoke(&mut store, action_key, connection, inputs)
             .await
+            .map_err(|e| limits::explain(e, &self.limits))
     }
 
     /// `webhook.handle`: runs the webhook trigger on one received request.
