@@ -246,3 +246,27 @@ async fn every_record_action_under_every_fault_matches_the_table() {
     );
     assert_eq!(observed.len(), expected.len(), "every table row was run");
 }
+
+/// A retried DELETE that meets 404 succeeds only when an earlier attempt
+/// may have deleted the record (502 after processing); after an attempt the
+/// service refused (503) a 404 still means the record never existed.
+#[tokio::test(start_paused = true)]
+async fn a_retried_delete_is_not_found_only_when_nothing_was_applied() {
+    let mut env = Env::new();
+    let missing = r#"{"entityType":"accounts","entityId":"0f0f0f0f-0000-4000-8000-00000000dead"}"#;
+    env.emulator.set_faults(Faults::fail_next(1, 503));
+    let err = env.err("deleteEntity", missing).await;
+    assert_eq!(err["kind"], "not-found", "{err}");
+    assert_eq!(env.emulator.fault_stats().requests, 2, "retried once");
+
+    let existing = json!({"entityType": "accounts", "entityId": seed::account_id(4)}).to_string();
+    env.emulator.set_faults(
+        Faults::default().with_error_after_processing(Trigger::Nth(1), Injected::Status(502)),
+    );
+    let out = env.ok("deleteEntity", &existing).await;
+    assert_eq!(out["deleted"], true);
+    assert_eq!(env.emulator.fault_stats().requests, 2, "retried once");
+    env.emulator.set_faults(Faults::default());
+    let err = env.err("deleteEntity", &existing).await;
+    assert_eq!(err["kind"], "not-found", "really gone: {err}");
+}
