@@ -308,6 +308,26 @@ mod tests {
         assert_eq!(URL_SAFE_NO_PAD.encode(bytes), "hOBcHZi846VCHSJbFAs26Go9VTQ");
     }
 
+    /// Debug of a parsed credential shows neither the PEM nor any line of
+    /// the key (the key is a throwaway generated for this test).
+    #[test]
+    fn debug_redacts_the_private_key() {
+        let pem = include_str!("testdata/canary_key.pem");
+        let credential = CertificateCredential::parse(
+            &Secret::new(pem),
+            Some("84E05C1D98BCE3A5421D225B140B36E86A3D5534"),
+            None,
+        )
+        .unwrap();
+        let shown = format!("{credential:?} {credential:#?}");
+        assert!(shown.contains("***"), "{shown}");
+        for line in pem.lines().filter(|l| !l.starts_with("-----")) {
+            assert!(!shown.contains(line), "key material in Debug: {shown}");
+        }
+        let wrapped = format!("{:?}", Secret::new(pem));
+        assert!(!wrapped.contains("PRIVATE"), "{wrapped}");
+    }
+
     #[test]
     fn bad_pem_names_the_input() {
         let e =

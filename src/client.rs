@@ -16,6 +16,10 @@ pub struct Session<'p> {
     settings: Settings,
     token: Option<TokenState>,
     token_changed: bool,
+    /// Whether an earlier attempt of the last send may have been applied
+    /// (a 502/504 or a connection broken after sending, then retried): a
+    /// retried DELETE that then answers 404 deleted the record itself.
+    retried_after_maybe_applied: bool,
 }
 
 impl<'p> Session<'p> {
@@ -29,6 +33,7 @@ impl<'p> Session<'p> {
             settings,
             token,
             token_changed: false,
+            retried_after_maybe_applied: false,
         }
     }
 
@@ -122,6 +127,7 @@ impl<'p> Session<'p> {
         let token = self.access_token()?;
         request.set_header("Authorization", format!("Bearer {token}"));
         let started = self.platform.monotonic_ms();
+        self.retried_after_maybe_applied = false;
         let mut retries = 0;
         let mut renewed = false;
         loop {
@@ -139,14 +145,22 @@ impl<'p> Session<'p> {
             };
             let elapsed = self.platform.monotonic_ms().saturating_sub(started);
             let jitter = jitter_from(&self.platform.random_bytes(8));
+            let maybe_applied = crate::retry::may_have_been_applied(outcome);
             match plan.decide(request.method, retries, elapsed, outcome, jitter) {
                 Decision::Stop => return result,
                 Decision::Retry { wait_ms } => {
+                    self.retried_after_maybe_applied |= maybe_applied;
                     self.platform.sleep_ms(wait_ms);
                     retries += 1;
                 }
             }
         }
+    }
+
+    /// True when the last send retried after an attempt that may have been
+    /// applied (see the field).
+    pub fn retried_after_maybe_applied(&self) -> bool {
+        self.retried_after_maybe_applied
     }
 
     /// Sends and turns any non-2xx answer into a typed error.

@@ -453,6 +453,34 @@ fn endpoint_url(key: &str, text: &str) -> Result<Url> {
 mod tests {
     use super::*;
 
+    /// Debug of settings and token state never shows a credential.
+    #[test]
+    fn debug_redacts_credentials() {
+        let secret = "CANARY-settings-secret-91ab";
+        let pem = "CANARY-settings-pem-5c2d";
+        for json in [
+            format!(
+                r#"{{"webApiUrl":"https://org.crm.dynamics.com","clientId":"c","clientSecret":"{secret}","tokenUrl":"https://login.microsoftonline.com/t/oauth2/v2.0/token"}}"#
+            ),
+            format!(
+                r#"{{"webApiUrl":"https://org.crm.dynamics.com","clientId":"c","certificatePem":"{pem}","certificateThumbprint":"84E05C1D98BCE3A5421D225B140B36E86A3D5534","tokenUrl":"https://login.microsoftonline.com/t/oauth2/v2.0/token"}}"#
+            ),
+        ] {
+            let settings = Settings::parse(ConnectionType::ClientCredentials, &json).unwrap();
+            let shown = format!("{settings:?} {settings:#?}");
+            assert!(!shown.contains(secret) && !shown.contains(pem), "{shown}");
+        }
+        let state = TokenState {
+            access_token: "CANARY-access-7d1e".into(),
+            expires_at: 1,
+            refresh_token: Some("CANARY-refresh-4f0a".into()),
+            scope: Some("s".into()),
+        };
+        let shown = format!("{state:?} {state:#?}");
+        assert!(!shown.contains("CANARY"), "{shown}");
+        assert!(shown.contains("***"), "{shown}");
+    }
+
     fn root(input: &str) -> String {
         WebApiUrl::parse(input).unwrap().service_root().to_string()
     }

@@ -241,6 +241,12 @@ fn classify(outcome: Outcome<'_>) -> Option<Failure> {
     }
 }
 
+/// Whether the server may have applied the request despite this outcome
+/// (502/504, a connection broken after sending, a response timeout).
+pub fn may_have_been_applied(outcome: Outcome<'_>) -> bool {
+    matches!(classify(outcome), Some(Failure::MaybeApplied))
+}
+
 fn classify_error(e: &ConnectorError) -> Failure {
     if !matches!(e.kind, ErrorKind::Transport | ErrorKind::Timeout) {
         return Failure::Permanent;

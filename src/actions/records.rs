@@ -477,7 +477,18 @@ fn delete(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
     let set = set_of(inputs)?;
     let key = key_of(inputs)?;
     let request = session.request(Method::Delete, &format!("{set}{}", key.to_segment()))?;
-    session.send_ok(request)?;
+    let response = session.send(request)?;
+    // A 404 after retrying an attempt that may have been applied means
+    // that attempt deleted the record: the outcome the caller asked for.
+    let deleted_by_earlier_attempt =
+        response.status == 404 && session.retried_after_maybe_applied();
+    if !response.is_success() && !deleted_by_earlier_attempt {
+        return Err(ConnectorError::from_web_api(
+            response.status,
+            response.retry_after(),
+            &response.body,
+        ));
+    }
     let id = match &key {
         EntityKey::Id(g) => Value::String(g.to_string()),
         EntityKey::Alternate(_) => Value::Null,

@@ -147,6 +147,10 @@ pub struct Faults {
     /// Make every token issued so far invalid just before the request is
     /// checked, as if it expired early.
     pub expire_tokens: Option<Trigger>,
+    /// Send the headers and the first half of the body, then whitespace
+    /// forever: a hostile or broken server streaming gigabytes (in-process
+    /// route only; the socket server sends the normal body).
+    pub endless_body: Option<Trigger>,
     /// Only Web API requests whose path contains this text are counted and
     /// faulted (all of them when `None`).
     pub path_contains: Option<String>,
@@ -206,6 +210,11 @@ impl Faults {
         self
     }
 
+    pub fn with_endless_body(mut self, trigger: Trigger) -> Self {
+        self.endless_body = Some(trigger);
+        self
+    }
+
     pub fn only_path(mut self, text: &str) -> Self {
         self.path_contains = Some(text.to_string());
         self
@@ -227,6 +236,7 @@ impl Faults {
                 .find(|(t, _)| t.fires(n))
                 .map(|(_, e)| e.clone()),
             cut_body: self.cut_body.is_some_and(|t| t.fires(n)),
+            endless_body: self.endless_body.is_some_and(|t| t.fires(n)),
         }
     }
 
@@ -247,6 +257,7 @@ pub struct FaultPlan {
     pub error: Option<Injected>,
     pub error_after_processing: Option<Injected>,
     pub cut_body: bool,
+    pub endless_body: bool,
 }
 
 /// Counters since the faults were last set.
@@ -259,6 +270,7 @@ pub struct FaultStats {
     pub delayed: u64,
     pub cut: u64,
     pub tokens_expired: u64,
+    pub endless: u64,
 }
 
 /// Marks a response whose body the transport must cut after `keep` bytes.
@@ -305,6 +317,54 @@ pub fn cut(response: &EmuResponse) -> Option<(Bytes, usize)> {
     let mark = response.extensions().get::<CutBody>()?;
     let body = response.body();
     Some((body.slice(..mark.keep.min(body.len())), body.len()))
+}
+
+/// Marks a response whose body never ends: the transport sends the first
+/// `keep` bytes, then [`EndlessBody`] filler.
+#[derive(Debug, Clone, Copy)]
+pub struct EndlessMark {
+    pub keep: usize,
+}
+
+/// The part of a response marked with [`EndlessMark`] to send before the
+/// filler.
+pub fn endless(response: &EmuResponse) -> Option<Bytes> {
+    let mark = response.extensions().get::<EndlessMark>()?;
+    let body = response.body();
+    Some(body.slice(..mark.keep.min(body.len())))
+}
+
+/// A body that yields its head, then 64 KiB chunks of spaces forever (still
+/// well-formed JSON so far, so a parser keeps reading).
+/// Never fails; `E` is whatever error type the transport's bodies carry.
+pub struct EndlessBody<E> {
+    head: Option<Bytes>,
+    filler: Bytes,
+    error: std::marker::PhantomData<fn() -> E>,
+}
+
+impl<E> EndlessBody<E> {
+    pub fn new(head: Bytes) -> Self {
+        EndlessBody {
+            head: Some(head),
+            filler: Bytes::from(vec![b' '; 64 << 10]),
+            error: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<E> Body for EndlessBody<E> {
+    type Data = Bytes;
+    type Error = E;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        let chunk = this.head.take().unwrap_or_else(|| this.filler.clone());
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
+    }
 }
 
 #[cfg(test)]

@@ -150,6 +150,31 @@ impl Identity {
         }
     }
 
+    /// Accepts `token` as an access token, as if this tenant had issued it
+    /// (tests that plant a known token, e.g. secret canaries).
+    pub fn grant_access_token(&mut self, token: &str, grant: AccessGrant) {
+        self.access_tokens.insert(token.to_string(), grant);
+    }
+
+    /// Accepts `token` as a refresh token of `client_id` for `user_id`.
+    pub fn grant_refresh_token(
+        &mut self,
+        token: &str,
+        client_id: &str,
+        user_id: &str,
+        scope: &str,
+    ) {
+        self.refresh_tokens.insert(
+            token.to_string(),
+            RefreshGrant {
+                client_id: client_id.to_string(),
+                user_id: user_id.to_string(),
+                scope: scope.to_string(),
+                revoked: false,
+            },
+        );
+    }
+
     fn app(&self, client_id: &str) -> Option<&AppRegistration> {
         self.apps
             .iter()

@@ -64,6 +64,9 @@ pub struct LoggedRequest {
     /// The request body, for Web API requests only (token requests carry
     /// secrets and are never kept).
     pub body: Bytes,
+    /// The response body as answered (before any injected cut), so tests
+    /// can scan what the service sent back (e.g. for leaked secrets).
+    pub response_body: Bytes,
 }
 
 impl LoggedRequest {
@@ -249,6 +252,12 @@ impl Emulator {
             let keep = response.body().len() / 2;
             response.extensions_mut().insert(faults::CutBody { keep });
         }
+        if plan.endless_body {
+            let keep = response.body().len() / 2;
+            response
+                .extensions_mut()
+                .insert(faults::EndlessMark { keep });
+        }
         self.state().log.push(LoggedRequest {
             method,
             target,
@@ -256,6 +265,7 @@ impl Emulator {
             headers,
             body_len,
             body,
+            response_body: response.body().clone(),
         });
         let pending = self.state().webhooks.take_pending();
         if !pending.is_empty() {
@@ -349,6 +359,9 @@ impl Emulator {
         }
         if plan.cut_body {
             state.fault_stats.cut += 1;
+        }
+        if plan.endless_body {
+            state.fault_stats.endless += 1;
         }
         plan
     }

@@ -2,8 +2,11 @@
 //! it, and gives every call a fresh store. Outgoing wasi:http requests go to
 //! the network or, per call, to an in-process [`Emulator`](crate::emulator::Emulator).
 
+mod body_cap;
+pub mod limits;
 pub mod route;
 
+pub use limits::HostLimits;
 pub use route::Route;
 
 use route::RouteHooks;
@@ -43,6 +46,7 @@ pub struct HostState {
     http: WasiHttpCtx,
     table: ResourceTable,
     hooks: RouteHooks,
+    memory: limits::MemoryLimiter,
 }
 
 impl WasiView for HostState {
@@ -90,26 +94,52 @@ impl wasmtime_wasi::HostMonotonicClock for TokioMonotonicClock {
     }
 }
 
+/// The engine configuration every host uses (precompiled artifacts must be
+/// loaded with the same one): the component model, and epoch interruption
+/// for the per-call deadline.
+fn engine_config() -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config
+}
+
 /// A compiled, pre-instantiated connector.
 #[derive(Clone)]
 pub struct ConnectorHost {
     engine: Engine,
     pre: ConnectorPre<HostState>,
+    limits: HostLimits,
 }
 
 impl ConnectorHost {
     /// Compiles `wasm` and links WASI p2 (Rust's std needs wasi:cli too) and
     /// wasi:http.
     pub fn new(wasm: &[u8]) -> wasmtime::Result<Self> {
-        let mut config = Config::new();
-        config.wasm_component_model(true);
-        let engine = Engine::new(&config)?;
+        Self::with_limits(wasm, HostLimits::default())
+    }
+
+    /// Like [`Self::new`], with per-call `limits` (memory, deadline,
+    /// response body size) instead of the defaults.
+    pub fn with_limits(wasm: &[u8], limits: HostLimits) -> wasmtime::Result<Self> {
+        let engine = Engine::new(&engine_config())?;
+        limits::start_epoch_ticker(&engine);
         let component = Component::new(&engine, wasm)?;
+        Self::link(engine, &component, limits)
+    }
+
+    /// Links WASI p2 (Rust's std needs wasi:cli too) and wasi:http, and
+    /// pre-instantiates `component`.
+    fn link(engine: Engine, component: &Component, limits: HostLimits) -> wasmtime::Result<Self> {
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-        let pre = ConnectorPre::new(linker.instantiate_pre(&component)?)?;
-        Ok(ConnectorHost { engine, pre })
+        let pre = ConnectorPre::new(linker.instantiate_pre(component)?)?;
+        Ok(ConnectorHost {
+            engine,
+            pre,
+            limits,
+        })
     }
 
     /// The embedded component, compiled once per process.
@@ -129,9 +159,7 @@ impl ConnectorHost {
     /// Compiles `wasm` ahead of time (what a platform caches on disk), for
     /// [`Self::from_precompiled`]; the benchmark times loading it.
     pub fn precompile(wasm: &[u8]) -> wasmtime::Result<Vec<u8>> {
-        let mut config = Config::new();
-        config.wasm_component_model(true);
-        Engine::new(&config)?.precompile_component(wasm)
+        Engine::new(&engine_config())?.precompile_component(wasm)
     }
 
     /// Loads a component that [`Self::precompile`] produced (no compilation)
@@ -141,16 +169,11 @@ impl ConnectorHost {
     /// `bytes` must come from [`Self::precompile`] of this wasmtime build
     /// (wasmtime trusts precompiled machine code).
     pub unsafe fn from_precompiled(bytes: &[u8]) -> wasmtime::Result<Self> {
-        let mut config = Config::new();
-        config.wasm_component_model(true);
-        let engine = Engine::new(&config)?;
+        let engine = Engine::new(&engine_config())?;
+        limits::start_epoch_ticker(&engine);
         // SAFETY: the caller guarantees the bytes are wasmtime's own output.
         let component = unsafe { Component::deserialize(&engine, bytes)? };
-        let mut linker = Linker::<HostState>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-        let pre = ConnectorPre::new(linker.instantiate_pre(&component)?)?;
-        Ok(ConnectorHost { engine, pre })
+        Self::link(engine, &component, HostLimits::default())
     }
 
     /// Creates a fresh store and instance and drops them: the per-call cost a
@@ -159,6 +182,19 @@ impl ConnectorHost {
         let (store, instance) = self.instance(&Route::Network).await?;
         drop((instance, store));
         Ok(())
+    }
+
+    pub fn limits(&self) -> &HostLimits {
+        &self.limits
+    }
+
+    /// The same compiled component under other limits (cheap: the engine
+    /// and pre-instantiation are shared; the epoch ticker already runs).
+    pub fn limited(&self, limits: HostLimits) -> ConnectorHost {
+        ConnectorHost {
+            limits,
+            ..self.clone()
+        }
     }
 
     /// A fresh store and instance for one call.
@@ -171,9 +207,14 @@ impl ConnectorHost {
             wasi,
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            hooks: RouteHooks::new(route.clone()),
+            hooks: RouteHooks::new(route.clone())
+                .with_max_response_body(self.limits.max_response_body),
+            memory: limits::MemoryLimiter::new(self.limits.memory_bytes),
         };
         let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.memory);
+        store.set_epoch_deadline(self.limits.deadline_ticks());
+        store.epoch_deadline_trap();
         let instance = self.pre.instantiate_async(&mut store).await?;
         Ok((store, instance))
     }
@@ -191,6 +232,7 @@ impl ConnectorHost {
             .d365_connector_actions()
             .call_invoke(&mut store, action_key, connection, inputs)
             .await
+            .map_err(|e| limits::explain(e, &self.limits))
     }
 
     /// `webhook.handle`: runs the webhook trigger on one received request.

@@ -1,7 +1,8 @@
 //! Where a call's outgoing wasi:http requests go.
 
+use super::body_cap;
 use crate::emulator::Emulator;
-use crate::emulator::faults::{self, BrokenBody};
+use crate::emulator::faults::{self, BrokenBody, EndlessBody};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use std::future::Future;
@@ -39,11 +40,21 @@ fn observe(method: &http::Method, uri: &http::Uri) {
 
 pub struct RouteHooks {
     route: Route,
+    /// Response bodies longer than this fail (see [`super::HostLimits`]).
+    max_response_body: u64,
 }
 
 impl RouteHooks {
     pub fn new(route: Route) -> Self {
-        RouteHooks { route }
+        RouteHooks {
+            route,
+            max_response_body: super::HostLimits::default().max_response_body,
+        }
+    }
+
+    pub fn with_max_response_body(mut self, bytes: u64) -> Self {
+        self.max_response_body = bytes;
+        self
     }
 }
 
@@ -60,13 +71,15 @@ impl WasiHttpHooks for RouteHooks {
             + Send,
     > {
         observe(request.method(), request.uri());
+        let cap = self.max_response_body;
         match &self.route {
             Route::Network => {
                 _ = fut;
                 Box::new(async move {
                     let (res, io) =
                         wasmtime_wasi_http::default_send_request(request, options).await?;
-                    Ok((res.map(BodyExt::boxed_unsync), Box::new(io) as IoFuture))
+                    let res = res.map(|b| body_cap::capped(b.boxed_unsync(), cap));
+                    Ok((res, Box::new(io) as IoFuture))
                 })
             }
             Route::InProcess(emulator) => {
@@ -85,6 +98,11 @@ impl WasiHttpHooks for RouteHooks {
                     )
                     .await
                     .map_err(|_| wasmtime_wasi_http::Error::ConnectionReadTimeout)?;
+                    if let Some(chunk) = faults::endless(&response) {
+                        let endless = EndlessBody::new(chunk);
+                        let response = response.map(|_| body_cap::capped(endless, cap));
+                        return Ok((response, Box::new(async { Ok(()) }) as IoFuture));
+                    }
                     if let Some((head, _)) = faults::cut(&response) {
                         let broken =
                             BrokenBody::new(head, wasmtime_wasi_http::Error::ConnectionTerminated);
@@ -92,7 +110,7 @@ impl WasiHttpHooks for RouteHooks {
                         return Ok((response, Box::new(async { Ok(()) }) as IoFuture));
                     }
                     let response = response.map(|b: Bytes| {
-                        Full::new(b).map_err(|never| match never {}).boxed_unsync()
+                        body_cap::capped(Full::new(b).map_err(|never| match never {}), cap)
                     });
                     Ok((response, Box::new(async { Ok(()) }) as IoFuture))
                 })
