@@ -101,6 +101,19 @@ fn engine_config() -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
+    // The pooling allocator keeps instance slots mapped between calls, so a
+    // fresh instance per call costs a slot reset instead of fresh mmaps.
+    // Bounded pool: at most 64 concurrent calls per host; a slot's memory
+    // is capped above the default per-call limit (512 MiB) so that the
+    // ResourceLimiter's clear error fires first.
+    let mut pool = wasmtime::PoolingAllocationConfig::default();
+    pool.total_component_instances(64)
+        .total_core_instances(64 * 8)
+        .total_memories(64 * 2)
+        .total_tables(64 * 8)
+        .total_stacks(64)
+        .max_memory_size(1 << 30);
+    config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
     config
 }
 
