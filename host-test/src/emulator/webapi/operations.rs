@@ -10,11 +10,13 @@ use super::super::odata::ODataError;
 use super::super::odata::options::query_pairs;
 use super::super::response::{no_content, odata_json};
 use super::super::store::schema::EntityDef;
-use super::super::store::{Changes, normalize_guid, values};
+use super::super::store::{Changes, values};
 use super::super::{EmuRequest, EmuResponse, State};
 use super::Caller;
 use super::functions::method_not_allowed;
-use super::records::{error, find, key_text, not_found, parse_key, store_error};
+use super::records::{
+    ReferenceError, error, find, key_text, not_found, parse_key, resolve_reference, store_error,
+};
 use serde_json::{Map, Value, json};
 
 const NAMESPACE: &str = "Microsoft.Dynamics.CRM.";
@@ -182,39 +184,14 @@ fn win_opportunity(
 /// The id of the existing `entity` row an entity reference names
 /// (`/set(<id>)`, `set(<id>)`, an absolute URL, or `set(key='v')`).
 fn record_of(state: &State, reference: &str, entity: &str) -> Result<String, ODataError> {
-    let bad = || {
-        ODataError::bad_request(format!(
+    resolve_reference(state, reference, entity).map_err(|e| match e {
+        ReferenceError::Malformed
+        | ReferenceError::UnknownSet(_)
+        | ReferenceError::WrongEntity(_) => ODataError::bad_request(format!(
             "The reference '{reference}' is not valid: expected <entityset>(<id>)."
-        ))
-    };
-    let path = match reference.find("/api/data/") {
-        Some(i) => reference
-            .get(i + "/api/data/".len()..)
-            .and_then(|r| r.split_once('/'))
-            .map(|(_, p)| p)
-            .ok_or_else(bad)?,
-        None => reference.trim_start_matches('/'),
-    };
-    let (set, raw) = path.split_once('(').ok_or_else(bad)?;
-    let raw = raw.strip_suffix(')').ok_or_else(bad)?;
-    let def = state
-        .store
-        .schema()
-        .by_entity_set(set)
-        .filter(|d| d.logical_name == entity)
-        .ok_or_else(bad)?
-        .clone();
-    if let Some(id) = normalize_guid(raw) {
-        return state
-            .store
-            .get(entity, &id)
-            .map(|r| r.id.clone())
-            .ok_or_else(|| not_found(entity, &id));
-    }
-    let key = parse_key(&def, raw)?;
-    find(state, &def, &key)
-        .map(|r| r.id.clone())
-        .ok_or_else(|| not_found(entity, &key_text(&key)))
+        )),
+        ReferenceError::BadKey(e) | ReferenceError::Missing(e) => e,
+    })
 }
 
 /// A function's parameters: `Name(P=@p1,Q='x')` with `?@p1=…` aliases,

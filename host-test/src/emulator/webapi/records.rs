@@ -670,41 +670,73 @@ fn parse_body(
     Ok((changes, id))
 }
 
-/// Resolves an `@odata.bind` URL (`/contacts(<id>)`, `contacts(<id>)`, an
-/// absolute URL, or a key form) to the id of an existing `target` row.
-fn resolve_bind(state: &State, text: &str, target: &str) -> Result<String, ODataError> {
-    let bad = || {
-        ODataError::bad_request(format!(
-            "The URI '{text}' in an @odata.bind annotation is not valid: expected /<entityset>(<id>)."
-        ))
-    };
+/// Why an entity reference did not resolve; each caller words it as its
+/// context (`@odata.bind`, `$ref`, an action parameter) needs.
+pub(super) enum ReferenceError {
+    /// Not `[…/api/data/vX/]<set>(<key>)`.
+    Malformed,
+    /// No such entity set.
+    UnknownSet(String),
+    /// The set exists but holds another entity (its logical name).
+    WrongEntity(String),
+    /// The key names no existing row.
+    Missing(ODataError),
+    /// The key does not parse for that entity.
+    BadKey(ODataError),
+}
+
+/// Resolves an entity reference — `/set(<id>)`, `set(<id>)`, an absolute
+/// `…/api/data/vX/set(<id>)` or a key form `set(k='v')` — to the id of an
+/// existing `target` row. The one parser behind `@odata.bind`, `$ref`
+/// bodies and entity-typed action parameters.
+pub(super) fn resolve_reference(
+    state: &State,
+    text: &str,
+    target: &str,
+) -> Result<String, ReferenceError> {
     let path = match text.find("/api/data/") {
-        Some(i) => {
-            let rest = &text[i + "/api/data/".len()..];
-            rest.split_once('/').map(|(_, r)| r).ok_or_else(bad)?
-        }
+        Some(i) => text
+            .get(i + "/api/data/".len()..)
+            .and_then(|rest| rest.split_once('/'))
+            .map(|(_, r)| r)
+            .ok_or(ReferenceError::Malformed)?,
         None => text.trim_start_matches('/'),
     };
-    let (set, raw_key) = path.split_once('(').ok_or_else(bad)?;
-    let raw_key = raw_key.strip_suffix(')').ok_or_else(bad)?;
-    let def = state.store.schema().by_entity_set(set).ok_or_else(|| {
-        ODataError::bad_request(format!(
-            "The entity set '{set}' in the @odata.bind URI '{text}' does not exist."
-        ))
-    })?;
+    let (set, raw_key) = path.split_once('(').ok_or(ReferenceError::Malformed)?;
+    let raw_key = raw_key.strip_suffix(')').ok_or(ReferenceError::Malformed)?;
+    let def = state
+        .store
+        .schema()
+        .by_entity_set(set)
+        .ok_or_else(|| ReferenceError::UnknownSet(set.to_string()))?;
     if def.logical_name != target {
-        return Err(ODataError::bad_request(format!(
-            "The @odata.bind URI '{text}' points at '{}', but the navigation property expects '{target}'.",
-            def.logical_name
-        )));
+        return Err(ReferenceError::WrongEntity(def.logical_name.to_string()));
     }
-    let key = parse_key(def, raw_key)?;
-    let record = find(state, def, &key).ok_or_else(|| {
-        let mut e = not_found(def.logical_name, &key_text(&key));
-        e.status = 400;
-        e
-    })?;
-    Ok(record.id.clone())
+    let key = parse_key(def, raw_key).map_err(ReferenceError::BadKey)?;
+    find(state, def, &key)
+        .map(|r| r.id.clone())
+        .ok_or_else(|| ReferenceError::Missing(not_found(def.logical_name, &key_text(&key))))
+}
+
+/// Resolves an `@odata.bind` URL to the id of an existing `target` row.
+fn resolve_bind(state: &State, text: &str, target: &str) -> Result<String, ODataError> {
+    resolve_reference(state, text, target).map_err(|e| match e {
+        ReferenceError::Malformed => ODataError::bad_request(format!(
+            "The URI '{text}' in an @odata.bind annotation is not valid: expected /<entityset>(<id>)."
+        )),
+        ReferenceError::UnknownSet(set) => ODataError::bad_request(format!(
+            "The entity set '{set}' in the @odata.bind URI '{text}' does not exist."
+        )),
+        ReferenceError::WrongEntity(actual) => ODataError::bad_request(format!(
+            "The @odata.bind URI '{text}' points at '{actual}', but the navigation property expects '{target}'."
+        )),
+        ReferenceError::BadKey(e) => e,
+        // A bind to a missing row is a bad request, not a missing resource.
+        ReferenceError::Missing(mut e) => {
+            e.status = 400;
+            e
+        }
+    })
 }
 
 fn entity_id_url(caller: &Caller, entity: &EntityDef, key_form: &str) -> String {

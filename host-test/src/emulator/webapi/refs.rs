@@ -13,10 +13,12 @@ use super::super::odata::ODataError;
 use super::super::odata::options::query_pairs;
 use super::super::response::{no_content, odata_json};
 use super::super::store::schema::{EntityDef, ManyToMany, Navigation};
-use super::super::store::{Changes, Record, normalize_guid};
+use super::super::store::{Changes, Record};
 use super::super::{EmuRequest, EmuResponse, State};
 use super::Caller;
-use super::records::{error, find, key_text, not_found, parse_key, store_error};
+use super::records::{
+    ReferenceError, error, find, key_text, not_found, parse_key, resolve_reference, store_error,
+};
 use serde_json::{Value, json};
 
 /// Answers `part` = `<nav>/$ref` or `<nav>(<key>)/$ref` under `set(<raw_key>)`;
@@ -204,43 +206,16 @@ fn body_id(request: &EmuRequest) -> Result<String, ODataError> {
 /// `/set(id)` or `set(id)`; [S: ASSOC] allows absolute and relative) to the
 /// id of an existing row of `target`.
 fn resolve_id(state: &State, url: &str, target: &str) -> Result<String, ODataError> {
-    let bad = || {
-        ODataError::bad_request(format!(
+    resolve_reference(state, url, target).map_err(|e| match e {
+        ReferenceError::Malformed => ODataError::bad_request(format!(
             "The reference '{url}' is not a valid entity id: expected <entityset>(<id>)."
-        ))
-    };
-    let path = match url.find("/api/data/") {
-        Some(i) => url
-            .get(i + "/api/data/".len()..)
-            .and_then(|rest| rest.split_once('/'))
-            .map(|(_, r)| r)
-            .ok_or_else(bad)?,
-        None => url.trim_start_matches('/'),
-    };
-    let (set, raw_key) = path.split_once('(').ok_or_else(bad)?;
-    let raw_key = raw_key.strip_suffix(')').ok_or_else(bad)?;
-    let def = state
-        .store
-        .schema()
-        .by_entity_set(set)
-        .ok_or_else(|| segment_not_found(set))?;
-    if def.logical_name != target {
-        return Err(ODataError::bad_request(format!(
-            "The reference '{url}' points at '{}', but the navigation property relates '{target}'.",
-            def.logical_name
-        )));
-    }
-    if let Some(id) = normalize_guid(raw_key) {
-        return state
-            .store
-            .get(target, &id)
-            .map(|r| r.id.clone())
-            .ok_or_else(|| not_found(target, &id));
-    }
-    let key = parse_key(def, raw_key)?;
-    find(state, def, &key)
-        .map(|r| r.id.clone())
-        .ok_or_else(|| not_found(target, &key_text(&key)))
+        )),
+        ReferenceError::UnknownSet(set) => segment_not_found(&set),
+        ReferenceError::WrongEntity(actual) => ODataError::bad_request(format!(
+            "The reference '{url}' points at '{actual}', but the navigation property relates '{target}'."
+        )),
+        ReferenceError::BadKey(e) | ReferenceError::Missing(e) => e,
+    })
 }
 
 fn write(
