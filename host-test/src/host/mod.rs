@@ -4,6 +4,7 @@
 
 mod body_cap;
 pub mod limits;
+mod network;
 pub mod route;
 
 pub use limits::HostLimits;
@@ -123,6 +124,8 @@ pub struct ConnectorHost {
     engine: Engine,
     pre: ConnectorPre<HostState>,
     limits: HostLimits,
+    /// Keep-alive connections shared by every call's store.
+    network: network::Network,
 }
 
 impl ConnectorHost {
@@ -152,6 +155,7 @@ impl ConnectorHost {
             engine,
             pre,
             limits,
+            network: network::Network::new(),
         })
     }
 
@@ -220,7 +224,7 @@ impl ConnectorHost {
             wasi,
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            hooks: RouteHooks::new(route.clone())
+            hooks: RouteHooks::new(route.clone(), self.network.clone())
                 .with_max_response_body(self.limits.max_response_body),
             memory: limits::MemoryLimiter::new(self.limits.memory_bytes),
         };

@@ -1,6 +1,7 @@
 //! Where a call's outgoing wasi:http requests go.
 
 use super::body_cap;
+use super::network::Network;
 use crate::emulator::Emulator;
 use crate::emulator::faults::{self, BrokenBody, EndlessBody};
 use bytes::Bytes;
@@ -14,7 +15,8 @@ use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
 /// in-process (no socket; works with tokio's paused clock).
 #[derive(Clone)]
 pub enum Route {
-    /// wasi-http's default sending (TCP, TLS).
+    /// The network: TCP (TLS for https) on the host's pooled keep-alive
+    /// connections ([`super::network`]).
     Network,
     /// Every request is answered by this emulator.
     InProcess(Emulator),
@@ -40,14 +42,17 @@ fn observe(method: &http::Method, uri: &http::Uri) {
 
 pub struct RouteHooks {
     route: Route,
+    /// The host's keep-alive connections, for [`Route::Network`].
+    network: Network,
     /// Response bodies longer than this fail (see [`super::HostLimits`]).
     max_response_body: u64,
 }
 
 impl RouteHooks {
-    pub fn new(route: Route) -> Self {
+    pub fn new(route: Route, network: Network) -> Self {
         RouteHooks {
             route,
+            network,
             max_response_body: super::HostLimits::default().max_response_body,
         }
     }
@@ -75,11 +80,12 @@ impl WasiHttpHooks for RouteHooks {
         match &self.route {
             Route::Network => {
                 _ = fut;
+                let network = self.network.clone();
                 Box::new(async move {
-                    let (res, io) =
-                        wasmtime_wasi_http::default_send_request(request, options).await?;
-                    let res = res.map(|b| body_cap::capped(b.boxed_unsync(), cap));
-                    Ok((res, Box::new(io) as IoFuture))
+                    let res = network.send(request, options).await?;
+                    let res = res.map(|b| body_cap::capped(b.boxed(), cap));
+                    // The pool drives the connection; nothing to await here.
+                    Ok((res, Box::new(async { Ok(()) }) as IoFuture))
                 })
             }
             Route::InProcess(emulator) => {
