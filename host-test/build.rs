@@ -13,6 +13,7 @@ use std::process::Command;
 
 fn main() {
     let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
+    report_facts(&out);
     let dest = out.join("d365_connector.wasm");
     println!("cargo:rerun-if-env-changed=D365_COMPONENT_WASM");
     if let Ok(prebuilt) = env::var("D365_COMPONENT_WASM") {
@@ -79,4 +80,16 @@ fn main() {
     );
     let built = target_dir.join("wasm32-wasip2/release/d365_connector.wasm");
     std::fs::copy(&built, &dest).unwrap_or_else(|e| panic!("copying {}: {e}", built.display()));
+}
+
+/// Facts `d365 bench` prints: the host's cargo profile (`<target>/<profile>/
+/// build/<pkg>/out`; `PROFILE` says only debug/release).
+fn report_facts(out: &std::path::Path) {
+    let profile = out
+        .ancestors()
+        .nth(3)
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().replace("debug", "dev"))
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=D365_HOST_PROFILE={profile}");
 }

@@ -103,6 +103,14 @@ enum Command {
         /// Print the report as JSON instead of the table.
         #[arg(long)]
         json: bool,
+        /// Run only these scenarios (numbers 1–6, comma-separated), e.g. to
+        /// profile one.
+        #[arg(long, value_delimiter = ',', value_name = "N,...")]
+        only: Vec<u8>,
+        /// Also write the report, with this machine's description, as
+        /// Markdown to this file (how `host-test/benches/RESULTS.md` is made).
+        #[arg(long, value_name = "FILE")]
+        results: Option<PathBuf>,
     },
     /// Run one of the connector's triggers.
     Trigger {
@@ -256,13 +264,28 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Login { connection } => login(&connection).await,
-        Command::Bench { quick, json } => {
+        Command::Bench {
+            quick,
+            json,
+            only,
+            results,
+        } => {
             let sizes = if quick {
                 host_test::bench::Sizes::QUICK
             } else {
                 host_test::bench::Sizes::FULL
             };
-            let report = host_test::bench::run(sizes).await?;
+            if let Some(bad) = only.iter().find(|n| !(1..=6).contains(*n)) {
+                anyhow::bail!("--only: scenario {bad} does not exist (1–6)");
+            }
+            let before = host_test::bench::machine::Machine::now();
+            let report = host_test::bench::run(sizes, &only).await?;
+            if let Some(path) = results {
+                let after = host_test::bench::machine::Machine::now();
+                std::fs::write(&path, report.markdown(&before, &after))
+                    .with_context(|| format!("writing {}", path.display()))?;
+                eprintln!("bench: wrote {}", path.display());
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&report.json())?);
             } else {

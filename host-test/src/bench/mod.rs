@@ -3,6 +3,7 @@
 //! (connector, native, peer, connector, …) so drift on a shared machine hits
 //! every contender alike. Speed is reported as ratios, never asserted.
 
+pub mod machine;
 pub mod native;
 pub mod peer;
 pub mod report;
@@ -128,8 +129,10 @@ impl Setup {
     }
 }
 
-/// Runs every scenario and returns the report (progress on stderr).
-pub async fn run(sizes: Sizes) -> Result<Report> {
+/// Runs the scenarios (all of them when `only` is empty) and returns the
+/// report (progress on stderr).
+pub async fn run(sizes: Sizes, only: &[u8]) -> Result<Report> {
+    let wanted = |n: u8| only.is_empty() || only.contains(&n);
     let started = Instant::now();
     eprintln!("bench: generating {} accounts…", sizes.records);
     let emulator = Emulator::new(emulator::Config {
@@ -178,12 +181,24 @@ pub async fn run(sizes: Sizes) -> Result<Report> {
     };
     let mut report = Report::new(sizes);
 
-    fetch_all(&setup, sizes, &mut report).await;
-    get_entity(&setup, sizes, &mut report).await;
-    cold_start(&setup, sizes, &mut report).await;
-    wasm_size(&mut report);
-    fetch_xml(&setup, sizes, &mut report).await;
-    batch(&setup, sizes, &mut report).await;
+    if wanted(1) {
+        fetch_all(&setup, sizes, &mut report).await;
+    }
+    if wanted(3) {
+        get_entity(&setup, sizes, &mut report).await;
+    }
+    if wanted(5) {
+        cold_start(&setup, sizes, &mut report).await;
+    }
+    if wanted(6) {
+        wasm_size(&mut report);
+    }
+    if wanted(2) {
+        fetch_xml(&setup, sizes, &mut report).await;
+    }
+    if wanted(4) {
+        batch(&setup, sizes, &mut report).await;
+    }
 
     server.shutdown();
     report.finish(started.elapsed());

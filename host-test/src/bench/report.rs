@@ -1,6 +1,7 @@
 //! The bench's results: rows of samples per (scenario, metric, contender),
 //! min/median/max, the ratio to the native baseline, and the issue's targets.
 
+use super::machine::Machine;
 use super::{Sizes, percentile};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -82,11 +83,7 @@ pub struct Report {
 impl Report {
     pub fn new(sizes: Sizes) -> Self {
         Report {
-            profile: if cfg!(debug_assertions) {
-                "dev"
-            } else {
-                "release"
-            },
+            profile: env!("D365_HOST_PROFILE"),
             sizes: json!({
                 "rounds": sizes.rounds,
                 "generatedRecords": sizes.records,
@@ -341,6 +338,51 @@ impl Report {
             "\nprofile: {}; sizes: {}; took {:.1} s",
             self.profile, self.sizes, self.seconds
         );
+        out
+    }
+
+    /// The whole report as Markdown with the machine it ran on (snapshots
+    /// before and after the run): `host-test/benches/RESULTS.md`.
+    pub fn markdown(&self, before: &Machine, after: &Machine) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "# Benchmark results (`d365 bench`)\n");
+        let _ = writeln!(
+            out,
+            "Written by `d365 bench --results` at {} (started {}), commit {}.\n",
+            after.taken_at, before.taken_at, before.commit
+        );
+        let _ = writeln!(out, "Machine:\n```");
+        let _ = writeln!(out, "cores: {}  cpu: {}", before.cores, before.cpu);
+        let _ = writeln!(
+            out,
+            "memory: {:.1} GiB total, {:.1} GiB available before the run",
+            before.mem_total_gib, before.mem_available_gib
+        );
+        let _ = writeln!(
+            out,
+            "load average before: {}   after: {}",
+            before.load, after.load
+        );
+        let _ = writeln!(
+            out,
+            "{}; wasmtime 48.0.8; Node {}; dynamics-web-api {}",
+            before.rustc,
+            before.node,
+            before.dwa
+        );
+        let _ = writeln!(
+            out,
+            "host profile: {} (the connector is always the release .wasm)",
+            self.profile
+        );
+        let _ = writeln!(out, "```\n");
+        let _ = writeln!(
+            out,
+            "Contenders run interleaved per round (connector, native, DynamicsWebApi). \
+             Peak RSS is this process's high-water mark (it also holds the emulator) \
+             for connector and native, Node's own for DynamicsWebApi.\n"
+        );
+        out.push_str(&self.table());
         out
     }
 
