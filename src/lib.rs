@@ -66,10 +66,7 @@ pub fn invoke(
     state: Option<TokenState>,
     inputs_json: &str,
 ) -> Result<Invocation> {
-    let catalog = catalog::catalog();
-    let def = catalog
-        .action(action_key)
-        .ok_or_else(|| actions::unknown_action(action_key))?;
+    let def = actions::definition(action_key).ok_or_else(|| actions::unknown_action(action_key))?;
     let settings = Settings::parse(kind, settings_json)?;
     if let Some(allowed) = &settings.allowed_operations
         && !allowed.iter().any(|a| a == action_key)
@@ -79,7 +76,7 @@ pub fn invoke(
         ))
         .with_hint("Add the action key to allowedOperations to permit it."));
     }
-    let inputs = inputs::Inputs::parse(def, inputs_json)?;
+    let inputs = inputs::Inputs::parse(&def, inputs_json)?;
     let mut session = client::Session::new(platform, settings, state);
     let output = actions::run(action_key, &mut session, &inputs)?;
     Ok(Invocation {

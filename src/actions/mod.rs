@@ -18,20 +18,32 @@ use crate::error::{ConnectorError, Result};
 use crate::inputs::Inputs;
 use serde_json::Value;
 
+/// Each group's catalog entries, in the order builders list them.
+const GROUPS: [fn() -> Vec<ActionDef>; 9] = [
+    user::definitions,
+    records::definitions,
+    raw::definitions,
+    fetchxml::definitions,
+    changes::definitions,
+    metadata::definitions,
+    relationships::definitions,
+    execute::definitions,
+    batch::definitions,
+];
+
 /// Every action's catalog entry, in the order builders list them.
 pub fn definitions() -> Vec<ActionDef> {
-    [
-        user::definitions(),
-        records::definitions(),
-        raw::definitions(),
-        fetchxml::definitions(),
-        changes::definitions(),
-        metadata::definitions(),
-        relationships::definitions(),
-        execute::definitions(),
-        batch::definitions(),
-    ]
-    .concat()
+    GROUPS.iter().flat_map(|group| group()).collect()
+}
+
+/// One action's catalog entry. A call builds only the groups up to the
+/// action's own, not the whole catalog: building and dropping every entry
+/// (labels, schemas, examples) was over half of a `getEntity` call's guest
+/// time, and every call runs in a fresh instance, so nothing can be cached.
+pub fn definition(key: &str) -> Option<ActionDef> {
+    GROUPS
+        .iter()
+        .find_map(|group| group().into_iter().find(|a| a.key == key))
 }
 
 /// Runs one action whose inputs were already validated.
