@@ -117,8 +117,14 @@ impl WebApiUrl {
         } else {
             format!("https://{trimmed}")
         };
-        let url = Url::parse(&with_scheme)
-            .map_err(|e| bad(&format!("'{trimmed}' is not a URL ({e})")))?;
+        let url = Url::parse(&with_scheme).map_err(|e| match e {
+            // The IDNA back end is the no-op adapter (see Cargo.toml): only
+            // ASCII host names parse.
+            url::ParseError::IdnaError => bad(&format!(
+                "'{trimmed}' has a non-ASCII host name; use its ASCII (xn--) form"
+            )),
+            e => bad(&format!("'{trimmed}' is not a URL ({e})")),
+        })?;
         let host = url
             .host_str()
             .ok_or_else(|| bad("has no host"))?
@@ -528,6 +534,29 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    /// Dataverse hosts are ASCII; a non-ASCII one is an `invalid_input` on
+    /// webApiUrl that says so (never a panic), and the ASCII (punycode) form
+    /// of an internationalised name is accepted.
+    #[test]
+    fn non_ascii_host_is_invalid_input() {
+        for bad in [
+            "https://contoßo.crm.dynamics.com",
+            "bücher.crm4.dynamics.com",
+        ] {
+            let e = WebApiUrl::parse(bad).unwrap_err();
+            assert_eq!(
+                e.kind,
+                crate::error::ErrorKind::InvalidInput {
+                    input: "webApiUrl".into()
+                },
+                "{bad}"
+            );
+            assert!(e.message.contains("non-ASCII host"), "{bad}: {}", e.message);
+        }
+        let w = WebApiUrl::parse("https://xn--bcher-kva.crm4.dynamics.com").unwrap();
+        assert_eq!(w.origin(), "https://xn--bcher-kva.crm4.dynamics.com");
     }
 
     #[test]
