@@ -496,7 +496,7 @@ pub fn item_results(items: &[BatchItem], atomic: bool, assigned: &Assigned) -> V
         .map(|(i, item)| {
             let mut out = Map::new();
             out.insert("index".into(), Value::from(i));
-            out.insert("action".into(), Value::from(format!("{:?}", item.action).to_lowercase()));
+            out.insert("action".into(), Value::from(format!("{:?}", item.action).to_ascii_lowercase()));
             out.insert("collection".into(), Value::from(item.collection.as_str()));
             let slot = assigned.slots.get(i).and_then(Option::as_ref);
             let rolled_back = atomic && item.action.is_write() && failed_write.is_some_and(|f| f != i);
@@ -789,7 +789,7 @@ fn parse_item(i: usize, raw: &Value, atomic: bool, earlier: &[BatchItem]) -> Res
             return Err(field_error(
                 i,
                 "key",
-                format!("is required for {action:?}").to_lowercase(),
+                format!("is required for {action:?}").to_ascii_lowercase(),
             ));
         }
         (BatchAction::Create, Some(_)) => {
@@ -839,14 +839,14 @@ fn parse_item(i: usize, raw: &Value, atomic: bool, earlier: &[BatchItem]) -> Res
             return Err(field_error(
                 i,
                 "data",
-                format!("is required for {action:?}").to_lowercase(),
+                format!("is required for {action:?}").to_ascii_lowercase(),
             ));
         }
         (BatchAction::Delete | BatchAction::Get, Some(_)) => {
             return Err(field_error(
                 i,
                 "data",
-                format!("is not used by {action:?}").to_lowercase(),
+                format!("is not used by {action:?}").to_ascii_lowercase(),
             ));
         }
         _ => {}

@@ -399,12 +399,13 @@ fn parameter_collection(
         None | Some(Value::Null) => Ok(None),
         Some(v) => key_value_list(v)
             .map(|pairs| {
-                Some(
-                    pairs
-                        .into_iter()
-                        .map(|(k, v)| (k.to_string(), flatten(v)))
-                        .collect(),
-                )
+                // Inserting one by one (later keys win, as collect did) keeps
+                // BTreeMap::from_iter and its sort out of the component.
+                let mut map = Map::new();
+                for (k, v) in pairs {
+                    map.insert(k.to_string(), flatten(v));
+                }
+                Some(map)
             })
             .map_err(|e| format!("{name} {e}")),
     }
@@ -503,12 +504,13 @@ pub fn flatten(value: &Value) -> Value {
                     obj.get("Value").map(flatten).unwrap_or(Value::Null)
                 }
                 None if obj.get("Attributes").is_some_and(Value::is_array) => flatten_entity(obj),
-                _ => Value::Object(
-                    obj.iter()
-                        .filter(|(k, _)| k.as_str() != "__type")
-                        .map(|(k, v)| (k.clone(), flatten(v)))
-                        .collect(),
-                ),
+                _ => {
+                    let mut map = Map::new();
+                    for (k, v) in obj.iter().filter(|(k, _)| k.as_str() != "__type") {
+                        map.insert(k.clone(), flatten(v));
+                    }
+                    Value::Object(map)
+                }
             }
         }
         Value::Null | Value::Bool(_) | Value::Number(_) => value.clone(),

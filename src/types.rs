@@ -192,7 +192,7 @@ impl EntityKey {
                     .to_string();
                 if let Some(g) = Guid::parse(&word) {
                     KeyValue::Bare(g.to_string())
-                } else if word == "true" || word == "false" || word.parse::<f64>().is_ok() {
+                } else if word == "true" || word == "false" || is_float_literal(&word) {
                     KeyValue::Bare(word)
                 } else {
                     return Err(bad(&format!(
@@ -248,9 +248,72 @@ pub fn encode_query(s: &str) -> String {
     crate::percent::encode_except(s, b"'(),$/:@*=;")
 }
 
+/// What `str::parse::<f64>` accepts (sign, digits with an optional
+/// fraction, an optional exponent; `inf`, `infinity`, `nan` in any case),
+/// checked without pulling the float parser into the component.
+fn is_float_literal(s: &str) -> bool {
+    let s = s.strip_prefix(['+', '-']).unwrap_or(s);
+    if ["inf", "infinity", "nan"]
+        .iter()
+        .any(|w| s.eq_ignore_ascii_case(w))
+    {
+        return true;
+    }
+    let (mantissa, exponent) = match s.split_once(['e', 'E']) {
+        Some((m, e)) => (m, Some(e)),
+        None => (s, None),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
+    let mantissa_ok = digits(int) && digits(frac) && !(int.is_empty() && frac.is_empty());
+    let exponent_ok = exponent.is_none_or(|e| {
+        let e = e.strip_prefix(['+', '-']).unwrap_or(e);
+        !e.is_empty() && digits(e)
+    });
+    mantissa_ok && exponent_ok
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn float_literal_matches_the_std_parser() {
+        for s in [
+            "0",
+            "1",
+            "-1",
+            "+1",
+            "1.5",
+            "-0.25",
+            ".5",
+            "5.",
+            "1e5",
+            "1E-5",
+            "2.5e+10",
+            "inf",
+            "-Infinity",
+            "NaN",
+            "",
+            ".",
+            "-",
+            "e5",
+            "1e",
+            "1e+",
+            "1.2.3",
+            "1,5",
+            "0x10",
+            "١",
+            "1 ",
+            "infinit",
+            "+-1",
+            "1_000",
+            "--1",
+            "1e5.5",
+        ] {
+            assert_eq!(is_float_literal(s), s.parse::<f64>().is_ok(), "{s:?}");
+        }
+    }
     use crate::error::ErrorKind;
 
     #[test]

@@ -15,7 +15,7 @@ use crate::inputs::Inputs;
 use crate::odata::{self, ODataQuery};
 use crate::types::EntitySet;
 use serde_json::{Value, json};
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 
 /// Safety bound on pages one poll follows.
 const MAX_PAGES: usize = 100_000;
@@ -211,8 +211,8 @@ fn poll(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
     let prefer = format!("odata.track-changes,odata.maxpagesize={page_size}");
     let mut changed: Vec<Value> = Vec::new();
     let mut deleted: Vec<String> = Vec::new();
-    let mut seen_deleted = HashSet::new();
-    let mut seen_links = HashSet::new();
+    let mut seen_deleted = BTreeSet::new();
+    let mut seen_links = BTreeSet::new();
     let mut pages = 0usize;
     let delta_link = loop {
         let request = session

@@ -17,7 +17,7 @@ use crate::inputs::Inputs;
 use crate::odata;
 use crate::types::{EntitySet, Guid};
 use serde_json::{Value, json};
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 
 /// Safety bound on pages one fetch-all follows (5000 × 100,000 rows).
 const MAX_PAGES: u32 = 100_000;
@@ -176,7 +176,7 @@ fn run_fetch_xml(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
     let mut records: Vec<Value> = Vec::new();
     let mut current = start.clone();
     let mut pages = 0u32;
-    let mut seen_cookies = HashSet::new();
+    let mut seen_cookies = BTreeSet::new();
     let mut transports = Vec::new();
     let mut first_body: Option<Value> = None;
     let next = loop {

@@ -528,7 +528,7 @@ fn query(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
         }
     };
     let mut records: Vec<Value> = Vec::new();
-    let mut seen_links = std::collections::HashSet::new();
+    let mut seen_links = std::collections::BTreeSet::new();
     let mut pages = 0usize;
     let mut count_annotation = None;
     let next_link = loop {
@@ -610,7 +610,7 @@ mod tests {
             Some(id)
         );
         // Dataverse with return=representation: only the body.
-        let body = json!({"opportunityid": id.to_uppercase()});
+        let body = json!({"opportunityid": id.to_ascii_uppercase()});
         assert_eq!(
             id_of(&response(&[]), &set, Some(&body)).as_deref(),
             Some(id)
