@@ -83,215 +83,23 @@ fn property(input: &InputDef) -> Value {
     p
 }
 
-const GUID: &str = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
+/// The output schemas (JSON Schema 2020-12 bodies, keyed by action key; one
+/// action per line). Actions not listed return a JSON object. Kept as JSON
+/// text rather than `json!` code: the text is a fraction of the size of the
+/// code that would build the same values in the component.
+const OUTPUT_SCHEMAS: &str = include_str!("output_schemas.json");
 
 /// The schema of one action's output JSON.
 pub fn output_schema(key: &str) -> Value {
-    let body = match key {
-        "getCurrentUser" => json!({
-            "type": "object",
-            "properties": {
-                "UserId": {"type": "string", "pattern": GUID},
-                "BusinessUnitId": {"type": "string", "pattern": GUID},
-                "OrganizationId": {"type": "string", "pattern": GUID},
-            },
-            "required": ["UserId", "BusinessUnitId", "OrganizationId"],
-        }),
-        "runFetchXml" => json!({
-            "type": "object",
-            "properties": {
-                "value": {
-                    "type": "array",
-                    "items": {"type": "object"},
-                    "description": "The records (null columns omitted, link-entity columns as alias.column), or the aggregate rows.",
-                },
-                "count": {"type": "integer", "minimum": 0},
-                "pageNumber": {"type": "integer", "minimum": 1, "description": "The first page this call read."},
-                "pages": {"type": "integer", "minimum": 1},
-                "moreRecords": {"type": "boolean"},
-                "nextPage": {
-                    "type": ["string", "null"],
-                    "description": "Pass as nextPage to read the following page; null on the last page.",
-                },
-                "sentVia": {"enum": ["get", "batch"]},
-            },
-            "required": ["value", "count", "pageNumber", "pages", "moreRecords", "nextPage", "sentVia"],
-        }),
-        "recordChanges" => json!({
-            "type": "object",
-            "properties": {
-                "changed": {
-                    "type": "array",
-                    "items": {"type": "object"},
-                    "description": "Rows created or updated since the state (every row on a full sync), with their current values of the selected columns.",
-                },
-                "deleted": {
-                    "type": "array",
-                    "items": {"type": "string", "pattern": GUID},
-                    "description": "Ids of rows deleted since the state (always empty on a full sync).",
-                },
-                "changedCount": {"type": "integer", "minimum": 0},
-                "deletedCount": {"type": "integer", "minimum": 0},
-                "fullSync": {"type": "boolean", "description": "True when every row was read (no state, or resync)."},
-                "pages": {"type": "integer", "minimum": 1},
-                "state": {"type": "string", "description": "The @odata.deltaLink to pass as state to the next poll."},
-            },
-            "required": ["changed", "deleted", "changedCount", "deletedCount", "fullSync", "pages", "state"],
-        }),
-        "getEntityMetadata" => entity_definition(),
-        "getEntitiesMetadata" | "listEntities" | "listEntityTypes" => {
-            let mut item = entity_definition();
-            if key == "getEntitiesMetadata" {
-                item["properties"]["selected"] = json!({"type": "boolean"});
-                item["required"] = json!(["MetadataId", "LogicalName", "selected"]);
-            }
-            let mut out = json!({
-                "type": "object",
-                "properties": {
-                    "value": {"type": "array", "items": item},
-                    "count": {"type": "integer", "minimum": 0},
-                },
-                "required": ["value", "count"],
-            });
-            if key == "listEntityTypes" {
-                out["properties"]["nextLink"] = json!({"type": ["string", "null"]});
-            }
-            if key == "getEntitiesMetadata" {
-                out["properties"]["unmatchedDefaultSelected"] =
-                    json!({"type": "array", "items": {"type": "string"}});
-            }
-            out
-        }
-        "listAttributes" | "queryAttributes" => json!({
-            "type": "object",
-            "properties": {
-                "value": {"type": "array", "items": attribute_definition()},
-                "count": {"type": "integer", "minimum": 0},
-            },
-            "required": ["value", "count"],
-        }),
-        "getAttribute" => attribute_definition(),
-        "createAttribute" | "updateAttribute" => json!({
-            "type": "object",
-            "properties": {
-                "created": {"type": "boolean"},
-                "updated": {"type": "boolean"},
-                "MetadataId": {"type": ["string", "null"], "pattern": GUID},
-                "LogicalName": {"type": ["string", "null"]},
-                "entityIdUrl": {"type": ["string", "null"]},
-            },
-        }),
-        "associate" | "disassociate" => json!({
-            "type": "object",
-            "properties": {
-                (if key == "associate" { "associated" } else { "disassociated" }): {"const": true},
-                "entityType": {"type": "string"},
-                "navigationProperty": {"type": "string"},
-                "target": {
-                    "type": ["string", "null"],
-                    "format": "uri",
-                    "description": "The related record's URL (@odata.id); null when a lookup was cleared without naming it."
-                },
-            },
-            "required": [
-                if key == "associate" { "associated" } else { "disassociated" },
-                "entityType", "navigationProperty", "target"
-            ],
-        }),
-        "executeAction" => json!({
-            "type": "object",
-            "properties": {
-                "status": {"type": "integer", "description": "200 with a result, 204 for a void action."},
-                "result": {
-                    "type": ["object", "null"],
-                    "description": "The operation's response (e.g. WhoAmIResponse), null for a void action."
-                },
-            },
-            "required": ["status", "result"],
-        }),
-        "runBatch" => json!({
-            "type": "object",
-            "properties": {
-                "status": {"type": "integer", "description": "HTTP status of the $batch response"},
-                "succeeded": {"type": "integer"},
-                "failed": {"type": "integer"},
-                "results": {
-                    "type": "array",
-                    "description": "One result per batchActions item, in input order",
-                    "items": {
-                        "type": "object",
-                        "properties": {
-                            "index": {"type": "integer"},
-                            "action": {"enum": ["create", "update", "upsert", "delete", "get"]},
-                            "collection": {"type": "string"},
-                            "status": {"type": ["integer", "null"], "description": "null when the item has no response of its own (not run, or rolled back)"},
-                            "success": {"type": "boolean"},
-                            "id": {"type": "string", "pattern": GUID, "description": "from OData-EntityId"},
-                            "entityUrl": {"type": "string"},
-                            "record": {"description": "the returned record or collection (gets, returnRepresentation)"},
-                            "error": {"type": "object", "description": "the Dataverse error for this item (code, message, status, hint), or why it has none"},
-                            "notRun": {"type": "boolean", "description": "true when Dataverse returned nothing for the item: not run after an earlier failure, or rolled back with its change set"},
-                            "answered": {"type": "boolean", "description": "false for an item that ran before the failure that stopped the batch: applied, but Dataverse sent no response for it"},
-                            "note": {"type": "string"},
-                            "outcomeUnknown": {"type": "boolean", "description": "true when Dataverse returned a failure it did not tie to any item, so whether this item ran is unknown"},
-                            "bulk": {"enum": ["CreateMultiple", "UpdateMultiple", "UpsertMultiple"]},
-                        },
-                        "required": ["index", "action", "collection", "status", "success"],
-                    },
-                },
-                "unplaced": {"type": "array", "description": "responses Dataverse did not tie to an item"},
-            },
-            "required": ["status", "succeeded", "failed", "results"],
-        }),
-        // Actions without a specific schema return a JSON object.
-        _ => json!({"type": "object"}),
-    };
+    let body = serde_json::from_str::<Value>(OUTPUT_SCHEMAS)
+        .ok()
+        .and_then(|mut all| all.get_mut(key).map(Value::take))
+        .unwrap_or_else(|| json!({"type": "object"}));
     let mut schema = json!({"$schema": DIALECT, "title": format!("{key} output")});
-    if let (Some(s), Some(b)) = (schema.as_object_mut(), body.as_object()) {
-        s.extend(b.clone());
+    if let (Some(s), Value::Object(b)) = (schema.as_object_mut(), body) {
+        s.extend(b);
     }
     schema
-}
-
-/// A Label property's plain text as the metadata actions surface it.
-fn surfaced_label() -> Value {
-    json!({"type": ["string", "null"], "description": "The user's localized label (UserLocalizedLabel.Label)."})
-}
-
-/// An EntityMetadata object (properties depend on the action's $select).
-fn entity_definition() -> Value {
-    json!({
-        "type": "object",
-        "properties": {
-            "MetadataId": {"type": "string", "pattern": GUID},
-            "LogicalName": {"type": "string"},
-            "SchemaName": {"type": "string"},
-            "EntitySetName": {"type": "string"},
-            "IsCustomEntity": {"type": "boolean"},
-            "OwnershipType": {"type": "string"},
-            "DisplayName": {"type": "object"},
-            "displayName": surfaced_label(),
-            "displayCollectionName": surfaced_label(),
-            "description": surfaced_label(),
-            "Attributes": {"type": "array", "items": attribute_definition()},
-        },
-        "required": ["MetadataId", "LogicalName"],
-    })
-}
-
-/// An AttributeMetadata object.
-fn attribute_definition() -> Value {
-    json!({
-        "type": "object",
-        "properties": {
-            "MetadataId": {"type": "string", "pattern": GUID},
-            "LogicalName": {"type": "string"},
-            "SchemaName": {"type": "string"},
-            "AttributeType": {"type": "string"},
-            "displayName": surfaced_label(),
-        },
-        "required": ["MetadataId"],
-    })
 }
 
 /// The JSON pointer, within an action's catalog entry, of an input's schema.
@@ -302,6 +110,26 @@ pub fn input_pointer(action_key: &str, input_key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// output_schemas.json parses, names only catalog actions, and each
+    /// entry is an object schema (a typo would otherwise fall back silently
+    /// to {"type": "object"}).
+    #[test]
+    fn output_schemas_file_is_valid() {
+        let all: Value = serde_json::from_str(OUTPUT_SCHEMAS).unwrap();
+        let all = all.as_object().unwrap();
+        assert!(all.len() >= 16, "{}", all.len());
+        let catalog = crate::catalog::catalog();
+        for (key, body) in all {
+            assert!(catalog.action(key).is_some(), "{key} is not an action");
+            assert_eq!(body["type"], "object", "{key}");
+            let schema = output_schema(key);
+            assert_eq!(schema["$schema"], DIALECT);
+            assert_eq!(schema["properties"], body["properties"], "{key}");
+        }
+        assert_eq!(output_schema("getCurrentUser")["required"][0], "UserId");
+        assert_eq!(output_schema("noSuchAction")["type"], "object");
+    }
     use crate::catalog::catalog;
 
     #[test]
