@@ -34,6 +34,7 @@ pub mod http;
 pub mod inputs;
 pub mod metadata;
 pub mod odata;
+pub mod page;
 pub mod percent;
 pub mod retry;
 pub mod schema;
@@ -80,7 +81,7 @@ pub fn invoke(
     let mut session = client::Session::new(platform, settings, state);
     let output = actions::run(action_key, &mut session, &inputs)?;
     Ok(Invocation {
-        output: output.to_string(),
+        output: output.into_json(),
         state: session.into_new_state(),
     })
 }

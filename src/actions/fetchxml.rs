@@ -9,14 +9,15 @@
 
 use crate::batch;
 use crate::catalog::{ActionDef, InputType, input};
-use crate::client::{Session, parse_json};
+use crate::client::Session;
 use crate::error::{ConnectorError, Result};
 use crate::fetchxml::{self, FetchXml, NextPage, Transport};
 use crate::http::Method;
 use crate::inputs::Inputs;
 use crate::odata;
 use crate::types::{EntitySet, Guid};
-use serde_json::{Value, json};
+use crate::page::{self, Output, RawRecords};
+use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
 
 /// Safety bound on pages one fetch-all follows (5000 × 100,000 rows).
@@ -122,7 +123,7 @@ pub fn definitions() -> Vec<ActionDef> {
     }]
 }
 
-pub fn run(key: &str, session: &mut Session<'_>, inputs: &Inputs) -> Option<Result<Value>> {
+pub fn run(key: &str, session: &mut Session<'_>, inputs: &Inputs) -> Option<Result<Output>> {
     match key {
         "runFetchXml" => Some(run_fetch_xml(session, inputs)),
         _ => None,
@@ -139,7 +140,7 @@ fn prefer_value(annotations: Option<&str>) -> String {
     odata::prefer_header(None, Some(&list)).unwrap_or_default()
 }
 
-fn run_fetch_xml(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
+fn run_fetch_xml(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
     let set = EntitySet::parse("entityType", inputs.str("entityType").unwrap_or(""))?;
     let query = FetchXml::parse(inputs.str("fetchXml").unwrap_or(""))?;
     let annotations = match inputs.str("includeAnnotations") {
@@ -173,7 +174,7 @@ fn run_fetch_xml(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
     // `top` and paging do not combine (Dataverse's rule): one request.
     let single_shot = query.top().is_some();
 
-    let mut records: Vec<Value> = Vec::new();
+    let mut records = RawRecords::default();
     let mut current = start.clone();
     let mut pages = 0u32;
     let mut seen_cookies = BTreeSet::new();
@@ -190,17 +191,17 @@ fn run_fetch_xml(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
             current.paging(query.count())
         };
         let xml = query.rewrite(&paging)?;
-        let (transport, body) = send_page(session, &set, &xml, &headers)?;
+        let (transport, response) = send_page(session, &set, &xml, &headers)?;
+        let page = page::parse_page(&response, "a FetchXML query")?;
         pages += 1;
         if !transports.contains(&transport) {
             transports.push(transport);
         }
-        let Some(Value::Array(values)) = body.get("value") else {
-            return Err(ConnectorError::transport(
-                "the Web API answer to a FetchXML query has no value array",
-            ));
-        };
-        records.extend(values.iter().cloned());
+        for record in &page.records {
+            records.push(record);
+        }
+        // The paging annotations (a few small values) are all that is kept.
+        let body = Value::Object(page.annotations);
         let next = if single_shot {
             None
         } else {
@@ -222,37 +223,41 @@ fn run_fetch_xml(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
         }
         current = next;
     };
-    let count = records.len();
-    let mut out = json!({
-        "value": records,
-        "count": count,
-        "pageNumber": start.page,
-        "pages": pages,
-        "moreRecords": next.is_some(),
-        "nextPage": next.as_ref().map(NextPage::token),
-        "sentVia": if transports.contains(&Transport::Batch) { "batch" } else { "get" },
-    });
+    let mut out = Map::new();
+    out.insert("count".into(), Value::from(records.len()));
+    out.insert("pageNumber".into(), Value::from(start.page));
+    out.insert("pages".into(), Value::from(pages));
+    out.insert("moreRecords".into(), Value::from(next.is_some()));
+    out.insert(
+        "nextPage".into(),
+        next.as_ref().map_or(Value::Null, |n| Value::from(n.token())),
+    );
+    let via = if transports.contains(&Transport::Batch) { "batch" } else { "get" };
+    out.insert("sentVia".into(), Value::from(via));
     if let Some(body) = first_body {
         for key in [
             "@Microsoft.Dynamics.CRM.totalrecordcount",
             "@Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded",
         ] {
             if let Some(v) = body.get(key) {
-                out[key] = v.clone();
+                out.insert(key.into(), v.clone());
             }
         }
     }
-    Ok(out)
+    Ok(Output::Collection {
+        envelope: out,
+        records,
+    })
 }
 
 /// Sends one page, as a GET or (for long URLs) a GET inside `$batch`, and
-/// returns the JSON body.
+/// returns the (inner) response.
 fn send_page(
     session: &mut Session<'_>,
     set: &EntitySet,
     xml: &str,
     headers: &[(String, String)],
-) -> Result<(Transport, Value)> {
+) -> Result<(Transport, crate::http::Response)> {
     let root = session.web_api().service_root().clone();
     let (transport, path) = fetchxml::plan(root.as_str(), set.as_str(), xml)?;
     match transport {
@@ -261,7 +266,7 @@ fn send_page(
             for (k, v) in headers {
                 request = request.header(k, v.clone());
             }
-            Ok((transport, session.send_json(request)?))
+            Ok((transport, session.send_ok(request)?))
         }
         Transport::Batch => {
             let mut inner = vec![("Accept".to_string(), "application/json".to_string())];
@@ -295,7 +300,7 @@ fn send_page(
                 headers: part.headers,
                 body: part.body,
             };
-            Ok((transport, parse_json(&page)?))
+            Ok((transport, page))
         }
     }
 }

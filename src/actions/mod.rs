@@ -16,6 +16,7 @@ use crate::catalog::{ActionDef, TriggerDef, TriggerKind};
 use crate::client::Session;
 use crate::error::{ConnectorError, Result};
 use crate::inputs::Inputs;
+use crate::page::Output;
 use serde_json::Value;
 
 /// Each group's catalog entries, in the order builders list them.
@@ -47,17 +48,21 @@ pub fn definition(key: &str) -> Option<ActionDef> {
 }
 
 /// Runs one action whose inputs were already validated.
-pub fn run(key: &str, session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
-    let groups: [fn(&str, &mut Session<'_>, &Inputs) -> Option<Result<Value>>; 9] = [
-        user::run,
+pub fn run(key: &str, session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
+    fn value(r: Option<Result<Value>>) -> Option<Result<Output>> {
+        r.map(|r| r.map(Output::from))
+    }
+    // records and fetchxml pass records through raw (see `page`).
+    let groups: [fn(&str, &mut Session<'_>, &Inputs) -> Option<Result<Output>>; 9] = [
+        |k, s, i| value(user::run(k, s, i)),
         records::run,
-        raw::run,
+        |k, s, i| value(raw::run(k, s, i)),
         fetchxml::run,
-        changes::run,
-        metadata::run,
-        relationships::run,
-        execute::run,
-        batch::run,
+        |k, s, i| value(changes::run(k, s, i)),
+        |k, s, i| value(metadata::run(k, s, i)),
+        |k, s, i| value(relationships::run(k, s, i)),
+        |k, s, i| value(execute::run(k, s, i)),
+        |k, s, i| value(batch::run(k, s, i)),
     ];
     for group in groups {
         if let Some(result) = group(key, session, inputs) {

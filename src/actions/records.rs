@@ -7,6 +7,7 @@ use crate::error::{ConnectorError, ErrorKind, Result};
 use crate::http::{Method, Response};
 use crate::inputs::Inputs;
 use crate::odata::{self, ODataQuery};
+use crate::page::{self, Output, RawRecords};
 use crate::types::{EntityKey, EntitySet, Guid, encode_query};
 use serde_json::{Map, Value, json};
 
@@ -180,13 +181,14 @@ pub fn definitions() -> Vec<ActionDef> {
     ]
 }
 
-pub fn run(key: &str, session: &mut Session<'_>, inputs: &Inputs) -> Option<Result<Value>> {
+pub fn run(key: &str, session: &mut Session<'_>, inputs: &Inputs) -> Option<Result<Output>> {
+    let value = |r: Result<Value>| r.map(Output::from);
     Some(match key {
-        "createEntity" => create(session, inputs),
+        "createEntity" => value(create(session, inputs)),
         "getEntity" => get(session, inputs),
-        "updateEntity" => update(session, inputs, true),
-        "upsertEntity" => update(session, inputs, false),
-        "deleteEntity" => delete(session, inputs),
+        "updateEntity" => value(update(session, inputs, true)),
+        "upsertEntity" => value(update(session, inputs, false)),
+        "deleteEntity" => value(delete(session, inputs)),
         "queryEntities" => query(session, inputs),
         _ => return None,
     })
@@ -420,7 +422,7 @@ fn create(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
     Ok(json!({"id": id, "record": record}))
 }
 
-fn get(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
+fn get(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
     let set = set_of(inputs)?;
     let key = key_of(inputs)?;
     let query = ODataQuery {
@@ -438,7 +440,9 @@ fn get(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
     if let Some(p) = odata::prefer_header(None, annotations_of(inputs)?.as_deref()) {
         request = request.header("Prefer", p);
     }
-    session.send_json(request)
+    // The record as Dataverse sent it: validated, not re-encoded.
+    let response = session.send_ok(request)?;
+    Ok(Output::Json(page::raw_json(&response)?))
 }
 
 fn update(session: &mut Session<'_>, inputs: &Inputs, must_exist: bool) -> Result<Value> {
@@ -496,7 +500,7 @@ fn delete(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
     Ok(json!({"deleted": true, "id": id}))
 }
 
-fn query(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
+fn query(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
     let set = set_of(inputs)?;
     let page_size = inputs.u64("pageSize").unwrap_or(100).clamp(1, 5000) as u32;
     let top = inputs.u64("top").map(|t| t.min(u64::from(u32::MAX)) as u32);
@@ -527,7 +531,7 @@ fn query(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
             session.web_api().resource(&query.append_to(set.as_str()))?
         }
     };
-    let mut records: Vec<Value> = Vec::new();
+    let mut records = RawRecords::default();
     let mut seen_links = std::collections::BTreeSet::new();
     let mut pages = 0usize;
     let mut count_annotation = None;
@@ -536,22 +540,18 @@ fn query(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
         if let Some(p) = &prefer {
             request = request.header("Prefer", p.clone());
         }
-        let body = session.send_json(request)?;
+        let response = session.send_ok(request)?;
+        let body = page::parse_page(&response, "a query")?;
         pages += 1;
         if count_annotation.is_none() {
-            count_annotation = body.get("@odata.count").cloned();
+            count_annotation = body.annotation("@odata.count").cloned();
         }
-        let Some(Value::Array(values)) = body.get("value") else {
-            return Err(ConnectorError::transport(
-                "the Web API answer to a query has no value array",
-            ));
-        };
-        records.extend(values.iter().cloned());
-        let next = body.get("@odata.nextLink").and_then(Value::as_str);
-        if let Some(t) = top
-            && records.len() >= t as usize
-        {
-            records.truncate(t as usize);
+        let limit = top.map_or(usize::MAX, |t| t as usize);
+        for record in body.records.iter().take(limit.saturating_sub(records.len())) {
+            records.push(record);
+        }
+        let next = body.annotation("@odata.nextLink").and_then(Value::as_str);
+        if records.len() >= limit {
             break None;
         }
         let Some(next) = next else {
@@ -567,17 +567,14 @@ fn query(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
         }
         url = odata::resolve_next_link(session.web_api(), "nextPage", next)?;
     };
-    let count = records.len();
-    let mut out = json!({
-        "value": records,
-        "count": count,
-        "nextLink": next_link,
-        "pages": pages,
-    });
+    let mut envelope = Map::new();
     if let Some(c) = count_annotation {
-        out["@odata.count"] = c;
+        envelope.insert("@odata.count".into(), c);
     }
-    Ok(out)
+    envelope.insert("count".into(), Value::from(records.len()));
+    envelope.insert("nextLink".into(), next_link.map_or(Value::Null, Value::from));
+    envelope.insert("pages".into(), Value::from(pages));
+    Ok(Output::Collection { envelope, records })
 }
 
 #[cfg(test)]
