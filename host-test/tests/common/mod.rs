@@ -90,6 +90,17 @@ impl Env {
     }
 }
 
+/// The catalog's actions (with their input schemas), from the component
+/// itself.
+pub async fn catalog() -> Vec<Value> {
+    let catalog: Value =
+        serde_json::from_str(&host().describe().await.expect("describe")).expect("catalog JSON");
+    catalog["actions"]
+        .as_array()
+        .expect("the catalog lists actions")
+        .clone()
+}
+
 pub fn is_guid(v: &Value) -> bool {
     v.as_str().is_some_and(|s| {
         s.len() == 36
