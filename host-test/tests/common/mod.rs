@@ -51,14 +51,20 @@ impl Env {
         action: &str,
         inputs: &str,
     ) -> Result<ActionResult, ConnectorError> {
+        self.invoke_or_trap(action, inputs).await.expect("no trap")
+    }
+
+    /// Like [`Self::invoke_raw`], returning a trap instead of panicking.
+    pub async fn invoke_or_trap(
+        &self,
+        action: &str,
+        inputs: &str,
+    ) -> wasmtime::Result<Result<ActionResult, ConnectorError>> {
         let conn = self
             .connection
             .connection()
             .expect("connection file is valid");
-        host()
-            .invoke(&self.route, action, &conn, inputs)
-            .await
-            .expect("no trap")
+        host().invoke(&self.route, action, &conn, inputs).await
     }
 
     /// Like [`Self::invoke`], expecting success.
