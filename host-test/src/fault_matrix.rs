@@ -19,6 +19,7 @@
 //! faults` prints it.
 
 use crate::cli::{self, IN_PROCESS_ORIGIN};
+use crate::emulator::store::schema::AttributeDef;
 use crate::emulator::store::seed;
 use crate::emulator::{Emulator, Faults, Injected, Limit, State, Trigger};
 use crate::host::{ConnectorHost, HostLimits, Route, error_json};
@@ -144,6 +145,24 @@ fn linked_contact(s: &State) -> Option<(String, String)> {
         (r.lookup_targets.get("parentcustomerid").map(String::as_str) == Some("account"))
             .then(|| (r.id.clone(), parent.to_string()))
     })
+}
+
+/// The columns of `entity` that `pick` selects.
+fn attributes(s: &State, entity: &str, pick: fn(&AttributeDef) -> bool) -> usize {
+    s.store
+        .schema()
+        .by_logical_name(entity)
+        .map_or(0, |e| e.attributes.iter().filter(|a| pick(a)).count())
+}
+
+/// (Dis)associates `contact` with `account` through the one-to-many
+/// relationship; afterwards the link exists `applied` (1) or not (0) times.
+fn link(account: String, contact: String, applied: usize) -> (Value, Check) {
+    let inputs = json!({"entityType": "accounts", "entityId": account,
+        "navigationProperty": "contact_customer_accounts",
+        "targetEntityType": "contacts", "targetId": contact});
+    let footprint = move |s: &State| usize::from(parent_of(s, &contact) == Some(account.clone()));
+    (inputs, write(Box::new(footprint), applied))
 }
 
 fn write(footprint: Footprint, applied: usize) -> Check {
@@ -275,14 +294,7 @@ fn prepare(action: &str, emulator: &Emulator) -> Prepared {
                 "RequiredLevel": {"Value": "None"},
                 "PrecisionSource": 2}}),
             write(
-                Box::new(|s| {
-                    s.store.schema().by_logical_name("account").map_or(0, |e| {
-                        e.attributes
-                            .iter()
-                            .filter(|a| a.logical_name == "new_matrixbalance")
-                            .count()
-                    })
-                }),
+                Box::new(|s| attributes(s, "account", |a| a.logical_name == "new_matrixbalance")),
                 1,
             ),
         ),
@@ -292,46 +304,15 @@ fn prepare(action: &str, emulator: &Emulator) -> Prepared {
                 "SchemaName": "new_Budget", "LogicalName": "new_budget",
                 "DisplayName": {"LocalizedLabels": [{"Label": MARK, "LanguageCode": 1033}]}}}),
             write(
-                Box::new(|s| {
-                    s.store
-                        .schema()
-                        .by_logical_name("new_project")
-                        .map_or(0, |e| {
-                            e.attributes
-                                .iter()
-                                .filter(|a| a.display_name == MARK)
-                                .count()
-                        })
-                }),
+                Box::new(|s| attributes(s, "new_project", |a| a.display_name == MARK)),
                 1,
             ),
         ),
-        "associate" => {
-            let contact = seed::contact_id(2);
-            let target = account.clone();
-            (
-                json!({"entityType": "accounts", "entityId": account,
-                    "navigationProperty": "contact_customer_accounts",
-                    "targetEntityType": "contacts", "targetId": contact}),
-                write(
-                    Box::new(move |s| usize::from(parent_of(s, &contact) == Some(target.clone()))),
-                    1,
-                ),
-            )
-        }
+        "associate" => link(account, seed::contact_id(2), 1),
         "disassociate" => {
             let (contact, parent) =
                 linked_contact(&emulator.state()).expect("the seed links contacts to accounts");
-            let target = parent.clone();
-            (
-                json!({"entityType": "accounts", "entityId": parent,
-                    "navigationProperty": "contact_customer_accounts",
-                    "targetEntityType": "contacts", "targetId": contact}),
-                write(
-                    Box::new(move |s| usize::from(parent_of(s, &contact) == Some(target.clone()))),
-                    0,
-                ),
-            )
+            link(parent, contact, 0)
         }
         "executeAction" => {
             let opportunity = seed::opportunity_id(1);
@@ -454,7 +435,9 @@ async fn cell(
         + stats.resets
         + stats.invalid_json;
     if fault_name != "none" && fired == 0 {
-        violations.push(format!("the fault never fired (request {at} of {requests})"));
+        violations.push(format!(
+            "the fault never fired (request {at} of {requests})"
+        ));
     }
     let outcome = match &called {
         Err(trap) => {
