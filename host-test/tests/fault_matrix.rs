@@ -125,3 +125,32 @@ async fn real_time_server_mode_resets_the_connection() {
     }
     server.shutdown();
 }
+
+/// A write whose answer was lost after the service may have applied it is
+/// not repeated by the session, and its error tells the caller not to
+/// repeat it blindly either (retryable false, with a hint).
+#[tokio::test(start_paused = true)]
+async fn a_write_that_may_have_been_applied_is_not_retryable() {
+    let lost = [
+        Faults::default().with_reset_after_send(Trigger::Nth(1)),
+        Faults::default().with_error_after_processing(Trigger::Nth(1), Injected::Status(502)),
+    ];
+    for faults in lost {
+        let mut env = Env::new();
+        env.emulator.set_faults(faults.clone());
+        let create = json!({"entityType": "accounts", "fieldValues": {"name": "Lost answer"}});
+        let err = env.err("createEntity", &create.to_string()).await;
+        assert_eq!(err["retryable"], false, "{err}");
+        assert!(
+            err["hint"]
+                .as_str()
+                .is_some_and(|h| h.contains("may have been applied")),
+            "{err}"
+        );
+        assert_eq!(env.emulator.fault_stats().requests, 1, "sent once");
+        // The same loss on a 503 refusal (nothing applied) stays retryable.
+        env.emulator.set_faults(Faults::fail_next(1000, 503));
+        let err = env.err("createEntity", &create.to_string()).await;
+        assert_eq!(err["retryable"], true, "{err}");
+    }
+}
