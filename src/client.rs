@@ -7,7 +7,7 @@ use crate::auth::{self, EXPIRY_MARGIN_SECS};
 use crate::connection::{ConnectionType, Settings, TokenState, WebApiUrl};
 use crate::error::{ConnectorError, Result};
 use crate::http::{Method, Platform, Request, Response};
-use crate::retry::{Decision, Outcome, Plan, jitter_from};
+use crate::retry::{Decision, Outcome, Plan, is_idempotent, jitter_from, may_have_been_applied};
 use serde_json::Value;
 use url::Url;
 
@@ -145,8 +145,11 @@ impl<'p> Session<'p> {
             };
             let elapsed = self.platform.monotonic_ms().saturating_sub(started);
             let jitter = jitter_from(&self.platform.random_bytes(8));
-            let maybe_applied = crate::retry::may_have_been_applied(outcome);
+            let maybe_applied = may_have_been_applied(outcome);
             match plan.decide(request.method, retries, elapsed, outcome, jitter) {
+                Decision::Stop if maybe_applied && !is_idempotent(request.method) => {
+                    return result.map_err(maybe_applied_write);
+                }
                 Decision::Stop => return result,
                 Decision::Retry { wait_ms } => {
                     self.retried_after_maybe_applied |= maybe_applied;
@@ -165,15 +168,12 @@ impl<'p> Session<'p> {
 
     /// Sends and turns any non-2xx answer into a typed error.
     pub fn send_ok(&mut self, request: Request) -> Result<Response> {
+        let method = request.method;
         let response = self.send(request)?;
         if response.is_success() {
             Ok(response)
         } else {
-            Err(ConnectorError::from_web_api(
-                response.status,
-                response.retry_after(),
-                &response.body,
-            ))
+            Err(answer_error(method, &response))
         }
     }
 
@@ -182,6 +182,29 @@ impl<'p> Session<'p> {
         let response = self.send_ok(request)?;
         parse_json(&response)
     }
+}
+
+/// The typed error for an error answer to a `method` request.
+pub fn answer_error(method: Method, response: &Response) -> ConnectorError {
+    let e = ConnectorError::from_web_api(response.status, response.retry_after(), &response.body);
+    if !is_idempotent(method) && may_have_been_applied(Outcome::Response(response)) {
+        maybe_applied_write(e)
+    } else {
+        e
+    }
+}
+
+/// A write (POST, PATCH) whose last attempt may have been applied (502/504,
+/// a connection broken after sending) is not retried by the session, and
+/// must not be retried blindly by the caller either: repeating it could
+/// create a record twice.
+fn maybe_applied_write(mut e: ConnectorError) -> ConnectorError {
+    e.retryable = false;
+    e.hint = Some(
+        "The request may have been applied before the answer was lost; check whether the change was made before sending it again."
+            .to_string(),
+    );
+    e
 }
 
 /// Parses a JSON body, with a clear error showing the first bytes otherwise.
@@ -314,6 +337,18 @@ mod tests {
         );
         assert_eq!(result.unwrap().status, 200);
         assert_eq!(p.sent.len(), 2);
+    }
+
+    #[test]
+    fn a_write_that_may_have_been_applied_is_not_retryable() {
+        let post = answer_error(Method::Post, &answer(502, &[], ""));
+        assert!(!post.retryable);
+        assert!(
+            post.hint
+                .is_some_and(|h| h.contains("may have been applied"))
+        );
+        assert!(answer_error(Method::Get, &answer(502, &[], "")).retryable);
+        assert!(answer_error(Method::Post, &answer(503, &[], "")).retryable);
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! The native side of the d365 connector: a wasmtime host for the component
 //! ([`host`]), a Dataverse emulator ([`emulator`], standalone: it imports
-//! nothing from the host), the pieces of the `d365` CLI ([`cli`]), and the
-//! webhook trigger's listener ([`trigger`]).
+//! nothing from the host), the pieces of the `d365` CLI ([`cli`]), the
+//! webhook trigger's listener ([`trigger`]), and the fault matrix that
+//! runs every action under every injected fault ([`fault_matrix`]).
 
 pub mod bench;
 pub mod cli;
 pub mod emulator;
+pub mod fault_matrix;
 pub mod host;
 pub mod trigger;

@@ -112,6 +112,18 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         results: Option<PathBuf>,
     },
+    /// Run every action under every injected fault (429, 503, 500, resets,
+    /// cut, invalid and endless bodies, a stall, an expired token) against
+    /// fresh in-process emulators, and print the matrix next to the
+    /// committed table. Runs on a simulated clock (Retry-After, back-off
+    /// and stalls take no real time). Exit code 1 when an outcome differs
+    /// from the table or an invariant (no duplicate write, no partial
+    /// fetch-all, typed errors) breaks.
+    Faults {
+        /// Print the observed outcomes as the table's TSV instead.
+        #[arg(long)]
+        tsv: bool,
+    },
     /// Run one of the connector's triggers.
     Trigger {
         #[command(subcommand)]
@@ -293,6 +305,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Faults { tsv } => faults(tsv),
         Command::Trigger {
             trigger:
                 TriggerCommand::Webhook {
@@ -302,6 +315,43 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 },
         } => webhook(listen, request_file, key).await,
     }
+}
+
+/// `d365 faults`: the matrix runs on its own paused-clock runtime (a
+/// thread of its own, outside the CLI's runtime).
+fn faults(tsv: bool) -> Result<ExitCode> {
+    use host_test::fault_matrix;
+    let host = ConnectorHost::shared().map_err(trap)?;
+    let cells = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()?;
+        runtime
+            .block_on(fault_matrix::run(host))
+            .map_err(anyhow::Error::msg)
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the fault matrix panicked"))??;
+    if tsv {
+        print!("{}", fault_matrix::to_tsv(&cells));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let expected =
+        fault_matrix::parse_table(fault_matrix::COMMITTED_TABLE).map_err(anyhow::Error::msg)?;
+    print!("{}", fault_matrix::render(&cells, &expected));
+    let problems: Vec<String> = fault_matrix::mismatches(&cells, &expected)
+        .into_iter()
+        .chain(fault_matrix::violations(&cells))
+        .collect();
+    for p in &problems {
+        eprintln!("{p}");
+    }
+    Ok(if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// `d365 trigger webhook`.

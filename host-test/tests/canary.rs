@@ -204,12 +204,6 @@ fn faults() -> Vec<(&'static str, Option<Faults>)> {
     ]
 }
 
-/// The catalog's actions, from the component itself.
-async fn catalog() -> Vec<Value> {
-    let catalog: Value = serde_json::from_str(&host().describe().await.unwrap()).unwrap();
-    catalog["actions"].as_array().unwrap().clone()
-}
-
 /// Inputs that reach the wire: a hand-written set for the actions that need
 /// more than the catalog's examples, else each input's example or default.
 fn valid_inputs(action: &Value) -> Vec<String> {
@@ -282,7 +276,7 @@ fn invalid_inputs(action: &Value) -> Vec<String> {
 async fn no_canary_in_any_output_error_or_response() {
     let cert = CanaryCert::new();
     let canaries = canaries(&cert);
-    let actions = catalog().await;
+    let actions = common::catalog().await;
     assert!(actions.len() >= 20, "the whole catalog: {}", actions.len());
     let mut calls = 0usize;
     let mut successes = 0usize;

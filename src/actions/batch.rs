@@ -119,11 +119,7 @@ fn run_batch(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
                 "the $batch response is not multipart/mixed (Content-Type '{content_type}')"
             )));
         }
-        return Err(ConnectorError::from_web_api(
-            response.status,
-            response.retry_after(),
-            &response.body,
-        ));
+        return Err(crate::client::answer_error(Method::Post, &response));
     }
     let decoded = batch::decode(&content_type, &response.body)?;
     // Content-IDs are item index + 1 (a bulk request carries its first member's).

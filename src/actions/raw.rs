@@ -221,13 +221,10 @@ fn raw_request(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
             },
         },
     };
+    let method = request.method;
     let response = session.send_with(request, &plan)?;
     if response.status >= 400 {
-        return Err(ConnectorError::from_web_api(
-            response.status,
-            response.retry_after(),
-            &response.body,
-        ));
+        return Err(crate::client::answer_error(method, &response));
     }
     output(&response, inputs.str("responseType").unwrap_or("json"))
 }

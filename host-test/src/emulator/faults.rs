@@ -9,6 +9,11 @@
 //! `Retry-After` and a service-protection error body with its hex code; a
 //! 503 is the gateway's HTML page (its exact body is UNCONFIRMED); a 500 is
 //! Dataverse's generic `0x80040216` error.
+//!
+//! Transport faults are marks on the response that the transport acts on
+//! ([`Reset`], [`CutBody`], [`EndlessMark`]): the in-process route
+//! (`host::route`) and the loopback server ([`super::server`]) each turn
+//! them into what a client on their side would see.
 
 use super::EmuResponse;
 use super::response::odata_error;
@@ -125,10 +130,12 @@ impl Injected {
 }
 
 /// Faults a test or the CLI can switch on. Several may hit one request:
-/// tokens are expired first, then the delay is served, then the first
-/// matching injected error answers (else the real endpoint does, and an
-/// after-processing error may replace its answer), and finally the body may
-/// be cut.
+/// tokens are expired first, then a reset before sending ends it (nothing
+/// else happens), else the delay is served, then the first matching
+/// injected error answers (else the real endpoint does, and an
+/// after-processing error may replace its answer), then an invalid-JSON
+/// answer may replace it, and finally the connection may be reset or the
+/// body cut.
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
     /// Answer every Web API call with 401, whatever the token.
@@ -151,6 +158,18 @@ pub struct Faults {
     /// forever: a hostile or broken server streaming gigabytes (in-process
     /// route only; the socket server sends the normal body).
     pub endless_body: Option<Trigger>,
+    /// The connection is reset before the request reaches the service:
+    /// nothing is processed or logged (only counted). A client may retry
+    /// any method.
+    pub reset_before_send: Option<Trigger>,
+    /// The service processes the request (a write is applied), then the
+    /// connection is reset before any answer: a client cannot know whether
+    /// its request was applied.
+    pub reset_after_send: Option<Trigger>,
+    /// The service processes the request, then `200 OK` with a JSON
+    /// content type and a body that is not JSON (an HTML page, as a
+    /// misconfigured proxy answers) replaces its answer.
+    pub invalid_json: Option<Trigger>,
     /// Only Web API requests whose path contains this text are counted and
     /// faulted (all of them when `None`).
     pub path_contains: Option<String>,
@@ -215,6 +234,21 @@ impl Faults {
         self
     }
 
+    pub fn with_reset_before_send(mut self, trigger: Trigger) -> Self {
+        self.reset_before_send = Some(trigger);
+        self
+    }
+
+    pub fn with_reset_after_send(mut self, trigger: Trigger) -> Self {
+        self.reset_after_send = Some(trigger);
+        self
+    }
+
+    pub fn with_invalid_json(mut self, trigger: Trigger) -> Self {
+        self.invalid_json = Some(trigger);
+        self
+    }
+
     pub fn only_path(mut self, text: &str) -> Self {
         self.path_contains = Some(text.to_string());
         self
@@ -237,6 +271,14 @@ impl Faults {
                 .map(|(_, e)| e.clone()),
             cut_body: self.cut_body.is_some_and(|t| t.fires(n)),
             endless_body: self.endless_body.is_some_and(|t| t.fires(n)),
+            reset: if self.reset_before_send.is_some_and(|t| t.fires(n)) {
+                Some(Reset::BeforeProcessing)
+            } else if self.reset_after_send.is_some_and(|t| t.fires(n)) {
+                Some(Reset::AfterProcessing)
+            } else {
+                None
+            },
+            invalid_json: self.invalid_json.is_some_and(|t| t.fires(n)),
         }
     }
 
@@ -258,6 +300,8 @@ pub struct FaultPlan {
     pub error_after_processing: Option<Injected>,
     pub cut_body: bool,
     pub endless_body: bool,
+    pub reset: Option<Reset>,
+    pub invalid_json: bool,
 }
 
 /// Counters since the faults were last set.
@@ -271,6 +315,36 @@ pub struct FaultStats {
     pub cut: u64,
     pub tokens_expired: u64,
     pub endless: u64,
+    /// Connections reset, before or after processing.
+    pub resets: u64,
+    pub invalid_json: u64,
+}
+
+/// When the connection is reset. Also the mark on a response whose
+/// connection the transport must reset instead of answering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reset {
+    /// Before the request reached the service: nothing was processed.
+    BeforeProcessing,
+    /// After the service processed the request, before any answer.
+    AfterProcessing,
+}
+
+/// The reset a response is marked with, if any.
+pub fn reset(response: &EmuResponse) -> Option<Reset> {
+    response.extensions().get::<Reset>().copied()
+}
+
+/// The answer an invalid-JSON fault gives instead of the real one.
+pub fn invalid_json_response() -> EmuResponse {
+    http::Response::builder()
+        .status(200)
+        .header("Content-Type", "application/json; odata.metadata=minimal")
+        .header("OData-Version", "4.0")
+        .body(Bytes::from_static(
+            b"<!DOCTYPE html><html><head><title>Sign in to continue</title></head><body><p>Your session has expired.</p></body></html>",
+        ))
+        .unwrap_or_default()
 }
 
 /// Marks a response whose body the transport must cut after `keep` bytes.
@@ -410,6 +484,24 @@ mod tests {
         assert!(second.error.is_none());
         assert_eq!(second.error_after_processing, Some(Injected::Status(502)));
         assert_eq!(f.plan(3), FaultPlan::default());
+    }
+
+    #[test]
+    fn resets_and_invalid_json() {
+        let f = Faults::default()
+            .with_reset_before_send(Trigger::Nth(1))
+            .with_reset_after_send(Trigger::Next(2))
+            .with_invalid_json(Trigger::Nth(3));
+        assert_eq!(
+            f.plan(1).reset,
+            Some(Reset::BeforeProcessing),
+            "before wins"
+        );
+        assert_eq!(f.plan(2).reset, Some(Reset::AfterProcessing));
+        assert!(f.plan(3).invalid_json && f.plan(3).reset.is_none());
+        let r = invalid_json_response();
+        assert_eq!(r.status(), 200);
+        assert!(serde_json::from_slice::<serde_json::Value>(r.body()).is_err());
     }
 
     #[test]

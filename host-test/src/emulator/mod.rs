@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use data::Directory;
-pub use faults::{FaultStats, Faults, Injected, Limit, Trigger};
+pub use faults::{FaultStats, Faults, Injected, Limit, Reset, Trigger};
 pub use identity::{AppRegistration, Identity};
 pub use webhooks::{DeliveryRecord, Webhooks};
 
@@ -232,6 +232,12 @@ impl Emulator {
             Bytes::new()
         };
         let plan = self.fault_plan(&path);
+        if plan.reset == Some(Reset::BeforeProcessing) {
+            // The service never sees it: nothing processed, nothing logged.
+            let mut response = EmuResponse::default();
+            response.extensions_mut().insert(Reset::BeforeProcessing);
+            return response;
+        }
         if let Some(delay) = plan.delay {
             // Outside the lock, and on tokio's clock (paused in tests).
             tokio::time::sleep(delay).await;
@@ -248,6 +254,12 @@ impl Emulator {
                 after.as_ref().map_or(real, Injected::response)
             }
         };
+        if plan.invalid_json {
+            response = faults::invalid_json_response();
+        }
+        if let Some(reset) = plan.reset {
+            response.extensions_mut().insert(reset);
+        }
         if plan.cut_body {
             let keep = response.body().len() / 2;
             response.extensions_mut().insert(faults::CutBody { keep });
@@ -362,6 +374,12 @@ impl Emulator {
         }
         if plan.endless_body {
             state.fault_stats.endless += 1;
+        }
+        if plan.reset.is_some() {
+            state.fault_stats.resets += 1;
+        }
+        if plan.invalid_json {
+            state.fault_stats.invalid_json += 1;
         }
         plan
     }

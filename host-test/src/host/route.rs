@@ -3,7 +3,7 @@
 use super::body_cap;
 use super::network::Network;
 use crate::emulator::Emulator;
-use crate::emulator::faults::{self, BrokenBody, EndlessBody};
+use crate::emulator::faults::{self, BrokenBody, EndlessBody, Reset};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use std::future::Future;
@@ -104,6 +104,19 @@ impl WasiHttpHooks for RouteHooks {
                     )
                     .await
                     .map_err(|_| wasmtime_wasi_http::Error::ConnectionReadTimeout)?;
+                    // What wasi-http's default sender reports for the same
+                    // failure on a socket: an I/O error while connecting is
+                    // `connection-refused`; a connection that dies once the
+                    // request is out is a hyper error, `HTTP-protocol-error`.
+                    match faults::reset(&response) {
+                        Some(Reset::BeforeProcessing) => {
+                            return Err(wasmtime_wasi_http::Error::ConnectionRefused);
+                        }
+                        Some(Reset::AfterProcessing) => {
+                            return Err(wasmtime_wasi_http::Error::HttpProtocolError);
+                        }
+                        None => {}
+                    }
                     if let Some(chunk) = faults::endless(&response) {
                         let endless = EndlessBody::new(chunk);
                         let response = response.map(|_| body_cap::capped(endless, cap));

@@ -51,14 +51,20 @@ impl Env {
         action: &str,
         inputs: &str,
     ) -> Result<ActionResult, ConnectorError> {
+        self.invoke_or_trap(action, inputs).await.expect("no trap")
+    }
+
+    /// Like [`Self::invoke_raw`], returning a trap instead of panicking.
+    pub async fn invoke_or_trap(
+        &self,
+        action: &str,
+        inputs: &str,
+    ) -> wasmtime::Result<Result<ActionResult, ConnectorError>> {
         let conn = self
             .connection
             .connection()
             .expect("connection file is valid");
-        host()
-            .invoke(&self.route, action, &conn, inputs)
-            .await
-            .expect("no trap")
+        host().invoke(&self.route, action, &conn, inputs).await
     }
 
     /// Like [`Self::invoke`], expecting success.
@@ -88,6 +94,17 @@ impl Env {
     pub fn state(&self) -> Option<StateJson> {
         self.connection.state.clone()
     }
+}
+
+/// The catalog's actions (with their input schemas), from the component
+/// itself.
+pub async fn catalog() -> Vec<Value> {
+    let catalog: Value =
+        serde_json::from_str(&host().describe().await.expect("describe")).expect("catalog JSON");
+    catalog["actions"]
+        .as_array()
+        .expect("the catalog lists actions")
+        .clone()
 }
 
 pub fn is_guid(v: &Value) -> bool {
