@@ -102,10 +102,19 @@ impl Network {
 /// Maps hyper-util's error onto wasi-http's, keeping the distinction the
 /// connector's retry policy needs: a connect failure sent nothing.
 fn client_error(e: hyper_util::client::legacy::Error) -> Error {
+    let mut source = std::error::Error::source(&e);
     if e.is_connect() {
+        // wasi-http classifies connect failures by the io::Error's kind and
+        // text (e.g. DNS: "failed to lookup address information"), so the
+        // connector's own error is passed on as it was.
+        while let Some(s) = source {
+            if let Some(io) = s.downcast_ref::<io::Error>() {
+                return Error::Connect(io::Error::new(io.kind(), io.to_string()));
+            }
+            source = s.source();
+        }
         return Error::Connect(io::Error::other(e.to_string()));
     }
-    let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
         if let Some(h) = s.downcast_ref::<hyper::Error>() {
             if h.is_timeout() {
