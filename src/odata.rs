@@ -383,8 +383,8 @@ mod tests {
 
     #[test]
     fn expand_nesting_is_bounded_not_a_stack_overflow() {
-        // Found by fuzzing (fuzz/README.md): 20,000 nested levels (200 KB of
-        // input) overflowed the stack in the recursive parser.
+        // Found with the odata_query fuzz target (fuzz/README.md): 20,000
+        // nested levels (200 KB of input) overflowed the stack.
         let nested = |depth: usize| format!("{}a{}", "a($expand=".repeat(depth), ")".repeat(depth));
         let ok = parse_expand("expand", &nested(MAX_EXPAND_DEPTH - 1)).unwrap();
         assert_eq!(ok[0].navigation, "a");

@@ -14,6 +14,8 @@ struct Input<'a> {
     select: Vec<&'a str>,
     orderby: &'a str,
     expand: &'a str,
+    /// Wraps `expand` in this many `a($expand=…)` levels.
+    nest: u8,
     annotations: &'a str,
     filter: Option<&'a str>,
     top: Option<u32>,
@@ -35,7 +37,18 @@ fuzz_target!(|i: Input<'_>| {
         assert!(cols.iter().all(|c| types::is_identifier(c)));
     }
     let orderby = odata::parse_orderby("orderby", i.orderby);
-    let expand = odata::parse_expand("expand", i.expand);
+    let levels = usize::from(i.nest % 32);
+    let nested = format!(
+        "{}{}{}",
+        "a($expand=".repeat(levels),
+        i.expand,
+        ")".repeat(levels)
+    );
+    let expand = odata::parse_expand("expand", &nested);
+    if levels >= odata::MAX_EXPAND_DEPTH && !i.expand.trim().is_empty() {
+        // Too deep for Dataverse: refused, whatever the inner text.
+        assert!(expand.is_err(), "{nested:?} parsed");
+    }
     if let Ok(Some(a)) = odata::parse_annotations("includeAnnotations", i.annotations) {
         assert!(!a.contains('"'), "annotation list keeps a quote: {a:?}");
         let prefer = odata::prefer_header(Some(5000), Some(&a)).unwrap_or_default();
