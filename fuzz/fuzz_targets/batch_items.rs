@@ -5,72 +5,9 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use d365_connector::batch::{self, BatchPart, InnerRequest};
-use d365_fuzz::{json, object_with_keys, string};
+use d365_fuzz::{batch_item, json};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-
-fn item(u: &mut Unstructured<'_>) -> arbitrary::Result<Value> {
-    let mut v = object_with_keys(
-        u,
-        &[
-            "collection",
-            "action",
-            "key",
-            "data",
-            "returnRepresentation",
-            "headers",
-            "query",
-        ],
-        2,
-    )?;
-    // Mostly plausible values for the fields that gate everything else.
-    if let Value::Object(map) = &mut v {
-        if u.ratio(3u8, 4u8)? {
-            map.insert(
-                "collection".into(),
-                Value::String(u.choose(&["accounts", "contacts", "x y", ""])?.to_string()),
-            );
-        }
-        if u.ratio(3u8, 4u8)? {
-            let a = u.choose(&[
-                "create", "update", "upsert", "delete", "get", "GET ", "nope",
-            ])?;
-            map.insert("action".into(), Value::String(a.to_string()));
-        }
-        if u.arbitrary()? {
-            let k = match u.int_in_range(0..=3u8)? {
-                0 => Value::String("00000000-0000-0000-0000-000000000001".into()),
-                1 => Value::String(format!("${}", u.int_in_range(0..=4u8)?)),
-                2 => object_with_keys(u, &["accountnumber", "name"], 0)?,
-                _ => Value::String(string(u)?),
-            };
-            map.insert("key".into(), k);
-        }
-        if u.arbitrary()? {
-            map.insert(
-                "data".into(),
-                object_with_keys(u, &["name", "parentaccountid@odata.bind"], 1)?,
-            );
-        }
-        if u.arbitrary()? {
-            map.insert(
-                "headers".into(),
-                object_with_keys(
-                    u,
-                    &[
-                        "If-Match",
-                        "MSCRMCallerID",
-                        "Prefer",
-                        "Content-Type",
-                        "X\r\nY",
-                    ],
-                    0,
-                )?,
-            );
-        }
-    }
-    Ok(v)
-}
 
 fn check_request(r: &InnerRequest) {
     assert!(
@@ -101,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut list = Vec::new();
     for _ in 0..n {
-        match item(&mut u) {
+        match batch_item(&mut u) {
             Ok(v) => list.push(v),
             Err(_) => return,
         }

@@ -9,16 +9,73 @@ use arbitrary::Unstructured;
 use d365_connector::catalog;
 use d365_connector::connection::{ConnectionType, TokenState};
 use d365_fuzz::{
-    CANARY_REFRESH, CANARY_SECRET, CANARY_TOKEN, FakePlatform, assert_no_canary, json, string,
+    CANARY_REFRESH, CANARY_SECRET, CANARY_TOKEN, FakePlatform, assert_no_canary, batch_item, json,
+    object_with_keys, string,
 };
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value};
 
+/// Values that get past the first checks of inputs with these keys.
+fn plausible(u: &mut Unstructured<'_>, key: &str) -> arbitrary::Result<Option<Value>> {
+    let s = |v: &str| Some(Value::String(v.to_string()));
+    Ok(match key {
+        "entityType" | "targetEntityType" | "boundEntitySet" => {
+            s(u.choose(&["accounts", "contacts", "account", "EntityDefinitions"])?)
+        }
+        "entityId" | "targetId" | "boundId" => s(u.choose(&[
+            "00000000-0000-0000-0000-000000000001",
+            "{9A1D2B3C-0000-4000-8000-00000000ABCD}",
+            "accountnumber='A-1'",
+            "k1='x',k2=2",
+            "LogicalName='account'",
+        ])?),
+        "fetchXml" => s(u.choose(&[
+            "<fetch><entity name='account'><attribute name='name'/></entity></fetch>",
+            "<fetch page='2' count='10'><entity name='account'><order attribute='name'/></entity></fetch>",
+            "<fetch top='5'><entity name='contact'/></fetch>",
+            "<fetch aggregate='true'><entity name='account'><attribute name='name' aggregate='count' alias='n'/></entity></fetch>",
+        ])?),
+        "batchActions" => {
+            let n = u.int_in_range(1..=4u8)?;
+            let mut items = Vec::new();
+            for _ in 0..n {
+                items.push(batch_item(u)?);
+            }
+            Some(Value::Array(items))
+        }
+        "nextPage" | "nextLink" | "state" | "url" => s(u.choose(&[
+            "https://org.crm.dynamics.com/api/data/v9.2/accounts?$skiptoken=1",
+            "https://org.crm.dynamics.com/api/data/v9.2/accounts?$deltatoken=9",
+            "/api/data/v9.2/accounts",
+            "accounts?$select=name",
+            "WhoAmI",
+            "2",
+            "2:<cookie page=\"1\"><accountid last=\"{X}\" first=\"{Y}\" /></cookie>",
+        ])?),
+        "method" => s(u.choose(&["GET", "POST", "PATCH", "PUT", "DELETE", "HEAD"])?),
+        "name" => s(u.choose(&["WhoAmI", "WinOpportunity", "Microsoft.Dynamics.CRM.WinOpportunity"])?),
+        "kind" => s(u.choose(&["action", "function"])?),
+        "fieldValues" | "data" | "parameters" | "attributeBody" => Some(
+            object_with_keys(u, &["name", "revenue", "parentaccountid@odata.bind", "@odata.type", "SchemaName"], 1)?,
+        ),
+        _ => None,
+    })
+}
+
 /// A value for an input of this type: usually plausible, sometimes not.
-fn input_value(u: &mut Unstructured<'_>, ty: catalog::InputType) -> arbitrary::Result<Value> {
+fn input_value(
+    u: &mut Unstructured<'_>,
+    key: &str,
+    ty: catalog::InputType,
+) -> arbitrary::Result<Value> {
     use catalog::InputType as T;
     if u.ratio(1u8, 6u8)? {
         return json(u, 2);
+    }
+    if u.ratio(2u8, 3u8)? {
+        if let Some(v) = plausible(u, key)? {
+            return Ok(v);
+        }
     }
     Ok(match ty {
         T::Boolean => Value::Bool(u.arbitrary()?),
@@ -102,7 +159,7 @@ fuzz_target!(|data: &[u8]| {
             for input in &d.inputs {
                 let present = input.required || u.arbitrary().unwrap_or(false);
                 if present {
-                    if let Ok(v) = input_value(&mut u, input.ty) {
+                    if let Ok(v) = input_value(&mut u, input.key, input.ty) {
                         map.insert(input.key.to_string(), v);
                     }
                 }
