@@ -74,7 +74,10 @@ fuzz_target!(|i: Input<'_>| {
                     && !k.eq_ignore_ascii_case("Content-Type");
                 let v_ok =
                     v.bytes().all(|b| b.is_ascii_graphic() || b == b' ') && v.trim() == v.as_str();
-                k_ok && v_ok
+                // A header line must not be a delimiter line (RFC 2046: the
+                // boundary may not occur inside an encapsulated part).
+                let line_ok = !format!("{k}: {v}").contains("--");
+                k_ok && v_ok && line_ok
             })
             .cloned()
             .collect();
