@@ -111,9 +111,24 @@ fn split_top(s: &str, sep: char) -> Vec<&str> {
     out
 }
 
+/// Dataverse runs at most 15 `$expand` options in one query, so no valid
+/// `$expand` nests deeper; the bound also keeps parsing (recursive) from
+/// exhausting the stack on hostile input.
+pub const MAX_EXPAND_DEPTH: usize = 15;
+
 /// Parses `primarycontactid($select=fullname),contact_customer_accounts($select=fullname;$top=5)`.
 pub fn parse_expand(input: &str, text: &str) -> Result<Vec<Expand>> {
+    parse_expand_at(input, text, 1)
+}
+
+/// `depth` is the nesting level of `text` (1 for the top-level `$expand`).
+fn parse_expand_at(input: &str, text: &str, depth: usize) -> Result<Vec<Expand>> {
     let bad = |why: String| ConnectorError::invalid_input(input, why);
+    if depth > MAX_EXPAND_DEPTH {
+        return Err(bad(format!(
+            "$expand nests deeper than {MAX_EXPAND_DEPTH} levels; Dataverse runs at most {MAX_EXPAND_DEPTH} $expand options in a query"
+        )));
+    }
     let mut out = Vec::new();
     for item in split_top(text, ',') {
         let item = item.trim();
@@ -156,7 +171,7 @@ pub fn parse_expand(input: &str, text: &str) -> Result<Vec<Expand>> {
                         bad(format!("$top in $expand must be a whole number, got '{v}'"))
                     })?)
                 }
-                "$expand" => e.expand = parse_expand(input, v)?,
+                "$expand" => e.expand = parse_expand_at(input, v, depth + 1)?,
                 other => {
                     return Err(bad(format!(
                         "'{other}' is not supported inside $expand (use $select, $filter, $orderby, $top, $expand)"
@@ -364,6 +379,25 @@ mod tests {
         assert!(parse_expand("expand", "a($select=x").is_err());
         assert!(parse_expand("expand", "a b").is_err());
         assert!(parse_expand("expand", "a($skip=1)").is_err());
+    }
+
+    #[test]
+    fn expand_nesting_is_bounded_not_a_stack_overflow() {
+        // Found with the odata_query fuzz target (fuzz/README.md): 20,000
+        // nested levels (200 KB of input) overflowed the stack.
+        let nested = |depth: usize| format!("{}a{}", "a($expand=".repeat(depth), ")".repeat(depth));
+        let ok = parse_expand("expand", &nested(MAX_EXPAND_DEPTH - 1)).unwrap();
+        assert_eq!(ok[0].navigation, "a");
+        for depth in [MAX_EXPAND_DEPTH, 20_000] {
+            let e = parse_expand("expand", &nested(depth)).unwrap_err();
+            assert_eq!(
+                e.kind,
+                crate::error::ErrorKind::InvalidInput {
+                    input: "expand".into()
+                }
+            );
+            assert!(e.message.contains("15 levels"), "{}", e.message);
+        }
     }
 
     #[test]

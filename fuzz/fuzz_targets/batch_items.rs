@@ -1,0 +1,100 @@
+//! `$batch` requests: the `batchActions` item model (arbitrary JSON) →
+//! parts → multipart encoding, and mapping (hostile) responses back to
+//! items.
+#![no_main]
+
+use arbitrary::{Arbitrary, Unstructured};
+use d365_connector::batch::{self, BatchPart, InnerRequest};
+use d365_fuzz::{batch_item, json};
+use libfuzzer_sys::fuzz_target;
+use serde_json::Value;
+
+fn check_request(r: &InnerRequest) {
+    assert!(
+        !r.url.contains([' ', '\r', '\n', '\t', '#']),
+        "request line injection: {:?}",
+        r.url
+    );
+    for (k, v) in &r.headers {
+        assert!(
+            !k.is_empty() && !k.contains([':', '\r', '\n', ' ']),
+            "header name {k:?}"
+        );
+        assert!(!v.contains(['\r', '\n']), "header value {v:?}");
+    }
+}
+
+fn count(hay: &[u8], needle: &[u8]) -> usize {
+    hay.windows(needle.len()).filter(|w| *w == needle).count()
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut u = Unstructured::new(data);
+    let Ok(atomic) = bool::arbitrary(&mut u) else {
+        return;
+    };
+    let Ok(n) = u.int_in_range(0..=6u8) else {
+        return;
+    };
+    let mut list = Vec::new();
+    for _ in 0..n {
+        match batch_item(&mut u) {
+            Ok(v) => list.push(v),
+            Err(_) => return,
+        }
+    }
+    let value = match u.int_in_range(0..=7u8).unwrap_or(0) {
+        0 => json(&mut u, 3).unwrap_or(Value::Null),
+        1 => Value::String(Value::Array(list.clone()).to_string()),
+        _ => Value::Array(list),
+    };
+    let Ok(items) = batch::parse_items(&value, atomic) else {
+        return;
+    };
+    assert!(!items.is_empty());
+    let parts = batch::build_parts(&items, "/api/data/v9.2/", atomic);
+    let mut requests = 0;
+    for p in &parts {
+        match p {
+            BatchPart::Request(r) => {
+                check_request(r);
+                requests += 1;
+            }
+            BatchPart::ChangeSet(rs) => {
+                assert!(atomic && !rs.is_empty());
+                for r in rs {
+                    assert_ne!(r.method, "GET", "a GET inside a change set");
+                    check_request(r);
+                }
+                requests += rs.len();
+            }
+        }
+    }
+    assert_eq!(requests, items.len(), "an item was lost or duplicated");
+    let encoded = batch::encode(&parts);
+    let boundary = batch::boundary_of(&encoded.content_type).expect("a boundary");
+    // The boundary frames the parts and occurs nowhere else.
+    let delim = format!("--{boundary}");
+    assert_eq!(
+        count(&encoded.body, delim.as_bytes()),
+        parts.len() + 1,
+        "{}",
+        String::from_utf8_lossy(&encoded.body)
+    );
+    assert!(encoded.body.ends_with(format!("{delim}--\r\n").as_bytes()));
+
+    // Responses from a hostile server, mapped back to the items.
+    let mut ct = String::from("application/json");
+    let body = d365_fuzz::response_body(&mut u, &mut ct).unwrap_or_default();
+    let responses = batch::decode(&ct, &body).unwrap_or_default();
+    let total = responses.len();
+    let assigned = batch::assign_to_items(items.len(), responses);
+    let placed = assigned.slots.iter().filter(|s| s.is_some()).count();
+    assert_eq!(
+        placed + assigned.unplaced.len(),
+        total,
+        "a response was lost"
+    );
+    let results = batch::item_results(&items, atomic, &assigned);
+    assert_eq!(results.len(), items.len());
+});
