@@ -18,6 +18,8 @@
 //! - [`actions`]: one module per group of actions;
 //! - [`trigger`]: the webhook trigger (request in, event or rejection out);
 //! - [`fetchxml`] and [`batch`]: the FetchXML and `$batch` wire codecs;
+//! - [`page`]: collection pages read with records kept as raw JSON, and the
+//!   action [`page::Output`] that passes them through;
 //! - [`percent`]: URL percent-encoding;
 //! - [`error`] and [`secret`]: typed errors, redaction.
 
