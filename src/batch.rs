@@ -661,7 +661,8 @@ pub struct BatchItem {
     pub query: Option<String>,
 }
 
-const ITEM_FIELDS: &[&str] = &[
+/// The members a `batchActions` item may have.
+pub const ITEM_FIELDS: &[&str] = &[
     "collection",
     "action",
     "key",

@@ -153,19 +153,7 @@ pub fn object_with_keys(u: &mut Unstructured<'_>, keys: &[&str], depth: u32) -> 
 
 /// One `batchActions` item, mostly with plausible gating fields.
 pub fn batch_item(u: &mut Unstructured<'_>) -> AResult<Value> {
-    let mut v = object_with_keys(
-        u,
-        &[
-            "collection",
-            "action",
-            "key",
-            "data",
-            "returnRepresentation",
-            "headers",
-            "query",
-        ],
-        2,
-    )?;
+    let mut v = object_with_keys(u, d365_connector::batch::ITEM_FIELDS, 2)?;
     // Mostly plausible values for the fields that gate everything else.
     if let Value::Object(map) = &mut v {
         if u.ratio(3u8, 4u8)? {
