@@ -33,7 +33,10 @@ export RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module \
  -Cdebug-assertions -Coverflow-checks"
 # A target directory of its own: these flags change every artifact.
 export CARGO_TARGET_DIR="$PWD/target-long"
-cargo build --release --locked --bins
+# An explicit --target keeps RUSTFLAGS away from build scripts and proc
+# macros (they would need libFuzzer's hooks too), as cargo-fuzz does.
+host=$(rustc -vV | sed -n 's/^host: //p')
+cargo build --release --locked --bins --target "$host"
 
 mkdir -p artifacts
 summary=artifacts/summary.tsv
@@ -45,7 +48,7 @@ for t in "${targets[@]}"; do
   # -rss_limit_mb: the invoke target builds whole pages; 2 GiB is plenty.
   # -timeout: one input taking 10 s counts as a hang (a crash).
   status=0
-  "$CARGO_TARGET_DIR/release/$t" "corpus/$t" \
+  "$CARGO_TARGET_DIR/$host/release/$t" "corpus/$t" \
     -artifact_prefix="artifacts/$t/" -max_total_time="$secs" \
     -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1 || status=$?
   took=$(($(date +%s) - start))

@@ -117,7 +117,7 @@ impl WebApiUrl {
         } else {
             format!("https://{trimmed}")
         };
-        let url = Url::parse(&with_scheme).map_err(|e| match e {
+        let url = crate::urls::parse(&with_scheme).map_err(|e| match e {
             // The IDNA back end is the no-op adapter (see Cargo.toml): only
             // ASCII host names parse.
             url::ParseError::IdnaError => bad(&format!(
@@ -183,7 +183,7 @@ impl WebApiUrl {
 
     /// A URL under the service root, e.g. `resource("WhoAmI")`.
     pub fn resource(&self, relative: &str) -> Result<Url> {
-        self.service_root.join(relative).map_err(|e| {
+        crate::urls::join(&self.service_root, relative).map_err(|e| {
             ConnectorError::invalid_input(
                 "url",
                 format!("cannot form a URL from '{relative}': {e}"),
@@ -442,7 +442,7 @@ fn optional_str(map: &Map<String, Value>, key: &str) -> Result<Option<String>> {
 
 /// An identity-platform endpoint: https, or http on loopback.
 fn endpoint_url(key: &str, text: &str) -> Result<Url> {
-    let url = Url::parse(text)
+    let url = crate::urls::parse(text)
         .map_err(|e| ConnectorError::invalid_input(key, format!("'{text}' is not a URL ({e})")))?;
     let host = url.host_str().unwrap_or("");
     match url.scheme() {

@@ -309,10 +309,10 @@ pub fn resolve_next_link(web_api: &WebApiUrl, input: &str, link: &str) -> Result
     if link.is_empty() {
         return Err(ConnectorError::invalid_input(input, "is empty"));
     }
-    let url = match Url::parse(link) {
+    let url = match crate::urls::parse(link) {
         Ok(u) => u,
         Err(url::ParseError::RelativeUrlWithoutBase) => {
-            web_api.service_root().join(link).map_err(|e| {
+            crate::urls::join(web_api.service_root(), link).map_err(|e| {
                 ConnectorError::invalid_input(input, format!("'{link}' is not a URL ({e})"))
             })?
         }

@@ -34,7 +34,10 @@ impl<'de> Deserialize<'de> for Page<'de> {
                 f.write_str("an OData collection object with a value array")
             }
 
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Page<'de>, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Page<'de>, A::Error> {
                 let mut records = None;
                 let mut annotations = Map::new();
                 while let Some(key) = map.next_key::<String>()? {
@@ -45,8 +48,7 @@ impl<'de> Deserialize<'de> for Page<'de> {
                         annotations.insert(key, v);
                     }
                 }
-                let records =
-                    records.ok_or_else(|| serde::de::Error::missing_field("value"))?;
+                let records = records.ok_or_else(|| serde::de::Error::missing_field("value"))?;
                 Ok(Page {
                     records,
                     annotations,
@@ -210,7 +212,14 @@ mod tests {
 
     #[test]
     fn bad_pages_are_typed_errors() {
-        for body in ["", "[]", "{\"value\":3}", "{\"x\":1}", "{\"value\":[1,]}", "{\"value\":[] "] {
+        for body in [
+            "",
+            "[]",
+            "{\"value\":3}",
+            "{\"x\":1}",
+            "{\"value\":[1,]}",
+            "{\"value\":[] ",
+        ] {
             let e = parse_page(&response(body), "a query").unwrap_err();
             assert_eq!(e.kind, crate::error::ErrorKind::Transport, "{body}");
         }

@@ -15,8 +15,8 @@ use crate::fetchxml::{self, FetchXml, NextPage, Transport};
 use crate::http::Method;
 use crate::inputs::Inputs;
 use crate::odata;
-use crate::types::{EntitySet, Guid};
 use crate::page::{self, Output, RawRecords};
+use crate::types::{EntitySet, Guid};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
 
@@ -230,9 +230,14 @@ fn run_fetch_xml(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
     out.insert("moreRecords".into(), Value::from(next.is_some()));
     out.insert(
         "nextPage".into(),
-        next.as_ref().map_or(Value::Null, |n| Value::from(n.token())),
+        next.as_ref()
+            .map_or(Value::Null, |n| Value::from(n.token())),
     );
-    let via = if transports.contains(&Transport::Batch) { "batch" } else { "get" };
+    let via = if transports.contains(&Transport::Batch) {
+        "batch"
+    } else {
+        "get"
+    };
     out.insert("sentVia".into(), Value::from(via));
     if let Some(body) = first_body {
         for key in [

@@ -547,7 +547,11 @@ fn query(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
             count_annotation = body.annotation("@odata.count").cloned();
         }
         let limit = top.map_or(usize::MAX, |t| t as usize);
-        for record in body.records.iter().take(limit.saturating_sub(records.len())) {
+        for record in body
+            .records
+            .iter()
+            .take(limit.saturating_sub(records.len()))
+        {
             records.push(record);
         }
         let next = body.annotation("@odata.nextLink").and_then(Value::as_str);
@@ -572,7 +576,10 @@ fn query(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
         envelope.insert("@odata.count".into(), c);
     }
     envelope.insert("count".into(), Value::from(records.len()));
-    envelope.insert("nextLink".into(), next_link.map_or(Value::Null, Value::from));
+    envelope.insert(
+        "nextLink".into(),
+        next_link.map_or(Value::Null, Value::from),
+    );
     envelope.insert("pages".into(), Value::from(pages));
     Ok(Output::Collection { envelope, records })
 }
