@@ -44,8 +44,11 @@ impl Machine {
     pub fn now() -> Machine {
         let dir = env!("CARGO_MANIFEST_DIR");
         let mut commit = first_line("git", &["-C", dir, "rev-parse", "--short", "HEAD"]);
-        if !first_line("git", &["-C", dir, "status", "--porcelain", "--untracked-files=no"])
-            .eq("unavailable")
+        if !first_line(
+            "git",
+            &["-C", dir, "status", "--porcelain", "--untracked-files=no"],
+        )
+        .eq("unavailable")
         {
             commit.push_str(" (with uncommitted changes)");
         }
@@ -71,7 +74,11 @@ impl Machine {
             dwa: std::fs::read_to_string(format!("{dir}/js/package.json"))
                 .ok()
                 .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-                .and_then(|v| v["dependencies"]["dynamics-web-api"].as_str().map(str::to_string))
+                .and_then(|v| {
+                    v["dependencies"]["dynamics-web-api"]
+                        .as_str()
+                        .map(str::to_string)
+                })
                 .unwrap_or_else(|| "unknown".into()),
             commit,
         }

@@ -366,9 +366,7 @@ impl Report {
         let _ = writeln!(
             out,
             "{}; wasmtime 48.0.8; Node {}; dynamics-web-api {}",
-            before.rustc,
-            before.node,
-            before.dwa
+            before.rustc, before.node, before.dwa
         );
         let _ = writeln!(
             out,

@@ -156,7 +156,10 @@ impl tower_service::Service<Uri> for Connector {
                 .host()
                 .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "URI without host"))?;
             // `[::1]` in a URI is `::1` to connect to and to verify.
-            let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+            let host = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string();
             let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
             let tcp = TcpStream::connect((host.as_str(), port)).await?;
             tcp.set_nodelay(true)?;
