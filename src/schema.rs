@@ -32,36 +32,24 @@ pub fn input_schema(action: &ActionDef) -> Value {
 }
 
 fn property(input: &InputDef) -> Value {
-    let mut p = match input.ty {
-        InputType::String => json!({"type": "string"}),
-        InputType::Password => json!({"type": "string", "writeOnly": true}),
-        InputType::Code => json!({"type": "string", "contentMediaType": "application/xml"}),
+    // JSON text rather than `json!`: each `json!` object is a run of inlined
+    // allocations and inserts in the component, the text a few bytes of data.
+    let base = match input.ty {
+        InputType::String => r#"{"type":"string"}"#,
+        InputType::Password => r#"{"type":"string","writeOnly":true}"#,
+        InputType::Code => r#"{"type":"string","contentMediaType":"application/xml"}"#,
         // Builders often send "true"/"false"; the component accepts both.
-        InputType::Boolean => {
-            json!({"type": ["boolean", "string"], "enum": [true, false, "true", "false"]})
+        InputType::Boolean => r#"{"type":["boolean","string"],"enum":[true,false,"true","false"]}"#,
+        InputType::Integer => r#"{"type":["integer","string"],"pattern":"^-?[0-9]+$"}"#,
+        InputType::Json => "{}",
+        InputType::List => {
+            r#"{"anyOf":[{"type":"array","items":{"type":"string"}},{"type":"string","description":"comma-separated"}]}"#
         }
-        InputType::Integer => json!({"type": ["integer", "string"], "pattern": "^-?[0-9]+$"}),
-        InputType::Json => json!({}),
-        InputType::List => json!({
-            "anyOf": [
-                {"type": "array", "items": {"type": "string"}},
-                {"type": "string", "description": "comma-separated"}
-            ]
-        }),
-        InputType::KeyValueList => json!({
-            "anyOf": [
-                {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "properties": {"key": {"type": "string"}, "value": {}},
-                        "required": ["key", "value"]
-                    }
-                },
-                {"type": "object"}
-            ]
-        }),
+        InputType::KeyValueList => {
+            r#"{"anyOf":[{"type":"array","items":{"type":"object","properties":{"key":{"type":"string"},"value":{}},"required":["key","value"]}},{"type":"object"}]}"#
+        }
     };
+    let mut p = serde_json::from_str::<Value>(base).unwrap_or_default();
     let Some(obj) = p.as_object_mut() else {
         return p;
     };
