@@ -104,6 +104,10 @@ pub struct InputDef {
 }
 
 /// Starts an input definition; chain the modifiers below.
+///
+/// Size: this and the modifiers are `inline(never)`; inlined, every one of
+/// the catalog's inputs was a copy of their code in the component.
+#[inline(never)]
 pub fn input(
     key: &'static str,
     label: &'static str,
@@ -125,22 +129,27 @@ pub fn input(
 }
 
 impl InputDef {
+    #[inline(never)]
     pub fn required(mut self) -> Self {
         self.required = true;
         self
     }
+    #[inline(never)]
     pub fn default(mut self, value: Value) -> Self {
         self.default = Some(value);
         self
     }
+    #[inline(never)]
     pub fn example(mut self, value: Value) -> Self {
         self.example = Some(value);
         self
     }
+    #[inline(never)]
     pub fn choices(mut self, choices: &[&'static str]) -> Self {
         self.choices = Some(choices.to_vec());
         self
     }
+    #[inline(never)]
     pub fn range(mut self, min: i64, max: i64) -> Self {
         self.min = Some(min);
         self.max = Some(max);
