@@ -41,7 +41,11 @@ pub struct ConnectorError {
 
 pub type Result<T, E = ConnectorError> = std::result::Result<T, E>;
 
+// Size: the constructors are `inline(never)`. They are called at hundreds of
+// error sites; inlined, each site carried its own copy of the String
+// conversions and the struct initialisation.
 impl ConnectorError {
+    #[inline(never)]
     fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         ConnectorError {
             kind,
@@ -54,6 +58,7 @@ impl ConnectorError {
     }
 
     /// A bad or missing input, named by its key.
+    #[inline(never)]
     pub fn invalid_input(input: impl Into<String>, message: impl Into<String>) -> Self {
         let input = input.into();
         let message = format!("{input}: {}", message.into());
@@ -62,37 +67,44 @@ impl ConnectorError {
 
     /// Something the caller named does not exist (found by the connector,
     /// e.g. an empty answer to a lookup query).
+    #[inline(never)]
     pub fn not_found(message: impl Into<String>) -> Self {
         let mut e = Self::new(ErrorKind::NotFound, message);
         e.status = Some(404);
         e
     }
 
+    #[inline(never)]
     pub fn transport(message: impl Into<String>) -> Self {
         let mut e = Self::new(ErrorKind::Transport, message);
         e.retryable = true;
         e
     }
 
+    #[inline(never)]
     pub fn timeout(message: impl Into<String>) -> Self {
         let mut e = Self::new(ErrorKind::Timeout, message);
         e.retryable = true;
         e
     }
 
+    #[inline(never)]
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Unauthorized, message)
     }
 
+    #[inline(never)]
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Forbidden, message)
     }
 
+    #[inline(never)]
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self
     }
 
+    #[inline(never)]
     pub fn with_code(mut self, code: impl Into<String>) -> Self {
         self.code = Some(code.into());
         self
