@@ -170,18 +170,27 @@ struct TokenErrorResponse {
     error_codes: Vec<u64>,
 }
 
+/// Every error that leaves here is scrubbed of the secrets the request
+/// carried: an endpoint (or a proxy) may echo them, and serde quotes the
+/// values it could not parse.
 fn token_request(
     platform: &mut dyn Platform,
     settings: &Settings,
     form: &[(&str, &str)],
     secrets: &[&Secret],
 ) -> Result<TokenState> {
+    send_token_request(platform, settings, form).map_err(|e| scrub_error(e, secrets))
+}
+
+fn send_token_request(
+    platform: &mut dyn Platform,
+    settings: &Settings,
+    form: &[(&str, &str)],
+) -> Result<TokenState> {
     let request = Request::new(Method::Post, settings.token_url.clone())
         .header("Accept", "application/json")
         .form_body(form);
-    let response = platform
-        .send(&request)
-        .map_err(|e| scrub_error(e, secrets))?;
+    let response = platform.send(&request)?;
     if response.is_success() {
         let parsed: TokenResponse = serde_json::from_slice(&response.body).map_err(|e| {
             ConnectorError::transport(format!(
@@ -202,10 +211,7 @@ fn token_request(
             scope: parsed.scope,
         });
     }
-    Err(scrub_error(
-        token_error(response.status, &response.body),
-        secrets,
-    ))
+    Err(token_error(response.status, &response.body))
 }
 
 /// Maps an identity-platform error body to a typed error with the AADSTS code.
@@ -307,6 +313,52 @@ fn scrub_error(mut e: ConnectorError, secrets: &[&Secret]) -> ConnectorError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::connection::ConnectionType;
+    use crate::http::Response;
+
+    /// Answers every request with 200 and `body`.
+    struct Answer(String);
+
+    impl Platform for Answer {
+        fn send(&mut self, _: &Request) -> Result<Response> {
+            Ok(Response {
+                status: 200,
+                headers: Vec::new(),
+                body: self.0.as_bytes().to_vec(),
+            })
+        }
+        fn now_unix(&self) -> u64 {
+            1_700_000_000
+        }
+        fn sleep_ms(&mut self, _: u64) {}
+        fn random_bytes(&mut self, len: usize) -> Vec<u8> {
+            vec![7; len]
+        }
+    }
+
+    /// Found by the token_and_error_bodies fuzz target: serde quoted the
+    /// secret an endpoint echoed as a JSON string.
+    #[test]
+    fn a_token_answer_echoing_the_secret_is_an_error_without_it() {
+        const SECRET: &str = "CANARYechoed-secret-42";
+        let settings = Settings::parse(
+            ConnectionType::ClientCredentials,
+            &format!(
+                r#"{{"webApiUrl":"https://org.crm.dynamics.com","clientId":"c","clientSecret":"{SECRET}","tokenUrl":"https://login.microsoftonline.com/t/oauth2/v2.0/token"}}"#
+            ),
+        )
+        .unwrap();
+        for body in [
+            format!("\"{SECRET}\""),
+            format!(r#"{{"access_token":1,"x":"{SECRET}"}}"#),
+            format!(r#"["{SECRET}"]"#),
+        ] {
+            let e = client_credentials(&mut Answer(body.clone()), &settings).unwrap_err();
+            let all = format!("{} {:?}", e.message, e.hint);
+            assert!(!all.contains(SECRET), "{body} -> {all}");
+            assert!(all.contains("not a token response"), "{all}");
+        }
+    }
 
     #[test]
     fn pkce_matches_rfc7636_example() {
