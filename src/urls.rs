@@ -15,59 +15,69 @@ use url::{ParseError, Url};
 
 /// `Url::parse` of untrusted text.
 pub fn parse(text: &str) -> Result<Url, ParseError> {
-    Url::parse(&lower_host(text))
+    Url::parse(&lower_host(text, None))
 }
 
 /// `base.join(text)` of untrusted text (which may be absolute, or
 /// scheme-relative like `//host/path`).
 pub fn join(base: &Url, text: &str) -> Result<Url, ParseError> {
-    base.join(&lower_host(text))
+    base.join(&lower_host(text, Some(base.scheme())))
 }
 
-/// `text` with the ASCII letters of its host lowercased, when it has one.
-/// Follows the URL standard's leniency: leading spaces and controls, tabs and
-/// newlines anywhere, backslashes as slashes, and any number of slashes
-/// after the scheme.
-fn lower_host(text: &str) -> Cow<'_, str> {
-    let is_ignored = |c: char| matches!(c, '\t' | '\n' | '\r');
-    let bytes = text.as_bytes();
-    let mut i = bytes.iter().position(|&b| b > b' ').unwrap_or(bytes.len());
-    // A scheme: a letter, then letters, digits, `+`, `-`, `.`, then `:`.
-    let scheme_end = text[i..]
-        .find(|c: char| !(c.is_ascii_alphanumeric() || "+-.".contains(c) || is_ignored(c)))
-        .map(|n| i + n);
-    let has_scheme = matches!(scheme_end, Some(e) if e > i
-        && bytes[e] == b':'
-        && bytes[i].is_ascii_alphabetic());
-    let mut slashes = 0;
-    if let (true, Some(e)) = (has_scheme, scheme_end) {
-        i = e + 1;
+/// The schemes whose hosts go through IDNA.
+const SPECIAL: &[&str] = &["http", "https", "ws", "wss", "ftp", "file"];
+
+/// `text` with the ASCII letters of its authority lowercased, when it has
+/// one whose host the URL parser would send through IDNA. Follows the
+/// parser's order: tabs and newlines are dropped first (so `%4\n1` is
+/// `%41`), leading spaces and controls are skipped, backslashes count as
+/// slashes. The whole authority is lowercased, userinfo included: a
+/// Dataverse URL never carries userinfo, and `file:` URLs have none (their
+/// `@` belongs to the host). `base_scheme` is the scheme `text` is resolved
+/// against, if any.
+fn lower_host<'a>(text: &'a str, base_scheme: Option<&str>) -> Cow<'a, str> {
+    let cleaned = if text.contains(['\t', '\n', '\r']) {
+        Cow::Owned(text.replace(['\t', '\n', '\r'], ""))
+    } else {
+        Cow::Borrowed(text)
+    };
+    let t: &str = &cleaned;
+    let rest = t.trim_start_matches(|c: char| c <= ' ');
+    let (scheme, after) = match rest.split_once(':') {
+        Some((s, a)) if is_scheme(s) => (Some(s.to_ascii_lowercase()), a),
+        _ => (None, rest),
+    };
+    let body = after.trim_start_matches(['/', '\\']);
+    let slashes = after.len() - body.len();
+    let names_host = match scheme.as_deref() {
+        None => slashes >= 2,
+        Some(s) if !SPECIAL.contains(&s) => false,
+        Some("file") => slashes >= 2,
+        // `https:host` names a host, unless it is resolved against an
+        // `https` base: then it is a relative path.
+        Some(s) => slashes >= 2 || base_scheme.is_none_or(|b| !b.eq_ignore_ascii_case(s)),
+    };
+    let authority = &body[..body.find(['/', '\\', '?', '#']).unwrap_or(body.len())];
+    if !names_host
+        || !authority
+            .bytes()
+            .any(|b| b.is_ascii_uppercase() || b == b'%')
+    {
+        return cleaned;
     }
-    while i < bytes.len() && (matches!(bytes[i], b'/' | b'\\') || is_ignored(bytes[i] as char)) {
-        if bytes[i] != b'\t' && bytes[i] != b'\n' && bytes[i] != b'\r' {
-            slashes += 1;
-        }
-        i += 1;
-    }
-    // Without a scheme only `//host…` names a host; with one, `https:host`
-    // does too (special schemes).
-    if !has_scheme && slashes < 2 {
-        return Cow::Borrowed(text);
-    }
-    let end = text[i..]
-        .find(['/', '\\', '?', '#'])
-        .map_or(text.len(), |n| i + n);
-    // The host follows any `userinfo@`, which keeps its case.
-    let start = text[i..end].rfind('@').map_or(i, |n| i + n + 1);
-    let host = &text[start..end];
-    if !host.bytes().any(|b| b.is_ascii_uppercase() || b == b'%') {
-        return Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len());
-    out.push_str(&text[..start]);
-    out.push_str(&lower_host_text(host));
-    out.push_str(&text[end..]);
+    let at = t.len() - body.len();
+    let mut out = String::with_capacity(t.len());
+    out.push_str(&t[..at]);
+    out.push_str(&lower_host_text(authority));
+    out.push_str(&t[at + authority.len()..]);
     Cow::Owned(out)
+}
+
+/// A URL scheme: a letter, then letters, digits, `+`, `-` or `.`.
+fn is_scheme(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_alphabetic())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
 }
 
 /// ASCII letters lowercased, and percent-encoded ones too (the URL parser
@@ -101,27 +111,33 @@ mod tests {
 
     #[test]
     fn only_the_host_is_lowercased() {
+        let lower = |t| lower_host(t, None).into_owned();
         assert_eq!(
-            lower_host("https://Org.CRM.dynamics.com/api/data/v9.2/Accounts?$select=Name#X"),
+            lower("https://Org.CRM.dynamics.com/api/data/v9.2/Accounts?$select=Name#X"),
             "https://org.crm.dynamics.com/api/data/v9.2/Accounts?$select=Name#X"
         );
-        assert_eq!(lower_host("//Org.Example/Path"), "//org.example/Path");
+        assert_eq!(lower("//Org.Example/Path"), "//org.example/Path");
+        assert_eq!(lower("https://User:Pw@Host/P"), "https://user:pw@host/P");
+        assert_eq!(lower("  HTTPS:\\\\Host\\P"), "  HTTPS:\\\\host\\P");
+        assert_eq!(lower("https:Host/P"), "https:host/P");
         assert_eq!(
-            lower_host("https://User:Pw@Host/P"),
-            "https://User:Pw@host/P"
-        );
-        assert_eq!(lower_host("  HTTPS:\\\\Host\\P"), "  HTTPS:\\\\host\\P");
-        assert_eq!(lower_host("https:Host/P"), "https:host/P");
-        assert_eq!(
-            lower_host("https://%41b%c3%A9%4/P%41"),
+            lower("https://%41b%c3%A9%4/P%41"),
             "https://ab%c3%a9%4/P%41"
         );
-        assert_eq!(lower_host("Accounts(1)/Name"), "Accounts(1)/Name");
-        assert_eq!(
-            lower_host("/api/data/v9.2/Accounts"),
-            "/api/data/v9.2/Accounts"
-        );
-        assert!(matches!(lower_host("https://org/X"), Cow::Borrowed(_)));
+        // The parser drops tabs and newlines before it decodes `%5\r5`.
+        assert_eq!(lower("https://%5\r5X/Y\n"), "https://ux/Y");
+        assert_eq!(lower("file:///C:/Dir"), "file:///c:/Dir");
+        assert_eq!(lower("file:Dir/X"), "file:Dir/X");
+        assert_eq!(lower("mailto:Bob@Example"), "mailto:Bob@Example");
+        assert_eq!(lower("Accounts(1)/Name"), "Accounts(1)/Name");
+        assert_eq!(lower("/api/data/v9.2/Accounts"), "/api/data/v9.2/Accounts");
+        assert!(matches!(
+            lower_host("https://org/X", None),
+            Cow::Borrowed(_)
+        ));
+        // Against an https base, `https:Name` is a relative path.
+        assert_eq!(lower_host("https:Name", Some("https")), "https:Name");
+        assert_eq!(lower_host("http:Name", Some("https")), "http:name");
     }
 
     /// Debug builds panicked here inside the IDNA adapter.
@@ -131,6 +147,9 @@ mod tests {
             "https://Ä.Contoso.com",
             "https://É%41.Org.com/x",
             "https:Ä.B",
+            // The two inputs the fuzzers found after the first fix.
+            "https:///\r5555%5\r\r5\u{e956}\r&7B88888888\n\n\n888888888\u{fffd}\"",
+            "file\r:/\\\"fIl}\n\nJ\n\"fIl\nJ\u{79d0}0\u{79d0}i.\u{79d0}\n@&\n",
         ] {
             assert!(parse(text).is_err(), "{text}");
         }
