@@ -143,7 +143,10 @@ fn coerce(key: &str, ty: InputType, value: &Value) -> Result<Value> {
             _ => return Err(wrong("true or false")),
         },
         InputType::Integer => match value {
-            Value::Number(n) if n.is_i64() || n.is_u64() => value.clone(),
+            // Not `is_u64`: a number above i64::MAX would slip past the
+            // range check below (found by the invoke fuzz target: rawRequest's
+            // maxRetries 18446744073709551615 became 4,294,967,295 retries).
+            Value::Number(n) if n.is_i64() => value.clone(),
             Value::String(s) => s
                 .trim()
                 .parse::<i64>()
@@ -260,6 +263,17 @@ mod tests {
             "pageSize"
         );
         assert_eq!(err_input(r#"{"entityType":"a","fetchAll":3}"#), "fetchAll");
+        // Above i64::MAX: refused, never past the range check.
+        for big in [
+            "18446744073709551615",
+            "9223372036854775808",
+            "\"9223372036854775808\"",
+        ] {
+            assert_eq!(
+                err_input(&format!(r#"{{"entityType":"a","pageSize":{big}}}"#)),
+                "pageSize"
+            );
+        }
         assert_eq!(
             err_input(r#"{"entityType":"a","dynamicValues":[{"k":1}]}"#),
             "dynamicValues[0]"
