@@ -4,8 +4,8 @@
 #   fuzz/run-long.sh [SECONDS_PER_TARGET] [TARGET ...]     (default 600, all)
 #
 # Builds the targets the way `cargo fuzz build` does (SanitizerCoverage with
-# 8-bit counters, PC table and compare tracing, `--cfg fuzzing`, debug
-# assertions and overflow checks) but on the pinned stable toolchain and
+# 8-bit counters, PC table and compare tracing, `--cfg fuzzing`; debug
+# assertions and overflow checks from fuzz/Cargo.toml) but on the pinned stable toolchain and
 # without AddressSanitizer, which needs nightly; the component is safe Rust,
 # so what we hunt is panics, overflows, unbounded recursion and hangs. With
 # nightly and cargo-fuzz installed, `cargo +nightly fuzz run TARGET` runs the
@@ -29,8 +29,9 @@ export RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module \
  -Cllvm-args=-sanitizer-coverage-level=4 \
  -Cllvm-args=-sanitizer-coverage-inline-8bit-counters \
  -Cllvm-args=-sanitizer-coverage-pc-table \
- -Cllvm-args=-sanitizer-coverage-trace-compares \
- -Cdebug-assertions -Coverflow-checks"
+ -Cllvm-args=-sanitizer-coverage-trace-compares"
+# Debug assertions and overflow checks come from fuzz/Cargo.toml's release
+# profile, not -C flags here: the profile keeps them off in idna_adapter.
 # A target directory of its own: these flags change every artifact.
 export CARGO_TARGET_DIR="$PWD/target-long"
 # An explicit --target keeps RUSTFLAGS away from build scripts and proc

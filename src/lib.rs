@@ -43,7 +43,6 @@ pub mod schema;
 pub mod secret;
 pub mod trigger;
 pub mod types;
-pub mod urls;
 
 #[cfg(target_family = "wasm")]
 mod glue;

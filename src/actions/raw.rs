@@ -267,9 +267,9 @@ fn resolve_url(session: &Session<'_>, text: &str) -> Result<Url> {
         .with_hint("Give a path such as /api/data/v9.2/accounts: the token is only sent to the connection's host.")
     };
     let url = if text.contains("://") || text.starts_with("//") {
-        let url = match crate::urls::parse(text) {
+        let url = match Url::parse(text) {
             Ok(u) => u,
-            Err(_) => crate::urls::join(web_api.service_root(), text).map_err(|e| {
+            Err(_) => web_api.service_root().join(text).map_err(|e| {
                 ConnectorError::invalid_input("url", format!("'{text}' is not a URL ({e})"))
             })?,
         };
