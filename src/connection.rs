@@ -529,6 +529,11 @@ mod tests {
                 "{text:?}: {e:?}"
             );
         }
+        // U+200F (right-to-left mark) as punycode: the no-op adapter cannot
+        // check punycode, so the ASCII host stays as given (DNS will not
+        // know it); what matters is that it is no panic.
+        let w = WebApiUrl::parse("https://xn--3ug.xn--a-ygn.crm.dynamics.com").unwrap();
+        assert_eq!(w.origin(), "https://xn--3ug.xn--a-ygn.crm.dynamics.com");
     }
 
     #[test]
