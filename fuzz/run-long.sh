@@ -5,8 +5,8 @@
 #
 # Builds the targets the way `cargo fuzz build` does (SanitizerCoverage with
 # 8-bit counters, PC table and compare tracing, `--cfg fuzzing`; debug
-# assertions and overflow checks from fuzz/Cargo.toml) but on the pinned stable toolchain and
-# without AddressSanitizer, which needs nightly; the component is safe Rust,
+# assertions and overflow checks from fuzz/Cargo.toml) but on the pinned
+# stable toolchain and without AddressSanitizer, which needs nightly; the component is safe Rust,
 # so what we hunt is panics, overflows, unbounded recursion and hangs. With
 # nightly and cargo-fuzz installed, `cargo +nightly fuzz run TARGET` runs the
 # same targets with ASan.
@@ -31,7 +31,8 @@ export RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module \
  -Cllvm-args=-sanitizer-coverage-pc-table \
  -Cllvm-args=-sanitizer-coverage-trace-compares"
 # Debug assertions and overflow checks come from fuzz/Cargo.toml's release
-# profile, not -C flags here: the profile keeps them off in idna_adapter.
+# profile, not -C flags here: the profile keeps them off in idna and
+# idna_adapter (see the root Cargo.toml).
 # A target directory of its own: these flags change every artifact.
 export CARGO_TARGET_DIR="$PWD/target-long"
 # An explicit --target keeps RUSTFLAGS away from build scripts and proc

@@ -314,27 +314,7 @@ fn scrub_error(mut e: ConnectorError, secrets: &[&Secret]) -> ConnectorError {
 mod tests {
     use super::*;
     use crate::connection::ConnectionType;
-    use crate::http::Response;
-
-    /// Answers every request with 200 and `body`.
-    struct Answer(String);
-
-    impl Platform for Answer {
-        fn send(&mut self, _: &Request) -> Result<Response> {
-            Ok(Response {
-                status: 200,
-                headers: Vec::new(),
-                body: self.0.as_bytes().to_vec(),
-            })
-        }
-        fn now_unix(&self) -> u64 {
-            1_700_000_000
-        }
-        fn sleep_ms(&mut self, _: u64) {}
-        fn random_bytes(&mut self, len: usize) -> Vec<u8> {
-            vec![7; len]
-        }
-    }
+    use crate::http::fake::ByUrl;
 
     /// Found by the token_and_error_bodies fuzz target: serde quoted the
     /// secret an endpoint echoed as a JSON string.
@@ -353,7 +333,8 @@ mod tests {
             format!(r#"{{"access_token":1,"x":"{SECRET}"}}"#),
             format!(r#"["{SECRET}"]"#),
         ] {
-            let e = client_credentials(&mut Answer(body.clone()), &settings).unwrap_err();
+            let e = client_credentials(&mut ByUrl::new(vec![("", 200, body.clone())]), &settings)
+                .unwrap_err();
             let all = format!("{} {:?}", e.message, e.hint);
             assert!(!all.contains(SECRET), "{body} -> {all}");
             assert!(all.contains("not a token response"), "{all}");

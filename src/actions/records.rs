@@ -646,37 +646,6 @@ mod tests {
         );
     }
 
-    /// Answers from a script: (URL substring, status, body).
-    struct Scripted {
-        answers: Vec<(&'static str, u16, String)>,
-        sent: Vec<String>,
-    }
-
-    impl crate::http::Platform for Scripted {
-        fn send(&mut self, request: &crate::http::Request) -> Result<Response> {
-            let url = request.url.to_string();
-            self.sent.push(url.clone());
-            let (_, status, body) = self
-                .answers
-                .iter()
-                .find(|(part, _, _)| url.contains(part))
-                .cloned()
-                .unwrap_or(("", 404, String::new()));
-            Ok(Response {
-                status,
-                headers: Vec::new(),
-                body: body.into_bytes(),
-            })
-        }
-        fn now_unix(&self) -> u64 {
-            1_700_000_000
-        }
-        fn sleep_ms(&mut self, _ms: u64) {}
-        fn random_bytes(&mut self, len: usize) -> Vec<u8> {
-            vec![7; len]
-        }
-    }
-
     #[test]
     fn an_undeclared_bind_gets_the_navigation_property_from_metadata() {
         use crate::connection::{ConnectionType, Settings, TokenState};
@@ -685,13 +654,10 @@ mod tests {
             {"ReferencingAttribute":"parentcustomerid","ReferencingEntityNavigationPropertyName":"parentcustomerid_account","ReferencedEntity":"account"},
             {"ReferencingAttribute":"parentcustomerid","ReferencingEntityNavigationPropertyName":"parentcustomerid_contact","ReferencedEntity":"contact"},
             {"ReferencingAttribute":"ownerid","ReferencingEntityNavigationPropertyName":"ownerid","ReferencedEntity":"systemuser"}]}]}"#;
-        let mut platform = Scripted {
-            answers: vec![
-                ("EntityDefinitions", 200, metadata.to_string()),
-                ("/contacts", 400, undeclared.to_string()),
-            ],
-            sent: Vec::new(),
-        };
+        let mut platform = crate::http::fake::ByUrl::new(vec![
+            ("EntityDefinitions", 200, metadata.to_string()),
+            ("/contacts", 400, undeclared.to_string()),
+        ]);
         let settings = Settings::parse(
             ConnectionType::ClientCredentials,
             r#"{"webApiUrl":"https://contoso.crm.dynamics.com","tokenUrl":"https://login.microsoftonline.com/t/oauth2/v2.0/token","clientId":"c","clientSecret":"s"}"#,

@@ -2,6 +2,8 @@
 //! [`Platform`] trait that sends them. On wasm32 the platform is wasi:http and
 //! wasi:clocks ([`wasi`]); native unit tests use a fake.
 
+#[cfg(test)]
+pub mod fake;
 #[cfg(target_family = "wasm")]
 pub mod wasi;
 
