@@ -141,7 +141,10 @@ impl Output {
     /// The output JSON text.
     pub fn into_json(self) -> String {
         match self {
-            Output::Value(v) => v.to_string(),
+            // serde_json's own writer, not Value's Display (which goes
+            // through fmt::Formatter a few bytes at a time). A Value always
+            // serialises.
+            Output::Value(v) => serde_json::to_string(&v).unwrap_or_default(),
             Output::Json(s) => s,
             Output::Collection { envelope, records } => {
                 let mut out = String::with_capacity(records.text.len() + 64 * envelope.len() + 16);
@@ -150,7 +153,7 @@ impl Output {
                     // Serialising a String or a Value to a String cannot fail.
                     out.push_str(&serde_json::to_string(k).unwrap_or_default());
                     out.push(':');
-                    out.push_str(&v.to_string());
+                    out.push_str(&serde_json::to_string(v).unwrap_or_default());
                     out.push(',');
                 }
                 out.push_str("\"value\":[");

@@ -102,6 +102,12 @@ fn engine_config() -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
+    // `D365_WASM_PROFILER=perfmap` writes /tmp/perf-PID.map so that `perf
+    // report` names the guest's JIT-compiled functions (finding where a
+    // benchmark's time goes); off by default.
+    if std::env::var_os("D365_WASM_PROFILER").is_some_and(|v| v == "perfmap") {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     // The pooling allocator keeps instance slots mapped between calls, so a
     // fresh instance per call costs a slot reset instead of fresh mmaps.
     // Bounded pool: at most 64 concurrent calls per host; a slot's memory

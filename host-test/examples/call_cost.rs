@@ -1,0 +1,188 @@
+//! Where one connector call's time goes: the per-call medians that `d365
+//! bench` does not split apart. Each line peels off one layer:
+//!
+//! - `instantiate`: a fresh store and instance, nothing called;
+//! - `rejected input`: getEntity with a malformed id: instantiation, the
+//!   call, settings and inputs checked, no request;
+//! - `getEntity in-process`: the request answered by the emulator in this
+//!   process (wasi-http, no socket);
+//! - `getEntity loopback`: the same over the host's pooled loopback HTTP;
+//! - `native GET`: the bench's native client, same request, same emulator;
+//! - `emulator alone`: the emulator's own handling of that request.
+//!
+//! ```text
+//! cargo run --profile bench-host -p host-test --example call_cost -- [CALLS] [--current-thread]
+//! ```
+//!
+//! `--current-thread` runs everything on one thread (no cross-thread wakeups
+//! between the call, wasi-http's tasks and the server). For a profile, run it
+//! under `perf record` with `D365_WASM_PROFILER=perfmap`.
+
+use anyhow::{Context as _, Result, anyhow};
+use host_test::bench::native::Native;
+use host_test::emulator::store::seed::generated_account_id;
+use host_test::emulator::{self, Emulator};
+use host_test::host::{ConnectionFile, ConnectorHost, Route, StateJson, error_json, trap};
+use serde_json::{Value, json};
+use std::future::Future;
+use std::time::Instant;
+
+fn main() -> Result<()> {
+    let mut calls = 2000usize;
+    let mut current_thread = false;
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--current-thread" => current_thread = true,
+            n => {
+                calls = n
+                    .parse()
+                    .with_context(|| format!("CALLS: '{n}' is not a count"))?
+            }
+        }
+    }
+    let runtime = if current_thread {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    }
+    .enable_all()
+    .build()?;
+    println!(
+        "{calls} calls each, {} runtime; median per call:",
+        if current_thread {
+            "current-thread"
+        } else {
+            "multi-thread"
+        }
+    );
+    runtime.block_on(run(calls.max(1)))
+}
+
+/// The median of `calls` timings of `f`, in µs.
+async fn median_us<F, Fut>(calls: usize, mut f: F) -> Result<f64>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    let mut samples = Vec::with_capacity(calls);
+    for _ in 0..calls {
+        let t = Instant::now();
+        f().await?;
+        samples.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    samples.sort_by(f64::total_cmp);
+    Ok(samples[samples.len() / 2])
+}
+
+async fn run(calls: usize) -> Result<()> {
+    let emulator = Emulator::new(emulator::Config {
+        generated_records: 1000,
+        ..Default::default()
+    });
+    let server = emulator::server::serve(emulator.clone(), 0).await?;
+    let base = server.base_url();
+    let file = host_test::cli::emulator_connection(&base);
+    let host = ConnectorHost::shared().map_err(trap)?;
+    let token = host
+        .client_credentials_token(&Route::Network, &file.settings_json())
+        .await
+        .map_err(trap)?
+        .map_err(|e| anyhow!("token: {}", error_json(&e)))?;
+    let access_token = token.access_token.clone();
+    let connection = ConnectionFile {
+        state: Some(StateJson::from(token)),
+        ..file.clone()
+    }
+    .connection()?;
+    let id = generated_account_id(5);
+    let get = json!({"entityType": "accounts", "entityId": id}).to_string();
+    let rejected = json!({"entityType": "accounts", "entityId": "not-a-guid"}).to_string();
+    let in_process = Route::InProcess(emulator.clone());
+
+    let us = median_us(calls, || async {
+        host.instantiate_fresh().await.map_err(trap)
+    })
+    .await?;
+    println!("  instantiate            {us:8.1} µs");
+
+    let us = median_us(calls, || async {
+        match host
+            .invoke(&in_process, "getEntity", &connection, &rejected)
+            .await
+        {
+            Ok(Err(_)) => Ok(()),
+            Ok(Ok(_)) => Err(anyhow!("a malformed id was accepted")),
+            Err(e) => Err(trap(e)),
+        }
+    })
+    .await?;
+    println!("  rejected input         {us:8.1} µs");
+
+    for (label, route) in [
+        ("getEntity in-process", &in_process),
+        ("getEntity loopback", &Route::Network),
+    ] {
+        let us = median_us(calls, || async {
+            let out = host
+                .invoke(route, "getEntity", &connection, &get)
+                .await
+                .map_err(trap)?
+                .map_err(|e| anyhow!("getEntity: {}", error_json(&e)))?;
+            let v: Value = serde_json::from_str(&out.output)?;
+            check_id(&v, &id)
+        })
+        .await?;
+        println!("  {label:<22} {us:8.1} µs");
+    }
+
+    let setting = |k: &str| {
+        file.settings
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
+    let token_path = setting("tokenUrl").strip_prefix(&base).unwrap_or_default();
+    let mut native = Native::connect(
+        &base,
+        token_path,
+        setting("clientId"),
+        setting("clientSecret"),
+    )
+    .await?;
+    let mut samples = Vec::with_capacity(calls);
+    for _ in 0..calls {
+        let t = Instant::now();
+        let v = native.get_account(&id).await?;
+        samples.push(t.elapsed().as_secs_f64() * 1e6);
+        check_id(&v, &id)?;
+    }
+    samples.sort_by(f64::total_cmp);
+    println!(
+        "  native GET             {:8.1} µs",
+        samples[samples.len() / 2]
+    );
+
+    let url = format!("{base}/api/data/v9.2/accounts({id})");
+    let us = median_us(calls, || async {
+        let request = http::Request::get(&url)
+            .header("Authorization", format!("Bearer {access_token}"))
+            .body(bytes::Bytes::new())?;
+        let status = emulator.handle(request).await.status();
+        if status != 200 {
+            return Err(anyhow!("the emulator answered {status}"));
+        }
+        Ok(())
+    })
+    .await?;
+    println!("  emulator alone         {us:8.1} µs");
+    server.shutdown();
+    Ok(())
+}
+
+fn check_id(v: &Value, id: &str) -> Result<()> {
+    if v["accountid"].as_str() == Some(id) {
+        Ok(())
+    } else {
+        Err(anyhow!("expected account {id}, got {}", v["accountid"]))
+    }
+}
