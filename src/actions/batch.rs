@@ -10,14 +10,17 @@
 //! dropped. In an atomic change set every write is reported: the failing
 //! one with its Dataverse error, the others as rolled back.
 
-use crate::batch::{self, BatchAction, BatchItem, BatchPart, InnerRequest, PartResponse};
+use crate::batch::{
+    self, BatchAction, BatchItem, BatchPart, InnerRequest, ItemResult, PartResponse,
+};
 use crate::catalog::{ActionDef, InputType, input};
 use crate::client::Session;
 use crate::error::{ConnectorError, Result};
 use crate::http::Method;
 use crate::inputs::Inputs;
+use crate::page::Output;
 use crate::types::{EntitySet, Guid, encode_query};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 pub fn definitions() -> Vec<ActionDef> {
     vec![ActionDef {
@@ -62,14 +65,14 @@ pub fn definitions() -> Vec<ActionDef> {
     }]
 }
 
-pub fn run(key: &str, session: &mut Session<'_>, inputs: &Inputs) -> Option<Result<Value>> {
+pub fn run(key: &str, session: &mut Session<'_>, inputs: &Inputs) -> Option<Result<Output>> {
     match key {
         "runBatch" => Some(run_batch(session, inputs)),
         _ => None,
     }
 }
 
-fn run_batch(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
+fn run_batch(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
     let atomic = inputs.bool("atomic");
     let continue_on_error = inputs.bool("continueOnError");
     let bulk = inputs.bool("bulk");
@@ -140,16 +143,13 @@ fn run_batch(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
     for g in &groups {
         if let Group::Bulk { action, members } = g {
             for i in members {
-                if let Some(obj) = results.get_mut(*i).and_then(Value::as_object_mut) {
-                    obj.insert("bulk".into(), Value::from(bulk_message(*action)));
+                if let Some(r) = results.get_mut(*i) {
+                    r.bulk = Some(bulk_message(*action));
                 }
             }
         }
     }
-    let succeeded = results
-        .iter()
-        .filter(|r| r.get("success") == Some(&Value::Bool(true)))
-        .count();
+    let succeeded = results.iter().filter(|r| r.success).count();
     let unplaced: Vec<Value> = assigned
         .unplaced
         .iter()
@@ -160,15 +160,27 @@ fn run_batch(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
             })
         })
         .collect();
-    let mut out = Map::new();
-    out.insert("status".into(), Value::from(response.status));
-    out.insert("succeeded".into(), Value::from(succeeded));
-    out.insert("failed".into(), Value::from(results.len() - succeeded));
-    out.insert("results".into(), Value::Array(results));
-    if !unplaced.is_empty() {
-        out.insert("unplaced".into(), Value::Array(unplaced));
-    }
-    Ok(Value::Object(out))
+    let output = BatchOutput {
+        failed: results.len() - succeeded,
+        results: &results,
+        status: response.status,
+        succeeded,
+        unplaced,
+    };
+    serde_json::to_string(&output)
+        .map(Output::Json)
+        .map_err(|e| ConnectorError::transport(format!("internal: the batch output: {e}")))
+}
+
+/// `runBatch`'s output, keys in the order serde_json's map wrote them.
+#[derive(serde::Serialize)]
+struct BatchOutput<'a> {
+    failed: usize,
+    results: &'a [ItemResult],
+    status: u16,
+    succeeded: usize,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    unplaced: Vec<Value>,
 }
 
 /// Explains every item without an answer of its own. Without
@@ -179,7 +191,7 @@ fn run_batch(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
 /// When Dataverse returned a failure not tied to any item (no Content-ID
 /// echoed), which items ran is unknown, and the result says so.
 fn mark_unanswered(
-    results: &mut [Value],
+    results: &mut [ItemResult],
     items: &[BatchItem],
     assigned: &batch::Assigned,
     sent_at: &[usize],
@@ -193,9 +205,6 @@ fn mark_unanswered(
     let failure_sent_at = first_failure.and_then(|f| sent_at.get(f).copied());
     let unattributed_failure = assigned.unplaced.iter().any(|r| !r.is_success());
     for (i, (r, slot)) in results.iter_mut().zip(&assigned.slots).enumerate() {
-        let Some(obj) = r.as_object_mut() else {
-            continue;
-        };
         if slot.is_some() {
             continue;
         }
@@ -208,24 +217,20 @@ fn mark_unanswered(
                 .zip(sent_at.get(i))
                 .is_some_and(|(f, at)| *at < f);
         if ran_before_failure {
-            obj.insert("success".into(), Value::Bool(true));
-            obj.remove("error");
-            obj.insert("answered".into(), Value::Bool(false));
-            obj.insert(
-                "note".into(),
-                Value::from(format!(
-                    "ran before batchActions[{}] failed, so it was applied, but Dataverse returns no response for it when a batch stops at a failure (set continueOnError to get every response)",
-                    first_failure.unwrap_or_default()
-                )),
-            );
+            r.success = true;
+            r.error = None;
+            r.answered = Some(false);
+            r.note = Some(format!(
+                "ran before batchActions[{}] failed, so it was applied, but Dataverse returns no response for it when a batch stops at a failure (set continueOnError to get every response)",
+                first_failure.unwrap_or_default()
+            ));
         } else if unattributed_failure && !rolled_back && first_failure.is_none() {
-            obj.insert("outcomeUnknown".into(), Value::Bool(true));
-            obj.insert(
-                "error".into(),
+            r.outcome_unknown = Some(true);
+            r.error = Some(
                 json!({"message": "no answer for this item: Dataverse returned a failure without saying which request it was (see unplaced), so this item may or may not have run; set continueOnError to get every response"}),
             );
         } else {
-            obj.insert("notRun".into(), Value::Bool(true));
+            r.not_run = Some(true);
         }
     }
 }
@@ -266,11 +271,11 @@ fn send_positions(parts: &[BatchPart], groups: &[Group], items: usize) -> Vec<us
 /// A write answered with its record (`returnRepresentation`) carries no
 /// `OData-EntityId`: the id comes from the record's `@odata.id` or its
 /// primary key column (`<logicalname>id`).
-fn fill_id_from_record(result: &mut Value, item: &BatchItem) {
-    if !item.action.is_write() || result.get("id").is_some() {
+fn fill_id_from_record(result: &mut ItemResult, item: &BatchItem) {
+    if !item.action.is_write() || result.id.is_some() {
         return;
     }
-    let Some(record) = result.get("record") else {
+    let Some(record) = &result.record else {
         return;
     };
     let from_url = record
@@ -278,16 +283,13 @@ fn fill_id_from_record(result: &mut Value, item: &BatchItem) {
         .and_then(Value::as_str)
         .and_then(batch::id_from_entity_url);
     let key = format!("{}id", singular(item.collection.as_str()));
-    let id = from_url.or_else(|| {
+    result.id = from_url.or_else(|| {
         record
             .get(&key)
             .and_then(Value::as_str)
             .and_then(Guid::parse)
             .map(|g| g.to_string())
     });
-    if let (Some(id), Some(obj)) = (id, result.as_object_mut()) {
-        obj.insert("id".into(), Value::from(id));
-    }
 }
 
 /// How items travel: one part each, or a run of same-table writes as one
@@ -700,6 +702,7 @@ mod tests {
         };
         let mut results = batch::item_results(&items, false, &assigned);
         mark_unanswered(&mut results, &items, &assigned, &sent_at, false, false);
+        let results = serde_json::to_value(results).unwrap();
         assert_eq!(results[0]["success"], true);
         assert_eq!(results[0]["answered"], false);
         assert!(results[0].get("error").is_none());
@@ -712,7 +715,8 @@ mod tests {
         };
         let mut results = batch::item_results(&items, false, &assigned);
         mark_unanswered(&mut results, &items, &assigned, &sent_at, false, false);
-        for r in &results {
+        let results = serde_json::to_value(results).unwrap();
+        for r in results.as_array().unwrap() {
             assert_eq!(r["outcomeUnknown"], true, "{r}");
             assert_eq!(r["success"], false);
             assert!(r.get("notRun").is_none());

@@ -62,7 +62,7 @@ pub fn run(key: &str, session: &mut Session<'_>, inputs: &Inputs) -> Result<Outp
         |k, s, i| value(metadata::run(k, s, i)),
         |k, s, i| value(relationships::run(k, s, i)),
         |k, s, i| value(execute::run(k, s, i)),
-        |k, s, i| value(batch::run(k, s, i)),
+        batch::run,
     ];
     for group in groups {
         if let Some(result) = group(key, session, inputs) {
