@@ -16,7 +16,10 @@
 //!
 //! `--current-thread` runs everything on one thread (no cross-thread wakeups
 //! between the call, wasi-http's tasks and the server). For a profile, run it
-//! under `perf record` with `D365_WASM_PROFILER=perfmap`.
+//! under `perf record` with `D365_WASM_PROFILER=perfmap`; `D365_COMPONENT=
+//! path.wasm` loads that component instead of the embedded one (e.g. one
+//! built with `CARGO_PROFILE_RELEASE_STRIP=false`, so the guest's functions
+//! have names).
 
 use anyhow::{Context as _, Result, anyhow};
 use host_test::bench::native::Native;
@@ -82,7 +85,13 @@ async fn run(calls: usize) -> Result<()> {
     let server = emulator::server::serve(emulator.clone(), 0).await?;
     let base = server.base_url();
     let file = host_test::cli::emulator_connection(&base);
-    let host = ConnectorHost::shared().map_err(trap)?;
+    let host = match std::env::var_os("D365_COMPONENT") {
+        Some(path) => {
+            let wasm = std::fs::read(&path).with_context(|| format!("reading {path:?}"))?;
+            &*Box::leak(Box::new(ConnectorHost::new(&wasm).map_err(trap)?))
+        }
+        None => ConnectorHost::shared().map_err(trap)?,
+    };
     let token = host
         .client_credentials_token(&Route::Network, &file.settings_json())
         .await
