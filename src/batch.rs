@@ -625,15 +625,20 @@ pub enum BatchAction {
 }
 
 impl BatchAction {
+    const ALL: [Self; 5] = [
+        Self::Create,
+        Self::Update,
+        Self::Upsert,
+        Self::Delete,
+        Self::Get,
+    ];
+
+    /// An item's `action`, any case.
     fn parse(s: &str) -> Option<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "create" => Some(Self::Create),
-            "update" => Some(Self::Update),
-            "upsert" => Some(Self::Upsert),
-            "delete" => Some(Self::Delete),
-            "get" => Some(Self::Get),
-            _ => None,
-        }
+        let s = s.trim();
+        Self::ALL
+            .into_iter()
+            .find(|a| a.key().eq_ignore_ascii_case(s))
     }
 
     pub fn is_write(self) -> bool {
