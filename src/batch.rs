@@ -52,6 +52,16 @@ pub enum BatchPart {
     ChangeSet(Vec<InnerRequest>),
 }
 
+impl BatchPart {
+    /// The part's requests in send order.
+    pub fn requests(&self) -> &[InnerRequest] {
+        match self {
+            BatchPart::Request(r) => std::slice::from_ref(r),
+            BatchPart::ChangeSet(rs) => rs,
+        }
+    }
+}
+
 /// An encoded batch: the outer `Content-Type` header value and the body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncodedBatch {
@@ -68,35 +78,27 @@ pub fn encode(parts: &[BatchPart]) -> EncodedBatch {
     // into the body (a 1,000-part batch is ~0.5 MB; rendering twice showed
     // in the benchmark).
     let mut hasher = Sha256::new();
-    let rendered: Vec<Vec<Vec<u8>>> = parts
+    let rendered: Vec<Vec<u8>> = parts
         .iter()
-        .map(|part| {
-            let requests = match part {
-                BatchPart::Request(r) => std::slice::from_ref(r),
-                BatchPart::ChangeSet(rs) => rs.as_slice(),
-            };
-            requests
-                .iter()
-                .map(|r| {
-                    let bytes = render_request(r);
-                    hasher.update(&bytes);
-                    bytes
-                })
-                .collect()
+        .flat_map(BatchPart::requests)
+        .map(|r| {
+            let bytes = render_request(r);
+            hasher.update(&bytes);
+            bytes
         })
         .collect();
     let digest = hasher.finalize();
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     let batch = format!("batch_{}", guid_like(hex.get(..32).unwrap_or("0")));
-    let rendered_len: usize = rendered.iter().flatten().map(Vec::len).sum();
+    let rendered_len: usize = rendered.iter().map(Vec::len).sum();
     let mut body = Vec::with_capacity(rendered_len + 160 * rendered.len() + 256);
-    for (n, (part, bytes)) in parts.iter().zip(&rendered).enumerate() {
+    // `rendered` is in the same order as the requests walked below.
+    let mut rendered = rendered.iter();
+    for (n, part) in parts.iter().enumerate() {
         push_all(&mut body, &["--", &batch, "\r\n"]);
         match part {
             BatchPart::Request(r) => {
-                if let Some(bytes) = bytes.first() {
-                    write_http_part(&mut body, r, bytes);
-                }
+                write_http_part(&mut body, r, rendered.next().map_or(&[], Vec::as_slice));
             }
             BatchPart::ChangeSet(rs) => {
                 let changeset = format!(
@@ -111,9 +113,9 @@ pub fn encode(parts: &[BatchPart]) -> EncodedBatch {
                         "\r\n\r\n",
                     ],
                 );
-                for (r, bytes) in rs.iter().zip(bytes) {
+                for r in rs {
                     push_all(&mut body, &["--", &changeset, "\r\n"]);
-                    write_http_part(&mut body, r, bytes);
+                    write_http_part(&mut body, r, rendered.next().map_or(&[], Vec::as_slice));
                 }
                 push_all(&mut body, &["--", &changeset, "--\r\n"]);
             }
@@ -423,25 +425,28 @@ fn split_head(part: &[u8]) -> (&[u8], &[u8]) {
     (part, b"")
 }
 
+/// `Name: value` → trimmed name and value; `None` for anything else.
+fn header_line(line: &str) -> Option<(&str, &str)> {
+    let (k, v) = line.split_once(':')?;
+    let k = k.trim();
+    (!k.is_empty()).then(|| (k, v.trim()))
+}
+
 fn parse_headers(head: &[u8]) -> Vec<(String, String)> {
     String::from_utf8_lossy(head)
         .lines()
-        .filter_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            let k = k.trim();
-            (!k.is_empty()).then(|| (k.to_string(), v.trim().to_string()))
-        })
+        .filter_map(header_line)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
 
 /// The first header called `name` (any case) in a raw header block.
 fn find_header(head: &[u8], name: &str) -> Option<String> {
-    String::from_utf8_lossy(head).lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim()
-            .eq_ignore_ascii_case(name)
-            .then(|| v.trim().to_string())
-    })
+    String::from_utf8_lossy(head)
+        .lines()
+        .filter_map(header_line)
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.to_string())
 }
 
 fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {

@@ -239,11 +239,7 @@ fn mark_unanswered(
 /// requests in order; a bulk request's members share one position).
 fn send_positions(parts: &[BatchPart], groups: &[Group], items: usize) -> Vec<usize> {
     let mut by_content_id: Vec<usize> = vec![usize::MAX; items];
-    let requests = parts.iter().flat_map(|p| match p {
-        BatchPart::Request(r) => std::slice::from_ref(r).iter(),
-        BatchPart::ChangeSet(rs) => rs.iter(),
-    });
-    for (at, r) in requests.enumerate() {
+    for (at, r) in parts.iter().flat_map(BatchPart::requests).enumerate() {
         let slot = r
             .content_id
             .as_deref()
