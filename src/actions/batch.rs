@@ -464,7 +464,7 @@ fn bulk_request(
             bulk_message(action)
         ),
         headers: Vec::new(),
-        body: Some(json!({ "Targets": targets })),
+        body: Some(json!({ "Targets": targets }).to_string()),
         content_id: Some((first + 1).to_string()),
     })
 }
@@ -663,7 +663,7 @@ mod tests {
         );
         assert_eq!(r.content_id.as_deref(), Some("4"));
         assert_eq!(
-            r.body.unwrap(),
+            serde_json::from_str::<Value>(&r.body.unwrap()).unwrap(),
             json!({"Targets": [
                 {"name": "d", "@odata.type": "Microsoft.Dynamics.CRM.account", "accountid": "00000000-0000-0000-0000-000000000001"},
                 {"name": "e", "@odata.type": "Microsoft.Dynamics.CRM.account", "accountid": "00000000-0000-0000-0000-000000000002"}

@@ -194,10 +194,9 @@ impl Native {
         }
     }
 
-    /// One `$batch` of `creates` contact creates (no change set); returns
-    /// the created ids, decoded from each part's OData-EntityId. Names carry
-    /// `round`: contacts have an alternate key on first and last name.
-    pub async fn batch_creates(&mut self, creates: usize, round: usize) -> Result<Vec<String>> {
+    /// The `$batch` body of `creates` contact creates and its Content-Type
+    /// (`round` keeps the names unique, see [`Native::batch_creates`]).
+    pub fn batch_body(&self, creates: usize, round: usize) -> (String, Bytes) {
         const BOUNDARY: &str = "batch_d365bench";
         let mut body = String::with_capacity(creates * 256);
         for i in 0..creates {
@@ -208,13 +207,23 @@ impl Native {
             ));
         }
         body.push_str(&format!("--{BOUNDARY}--\r\n"));
-        let ct = format!("multipart/mixed; boundary={BOUNDARY}");
+        (
+            format!("multipart/mixed; boundary={BOUNDARY}"),
+            Bytes::from(body),
+        )
+    }
+
+    /// One `$batch` of `creates` contact creates (no change set); returns
+    /// the created ids, decoded from each part's OData-EntityId. Names carry
+    /// `round`: contacts have an alternate key on first and last name.
+    pub async fn batch_creates(&mut self, creates: usize, round: usize) -> Result<Vec<String>> {
+        let (ct, body) = self.batch_body(creates, round);
         let (status, headers, res) = self
             .send(
                 http::Method::POST,
                 &format!("{API}$batch"),
                 &[("Content-Type", &ct)],
-                Bytes::from(body),
+                body,
             )
             .await?;
         if status != 200 {

@@ -1,0 +1,169 @@
+//! Where one `runBatch` of N creates spends its time (the bench's scenario
+//! 4), layer by layer, as medians over ROUNDS:
+//!
+//! - `inputs to JSON`: the host building and serialising the inputs (the
+//!   bench counts it in the connector's time, as a platform would pay it);
+//! - `runBatch in-process`: the call with the emulator in this process (no
+//!   socket), the output parsed back;
+//! - `runBatch loopback`: the same over the host's pooled loopback HTTP;
+//! - `native $batch`: the bench's native client, same creates, same emulator;
+//! - `emulator alone`: the emulator's own handling of the native client's
+//!   `$batch` body.
+//!
+//! ```text
+//! cargo run --profile bench-host -p host-test --example batch_cost -- [ROUNDS] [CREATES] [--in-process-only]
+//! ```
+//!
+//! `--in-process-only` runs only the in-process call, for a profile of the
+//! connector's side under `perf record`.
+//!
+//! `D365_COMPONENT=path.wasm` loads that component instead of the embedded
+//! one (see `call_cost.rs`).
+
+use anyhow::{Context as _, Result, anyhow};
+use host_test::bench::native::Native;
+use host_test::emulator::{self, Emulator};
+use host_test::host::{ConnectionFile, ConnectorHost, Route, StateJson, error_json, trap};
+use serde_json::{Value, json};
+use std::time::Instant;
+
+fn main() -> Result<()> {
+    let in_process_only = std::env::args().any(|a| a == "--in-process-only");
+    let mut args = std::env::args().skip(1).filter(|a| !a.starts_with("--"));
+    let rounds: usize = match args.next() {
+        Some(n) => n.parse().context("ROUNDS")?,
+        None => 20,
+    };
+    let creates: usize = match args.next() {
+        Some(n) => n.parse().context("CREATES")?,
+        None => 1000,
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(rounds.max(1), creates.max(1), in_process_only))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+async fn run(rounds: usize, creates: usize, in_process_only: bool) -> Result<()> {
+    let emulator = Emulator::new(emulator::Config {
+        generated_records: 1000,
+        ..Default::default()
+    });
+    let server = emulator::server::serve(emulator.clone(), 0).await?;
+    let base = server.base_url();
+    let file = host_test::cli::emulator_connection(&base);
+    let host = match std::env::var_os("D365_COMPONENT") {
+        Some(path) => {
+            let wasm = std::fs::read(&path).with_context(|| format!("reading {path:?}"))?;
+            &*Box::leak(Box::new(ConnectorHost::new(&wasm).map_err(trap)?))
+        }
+        None => ConnectorHost::shared().map_err(trap)?,
+    };
+    let token = host
+        .client_credentials_token(&Route::Network, &file.settings_json())
+        .await
+        .map_err(trap)?
+        .map_err(|e| anyhow!("token: {}", error_json(&e)))?;
+    let access_token = token.access_token.clone();
+    let connection = ConnectionFile {
+        state: Some(StateJson::from(token)),
+        ..file.clone()
+    }
+    .connection()?;
+    let in_process = Route::InProcess(emulator.clone());
+    let setting = |k: &str| {
+        file.settings
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
+    let token_path = setting("tokenUrl").strip_prefix(&base).unwrap_or_default();
+    let mut native = Native::connect(
+        &base,
+        token_path,
+        setting("clientId"),
+        setting("clientSecret"),
+    )
+    .await?;
+
+    // Contacts have an alternate key on (firstname, lastname): every
+    // create needs a name of its own.
+    let mut serial = 0usize;
+    let mut inputs = || {
+        serial += 1;
+        let actions: Vec<Value> = (0..creates)
+            .map(|i| json!({"collection": "contacts", "action": "create", "data": {"firstname": "Cost", "lastname": format!("s{serial} {i}")}}))
+            .collect();
+        json!({ "batchActions": actions }).to_string()
+    };
+    let (mut to_json, mut in_proc, mut loopback, mut nat, mut alone) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for round in 0..rounds {
+        let t = Instant::now();
+        let _ = inputs();
+        to_json.push(ms(t));
+        for (route, samples) in [(&in_process, &mut in_proc), (&Route::Network, &mut loopback)] {
+            if in_process_only && matches!(route, Route::Network) {
+                continue;
+            }
+            let text = inputs();
+            let t = Instant::now();
+            let out = host
+                .invoke(route, "runBatch", &connection, &text)
+                .await
+                .map_err(trap)?
+                .map_err(|e| anyhow!("runBatch: {}", error_json(&e)))?;
+            let v: Value = serde_json::from_str(&out.output)?;
+            samples.push(ms(t));
+            let ok = v["results"]
+                .as_array()
+                .is_some_and(|r| r.len() == creates && r.iter().all(|r| r["success"] == true));
+            if !ok {
+                return Err(anyhow!("runBatch did not create {creates} contacts"));
+            }
+        }
+        if in_process_only {
+            continue;
+        }
+        let t = Instant::now();
+        let ids = native.batch_creates(creates, 1_000_000 + round).await?;
+        nat.push(ms(t));
+        if ids.len() != creates {
+            return Err(anyhow!("native: {} ids for {creates} creates", ids.len()));
+        }
+        let (content_type, body) = native.batch_body(creates, 2_000_000 + round);
+        let request = http::Request::post(format!("{base}/api/data/v9.2/$batch"))
+            .header("Authorization", format!("Bearer {access_token}"))
+            .header("Content-Type", content_type)
+            .body(body)?;
+        let t = Instant::now();
+        let status = emulator.handle(request).await.status();
+        alone.push(ms(t));
+        if status != 200 {
+            return Err(anyhow!("the emulator answered {status}"));
+        }
+    }
+    println!("{rounds} rounds of {creates} creates; median per round:");
+    for (label, v) in [
+        ("inputs to JSON", to_json),
+        ("runBatch in-process", in_proc),
+        ("runBatch loopback", loopback),
+        ("native $batch", nat),
+        ("emulator alone", alone),
+    ] {
+        if !v.is_empty() {
+            println!("  {label:<22} {:8.2} ms", median(v));
+        }
+    }
+    server.shutdown();
+    Ok(())
+}
