@@ -25,7 +25,8 @@ impl Guid {
             32 => false,
             _ => return None,
         };
-        let mut out = String::with_capacity(36);
+        // Bytes, not chars: every byte kept is an ASCII hex digit or '-'.
+        let mut out = Vec::with_capacity(36);
         let mut digits = 0usize;
         for (i, b) in t.bytes().enumerate() {
             if hyphenated && matches!(i, 8 | 13 | 18 | 23) {
@@ -38,12 +39,20 @@ impl Guid {
                 return None;
             }
             if matches!(digits, 8 | 12 | 16 | 20) {
-                out.push('-');
+                out.push(b'-');
             }
-            out.push(char::from(b.to_ascii_lowercase()));
+            out.push(b.to_ascii_lowercase());
             digits += 1;
         }
-        (digits == 32).then_some(Guid(out))
+        if digits != 32 {
+            return None;
+        }
+        String::from_utf8(out).ok().map(Guid)
+    }
+
+    /// The canonical text, without a copy.
+    pub fn into_string(self) -> String {
+        self.0
     }
 
     pub fn as_str(&self) -> &str {

@@ -284,7 +284,7 @@ fn fill_id_from_record(result: &mut ItemResult, item: &BatchItem) {
             .get(&key)
             .and_then(Value::as_str)
             .and_then(Guid::parse)
-            .map(|g| g.to_string())
+            .map(Guid::into_string)
     });
 }
 

@@ -366,7 +366,7 @@ fn navigation_suggestions(
 fn id_of(response: &Response, set: &EntitySet, body: Option<&Value>) -> Option<String> {
     let from_url = |u: &str| {
         let inner = u.rsplit_once('(')?.1.split(')').next()?;
-        Guid::parse(inner).map(|g| g.to_string())
+        Guid::parse(inner).map(Guid::into_string)
     };
     if let Some(id) = response.header("OData-EntityId").and_then(from_url) {
         return Some(id);
