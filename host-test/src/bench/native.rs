@@ -200,7 +200,11 @@ impl Native {
         const BOUNDARY: &str = "batch_d365bench";
         let mut body = String::with_capacity(creates * 256);
         for i in 0..creates {
-            let data = serde_json::json!({"firstname": "Bench", "lastname": format!("Native r{round} {i}")});
+            let data = serde_json::to_string(&Contact {
+                firstname: "Bench",
+                lastname: format!("Native r{round} {i}"),
+            })
+            .unwrap_or_default();
             body.push_str(&format!(
                 "--{BOUNDARY}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\nPOST {}{API}contacts HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{data}\r\n",
                 self.base
@@ -260,6 +264,14 @@ impl Native {
         }
         Ok(ids)
     }
+}
+
+/// A contact to create: the data of every create in scenario 4, for the
+/// connector's inputs and the native client's body alike.
+#[derive(serde::Serialize)]
+pub struct Contact {
+    pub firstname: &'static str,
+    pub lastname: String,
 }
 
 #[cfg(test)]
