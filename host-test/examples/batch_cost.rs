@@ -20,10 +20,10 @@
 //! `D365_COMPONENT=path.wasm` loads that component instead of the embedded
 //! one (see `call_cost.rs`).
 
+mod common;
+
 use anyhow::{Context as _, Result, anyhow};
-use host_test::bench::native::Native;
-use host_test::emulator::{self, Emulator};
-use host_test::host::{ConnectionFile, ConnectorHost, Route, StateJson, error_json, trap};
+use host_test::host::{Route, error_json, trap};
 use serde_json::{Value, json};
 use std::time::Instant;
 
@@ -54,46 +54,16 @@ fn ms(t: Instant) -> f64 {
 }
 
 async fn run(rounds: usize, creates: usize, in_process_only: bool) -> Result<()> {
-    let emulator = Emulator::new(emulator::Config {
-        generated_records: 1000,
-        ..Default::default()
-    });
-    let server = emulator::server::serve(emulator.clone(), 0).await?;
-    let base = server.base_url();
-    let file = host_test::cli::emulator_connection(&base);
-    let host = match std::env::var_os("D365_COMPONENT") {
-        Some(path) => {
-            let wasm = std::fs::read(&path).with_context(|| format!("reading {path:?}"))?;
-            &*Box::leak(Box::new(ConnectorHost::new(&wasm).map_err(trap)?))
-        }
-        None => ConnectorHost::shared().map_err(trap)?,
-    };
-    let token = host
-        .client_credentials_token(&Route::Network, &file.settings_json())
-        .await
-        .map_err(trap)?
-        .map_err(|e| anyhow!("token: {}", error_json(&e)))?;
-    let access_token = token.access_token.clone();
-    let connection = ConnectionFile {
-        state: Some(StateJson::from(token)),
-        ..file.clone()
-    }
-    .connection()?;
+    let common::Rig {
+        emulator,
+        server,
+        base,
+        host,
+        connection,
+        access_token,
+        mut native,
+    } = common::rig(1000).await?;
     let in_process = Route::InProcess(emulator.clone());
-    let setting = |k: &str| {
-        file.settings
-            .get(k)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-    };
-    let token_path = setting("tokenUrl").strip_prefix(&base).unwrap_or_default();
-    let mut native = Native::connect(
-        &base,
-        token_path,
-        setting("clientId"),
-        setting("clientSecret"),
-    )
-    .await?;
 
     // Contacts have an alternate key on (firstname, lastname): every
     // create needs a name of its own.

@@ -21,11 +21,11 @@
 //! built with `CARGO_PROFILE_RELEASE_STRIP=false`, so the guest's functions
 //! have names).
 
+mod common;
+
 use anyhow::{Context as _, Result, anyhow};
-use host_test::bench::native::Native;
 use host_test::emulator::store::seed::generated_account_id;
-use host_test::emulator::{self, Emulator};
-use host_test::host::{ConnectionFile, ConnectorHost, Route, StateJson, error_json, trap};
+use host_test::host::{Route, error_json, trap};
 use serde_json::{Value, json};
 use std::future::Future;
 use std::time::Instant;
@@ -78,31 +78,15 @@ where
 }
 
 async fn run(calls: usize) -> Result<()> {
-    let emulator = Emulator::new(emulator::Config {
-        generated_records: 1000,
-        ..Default::default()
-    });
-    let server = emulator::server::serve(emulator.clone(), 0).await?;
-    let base = server.base_url();
-    let file = host_test::cli::emulator_connection(&base);
-    let host = match std::env::var_os("D365_COMPONENT") {
-        Some(path) => {
-            let wasm = std::fs::read(&path).with_context(|| format!("reading {path:?}"))?;
-            &*Box::leak(Box::new(ConnectorHost::new(&wasm).map_err(trap)?))
-        }
-        None => ConnectorHost::shared().map_err(trap)?,
-    };
-    let token = host
-        .client_credentials_token(&Route::Network, &file.settings_json())
-        .await
-        .map_err(trap)?
-        .map_err(|e| anyhow!("token: {}", error_json(&e)))?;
-    let access_token = token.access_token.clone();
-    let connection = ConnectionFile {
-        state: Some(StateJson::from(token)),
-        ..file.clone()
-    }
-    .connection()?;
+    let common::Rig {
+        emulator,
+        server,
+        base,
+        host,
+        connection,
+        access_token,
+        mut native,
+    } = common::rig(1000).await?;
     let id = generated_account_id(5);
     let get = json!({"entityType": "accounts", "entityId": id}).to_string();
     let rejected = json!({"entityType": "accounts", "entityId": "not-a-guid"}).to_string();
@@ -144,20 +128,6 @@ async fn run(calls: usize) -> Result<()> {
         println!("  {label:<22} {us:8.1} µs");
     }
 
-    let setting = |k: &str| {
-        file.settings
-            .get(k)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-    };
-    let token_path = setting("tokenUrl").strip_prefix(&base).unwrap_or_default();
-    let mut native = Native::connect(
-        &base,
-        token_path,
-        setting("clientId"),
-        setting("clientSecret"),
-    )
-    .await?;
     let mut samples = Vec::with_capacity(calls);
     for _ in 0..calls {
         let t = Instant::now();
