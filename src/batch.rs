@@ -93,7 +93,9 @@ pub fn encode(parts: &[BatchPart]) -> EncodedBatch {
     let batch = format!("batch_{token}{:012x}", 0);
     let mut body = Vec::with_capacity(content.len() + 160 * spans.len() + 256);
     // `spans` are in the same order as the requests walked below.
-    let mut rendered = spans.iter().map(|s| content.get(s.clone()).unwrap_or_default());
+    let mut rendered = spans
+        .iter()
+        .map(|s| content.get(s.clone()).unwrap_or_default());
     for (n, part) in parts.iter().enumerate() {
         push_all(&mut body, &["--", &batch, "\r\n"]);
         match part {
@@ -207,7 +209,13 @@ fn render_request(r: &InnerRequest, out: &mut Vec<u8>) {
     if let Some(body) = &r.body {
         push_all(
             out,
-            &["Content-Type: ", ENTRY_CONTENT_TYPE, "\r\n\r\n", body, "\r\n"],
+            &[
+                "Content-Type: ",
+                ENTRY_CONTENT_TYPE,
+                "\r\n\r\n",
+                body,
+                "\r\n",
+            ],
         );
     } else {
         out.extend_from_slice(b"\r\n\r\n");
@@ -328,7 +336,11 @@ fn decode_into(
             decode_into(&inner, content, true, out)?;
             continue;
         }
-        out.push(parse_http_response(content, content_id.map(text), in_changeset)?);
+        out.push(parse_http_response(
+            content,
+            content_id.map(text),
+            in_changeset,
+        )?);
     }
     Ok(())
 }
@@ -505,7 +517,9 @@ fn text(bytes: &[u8]) -> String {
 }
 
 fn parse_headers(head: &[u8]) -> Vec<(String, String)> {
-    header_lines(head).map(|(k, v)| (text(k), text(v))).collect()
+    header_lines(head)
+        .map(|(k, v)| (text(k), text(v)))
+        .collect()
 }
 
 fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -1511,7 +1525,12 @@ OData-Version: 4.0\r
         assert_eq!(chosen, candidate_token(8));
         // The token is GUID-shaped and every boundary of an encoding shares it.
         assert_eq!(first.len(), 24);
-        let enc = encode(&[BatchPart::ChangeSet(vec![req("POST", "/x", None, Some("1"))])]);
+        let enc = encode(&[BatchPart::ChangeSet(vec![req(
+            "POST",
+            "/x",
+            None,
+            Some("1"),
+        )])]);
         let batch = boundary_of(&enc.content_type).unwrap();
         let token = batch.strip_prefix("batch_").unwrap().get(..24).unwrap();
         let text = String::from_utf8(enc.body).unwrap();
@@ -1730,8 +1749,7 @@ OData-Version: 4.0\r
             vec![("Prefer".to_string(), "return=representation".to_string())]
         );
         assert_eq!(
-            serde_json::from_str::<Value>(r[1].body.as_ref().unwrap()).unwrap()
-                ["parentcustomerid_account@odata.bind"],
+            serde_json::from_str::<Value>(r[1].body.as_ref().unwrap()).unwrap()["parentcustomerid_account@odata.bind"],
             "$1"
         );
         assert_eq!(

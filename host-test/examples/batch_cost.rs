@@ -81,7 +81,10 @@ async fn run(rounds: usize, creates: usize, in_process_only: bool) -> Result<()>
         let t = Instant::now();
         let _ = inputs();
         to_json.push(ms(t));
-        for (route, samples) in [(&in_process, &mut in_proc), (&Route::Network, &mut loopback)] {
+        for (route, samples) in [
+            (&in_process, &mut in_proc),
+            (&Route::Network, &mut loopback),
+        ] {
             if in_process_only && matches!(route, Route::Network) {
                 continue;
             }

@@ -5,7 +5,9 @@
 use anyhow::{Context as _, Result, anyhow};
 use host_test::bench::native::Native;
 use host_test::emulator::{self, Emulator, server::Server};
-use host_test::host::{Connection, ConnectionFile, ConnectorHost, Route, StateJson, error_json, trap};
+use host_test::host::{
+    Connection, ConnectionFile, ConnectorHost, Route, StateJson, error_json, trap,
+};
 use serde_json::Value;
 
 pub struct Rig {
