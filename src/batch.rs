@@ -151,15 +151,40 @@ fn boundary_token(content: &[u8], requests: usize) -> String {
 }
 
 /// Candidates from `h`, `h + 1`, …: the first one `content` does not
-/// contain. Ends: `content` holds at most `len / 24` distinct tokens.
+/// contain (distinct `h` give distinct candidates: `mix` is a bijection).
 fn first_absent_token(mut h: u64, content: &[u8]) -> String {
-    loop {
+    for _ in 0..3 {
         let token = candidate_token(h);
         if !contains(content, token.as_bytes()) {
             return token;
         }
         h = h.wrapping_add(1);
     }
+    // Only content written to hold our next candidates gets here. Rather
+    // than a scan per candidate (quadratic in what it holds), every
+    // token-shaped run is collected in one pass and skipped.
+    let present: std::collections::BTreeSet<&[u8]> = content
+        .windows(TOKEN_LEN)
+        .filter(|w| is_token_shaped(w))
+        .collect();
+    loop {
+        let token = candidate_token(h);
+        if !present.contains(token.as_bytes()) {
+            return token;
+        }
+        h = h.wrapping_add(1);
+    }
+}
+
+/// `xxxxxxxx-xxxx-xxxx-xxxx-`: what [`candidate_token`] writes.
+const TOKEN_LEN: usize = 24;
+
+fn is_token_shaped(w: &[u8]) -> bool {
+    w.len() == TOKEN_LEN
+        && w.iter().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => *b == b'-',
+            _ => b.is_ascii_digit() || (b'a'..=b'f').contains(b),
+        })
 }
 
 /// Whether `needle` occurs in `hay`: memchr to each occurrence of its
@@ -1523,8 +1548,18 @@ OData-Version: 4.0\r
         let chosen = first_absent_token(7, content.as_bytes());
         assert_ne!(chosen, first);
         assert_eq!(chosen, candidate_token(8));
+        // Content holding the next candidates too: skipped in one pass.
+        let mut content = String::new();
+        for h in 7..47 {
+            content.push_str(&format!("x{}y", candidate_token(h)));
+        }
+        assert_eq!(
+            first_absent_token(7, content.as_bytes()),
+            candidate_token(47)
+        );
         // The token is GUID-shaped and every boundary of an encoding shares it.
-        assert_eq!(first.len(), 24);
+        assert_eq!(first.len(), TOKEN_LEN);
+        assert!(is_token_shaped(first.as_bytes()));
         let enc = encode(&[BatchPart::ChangeSet(vec![req(
             "POST",
             "/x",
