@@ -17,6 +17,7 @@ use crate::error::{ConnectorError, Result};
 use crate::percent;
 use crate::types::{EntityKey, EntitySet, Guid, KeyValue, is_identifier};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 /// Dataverse's limit on requests per batch (reference §5.1).
 pub const MAX_REQUESTS: usize = 1000;
@@ -378,11 +379,7 @@ fn parse_http_response(
 ) -> Result<PartResponse> {
     let content = trim_leading_newlines(content);
     let line_end = find_byte(content, b'\n', 0).unwrap_or(content.len());
-    let status_line = strip_cr(content.get(..line_end).unwrap_or(b""));
-    let status_line = match std::str::from_utf8(status_line) {
-        Ok(s) => std::borrow::Cow::Borrowed(s),
-        Err(_) => String::from_utf8_lossy(status_line),
-    };
+    let status_line = utf8(strip_cr(content.get(..line_end).unwrap_or(b"")));
     let mut words = status_line.split_whitespace();
     let status = match (words.next(), words.next()) {
         (Some(v), Some(code)) if v.starts_with("HTTP/") => code
@@ -534,11 +531,15 @@ fn header_lines(head: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
 
 /// UTF-8 text, U+FFFD for invalid bytes. `from_utf8` first: its ASCII
 /// fast path beats the lossy decoder's byte-by-byte walk (1,000 parts).
-fn text(bytes: &[u8]) -> String {
+fn utf8(bytes: &[u8]) -> Cow<'_, str> {
     match std::str::from_utf8(bytes) {
-        Ok(s) => s.to_owned(),
-        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
     }
+}
+
+fn text(bytes: &[u8]) -> String {
+    utf8(bytes).into_owned()
 }
 
 fn parse_headers(head: &[u8]) -> Vec<(String, String)> {

@@ -287,9 +287,10 @@ async fn batch(s: &Setup, sizes: Sizes, report: &mut Report) {
         let r = async {
             // The inputs are serialised from plain structs, as a Rust
             // platform would, and the output read into one: as `Value`
-            // trees (json!, insertion-ordered maps with SipHash) the
-            // harness alone took ~4 ms of the connector's time. The native
-            // client's body is built the same way (`Native::batch_body`).
+            // trees (json!, insertion-ordered maps with SipHash) building
+            // the inputs alone took ~3 ms of the connector's time
+            // (`examples/batch_cost.rs`, "inputs to JSON"). The native
+            // client's contact data comes from the same struct.
             let inputs = BatchInputs {
                 batch_actions: (0..n)
                     .map(|i| BatchCreate {
