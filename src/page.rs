@@ -147,17 +147,23 @@ impl Output {
             Output::Value(v) => serde_json::to_string(&v).unwrap_or_default(),
             Output::Json(s) => s,
             Output::Collection { envelope, records } => {
-                let mut out = String::with_capacity(records.text.len() + 64 * envelope.len() + 16);
-                out.push('{');
+                let mut head = String::with_capacity(64 * envelope.len() + 16);
+                head.push('{');
                 for (k, v) in &envelope {
                     // Serialising a String or a Value to a String cannot fail.
-                    out.push_str(&serde_json::to_string(k).unwrap_or_default());
-                    out.push(':');
-                    out.push_str(&serde_json::to_string(v).unwrap_or_default());
-                    out.push(',');
+                    head.push_str(&serde_json::to_string(k).unwrap_or_default());
+                    head.push(':');
+                    head.push_str(&serde_json::to_string(v).unwrap_or_default());
+                    head.push(',');
                 }
-                out.push_str("\"value\":[");
-                out.push_str(&records.text);
+                head.push_str("\"value\":[");
+                // The records' text becomes the output in place: a fetch-all's
+                // records are ~100 MB, and a second buffer for the output
+                // doubled the memory the call touched (every page of it
+                // faulted in and zeroed) for one more copy.
+                let mut out = records.text;
+                out.reserve(head.len() + 2);
+                out.insert_str(0, &head);
                 out.push_str("]}");
                 out
             }
