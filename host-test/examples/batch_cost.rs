@@ -54,16 +54,8 @@ fn ms(t: Instant) -> f64 {
 }
 
 async fn run(rounds: usize, creates: usize, in_process_only: bool) -> Result<()> {
-    let common::Rig {
-        emulator,
-        server,
-        base,
-        host,
-        connection,
-        access_token,
-        mut native,
-    } = common::rig(1000).await?;
-    let in_process = Route::InProcess(emulator.clone());
+    let mut rig = common::rig(1000).await?;
+    let in_process = Route::InProcess(rig.emulator.clone());
 
     // Contacts have an alternate key on (firstname, lastname): every
     // create needs a name of its own.
@@ -90,8 +82,9 @@ async fn run(rounds: usize, creates: usize, in_process_only: bool) -> Result<()>
             }
             let text = inputs();
             let t = Instant::now();
-            let out = host
-                .invoke(route, "runBatch", &connection, &text)
+            let out = rig
+                .host
+                .invoke(route, "runBatch", &rig.connection, &text)
                 .await
                 .map_err(trap)?
                 .map_err(|e| anyhow!("runBatch: {}", error_json(&e)))?;
@@ -108,18 +101,18 @@ async fn run(rounds: usize, creates: usize, in_process_only: bool) -> Result<()>
             continue;
         }
         let t = Instant::now();
-        let ids = native.batch_creates(creates, 1_000_000 + round).await?;
+        let ids = rig.native.batch_creates(creates, 1_000_000 + round).await?;
         nat.push(ms(t));
         if ids.len() != creates {
             return Err(anyhow!("native: {} ids for {creates} creates", ids.len()));
         }
-        let (content_type, body) = native.batch_body(creates, 2_000_000 + round);
-        let request = http::Request::post(format!("{base}/api/data/v9.2/$batch"))
-            .header("Authorization", format!("Bearer {access_token}"))
+        let (content_type, body) = rig.native.batch_body(creates, 2_000_000 + round);
+        let request = http::Request::post(format!("{}/api/data/v9.2/$batch", rig.base))
+            .header("Authorization", format!("Bearer {}", rig.access_token))
             .header("Content-Type", content_type)
             .body(body)?;
         let t = Instant::now();
-        let status = emulator.handle(request).await.status();
+        let status = rig.emulator.handle(request).await.status();
         alone.push(ms(t));
         if status != 200 {
             return Err(anyhow!("the emulator answered {status}"));
@@ -137,6 +130,6 @@ async fn run(rounds: usize, creates: usize, in_process_only: bool) -> Result<()>
             println!("  {label:<22} {:8.2} ms", median(v));
         }
     }
-    server.shutdown();
+    rig.server.shutdown();
     Ok(())
 }

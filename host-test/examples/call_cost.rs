@@ -78,29 +78,22 @@ where
 }
 
 async fn run(calls: usize) -> Result<()> {
-    let common::Rig {
-        emulator,
-        server,
-        base,
-        host,
-        connection,
-        access_token,
-        mut native,
-    } = common::rig(1000).await?;
+    let mut rig = common::rig(1000).await?;
     let id = generated_account_id(5);
     let get = json!({"entityType": "accounts", "entityId": id}).to_string();
     let rejected = json!({"entityType": "accounts", "entityId": "not-a-guid"}).to_string();
-    let in_process = Route::InProcess(emulator.clone());
+    let in_process = Route::InProcess(rig.emulator.clone());
 
     let us = median_us(calls, || async {
-        host.instantiate_fresh().await.map_err(trap)
+        rig.host.instantiate_fresh().await.map_err(trap)
     })
     .await?;
     println!("  instantiate            {us:8.1} µs");
 
     let us = median_us(calls, || async {
-        match host
-            .invoke(&in_process, "getEntity", &connection, &rejected)
+        match rig
+            .host
+            .invoke(&in_process, "getEntity", &rig.connection, &rejected)
             .await
         {
             Ok(Err(_)) => Ok(()),
@@ -116,8 +109,9 @@ async fn run(calls: usize) -> Result<()> {
         ("getEntity loopback", &Route::Network),
     ] {
         let us = median_us(calls, || async {
-            let out = host
-                .invoke(route, "getEntity", &connection, &get)
+            let out = rig
+                .host
+                .invoke(route, "getEntity", &rig.connection, &get)
                 .await
                 .map_err(trap)?
                 .map_err(|e| anyhow!("getEntity: {}", error_json(&e)))?;
@@ -131,7 +125,7 @@ async fn run(calls: usize) -> Result<()> {
     let mut samples = Vec::with_capacity(calls);
     for _ in 0..calls {
         let t = Instant::now();
-        let v = native.get_account(&id).await?;
+        let v = rig.native.get_account(&id).await?;
         samples.push(t.elapsed().as_secs_f64() * 1e6);
         check_id(&v, &id)?;
     }
@@ -141,12 +135,12 @@ async fn run(calls: usize) -> Result<()> {
         samples[samples.len() / 2]
     );
 
-    let url = format!("{base}/api/data/v9.2/accounts({id})");
+    let url = format!("{}/api/data/v9.2/accounts({id})", rig.base);
     let us = median_us(calls, || async {
         let request = http::Request::get(&url)
-            .header("Authorization", format!("Bearer {access_token}"))
+            .header("Authorization", format!("Bearer {}", rig.access_token))
             .body(bytes::Bytes::new())?;
-        let status = emulator.handle(request).await.status();
+        let status = rig.emulator.handle(request).await.status();
         if status != 200 {
             return Err(anyhow!("the emulator answered {status}"));
         }
@@ -154,7 +148,7 @@ async fn run(calls: usize) -> Result<()> {
     })
     .await?;
     println!("  emulator alone         {us:8.1} µs");
-    server.shutdown();
+    rig.server.shutdown();
     Ok(())
 }
 
