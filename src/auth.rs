@@ -35,7 +35,12 @@ pub fn authorize_url(platform: &mut dyn Platform, settings: &Settings) -> Result
     let state = URL_SAFE_NO_PAD.encode(platform.random_bytes(16));
     let code_verifier = URL_SAFE_NO_PAD.encode(platform.random_bytes(32));
     let challenge = pkce_challenge(&code_verifier);
-    let mut url = settings.authorize_url.clone();
+    let mut url = settings.authorize_url.clone().ok_or_else(|| {
+        ConnectorError::invalid_input(
+            "connection",
+            "only an oauth2AuthCode connection has an authorize URL",
+        )
+    })?;
     url.query_pairs_mut()
         .append_pair("client_id", &settings.client_id)
         .append_pair("response_type", "code")

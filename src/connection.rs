@@ -51,9 +51,8 @@ impl std::fmt::Debug for TokenState {
 /// The Dataverse Web API endpoint of one environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebApiUrl {
-    /// `https://org.crm.dynamics.com` — the token audience.
-    origin: Url,
-    /// `https://org.crm.dynamics.com/api/data/v9.2/` — every data request is relative to it.
+    /// `https://org.crm.dynamics.com/api/data/v9.2/` — every data request is
+    /// relative to it; its origin is the token audience.
     service_root: Url,
 }
 
@@ -117,7 +116,9 @@ impl WebApiUrl {
         } else {
             format!("https://{trimmed}")
         };
-        let url = Url::parse(&with_scheme).map_err(|e| match e {
+        // Parsed once: every call parses its settings, and a URL parse is a
+        // few µs in the component (getEntity's whole guest time is ~40 µs).
+        let mut url = Url::parse(&with_scheme).map_err(|e| match e {
             // The IDNA back end is the no-op adapter (see Cargo.toml): only
             // ASCII host names parse.
             url::ParseError::IdnaError => bad(&format!(
@@ -125,13 +126,11 @@ impl WebApiUrl {
             )),
             e => bad(&format!("'{trimmed}' is not a URL ({e})")),
         })?;
-        let host = url
-            .host_str()
-            .ok_or_else(|| bad("has no host"))?
-            .to_ascii_lowercase();
+        // Special-scheme hosts come out of the parser lowercased.
+        let host = url.host_str().ok_or_else(|| bad("has no host"))?;
         match url.scheme() {
             "https" => {}
-            "http" if is_loopback(&host) => {}
+            "http" if is_loopback(host) => {}
             "http" => {
                 return Err(bad(
                     "must use https:// (http:// is only accepted for localhost)",
@@ -156,25 +155,20 @@ impl WebApiUrl {
             )));
         }
         // `org.api.crm.dynamics.com` is the same environment as `org.crm.dynamics.com`.
-        let host = match host.split_once(".api.") {
-            Some((org, rest)) if rest.ends_with("dynamics.com") => format!("{org}.{rest}"),
-            _ => host,
+        let api_host = match host.split_once(".api.") {
+            Some((org, rest)) if rest.ends_with("dynamics.com") => Some(format!("{org}.{rest}")),
+            _ => None,
         };
-        let origin_text = match url.port() {
-            Some(p) => format!("{}://{host}:{p}", url.scheme()),
-            None => format!("{}://{host}", url.scheme()),
-        };
-        let origin = Url::parse(&origin_text).map_err(|e| bad(&e.to_string()))?;
-        let service_root = origin.join(API_PATH).map_err(|e| bad(&e.to_string()))?;
-        Ok(WebApiUrl {
-            origin,
-            service_root,
-        })
+        if let Some(h) = api_host {
+            url.set_host(Some(&h)).map_err(|e| bad(&e.to_string()))?;
+        }
+        url.set_path(API_PATH);
+        Ok(WebApiUrl { service_root: url })
     }
 
     /// `https://org.crm.dynamics.com` without a trailing slash.
     pub fn origin(&self) -> &str {
-        self.origin.as_str().trim_end_matches('/')
+        &self.service_root[..url::Position::BeforePath]
     }
 
     pub fn service_root(&self) -> &Url {
@@ -194,10 +188,10 @@ impl WebApiUrl {
     /// Whether `url` points at this environment (same scheme, host and port):
     /// anything else must never receive the token.
     pub fn is_same_origin(&self, url: &Url) -> bool {
-        url.scheme() == self.origin.scheme()
-            && url.host_str().map(str::to_ascii_lowercase)
-                == self.origin.host_str().map(str::to_string)
-            && url.port_or_known_default() == self.origin.port_or_known_default()
+        let root = &self.service_root;
+        url.scheme() == root.scheme()
+            && url.host_str().map(str::to_ascii_lowercase) == root.host_str().map(str::to_string)
+            && url.port_or_known_default() == root.port_or_known_default()
     }
 }
 
@@ -226,7 +220,8 @@ pub struct Settings {
     pub client_id: String,
     pub client_secret: Option<Secret>,
     pub token_url: Url,
-    pub authorize_url: Url,
+    /// The consent endpoint; only the authorization code flow has one.
+    pub authorize_url: Option<Url>,
     pub redirect_uri: Option<String>,
     /// Space-separated scopes to ask for.
     pub scopes: String,
@@ -327,22 +322,29 @@ impl Settings {
                 &format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"),
             )?,
         };
-        let authorize_url = match optional_str(&map, "authorizeUrl")? {
-            Some(a) => endpoint_url("authorizeUrl", &a)?,
-            None => {
-                // Default to the authorize endpoint beside the token endpoint.
-                let t = token_url.as_str();
-                let guess = t.strip_suffix("/token").map(|p| format!("{p}/authorize"));
-                match guess {
-                    Some(g) => endpoint_url("authorizeUrl", &g)?,
+        let authorize_url = match (kind, optional_str(&map, "authorizeUrl")?) {
+            (ConnectionType::ClientCredentials, _) => None,
+            (ConnectionType::AuthCode, Some(a)) => Some(endpoint_url("authorizeUrl", &a)?),
+            // Default to the authorize endpoint beside the token endpoint.
+            (ConnectionType::AuthCode, None) => Some(
+                match token_url
+                    .path()
+                    .strip_suffix("/token")
+                    .filter(|_| token_url.query().is_none() && token_url.fragment().is_none())
+                {
+                    Some(p) => {
+                        let mut guess = token_url.clone();
+                        guess.set_path(&format!("{p}/authorize"));
+                        guess
+                    }
                     None => endpoint_url(
                         "authorizeUrl",
                         &format!(
                             "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/authorize"
                         ),
                     )?,
-                }
-            }
+                },
+            ),
         };
         let scopes = match optional_str(&map, "scopes")? {
             Some(s) if !s.trim().is_empty() => s.split_whitespace().collect::<Vec<_>>().join(" "),
@@ -511,6 +513,8 @@ mod tests {
             "http://127.0.0.1:8080/api/data/v9.2/"
         );
         assert_eq!(root("http://localhost"), "http://localhost/api/data/v9.2/");
+        let w = WebApiUrl::parse("https://Org.API.crm.dynamics.com:8443/api/data").unwrap();
+        assert_eq!(w.origin(), "https://org.crm.dynamics.com:8443");
     }
 
     /// Inputs on which debug builds panicked inside idna or the IDNA
@@ -633,8 +637,12 @@ mod tests {
             "https://org.crm.dynamics.com/user_impersonation offline_access"
         );
         assert_eq!(
-            a.authorize_url.as_str(),
-            "https://login.microsoftonline.com/organizations/oauth2/v2.0/authorize"
+            a.authorize_url.as_ref().map(Url::as_str),
+            Some("https://login.microsoftonline.com/organizations/oauth2/v2.0/authorize")
+        );
+        assert_eq!(
+            s.authorize_url, None,
+            "client credentials have no consent step"
         );
         assert_eq!(a.retry, RetryPolicy::default());
         let r = Settings::parse(

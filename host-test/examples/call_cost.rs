@@ -11,8 +11,11 @@
 //! - `emulator alone`: the emulator's own handling of that request.
 //!
 //! ```text
-//! cargo run --profile bench-host -p host-test --example call_cost -- [CALLS] [--current-thread]
+//! cargo run --profile bench-host -p host-test --example call_cost -- [CALLS] [--current-thread] [--only LABEL]
 //! ```
+//!
+//! `--only LABEL` runs only the lines whose label contains LABEL (e.g.
+//! `--only in-process`), so a profile holds one layer.
 //!
 //! `--current-thread` runs everything on one thread (no cross-thread wakeups
 //! between the call, wasi-http's tasks and the server). For a profile, run it
@@ -33,9 +36,12 @@ use std::time::Instant;
 fn main() -> Result<()> {
     let mut calls = 2000usize;
     let mut current_thread = false;
-    for arg in std::env::args().skip(1) {
+    let mut only = String::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
         match arg.as_str() {
             "--current-thread" => current_thread = true,
+            "--only" => only = args.next().context("--only needs a label")?,
             n => {
                 calls = n
                     .parse()
@@ -58,7 +64,7 @@ fn main() -> Result<()> {
             "multi-thread"
         }
     );
-    runtime.block_on(run(calls.max(1)))
+    runtime.block_on(run(calls.max(1), &only))
 }
 
 /// The median of `calls` timings of `f`, in µs.
@@ -77,37 +83,45 @@ where
     Ok(samples[samples.len() / 2])
 }
 
-async fn run(calls: usize) -> Result<()> {
+async fn run(calls: usize, only: &str) -> Result<()> {
+    let wanted = |label: &str| label.contains(only);
     let mut rig = common::rig(1000).await?;
     let id = generated_account_id(5);
     let get = json!({"entityType": "accounts", "entityId": id}).to_string();
     let rejected = json!({"entityType": "accounts", "entityId": "not-a-guid"}).to_string();
     let in_process = Route::InProcess(rig.emulator.clone());
 
-    let us = median_us(calls, || async {
-        rig.host.instantiate_fresh().await.map_err(trap)
-    })
-    .await?;
-    println!("  instantiate            {us:8.1} µs");
+    if wanted("instantiate") {
+        let us = median_us(calls, || async {
+            rig.host.instantiate_fresh().await.map_err(trap)
+        })
+        .await?;
+        println!("  instantiate            {us:8.1} µs");
+    }
 
-    let us = median_us(calls, || async {
-        match rig
-            .host
-            .invoke(&in_process, "getEntity", &rig.connection, &rejected)
-            .await
-        {
-            Ok(Err(_)) => Ok(()),
-            Ok(Ok(_)) => Err(anyhow!("a malformed id was accepted")),
-            Err(e) => Err(trap(e)),
-        }
-    })
-    .await?;
-    println!("  rejected input         {us:8.1} µs");
+    if wanted("rejected input") {
+        let us = median_us(calls, || async {
+            match rig
+                .host
+                .invoke(&in_process, "getEntity", &rig.connection, &rejected)
+                .await
+            {
+                Ok(Err(_)) => Ok(()),
+                Ok(Ok(_)) => Err(anyhow!("a malformed id was accepted")),
+                Err(e) => Err(trap(e)),
+            }
+        })
+        .await?;
+        println!("  rejected input         {us:8.1} µs");
+    }
 
     for (label, route) in [
         ("getEntity in-process", &in_process),
         ("getEntity loopback", &Route::Network),
     ] {
+        if !wanted(label) {
+            continue;
+        }
         let us = median_us(calls, || async {
             let out = rig
                 .host
@@ -122,32 +136,36 @@ async fn run(calls: usize) -> Result<()> {
         println!("  {label:<22} {us:8.1} µs");
     }
 
-    let mut samples = Vec::with_capacity(calls);
-    for _ in 0..calls {
-        let t = Instant::now();
-        let v = rig.native.get_account(&id).await?;
-        samples.push(t.elapsed().as_secs_f64() * 1e6);
-        check_id(&v, &id)?;
-    }
-    samples.sort_by(f64::total_cmp);
-    println!(
-        "  native GET             {:8.1} µs",
-        samples[samples.len() / 2]
-    );
-
-    let url = format!("{}/api/data/v9.2/accounts({id})", rig.base);
-    let us = median_us(calls, || async {
-        let request = http::Request::get(&url)
-            .header("Authorization", format!("Bearer {}", rig.access_token))
-            .body(bytes::Bytes::new())?;
-        let status = rig.emulator.handle(request).await.status();
-        if status != 200 {
-            return Err(anyhow!("the emulator answered {status}"));
+    if wanted("native GET") {
+        let mut samples = Vec::with_capacity(calls);
+        for _ in 0..calls {
+            let t = Instant::now();
+            let v = rig.native.get_account(&id).await?;
+            samples.push(t.elapsed().as_secs_f64() * 1e6);
+            check_id(&v, &id)?;
         }
-        Ok(())
-    })
-    .await?;
-    println!("  emulator alone         {us:8.1} µs");
+        samples.sort_by(f64::total_cmp);
+        println!(
+            "  native GET             {:8.1} µs",
+            samples[samples.len() / 2]
+        );
+    }
+
+    if wanted("emulator alone") {
+        let url = format!("{}/api/data/v9.2/accounts({id})", rig.base);
+        let us = median_us(calls, || async {
+            let request = http::Request::get(&url)
+                .header("Authorization", format!("Bearer {}", rig.access_token))
+                .body(bytes::Bytes::new())?;
+            let status = rig.emulator.handle(request).await.status();
+            if status != 200 {
+                return Err(anyhow!("the emulator answered {status}"));
+            }
+            Ok(())
+        })
+        .await?;
+        println!("  emulator alone         {us:8.1} µs");
+    }
     rig.server.shutdown();
     Ok(())
 }

@@ -132,7 +132,13 @@ fn engine_config() -> Config {
         // instantiation 16.6 → 15.2 µs (host-test/examples/call_cost.rs).
         // Costs up to 512 KiB of RSS per slot in use.
         .linear_memory_keep_resident(KEEP_RESIDENT)
-        .table_keep_resident(KEEP_RESIDENT);
+        .table_keep_resident(KEEP_RESIDENT)
+        // On Linux ≥ 6.7, ask the kernel which of those pages the call
+        // actually wrote (PAGEMAP_SCAN) and reset only those, instead of
+        // memsetting the whole span; elsewhere wasmtime falls back to the
+        // memset. Instantiation 16 → 13 µs, a rejected call 38 → 32 µs
+        // (call_cost, three alternating runs each).
+        .pagemap_scan(wasmtime::Enabled::Auto);
     config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
     config
 }
