@@ -865,13 +865,14 @@ fn parse_content_ref(s: &str) -> Option<usize> {
     n.parse().ok()
 }
 
-/// One validated `batchActions` item.
+/// One validated `batchActions` item. Its body borrows from the input
+/// (1,000 creates would otherwise deep-copy 1,000 maps).
 #[derive(Debug, Clone, PartialEq)]
-pub struct BatchItem {
+pub struct BatchItem<'a> {
     pub collection: EntitySet,
     pub action: BatchAction,
     key: Option<ItemKey>,
-    pub data: Option<Map<String, Value>>,
+    pub data: Option<Cow<'a, Map<String, Value>>>,
     pub return_representation: bool,
     pub headers: Vec<(String, String)>,
     /// OData query options for `get` (`$select=name&$filter=…`).
@@ -906,17 +907,21 @@ fn field_error(i: usize, field: &str, message: impl Into<String>) -> ConnectorEr
 /// Validates the whole `batchActions` list before anything is sent.
 /// `atomic` is whether the writes will run as one change set: `$n`
 /// references only resolve inside a change set.
-pub fn parse_items(value: &Value, atomic: bool) -> Result<Vec<BatchItem>> {
-    let parsed;
-    let value = match value {
+pub fn parse_items(value: &Value, atomic: bool) -> Result<Vec<BatchItem<'_>>> {
+    match value {
+        // Builders often pass the list as JSON text: its items own their bodies.
         Value::String(s) => {
-            parsed = serde_json::from_str::<Value>(s).map_err(|e| {
+            let parsed = serde_json::from_str::<Value>(s).map_err(|e| {
                 ConnectorError::invalid_input(INPUT, format!("is not a JSON array ({e})"))
             })?;
-            &parsed
+            let items = parse_list(&parsed, atomic)?;
+            Ok(items.into_iter().map(BatchItem::into_owned).collect())
         }
-        v => v,
-    };
+        v => parse_list(v, atomic),
+    }
+}
+
+fn parse_list(value: &Value, atomic: bool) -> Result<Vec<BatchItem<'_>>> {
     let Value::Array(list) = value else {
         return Err(ConnectorError::invalid_input(
             INPUT,
@@ -935,7 +940,7 @@ pub fn parse_items(value: &Value, atomic: bool) -> Result<Vec<BatchItem>> {
             ),
         ));
     }
-    let mut items: Vec<BatchItem> = Vec::with_capacity(list.len());
+    let mut items: Vec<BatchItem<'_>> = Vec::with_capacity(list.len());
     for (i, raw) in list.iter().enumerate() {
         let item = parse_item(i, raw, atomic, &items)?;
         items.push(item);
@@ -943,7 +948,12 @@ pub fn parse_items(value: &Value, atomic: bool) -> Result<Vec<BatchItem>> {
     Ok(items)
 }
 
-fn parse_item(i: usize, raw: &Value, atomic: bool, earlier: &[BatchItem]) -> Result<BatchItem> {
+fn parse_item<'a>(
+    i: usize,
+    raw: &'a Value,
+    atomic: bool,
+    earlier: &[BatchItem<'_>],
+) -> Result<BatchItem<'a>> {
     let Value::Object(obj) = raw else {
         return Err(ConnectorError::invalid_input(
             format!("{INPUT}[{i}]"),
@@ -1031,9 +1041,9 @@ fn parse_item(i: usize, raw: &Value, atomic: bool, earlier: &[BatchItem]) -> Res
         {
             None
         }
-        Some(Value::Object(m)) => Some(m.clone()),
+        Some(Value::Object(m)) => Some(Cow::Borrowed(m)),
         Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
-            Ok(Value::Object(m)) => Some(m),
+            Ok(Value::Object(m)) => Some(Cow::Owned(m)),
             _ => {
                 return Err(field_error(
                     i,
@@ -1068,7 +1078,7 @@ fn parse_item(i: usize, raw: &Value, atomic: bool, earlier: &[BatchItem]) -> Res
         _ => {}
     }
     if let Some(map) = &data {
-        for (name, v) in map {
+        for (name, v) in map.iter() {
             for n in content_refs(name, v) {
                 check_reference(i, "data", n, atomic, earlier)?;
             }
@@ -1223,7 +1233,20 @@ fn check_reference(
     Ok(())
 }
 
-impl BatchItem {
+impl BatchItem<'_> {
+    /// This item with a body of its own, independent of the input.
+    pub fn into_owned(self) -> BatchItem<'static> {
+        BatchItem {
+            collection: self.collection,
+            action: self.action,
+            key: self.key,
+            data: self.data.map(|d| Cow::Owned(d.into_owned())),
+            return_representation: self.return_representation,
+            headers: self.headers,
+            query: self.query,
+        }
+    }
+
     /// The record's GUID when the key is a primary key (not an alternate
     /// key and not a `$n` reference).
     pub fn record_id(&self) -> Option<&Guid> {
@@ -1254,7 +1277,7 @@ impl BatchItem {
     }
 }
 
-impl BatchItem {
+impl BatchItem<'_> {
     /// The inner request for this item. `api_root` is the server-relative
     /// service root, e.g. `/api/data/v9.2/`; `content_id` is `index + 1`.
     pub fn to_request(&self, api_root: &str, content_id: usize) -> InnerRequest {
@@ -1302,7 +1325,7 @@ impl BatchItem {
             body: self
                 .data
                 .as_ref()
-                .map(|m| serde_json::to_string(m).unwrap_or_default()),
+                .map(|m| serde_json::to_string(&**m).unwrap_or_default()),
             content_id: Some(content_id.to_string()),
         }
     }
@@ -1644,7 +1667,8 @@ OData-Version: 4.0\r
         let items: Vec<Value> = (0..MAX_REQUESTS)
             .map(|i| json!({"collection": "accounts", "action": "create", "data": {"name": format!("Account {i}"), "description": "x".repeat(200)}}))
             .collect();
-        let items = parse_items(&Value::Array(items), false).unwrap();
+        let list = Value::Array(items);
+        let items = parse_items(&list, false).unwrap();
         let parts = build_parts(&items, "/api/data/v9.2/", false);
         assert_eq!(parts.len(), MAX_REQUESTS);
         let enc = encode(&parts);
@@ -1694,7 +1718,7 @@ OData-Version: 4.0\r
         assert_eq!(slots[2].as_ref().unwrap().status, 400);
     }
 
-    fn items5() -> Vec<BatchItem> {
+    fn items5() -> Vec<BatchItem<'static>> {
         parse_items(
             &json!([
                 {"collection": "accounts", "action": "create", "data": {"name": "A"}},
@@ -1706,6 +1730,9 @@ OData-Version: 4.0\r
             true,
         )
         .unwrap()
+        .into_iter()
+        .map(BatchItem::into_owned)
+        .collect::<Vec<_>>()
     }
 
     #[test]
@@ -1811,7 +1838,10 @@ OData-Version: 4.0\r
             ]),
             true,
         )
-        .unwrap();
+        .unwrap()
+        .into_iter()
+        .map(BatchItem::into_owned)
+        .collect::<Vec<_>>();
         let r: Vec<InnerRequest> = items
             .iter()
             .enumerate()

@@ -179,15 +179,12 @@ async fn batch_errors_before_anything_runs() {
 #[tokio::test]
 async fn component_codec_and_emulator_agree() {
     let (server, token) = setup().await;
-    let items = codec::parse_items(
-        &serde_json::json!([
-            {"collection": "WhoAmI", "action": "get"},
-            {"collection": "nosuchentities", "action": "get", "query": "$select=name&$filter=name eq 'a b'"},
-            {"collection": "WhoAmI", "action": "get"}
-        ]),
-        false,
-    )
-    .unwrap();
+    let list = serde_json::json!([
+        {"collection": "WhoAmI", "action": "get"},
+        {"collection": "nosuchentities", "action": "get", "query": "$select=name&$filter=name eq 'a b'"},
+        {"collection": "WhoAmI", "action": "get"}
+    ]);
+    let items = codec::parse_items(&list, false).unwrap();
     let parts = codec::build_parts(&items, "/api/data/v9.2/", false);
     let encoded = codec::encode(&parts);
     let (status, rct, rbody) = post_batch(

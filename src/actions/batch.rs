@@ -447,7 +447,7 @@ fn bulk_request(
     let mut targets = Vec::with_capacity(members.len());
     for i in members {
         let item = items.get(*i)?;
-        let mut target = item.data.clone().unwrap_or_default();
+        let mut target = item.data.as_deref().cloned().unwrap_or_default();
         target.insert(
             "@odata.type".into(),
             Value::from(format!("Microsoft.Dynamics.CRM.{logical}")),
@@ -607,7 +607,10 @@ mod tests {
             ]),
             false,
         )
-        .unwrap();
+        .unwrap()
+        .into_iter()
+        .map(BatchItem::into_owned)
+        .collect::<Vec<_>>();
         let with_refs = batch::parse_items(
             &json!([
                 {"collection": "accounts", "action": "create", "data": {"name": "a"}},
@@ -617,7 +620,10 @@ mod tests {
             ]),
             true,
         )
-        .unwrap();
+        .unwrap()
+        .into_iter()
+        .map(BatchItem::into_owned)
+        .collect::<Vec<_>>();
         assert_eq!(
             bulk_groups(&with_refs),
             vec![
@@ -682,7 +688,10 @@ mod tests {
             ]),
             false,
         )
-        .unwrap();
+        .unwrap()
+        .into_iter()
+        .map(BatchItem::into_owned)
+        .collect::<Vec<_>>();
         let failure = |cid: Option<&str>| PartResponse {
             content_id: cid.map(str::to_string),
             in_changeset: false,
