@@ -1,6 +1,9 @@
-//! What `call_cost` and `batch_cost` share: a loopback emulator, the
+//! What `call_cost`, `batch_cost` and `fetch_cost` share: a loopback emulator, the
 //! connector host (or the component `D365_COMPONENT` names), a connection
 //! holding a token, and the bench's native client on the same emulator.
+
+// Each example is its own crate and uses its own subset of the rig.
+#![allow(dead_code)]
 
 use anyhow::{Context as _, Result, anyhow};
 use host_test::bench::native::Native;

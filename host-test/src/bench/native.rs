@@ -125,6 +125,39 @@ impl Native {
         }
     }
 
+    /// Like [`Self::fetch_all`] without building the records: only each
+    /// page's `@odata.nextLink` is read (serde skips the rest). Returns the
+    /// bytes received; `examples/fetch_cost.rs` uses it to split HTTP from
+    /// parsing.
+    pub async fn fetch_all_bytes(&mut self, page_size: usize) -> Result<usize> {
+        #[derive(serde::Deserialize)]
+        struct Page {
+            #[serde(rename = "@odata.nextLink")]
+            next: Option<String>,
+        }
+        let prefer = format!("odata.maxpagesize={page_size}");
+        let mut bytes = 0;
+        let mut path = format!("{API}accounts");
+        loop {
+            let (status, _, body) = self
+                .send(
+                    http::Method::GET,
+                    &path,
+                    &[("Prefer", &prefer)],
+                    Bytes::new(),
+                )
+                .await?;
+            if status != 200 {
+                bail!("GET {path} answered {status}");
+            }
+            bytes += body.len();
+            match serde_json::from_slice::<Page>(&body)?.next {
+                Some(next) => path = self.local(&next),
+                None => return Ok(bytes),
+            }
+        }
+    }
+
     /// One account by id.
     pub async fn get_account(&mut self, id: &str) -> Result<Value> {
         self.get_json(&format!("{API}accounts({id})"), &[]).await
