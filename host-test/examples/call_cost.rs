@@ -7,6 +7,8 @@
 //! - `getEntity in-process`: the request answered by the emulator in this
 //!   process (wasi-http, no socket);
 //! - `getEntity loopback`: the same over the host's pooled loopback HTTP;
+//! - `getEntity spawned`: the same inside `tokio::spawn`, as a server
+//!   handling requests on the runtime's workers would call it;
 //! - `native GET`: the bench's native client, same request, same emulator;
 //! - `emulator alone`: the emulator's own handling of that request.
 //!
@@ -134,6 +136,29 @@ async fn run(calls: usize, only: &str) -> Result<()> {
         })
         .await?;
         println!("  {label:<22} {us:8.1} µs");
+    }
+
+    if wanted("spawned") {
+        let host = rig.host;
+        let us = median_us(calls, || {
+            let connection = rig.connection.clone();
+            let get = get.clone();
+            let id = id.clone();
+            async move {
+                tokio::spawn(async move {
+                    let out = host
+                        .invoke(&Route::Network, "getEntity", &connection, &get)
+                        .await
+                        .map_err(trap)?
+                        .map_err(|e| anyhow!("getEntity: {}", error_json(&e)))?;
+                    let v: Value = serde_json::from_str(&out.output)?;
+                    check_id(&v, &id)
+                })
+                .await?
+            }
+        })
+        .await?;
+        println!("  getEntity spawned      {us:8.1} µs");
     }
 
     if wanted("native GET") {
