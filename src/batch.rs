@@ -904,6 +904,13 @@ fn field_error(i: usize, field: &str, message: impl Into<String>) -> ConnectorEr
     ConnectorError::invalid_input(format!("{INPUT}[{i}].{field}"), message)
 }
 
+/// [`parse_items`] of a test's literal list, detached from it.
+#[cfg(test)]
+pub(crate) fn parse_owned(list: Value, atomic: bool) -> Vec<BatchItem<'static>> {
+    let items = parse_items(&list, atomic).expect("a valid test list");
+    items.into_iter().map(BatchItem::into_owned).collect()
+}
+
 /// Validates the whole `batchActions` list before anything is sent.
 /// `atomic` is whether the writes will run as one change set: `$n`
 /// references only resolve inside a change set.
@@ -1719,8 +1726,8 @@ OData-Version: 4.0\r
     }
 
     fn items5() -> Vec<BatchItem<'static>> {
-        parse_items(
-            &json!([
+        parse_owned(
+            json!([
                 {"collection": "accounts", "action": "create", "data": {"name": "A"}},
                 {"collection": "contacts", "action": "create", "data": {"lastname": "C", "parentcustomerid_account@odata.bind": "$1"}},
                 {"collection": "accounts", "action": "create", "data": {"name": "B"}},
@@ -1729,10 +1736,6 @@ OData-Version: 4.0\r
             ]),
             true,
         )
-        .unwrap()
-        .into_iter()
-        .map(BatchItem::into_owned)
-        .collect::<Vec<_>>()
     }
 
     #[test]
@@ -1826,8 +1829,8 @@ OData-Version: 4.0\r
 
     #[test]
     fn items_become_the_right_requests() {
-        let items = parse_items(
-            &json!([
+        let items = parse_owned(
+            json!([
                 {"collection": "accounts", "action": "create", "data": {"name": "A"}, "returnRepresentation": true},
                 {"collection": "contacts", "action": "create", "data": {"lastname": "C", "parentcustomerid_account@odata.bind": "$1"}},
                 {"collection": "accounts", "action": "update", "key": "{AA000000-0000-0000-0000-000000000001}", "data": {"name": "B"}},
@@ -1837,11 +1840,7 @@ OData-Version: 4.0\r
                 {"collection": "contacts", "action": "update", "key": "$2", "data": {"firstname": "D"}, "headers": {"If-Match": "W/\"5\""}}
             ]),
             true,
-        )
-        .unwrap()
-        .into_iter()
-        .map(BatchItem::into_owned)
-        .collect::<Vec<_>>();
+        );
         let r: Vec<InnerRequest> = items
             .iter()
             .enumerate()

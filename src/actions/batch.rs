@@ -594,8 +594,8 @@ mod tests {
 
     #[test]
     fn bulk_groups_keep_order_and_split_runs() {
-        let items = batch::parse_items(
-            &json!([
+        let items = batch::parse_owned(
+            json!([
                 {"collection": "accounts", "action": "create", "data": {"name": "a"}},
                 {"collection": "accounts", "action": "create", "data": {"name": "b"}},
                 {"collection": "contacts", "action": "create", "data": {"lastname": "c"}},
@@ -606,24 +606,16 @@ mod tests {
                 {"collection": "accounts", "action": "get"}
             ]),
             false,
-        )
-        .unwrap()
-        .into_iter()
-        .map(BatchItem::into_owned)
-        .collect::<Vec<_>>();
-        let with_refs = batch::parse_items(
-            &json!([
+        );
+        let with_refs = batch::parse_owned(
+            json!([
                 {"collection": "accounts", "action": "create", "data": {"name": "a"}},
                 {"collection": "accounts", "action": "create", "data": {"name": "b"}},
                 {"collection": "accounts", "action": "create", "data": {"name": "c"}},
                 {"collection": "contacts", "action": "create", "data": {"lastname": "x", "parentcustomerid_account@odata.bind": "$2"}}
             ]),
             true,
-        )
-        .unwrap()
-        .into_iter()
-        .map(BatchItem::into_owned)
-        .collect::<Vec<_>>();
+        );
         assert_eq!(
             bulk_groups(&with_refs),
             vec![
@@ -680,18 +672,14 @@ mod tests {
     #[test]
     fn unanswered_items_are_explained_by_send_order() {
         use crate::batch::{Assigned, PartResponse};
-        let items = batch::parse_items(
-            &json!([
+        let items = batch::parse_owned(
+            json!([
                 {"collection": "accounts", "action": "create", "data": {"name": "a"}},
                 {"collection": "accounts", "action": "create", "data": {"name": "b"}},
                 {"collection": "accounts", "action": "create", "data": {"name": "c"}}
             ]),
             false,
-        )
-        .unwrap()
-        .into_iter()
-        .map(BatchItem::into_owned)
-        .collect::<Vec<_>>();
+        );
         let failure = |cid: Option<&str>| PartResponse {
             content_id: cid.map(str::to_string),
             in_changeset: false,
