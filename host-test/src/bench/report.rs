@@ -91,6 +91,7 @@ impl Report {
                 "getEntityCalls": sizes.gets,
                 "instantiations": sizes.instantiations,
                 "batchCreates": sizes.batch_creates,
+                "batchRounds": sizes.batch_rounds,
             }),
             rows: Vec::new(),
             targets: Vec::new(),
