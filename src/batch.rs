@@ -290,22 +290,47 @@ fn write_http_part(out: &mut Vec<u8>, r: &InnerRequest, rendered: &[u8]) {
     out.extend_from_slice(rendered);
 }
 
-/// One inner response, in the order Dataverse returned it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One inner response, in the order Dataverse returned it. Equal when the
+/// headers are, whatever their line endings.
+#[derive(Debug, Clone)]
 pub struct PartResponse {
     /// The part's `Content-ID`, when Dataverse echoed one.
     pub content_id: Option<String>,
     /// Whether it came from inside a `changesetresponse_` part.
     pub in_changeset: bool,
     pub status: u16,
-    pub headers: Vec<(String, String)>,
+    /// The part's HTTP header block as received (`Name: value` lines), read
+    /// on demand: a 1,000-create answer has ~3,000 headers and the
+    /// connector looks at one or two per part.
+    pub head: String,
     pub body: Vec<u8>,
 }
 
+impl PartialEq for PartResponse {
+    fn eq(&self, other: &Self) -> bool {
+        self.content_id == other.content_id
+            && self.in_changeset == other.in_changeset
+            && self.status == other.status
+            && self.headers().eq(other.headers())
+            && self.body == other.body
+    }
+}
+
+impl Eq for PartResponse {}
+
 impl PartResponse {
+    /// The headers, in order, names and values trimmed.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        // The lines split at ASCII bytes of a `String`: slices stay UTF-8.
+        header_lines(self.head.as_bytes())
+            .filter_map(|(k, v)| Some((std::str::from_utf8(k).ok()?, std::str::from_utf8(v).ok()?)))
+    }
+
     /// A header's value, name compared case-insensitively.
     pub fn header(&self, name: &str) -> Option<&str> {
-        header_value(&self.headers, name)
+        header_lines(self.head.as_bytes())
+            .find(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes()))
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
     }
 
     pub fn is_success(&self) -> bool {
@@ -434,7 +459,7 @@ fn parse_http_response(
         content_id,
         in_changeset,
         status,
-        headers: parse_headers(head),
+        head: text(head),
         body: body.to_vec(),
     })
 }
@@ -570,19 +595,6 @@ fn utf8(bytes: &[u8]) -> Cow<'_, str> {
 
 fn text(bytes: &[u8]) -> String {
     utf8(bytes).into_owned()
-}
-
-fn parse_headers(head: &[u8]) -> Vec<(String, String)> {
-    header_lines(head)
-        .map(|(k, v)| (text(k), text(v)))
-        .collect()
-}
-
-fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
 }
 
 /// Responses put back in item order.
@@ -1650,7 +1662,9 @@ OData-Version: 4.0\r
         let parts = split_multipart(&enc.body, &boundary).unwrap();
         for part in parts {
             let (head, content) = split_head(part);
-            let id = header_value(&parse_headers(head), "Content-ID").map(str::to_string);
+            let id = header_lines(head)
+                .find(|(k, _)| k.eq_ignore_ascii_case(b"Content-ID"))
+                .map(|(_, v)| text(v));
             let line =
                 String::from_utf8_lossy(content.split(|b| *b == b'\n').next().unwrap()).to_string();
             out.push_str("--batchresponse_x\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n");

@@ -151,7 +151,11 @@ fuzz_target!(|i: Input<'_>| {
         assert_eq!(got.status, *status);
         assert_eq!(got.content_id, id.map(|n| n.to_string()));
         assert_eq!(got.in_changeset, *in_cs);
-        assert_eq!(&got.headers, headers);
+        let got_headers: Vec<(String, String)> = got
+            .headers()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(&got_headers, headers);
         assert_eq!(&got.body, b, "{}", String::from_utf8_lossy(&body));
     }
 });

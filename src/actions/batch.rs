@@ -538,13 +538,8 @@ fn spread(
                             .flatten()
                             .or_else(|| item.record_id().map(|g| g.to_string()));
                         part.body = Vec::new();
-                        part.headers = id
-                            .map(|id| {
-                                vec![(
-                                    "OData-EntityId".to_string(),
-                                    format!("{root}{}({id})", item.collection),
-                                )]
-                            })
+                        part.head = id
+                            .map(|id| format!("OData-EntityId: {root}{}({id})", item.collection))
                             .unwrap_or_default();
                     }
                     if let Some(s) = slots.get_mut(*i) {
@@ -684,7 +679,7 @@ mod tests {
             content_id: cid.map(str::to_string),
             in_changeset: false,
             status: 400,
-            headers: Vec::new(),
+            head: String::new(),
             body: br#"{"error":{"code":"0x0","message":"bad"}}"#.to_vec(),
         };
         let sent_at = [0, 1, 2];

@@ -302,7 +302,10 @@ fn send_page(
             }
             let page = crate::http::Response {
                 status: part.status,
-                headers: part.headers,
+                headers: part
+                    .headers()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
                 body: part.body,
             };
             Ok((transport, page))
