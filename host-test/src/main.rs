@@ -208,6 +208,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let emulator = Emulator::new(emulator::Config {
                 generated_records: records,
+                // A server answering for hours must not keep every page it sent.
+                log_retention: emulator::LogRetention::RECENT,
                 ..Default::default()
             });
             let mut faults = emulator::Faults::default();

@@ -12,6 +12,7 @@ pub mod data;
 pub mod faults;
 pub mod fetchxml;
 pub mod identity;
+pub mod log;
 pub mod odata;
 pub mod response;
 pub mod server;
@@ -26,6 +27,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub use data::Directory;
 pub use faults::{FaultStats, Faults, Injected, Limit, Reset, Trigger};
 pub use identity::{AppRegistration, Identity};
+pub use log::{LogRetention, LoggedRequest, RequestLog};
 pub use webhooks::{DeliveryRecord, Webhooks};
 
 /// A request as the emulator sees it (body read in full).
@@ -40,6 +42,8 @@ pub struct Config {
     pub access_token_lifetime: u64,
     /// Synthetic accounts to generate beyond the seeded demo data.
     pub generated_records: usize,
+    /// How much of the request log to keep (see [`log`]).
+    pub log_retention: LogRetention,
 }
 
 impl Default for Config {
@@ -47,43 +51,8 @@ impl Default for Config {
         Config {
             access_token_lifetime: 3599,
             generated_records: 0,
+            log_retention: LogRetention::All,
         }
-    }
-}
-
-/// One line of the request log: enough for tests to prove what was sent.
-#[derive(Debug, Clone)]
-pub struct LoggedRequest {
-    pub method: String,
-    /// Path and query, as received.
-    pub target: String,
-    pub status: u16,
-    /// Request headers (Authorization values replaced by `Bearer ***`).
-    pub headers: Vec<(String, String)>,
-    pub body_len: usize,
-    /// The request body, for Web API requests only (token requests carry
-    /// secrets and are never kept).
-    pub body: Bytes,
-    /// The response body as answered (before any injected cut), so tests
-    /// can scan what the service sent back (e.g. for leaked secrets).
-    pub response_body: Bytes,
-}
-
-impl LoggedRequest {
-    pub fn path(&self) -> &str {
-        self.target.split('?').next().unwrap_or("")
-    }
-
-    pub fn is_token_request(&self) -> bool {
-        self.path().ends_with("/oauth2/v2.0/token")
-    }
-
-    /// The first request header of that name (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -94,7 +63,7 @@ pub struct State {
     pub directory: Directory,
     /// Records of every entity set.
     pub store: store::Store,
-    pub log: Vec<LoggedRequest>,
+    pub log: RequestLog,
     pub faults: Faults,
     /// What the faults did since they were last set.
     pub fault_stats: FaultStats,
@@ -182,13 +151,14 @@ impl Emulator {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let store = store::seed::seeded(&directory, config.generated_records, now);
+        let log = RequestLog::new(config.log_retention);
         Emulator {
             state: Arc::new(Mutex::new(State {
                 config,
                 identity,
                 directory,
                 store,
-                log: Vec::new(),
+                log,
                 faults: Faults::default(),
                 fault_stats: FaultStats::default(),
                 clock_offset_secs: 0,
@@ -384,9 +354,14 @@ impl Emulator {
         plan
     }
 
-    /// A copy of the request log.
+    /// A copy of the request log (the kept part: see [`Config::log_retention`]).
     pub fn log(&self) -> Vec<LoggedRequest> {
-        self.state().log.clone()
+        self.state().log.to_vec()
+    }
+
+    /// Entries the log retention dropped since the log was last cleared.
+    pub fn log_dropped(&self) -> u64 {
+        self.state().log.dropped()
     }
 
     pub fn clear_log(&self) {
