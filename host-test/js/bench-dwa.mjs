@@ -10,6 +10,7 @@
 // line: {ok, ms | samplesMs, count, maxRssKb} or {ok: false, error}.
 // Timings start after the module is imported and the token is fetched, except
 // for the cold-start scenario, which the caller times from process spawn.
+import { readFileSync } from 'node:fs';
 import { DynamicsWebApi } from 'dynamics-web-api';
 
 const job = JSON.parse(process.argv[2] ?? '{}');
@@ -34,7 +35,21 @@ function client(token) {
   });
 }
 
-const maxRssKb = () => process.resourceUsage().maxRSS;
+// Node's own peak. On Linux, getrusage's maxRSS (process.resourceUsage) also
+// counts the bench process this one was forked from: exec records the
+// forked copy's high-water mark, so every run reported the Rust process's
+// RSS (≈ 2–3 GiB with the emulator's data) instead of Node's. VmHWM belongs
+// to this process's own address space.
+const maxRssKb = () => {
+  try {
+    const status = readFileSync('/proc/self/status', 'utf8');
+    const hwm = /^VmHWM:\s+(\d+) kB/m.exec(status);
+    if (hwm) return Number(hwm[1]);
+  } catch {
+    // not Linux
+  }
+  return process.resourceUsage().maxRSS;
+};
 
 async function run() {
   const token = await fetchToken();

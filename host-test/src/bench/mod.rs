@@ -14,7 +14,7 @@ use crate::emulator::{self, Emulator};
 use crate::host::{COMPONENT_WASM, ConnectorHost, Route, StateJson, error_json, trap};
 use anyhow::{Context as _, Result, anyhow};
 use native::Native;
-use report::{Contender, Report};
+use report::{Contender, Report, Rss};
 use serde_json::{Value, json};
 use std::time::Instant;
 
@@ -60,14 +60,52 @@ impl Sizes {
     };
 }
 
-/// Peak RSS tracking of this process: `clear_refs` 5 resets VmHWM (Linux).
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
+/// A window over one in-process contender's run: the process's peak RSS,
+/// and what the process held when the run started. The window opens with
+/// freed heap handed back to the OS, so the start is what is live (the
+/// emulator's data, mostly), not what earlier rounds left in malloc's free
+/// lists, and the peak above it is this run's own.
+struct RssWindow {
+    start_mib: Option<f64>,
 }
 
-fn peak_rss_mib() -> Option<f64> {
+impl RssWindow {
+    fn open() -> Self {
+        trim_heap();
+        // `clear_refs` 5 resets VmHWM to the current RSS (Linux ≥ 4.0).
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
+        RssWindow {
+            start_mib: status_mib("VmRSS:"),
+        }
+    }
+
+    fn close(&self) -> Option<Rss> {
+        Some(Rss {
+            peak_mib: status_mib("VmHWM:")?,
+            start_mib: self.start_mib,
+        })
+    }
+}
+
+/// glibc keeps freed memory in its arenas; hand it back so RSS is the live set.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim_heap() {
+    unsafe extern "C" {
+        fn malloc_trim(pad: usize) -> std::ffi::c_int;
+    }
+    // SAFETY: malloc_trim only returns free pages of glibc's heap to the OS.
+    unsafe {
+        malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim_heap() {}
+
+/// A `/proc/self/status` line in MiB (Linux).
+fn status_mib(key: &str) -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
 }
@@ -242,7 +280,7 @@ async fn fetch_xml(s: &Setup, sizes: Sizes, report: &mut Report) {
     let xml = fetch_xml_query(sizes.page_size, false);
     for round in 0..sizes.rounds {
         eprintln!("bench: {FETCHXML}, round {}", round + 1);
-        reset_peak_rss();
+        let rss = RssWindow::open();
         let t = Instant::now();
         let r = s
             .invoke(
@@ -263,17 +301,17 @@ async fn fetch_xml(s: &Setup, sizes: Sizes, report: &mut Report) {
         report.fetch_sample(
             FETCHXML,
             Contender::Connector,
-            r.map(|c| (ms(elapsed), c, peak_rss_mib())),
+            r.map(|c| (ms(elapsed), c, rss.close())),
             0,
         );
         let r = async {
             let mut n = s.native().await?;
-            reset_peak_rss();
+            let rss = RssWindow::open();
             let t = Instant::now();
             let records = n
                 .fetch_xml_all(&fetch_xml_query(sizes.page_size, true))
                 .await?;
-            Ok((ms(t.elapsed()), records.len(), peak_rss_mib()))
+            Ok((ms(t.elapsed()), records.len(), rss.close()))
         }
         .await;
         report.fetch_sample(FETCHXML, Contender::Native, r, 0);
@@ -283,7 +321,11 @@ async fn fetch_xml(s: &Setup, sizes: Sizes, report: &mut Report) {
             .and_then(|p| {
                 let ms = p.out["ms"].as_f64().context("no ms")?;
                 let count = p.out["count"].as_u64().context("no count")? as usize;
-                Ok((ms, count, p.out["maxRssKb"].as_f64().map(|k| k / 1024.0)))
+                let rss = p.out["maxRssKb"].as_f64().map(|k| Rss {
+                    peak_mib: k / 1024.0,
+                    start_mib: None,
+                });
+                Ok((ms, count, rss))
             });
         report.fetch_sample(FETCHXML, Contender::Peer, r, 0);
     }
@@ -386,7 +428,7 @@ async fn fetch_all(s: &Setup, sizes: Sizes, report: &mut Report) {
     for round in 0..sizes.rounds {
         eprintln!("bench: {FETCH}, round {}", round + 1);
         // Connector.
-        reset_peak_rss();
+        let rss = RssWindow::open();
         let t = Instant::now();
         let r = s
             .invoke(
@@ -407,16 +449,16 @@ async fn fetch_all(s: &Setup, sizes: Sizes, report: &mut Report) {
         report.fetch_sample(
             FETCH,
             Contender::Connector,
-            r.map(|c| (ms(elapsed), c, peak_rss_mib())),
+            r.map(|c| (ms(elapsed), c, rss.close())),
             expected,
         );
         // Native.
         let r = async {
             let mut n = s.native().await?;
-            reset_peak_rss();
+            let rss = RssWindow::open();
             let t = Instant::now();
             let records = n.fetch_all(sizes.page_size).await?;
-            Ok((ms(t.elapsed()), records.len(), peak_rss_mib()))
+            Ok((ms(t.elapsed()), records.len(), rss.close()))
         }
         .await;
         report.fetch_sample(FETCH, Contender::Native, r, expected);
@@ -427,7 +469,11 @@ async fn fetch_all(s: &Setup, sizes: Sizes, report: &mut Report) {
             .and_then(|p| {
                 let ms = p.out["ms"].as_f64().context("no ms")?;
                 let count = p.out["count"].as_u64().context("no count")? as usize;
-                Ok((ms, count, p.out["maxRssKb"].as_f64().map(|k| k / 1024.0)))
+                let rss = p.out["maxRssKb"].as_f64().map(|k| Rss {
+                    peak_mib: k / 1024.0,
+                    start_mib: None,
+                });
+                Ok((ms, count, rss))
             });
         report.fetch_sample(FETCH, Contender::Peer, r, expected);
     }

@@ -30,6 +30,16 @@ impl Contender {
     }
 }
 
+/// One contender's memory in one fetch-all round, in MiB.
+#[derive(Debug, Clone, Copy)]
+pub struct Rss {
+    /// The peak RSS of the process that ran it.
+    pub peak_mib: f64,
+    /// That process's RSS when the round started, where known (the bench's
+    /// own process; Node starts fresh each round).
+    pub start_mib: Option<f64>,
+}
+
 /// One line of the table.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
@@ -44,6 +54,10 @@ pub struct Row {
     /// Peak RSS in MiB, the highest over the rounds (fetch-all scenarios).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peak_rss_mib: Option<f64>,
+    /// The most the process grew during one round, in MiB: the peak less
+    /// the RSS when the round started (in-process contenders only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rss_growth_mib: Option<f64>,
     /// Why this contender has no (or fewer) samples.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -116,6 +130,7 @@ impl Report {
                     samples: Vec::new(),
                     records: None,
                     peak_rss_mib: None,
+                    rss_growth_mib: None,
                     error: None,
                 });
                 self.rows.len() - 1
@@ -149,13 +164,13 @@ impl Report {
         }
     }
 
-    /// A fetch-all: (ms, records, peak RSS MiB). Every contender must
-    /// return the same number of records.
+    /// A fetch-all: (ms, records, memory). Every contender must return the
+    /// same number of records.
     pub fn fetch_sample(
         &mut self,
         scenario: &str,
         c: Contender,
-        r: anyhow::Result<(f64, usize, Option<f64>)>,
+        r: anyhow::Result<(f64, usize, Option<Rss>)>,
         _generated: usize,
     ) {
         const METRIC: &str = "whole fetch-all";
@@ -175,7 +190,11 @@ impl Report {
                 row.samples.push(ms);
                 row.records = Some(count);
                 if let Some(rss) = rss {
-                    row.peak_rss_mib = Some(row.peak_rss_mib.map_or(rss, |p| p.max(rss)));
+                    let max = |old: Option<f64>, new: f64| Some(old.map_or(new, |o| o.max(new)));
+                    row.peak_rss_mib = max(row.peak_rss_mib, rss.peak_mib);
+                    if let Some(start) = rss.start_mib {
+                        row.rss_growth_mib = max(row.rss_growth_mib, rss.peak_mib - start);
+                    }
                 }
             }
             Err(e) => self.error(scenario, METRIC, c, format!("{e:#}")),
@@ -296,8 +315,12 @@ impl Report {
                     ));
                 }
             }
-            if let Some(rss) = r.peak_rss_mib {
-                notes.push(format!("peak RSS {rss:.0} MiB"));
+            match (r.peak_rss_mib, r.rss_growth_mib) {
+                (Some(rss), Some(growth)) => notes.push(format!(
+                    "peak RSS {rss:.0} MiB (+{growth:.0} during a round)"
+                )),
+                (Some(rss), None) => notes.push(format!("peak RSS {rss:.0} MiB")),
+                _ => {}
             }
             if let Some(e) = &r.error {
                 let one_line: String = e
@@ -379,7 +402,8 @@ impl Report {
             out,
             "Contenders run interleaved per round (connector, native, DynamicsWebApi). \
              Peak RSS is this process's high-water mark (it also holds the emulator) \
-             for connector and native, Node's own for DynamicsWebApi.\n"
+             for connector and native, with the most it grew during one round (from \
+             the live heap at the round's start); Node's own for DynamicsWebApi.\n"
         );
         out.push_str(&self.table());
         out
