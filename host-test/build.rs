@@ -23,8 +23,15 @@ fn main() {
     }
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let root = manifest_dir.parent().expect("workspace root").to_path_buf();
+    // Checkouts that share a CARGO_TARGET_DIR share this script's
+    // fingerprint: with absolute paths, cargo checked the files of whichever
+    // checkout ran it last, and that checkout's component stayed embedded
+    // in the others. The paths are relative to this package, and
+    // D365_CHECKOUT (set per checkout in .cargo/config.toml) reruns the
+    // script when the build moves to another checkout.
+    println!("cargo:rerun-if-env-changed=D365_CHECKOUT");
     for watched in ["src", "wit", "build.rs", "Cargo.toml", "Cargo.lock"] {
-        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+        println!("cargo:rerun-if-changed=../{watched}");
     }
     // One wasm target dir per checkout: several worktrees may share one
     // CARGO_TARGET_DIR, and the final `d365_connector.wasm` path would
