@@ -92,20 +92,65 @@ pub fn raw_json(response: &Response) -> Result<String> {
     }
 }
 
+/// The most record text one action returns. A fetch-all, or a change
+/// tracking full sync, that would pass it stops with an error naming the
+/// input to change. Without it, a larger output failed in the host, not
+/// here: wasmtime lifts at most 128 MiB out of one call by default (its
+/// "hostcall fuel"), and the call ended with "too much data is being copied
+/// between the host and the guest", naming nothing the user could change.
+/// 1 MiB is left for the envelope and the token state beside the output.
+pub const MAX_OUTPUT_BYTES: usize = 127 << 20;
+
 /// Records gathered across pages, as the text of a JSON array's elements.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RawRecords {
     text: String,
     len: usize,
+    /// The input an oversized result is blamed on (e.g. `fetchAll`), and
+    /// what to do instead.
+    input: &'static str,
+    hint: &'static str,
+    limit: usize,
 }
 
 impl RawRecords {
-    pub fn push(&mut self, record: &RawValue) {
+    /// Gathers at most [`MAX_OUTPUT_BYTES`]; past them, [`Self::push`]
+    /// fails naming `input`, with `hint`.
+    pub fn new(input: &'static str, hint: &'static str) -> Self {
+        Self::with_limit(input, hint, MAX_OUTPUT_BYTES)
+    }
+
+    fn with_limit(input: &'static str, hint: &'static str, limit: usize) -> Self {
+        RawRecords {
+            text: String::new(),
+            len: 0,
+            input,
+            hint,
+            limit,
+        }
+    }
+
+    pub fn push(&mut self, record: &RawValue) -> Result<()> {
+        let record = record.get();
+        // Checked before growing: the buffer doubles, and the push that
+        // crosses the limit would otherwise allocate twice the limit.
+        if self.text.len() + record.len() + 1 > self.limit {
+            return Err(ConnectorError::invalid_input(
+                self.input,
+                format!(
+                    "the records passed the {} MiB output limit after {} records",
+                    self.limit >> 20,
+                    self.len
+                ),
+            )
+            .with_hint(self.hint));
+        }
         if self.len > 0 {
             self.text.push(',');
         }
-        self.text.push_str(record.get());
+        self.text.push_str(record);
         self.len += 1;
+        Ok(())
     }
 
     pub fn len(&self) -> usize {
@@ -124,9 +169,11 @@ pub enum Output {
     Value(Value),
     /// Valid JSON text (checked when it was read).
     Json(String),
-    /// `{…envelope members…, "value": [records]}`.
+    /// `{…envelope members…, "<key>": [records]}`.
     Collection {
         envelope: Map<String, Value>,
+        /// The member that holds the records (`value`, `changed`).
+        key: &'static str,
         records: RawRecords,
     },
 }
@@ -146,7 +193,11 @@ impl Output {
             // serialises.
             Output::Value(v) => serde_json::to_string(&v).unwrap_or_default(),
             Output::Json(s) => s,
-            Output::Collection { envelope, records } => {
+            Output::Collection {
+                envelope,
+                key,
+                records,
+            } => {
                 let mut head = String::with_capacity(64 * envelope.len() + 16);
                 head.push('{');
                 for (k, v) in &envelope {
@@ -156,7 +207,8 @@ impl Output {
                     head.push_str(&serde_json::to_string(v).unwrap_or_default());
                     head.push(',');
                 }
-                head.push_str("\"value\":[");
+                head.push_str(&serde_json::to_string(key).unwrap_or_default());
+                head.push_str(":[");
                 // The records' text becomes the output in place: a fetch-all's
                 // records are ~100 MB, and a second buffer for the output
                 // doubled the memory the call touched (every page of it
@@ -201,21 +253,55 @@ mod tests {
         assert_eq!(page.records.len(), 2);
         assert_eq!(page.records[0].get(), r#"{"a":1,"b":"x\"y"}"#);
         assert_eq!(page.annotation("@odata.nextLink"), Some(&Value::from("n")));
-        let mut all = RawRecords::default();
+        let mut all = RawRecords::new("fetchAll", "hint");
         for r in &page.records {
-            all.push(r);
+            all.push(r).unwrap();
         }
         let mut envelope = Map::new();
         envelope.insert("count".into(), Value::from(2));
         envelope.insert("nextLink".into(), Value::Null);
         let out = Output::Collection {
             envelope,
+            key: "value",
             records: all,
         };
         let v: Value = serde_json::from_str(&out.into_json()).unwrap();
         assert_eq!(
             v,
             serde_json::json!({"count": 2, "nextLink": null, "value": [{"a":1,"b":"x\"y"}, {"a":2}]})
+        );
+    }
+
+    #[test]
+    fn records_past_the_output_limit_are_an_error_naming_the_input() {
+        let page = response(r#"{"value":[{"a":"0123456789"},{"a":"0123456789"}]}"#);
+        let page = parse_page(&page, "a query").unwrap();
+        // Room for the first record (18 bytes) and a comma, not the second.
+        let mut all = RawRecords::with_limit("fetchAll", "hint", 20);
+        all.push(page.records[0]).unwrap();
+        let e = all.push(page.records[1]).unwrap_err();
+        assert_eq!(
+            e.kind,
+            crate::error::ErrorKind::InvalidInput {
+                input: "fetchAll".into()
+            }
+        );
+        assert!(e.message.contains("after 1 records"), "{}", e.message);
+        assert_eq!(e.hint.as_deref(), Some("hint"));
+        assert_eq!(all.len(), 1);
+        // Exactly at the limit still fits.
+        let mut exact = RawRecords::with_limit("fetchAll", "hint", 37);
+        for r in &page.records {
+            exact.push(r).unwrap();
+        }
+        let out = Output::Collection {
+            envelope: Map::new(),
+            key: "changed",
+            records: exact,
+        };
+        assert_eq!(
+            out.into_json(),
+            r#"{"changed":[{"a":"0123456789"},{"a":"0123456789"}]}"#
         );
     }
 

@@ -6,6 +6,7 @@
 mod common;
 
 use common::Env;
+use host_test::emulator::{Config, LogRetention};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 
@@ -492,5 +493,55 @@ async fn writes_while_paging_come_with_the_next_delta() {
         union,
         current_account_ids(&env),
         "every row seen once the two polls are joined"
+    );
+}
+
+/// A first poll (full sync) past the connector's 127 MiB output limit ends
+/// with an error naming fieldNames, the input that can make it fit.
+#[tokio::test]
+async fn a_full_sync_past_the_output_limit_is_an_error_naming_field_names() {
+    let mut env = Env::with_config(Config {
+        log_retention: LogRetention::RECENT,
+        ..Default::default()
+    });
+    common::seed_big_accounts(&env, 17, 8 << 20);
+    let e = env
+        .err(
+            "recordChanges",
+            r#"{"entityType":"accounts","fieldNames":["name","description"],"pageSize":1}"#,
+        )
+        .await;
+    assert_eq!(e["kind"], "invalid-input", "{e}");
+    assert_eq!(e["input"], "fieldNames", "{e}");
+    let message = e["message"].as_str().unwrap_or_default();
+    assert!(message.contains("127 MiB output limit"), "{message}");
+    // Without the big column the same full sync fits, every row once.
+    let out = env
+        .ok(
+            "recordChanges",
+            r#"{"entityType":"accounts","fieldNames":["name"],"pageSize":7}"#,
+        )
+        .await;
+    let names: Vec<&str> = out["changed"]
+        .as_array()
+        .expect("changed rows")
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .filter(|n| n.starts_with("Big "))
+        .collect();
+    assert_eq!(names.len(), 17, "{names:?}");
+    assert_eq!(
+        names.iter().collect::<BTreeSet<_>>().len(),
+        17,
+        "each row once"
+    );
+    assert_eq!(
+        out["changedCount"],
+        out["changed"].as_array().map(Vec::len).unwrap_or(0)
+    );
+    assert!(
+        out["state"]
+            .as_str()
+            .is_some_and(|s| s.contains("$deltatoken"))
     );
 }

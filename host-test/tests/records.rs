@@ -8,7 +8,7 @@ mod common;
 use bytes::Bytes;
 use common::{Env, host, is_guid};
 use host_test::emulator::store::seed;
-use host_test::emulator::{Config, EmuResponse};
+use host_test::emulator::{Config, EmuResponse, LogRetention};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::process::Command;
@@ -664,6 +664,47 @@ async fn paging_over_three_pages_with_next_page_round_trips() {
             r.target
         );
     }
+}
+
+/// A fetch-all past the connector's output limit (127 MiB) ends with an
+/// error naming fetchAll. Before the limit, the call failed in wasmtime
+/// ("too much data is being copied between the host and the guest").
+/// Seventeen accounts with 8 MiB descriptions make 136 MiB of records.
+#[tokio::test]
+async fn a_fetch_all_past_the_output_limit_is_an_error_naming_fetch_all() {
+    let mut env = Env::with_config(Config {
+        log_retention: LogRetention::RECENT,
+        ..Default::default()
+    });
+    common::seed_big_accounts(&env, 17, 8 << 20);
+    let e = env
+        .err(
+            "queryEntities",
+            r#"{"entityType":"accounts","fieldNames":["name","description"],"filter":"startswith(name,'Big ')","fetchAll":true,"pageSize":1}"#,
+        )
+        .await;
+    assert_eq!(e["kind"], "invalid-input", "{e}");
+    assert_eq!(e["input"], "fetchAll", "{e}");
+    let message = e["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("127 MiB output limit after 15 records"),
+        "{message}"
+    );
+    assert!(
+        e["hint"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("fieldNames")
+    );
+    // The same rows read page by page still work.
+    let page = env
+        .ok(
+            "queryEntities",
+            r#"{"entityType":"accounts","fieldNames":["name","description"],"filter":"startswith(name,'Big ')","pageSize":2}"#,
+        )
+        .await;
+    assert_eq!(page["count"], 2);
+    assert!(page["nextLink"].is_string());
 }
 
 #[tokio::test]

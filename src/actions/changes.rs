@@ -13,9 +13,14 @@ use crate::error::{ConnectorError, ErrorKind, Result};
 use crate::http::Method;
 use crate::inputs::Inputs;
 use crate::odata::{self, ODataQuery};
+use crate::page::{self, Output, RawRecords};
 use crate::types::EntitySet;
-use serde_json::{Value, json};
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value, json};
+use std::borrow::Cow;
 use std::collections::BTreeSet;
+use std::fmt;
 
 /// Safety bound on pages one poll follows.
 const MAX_PAGES: usize = 100_000;
@@ -74,41 +79,102 @@ pub fn definitions() -> Vec<ActionDef> {
     }]
 }
 
-pub fn run(key: &str, session: &mut Session<'_>, inputs: &Inputs) -> Option<Result<Value>> {
+pub fn run(key: &str, session: &mut Session<'_>, inputs: &Inputs) -> Option<Result<Output>> {
     (key == KEY).then(|| poll(session, inputs))
 }
 
 /// One entry of a delta page.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Entry {
-    Changed(Value),
+    /// A new or changed row: passed through as the Web API sent it.
+    Changed,
+    /// The id (lowercase GUID) of a deleted row.
     Deleted(String),
 }
 
 /// Sorts a delta entry: `$deletedEntity` entries (by their context or
 /// `reason`) are deletions of their `id`, the rest new or changed rows.
-pub fn classify(row: Value) -> Result<Entry> {
-    let deleted = row
-        .get("@odata.context")
-        .and_then(Value::as_str)
+///
+/// Reads only the members that decide it: rows stay raw text (a full sync
+/// of a large table held every row as a `Value` tree, several times the
+/// size of its text).
+pub fn classify(row: &RawValue) -> Result<Entry> {
+    let probe: Probe = serde_json::from_str(row.get()).map_err(|e| {
+        ConnectorError::transport(format!(
+            "a row of the delta answer is not a JSON object ({e})"
+        ))
+    })?;
+    let deleted = probe
+        .context
+        .as_deref()
         .is_some_and(|c| c.ends_with("$deletedEntity"))
-        || row.get("reason").and_then(Value::as_str) == Some("deleted")
-            && row.get("id").is_some()
-            && row.as_object().is_some_and(|o| o.len() <= 3);
+        || probe.reason.as_deref() == Some("deleted") && probe.has_id && probe.members <= 3;
     if !deleted {
-        return Ok(Entry::Changed(row));
+        return Ok(Entry::Changed);
     }
-    match row.get("id").and_then(Value::as_str) {
+    match probe.id {
         // The id may be the bare GUID or an entity URL ending in (GUID).
         Some(id) => {
             let bare = id
                 .rsplit_once('(')
-                .map_or(id, |(_, r)| r.trim_end_matches(')'));
+                .map_or(id.as_str(), |(_, r)| r.trim_end_matches(')'));
             Ok(Entry::Deleted(bare.to_ascii_lowercase()))
         }
         None => Err(ConnectorError::transport(
             "a $deletedEntity entry of the delta answer has no id",
         )),
+    }
+}
+
+/// The members of a delta row that [`classify`] reads; the rest are skipped.
+#[derive(Debug, Default)]
+struct Probe {
+    context: Option<String>,
+    reason: Option<String>,
+    /// `id` when it is a string.
+    id: Option<String>,
+    /// Whether the row has an `id` member at all.
+    has_id: bool,
+    members: usize,
+}
+
+impl<'de> Deserialize<'de> for Probe {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct ProbeVisitor;
+        impl<'de> Visitor<'de> for ProbeVisitor {
+            type Value = Probe;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a row object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Probe, A::Error> {
+                let mut probe = Probe::default();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    probe.members += 1;
+                    let text = |v: Value| match v {
+                        Value::String(s) => Some(s),
+                        _ => None,
+                    };
+                    match key.as_ref() {
+                        "@odata.context" => probe.context = text(map.next_value()?),
+                        "reason" => probe.reason = text(map.next_value()?),
+                        "id" => {
+                            probe.has_id = true;
+                            probe.id = text(map.next_value()?);
+                        }
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(probe)
+            }
+        }
+        d.deserialize_map(ProbeVisitor)
     }
 }
 
@@ -169,7 +235,7 @@ fn is_not_tracked(e: &ConnectorError) -> bool {
     e.status == Some(400) && m.contains("change tracking") && m.contains("not enabled")
 }
 
-fn poll(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
+fn poll(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
     let set = EntitySet::parse("entityType", inputs.str("entityType").unwrap_or(""))?;
     let page_size = inputs.u64("pageSize").unwrap_or(1000).clamp(1, 5000) as u32;
     let resync = inputs.bool("resync");
@@ -209,7 +275,10 @@ fn poll(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
         }
     };
     let prefer = format!("odata.track-changes,odata.maxpagesize={page_size}");
-    let mut changed: Vec<Value> = Vec::new();
+    let mut changed = RawRecords::new(
+        "fieldNames",
+        "A poll returns all its rows at once: list only the columns the flow needs in fieldNames. A first poll returns every row of the table.",
+    );
     let mut deleted: Vec<String> = Vec::new();
     let mut seen_deleted = BTreeSet::new();
     let mut seen_links = BTreeSet::new();
@@ -218,8 +287,8 @@ fn poll(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
         let request = session
             .request_to(Method::Get, url.clone())
             .header("Prefer", prefer.clone());
-        let body = match session.send_json(request) {
-            Ok(b) => b,
+        let response = match session.send_ok(request) {
+            Ok(r) => r,
             Err(e) if delta && is_token_error(&e) => return Err(resync_error(e)),
             Err(e) if is_not_tracked(&e) => {
                 return Err(ConnectorError {
@@ -233,15 +302,11 @@ fn poll(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
             }
             Err(e) => return Err(e),
         };
+        let page = page::parse_page(&response, "a change tracking query")?;
         pages += 1;
-        let Some(Value::Array(values)) = body.get("value") else {
-            return Err(ConnectorError::transport(
-                "the Web API answer to a change tracking query has no value array",
-            ));
-        };
-        for row in values {
-            match classify(row.clone())? {
-                Entry::Changed(r) => changed.push(r),
+        for row in &page.records {
+            match classify(row)? {
+                Entry::Changed => changed.push(row)?,
                 Entry::Deleted(id) => {
                     if seen_deleted.insert(id.clone()) {
                         deleted.push(id);
@@ -249,6 +314,7 @@ fn poll(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
                 }
             }
         }
+        let body = &page.annotations;
         if let Some(next) = body.get("@odata.nextLink").and_then(Value::as_str) {
             if !seen_links.insert(next.to_string()) || pages >= MAX_PAGES {
                 return Err(ConnectorError::transport(format!(
@@ -271,20 +337,30 @@ fn poll(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
             }
         }
     };
-    Ok(json!({
-        "changed": changed,
-        "deleted": deleted,
-        "changedCount": changed.len(),
-        "deletedCount": deleted.len(),
-        "fullSync": !delta,
-        "pages": pages,
-        "state": delta_link,
-    }))
+    let mut envelope = Map::new();
+    envelope.insert("changedCount".into(), Value::from(changed.len()));
+    envelope.insert("deletedCount".into(), Value::from(deleted.len()));
+    envelope.insert(
+        "deleted".into(),
+        Value::Array(deleted.into_iter().map(Value::from).collect()),
+    );
+    envelope.insert("fullSync".into(), Value::from(!delta));
+    envelope.insert("pages".into(), Value::from(pages));
+    envelope.insert("state".into(), Value::from(delta_link));
+    Ok(Output::Collection {
+        envelope,
+        key: "changed",
+        records: changed,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn classify(row: Value) -> Result<Entry> {
+        super::classify(&serde_json::value::to_raw_value(&row).unwrap())
+    }
 
     #[test]
     fn deleted_entities_are_told_from_rows() {
@@ -299,7 +375,10 @@ mod tests {
             Entry::Deleted("a1b2c3d4-0000-0000-0000-000000000001".into())
         );
         let row = json!({"@odata.etag": "W/\"1\"", "name": "deleted", "accountid": "x"});
-        assert!(matches!(classify(row).unwrap(), Entry::Changed(_)));
+        assert_eq!(classify(row).unwrap(), Entry::Changed);
+        // Three members, reason deleted, but the id is not text: no id.
+        assert!(classify(json!({"reason": "deleted", "id": 7})).is_err());
+        assert!(super::classify(&serde_json::value::to_raw_value(&json!([1])).unwrap()).is_err());
         assert!(classify(json!({"@odata.context": "…$deletedEntity"})).is_err());
     }
 

@@ -174,7 +174,10 @@ fn run_fetch_xml(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
     // `top` and paging do not combine (Dataverse's rule): one request.
     let single_shot = query.top().is_some();
 
-    let mut records = RawRecords::default();
+    let mut records = RawRecords::new(
+        "fetchAll",
+        "Ask for less per call: fewer <attribute> elements, a narrower <filter>, or page by page (nextPage) instead of fetchAll.",
+    );
     let mut current = start.clone();
     let mut pages = 0u32;
     let mut seen_cookies = BTreeSet::new();
@@ -198,7 +201,7 @@ fn run_fetch_xml(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
             transports.push(transport);
         }
         for record in &page.records {
-            records.push(record);
+            records.push(record)?;
         }
         // The paging annotations (a few small values) are all that is kept.
         let body = Value::Object(page.annotations);
@@ -251,6 +254,7 @@ fn run_fetch_xml(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
     }
     Ok(Output::Collection {
         envelope: out,
+        key: "value",
         records,
     })
 }

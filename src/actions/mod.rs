@@ -52,13 +52,13 @@ pub fn run(key: &str, session: &mut Session<'_>, inputs: &Inputs) -> Result<Outp
     fn value(r: Option<Result<Value>>) -> Option<Result<Output>> {
         r.map(|r| r.map(Output::from))
     }
-    // records and fetchxml pass records through raw (see `page`).
+    // records, fetchxml and changes pass records through raw (see `page`).
     let groups: [fn(&str, &mut Session<'_>, &Inputs) -> Option<Result<Output>>; 9] = [
         |k, s, i| value(user::run(k, s, i)),
         records::run,
         |k, s, i| value(raw::run(k, s, i)),
         fetchxml::run,
-        |k, s, i| value(changes::run(k, s, i)),
+        changes::run,
         |k, s, i| value(metadata::run(k, s, i)),
         |k, s, i| value(relationships::run(k, s, i)),
         |k, s, i| value(execute::run(k, s, i)),

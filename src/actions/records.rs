@@ -531,7 +531,10 @@ fn query(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
             session.web_api().resource(&query.append_to(set.as_str()))?
         }
     };
-    let mut records = RawRecords::default();
+    let mut records = RawRecords::new(
+        "fetchAll",
+        "Ask for less per call: fewer columns (fieldNames), fewer rows (filter, top), or page by page (pageSize and nextPage) instead of fetchAll.",
+    );
     let mut seen_links = std::collections::BTreeSet::new();
     let mut pages = 0usize;
     let mut count_annotation = None;
@@ -552,7 +555,7 @@ fn query(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
             .iter()
             .take(limit.saturating_sub(records.len()))
         {
-            records.push(record);
+            records.push(record)?;
         }
         let next = body.annotation("@odata.nextLink").and_then(Value::as_str);
         if records.len() >= limit {
@@ -581,7 +584,11 @@ fn query(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
         next_link.map_or(Value::Null, Value::from),
     );
     envelope.insert("pages".into(), Value::from(pages));
-    Ok(Output::Collection { envelope, records })
+    Ok(Output::Collection {
+        envelope,
+        key: "value",
+        records,
+    })
 }
 
 #[cfg(test)]

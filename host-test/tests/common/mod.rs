@@ -143,3 +143,41 @@ pub async fn http_get(url: &str) -> (u16, Vec<(String, String)>, Bytes) {
     let body = res.into_body().collect().await.expect("body").to_bytes();
     (status, headers, body)
 }
+
+/// Adds `n` accounts named `Big 0`, `Big 1` … whose descriptions are
+/// `bytes` long, straight into the emulator's store: enough record text to
+/// pass the connector's output limit with few records. The description's
+/// MaxLength is raised to fit (Dataverse's own memo limit is 1 MiB).
+pub fn seed_big_accounts(env: &Env, n: usize, bytes: usize) {
+    use host_test::emulator::data::USER_APP;
+    use host_test::emulator::store::Changes;
+    use host_test::emulator::store::schema::AttributeKind;
+    let big = serde_json::Value::String("x".repeat(bytes));
+    let mut state = env.emulator.state();
+    let now = state.now();
+    let account = state
+        .store
+        .schema_mut()
+        .entities
+        .iter_mut()
+        .find(|e| e.logical_name == "account")
+        .expect("account table");
+    for a in &mut account.attributes {
+        if a.logical_name == "description" {
+            a.kind = AttributeKind::Memo {
+                max_length: bytes as u32,
+            };
+        }
+    }
+    for i in 0..n {
+        let mut changes = Changes::default();
+        changes
+            .values
+            .insert("name".into(), serde_json::Value::String(format!("Big {i}")));
+        changes.values.insert("description".into(), big.clone());
+        state
+            .store
+            .create("account", None, changes, USER_APP, now)
+            .expect("a big account");
+    }
+}
