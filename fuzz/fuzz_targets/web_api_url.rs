@@ -36,6 +36,12 @@ fn check(w: &WebApiUrl) {
 }
 
 fuzz_target!(|i: Input<'_>| {
+    // The shortcut for the usual input agrees with the thorough parse.
+    match (WebApiUrl::parse(i.url), WebApiUrl::parse_thorough(i.url)) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b, "{:?}", i.url),
+        (Err(a), Err(b)) => assert_eq!(a, b, "{:?}", i.url),
+        (a, b) => panic!("{:?}: parse {a:?}, parse_thorough {b:?}", i.url),
+    }
     if let Ok(w) = WebApiUrl::parse(i.url) {
         check(&w);
         if let Ok(r) = w.resource(i.relative) {
