@@ -99,7 +99,9 @@ pub enum Entry {
 /// of a large table held every row as a `Value` tree, several times the
 /// size of its text).
 pub fn classify(row: &RawValue) -> Result<Entry> {
-    let probe: Probe = serde_json::from_str(row.get()).map_err(|e| {
+    // from_slice: the page parser's reader, already in the component
+    // (from_str would add a second copy of serde_json's skipping code).
+    let probe: Probe = serde_json::from_slice(row.get().as_bytes()).map_err(|e| {
         ConnectorError::transport(format!(
             "a row of the delta answer is not a JSON object ({e})"
         ))
