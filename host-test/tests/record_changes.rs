@@ -6,7 +6,6 @@
 mod common;
 
 use common::Env;
-use host_test::emulator::{Config, LogRetention};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 
@@ -500,11 +499,7 @@ async fn writes_while_paging_come_with_the_next_delta() {
 /// with an error naming fieldNames, the input that can make it fit.
 #[tokio::test]
 async fn a_full_sync_past_the_output_limit_is_an_error_naming_field_names() {
-    let mut env = Env::with_config(Config {
-        log_retention: LogRetention::RECENT,
-        ..Default::default()
-    });
-    common::seed_big_accounts(&env, 17, 8 << 20);
+    let mut env = common::env_with_big_accounts(17, 8 << 20);
     let e = env
         .err(
             "recordChanges",

@@ -8,7 +8,7 @@ mod common;
 use bytes::Bytes;
 use common::{Env, host, is_guid};
 use host_test::emulator::store::seed;
-use host_test::emulator::{Config, EmuResponse, LogRetention};
+use host_test::emulator::{Config, EmuResponse};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::process::Command;
@@ -672,11 +672,7 @@ async fn paging_over_three_pages_with_next_page_round_trips() {
 /// Seventeen accounts with 8 MiB descriptions make 136 MiB of records.
 #[tokio::test]
 async fn a_fetch_all_past_the_output_limit_is_an_error_naming_fetch_all() {
-    let mut env = Env::with_config(Config {
-        log_retention: LogRetention::RECENT,
-        ..Default::default()
-    });
-    common::seed_big_accounts(&env, 17, 8 << 20);
+    let mut env = common::env_with_big_accounts(17, 8 << 20);
     let e = env
         .err(
             "queryEntities",

@@ -144,11 +144,21 @@ pub async fn http_get(url: &str) -> (u16, Vec<(String, String)>, Bytes) {
     (status, headers, body)
 }
 
-/// Adds `n` accounts named `Big 0`, `Big 1` … whose descriptions are
-/// `bytes` long, straight into the emulator's store: enough record text to
-/// pass the connector's output limit with few records. The description's
-/// MaxLength is raised to fit (Dataverse's own memo limit is 1 MiB).
-pub fn seed_big_accounts(env: &Env, n: usize, bytes: usize) {
+/// An emulator with `n` more accounts named `Big 0`, `Big 1` … whose
+/// descriptions are `bytes` long, put straight into its store: enough
+/// record text to pass the connector's output limit with few records. The
+/// description's MaxLength is raised to fit (Dataverse's own memo limit is
+/// 1 MiB), and the request log keeps only recent pages.
+pub fn env_with_big_accounts(n: usize, bytes: usize) -> Env {
+    let env = Env::with_config(Config {
+        log_retention: host_test::emulator::LogRetention::RECENT,
+        ..Default::default()
+    });
+    seed_big_accounts(&env, n, bytes);
+    env
+}
+
+fn seed_big_accounts(env: &Env, n: usize, bytes: usize) {
     use host_test::emulator::data::USER_APP;
     use host_test::emulator::store::Changes;
     use host_test::emulator::store::schema::AttributeKind;
