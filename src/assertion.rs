@@ -227,7 +227,7 @@ fn pem_blocks(text: &str) -> Vec<(String, Vec<u8>)> {
 
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
     let s: String = s.chars().filter(|c| !matches!(c, ':' | ' ')).collect();
-    if s.len() % 2 != 0 || !s.is_ascii() {
+    if !s.len().is_multiple_of(2) || !s.is_ascii() {
         return None;
     }
     (0..s.len())

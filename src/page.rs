@@ -14,6 +14,7 @@ use crate::http::Response;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use std::collections::BTreeSet;
 use std::fmt;
 
 /// One page: its records as raw JSON, and every other member (the
@@ -100,6 +101,46 @@ pub fn raw_json(response: &Response) -> Result<String> {
 /// between the host and the guest", naming nothing the user could change.
 /// 1 MiB is left for the envelope and the token state beside the output.
 pub const MAX_OUTPUT_BYTES: usize = 127 << 20;
+
+/// The most pages one call follows, whatever their size.
+pub const MAX_PAGES: usize = 100_000;
+
+/// Pages a fetch-all has followed, and the links (or paging cookies) it was
+/// given: a server that hands one back again, or pages on past
+/// [`MAX_PAGES`], stops the fetch with an error that says which.
+#[derive(Debug, Default)]
+pub struct PageTrail {
+    seen: BTreeSet<String>,
+    pages: usize,
+}
+
+impl PageTrail {
+    /// Counts one page read.
+    pub fn read_one(&mut self) {
+        self.pages += 1;
+    }
+
+    pub fn pages(&self) -> usize {
+        self.pages
+    }
+
+    /// Checks the link to the next page (`what` names it in the error:
+    /// "nextLink", "paging cookie") before it is followed.
+    pub fn follow(&mut self, next: &str, what: &str) -> Result<()> {
+        let pages = self.pages;
+        if !self.seen.insert(next.to_string()) {
+            return Err(ConnectorError::transport(format!(
+                "paging stopped after {pages} pages: the server repeated a {what}"
+            )));
+        }
+        if pages >= MAX_PAGES {
+            return Err(ConnectorError::transport(format!(
+                "paging stopped after {pages} pages, the most one call follows"
+            )));
+        }
+        Ok(())
+    }
+}
 
 /// Records gathered across pages, as the text of a JSON array's elements.
 #[derive(Debug)]
@@ -302,6 +343,35 @@ mod tests {
         assert_eq!(
             out.into_json(),
             r#"{"changed":[{"a":"0123456789"},{"a":"0123456789"}]}"#
+        );
+    }
+
+    #[test]
+    fn a_repeated_link_and_too_many_pages_are_told_apart() {
+        let mut trail = PageTrail::default();
+        trail.read_one();
+        trail.follow("a", "nextLink").unwrap();
+        trail.read_one();
+        let e = trail.follow("a", "nextLink").unwrap_err();
+        assert!(
+            e.message
+                .contains("after 2 pages: the server repeated a nextLink"),
+            "{}",
+            e.message
+        );
+        let mut trail = PageTrail::default();
+        for n in 0..MAX_PAGES {
+            trail.read_one();
+            if n + 1 < MAX_PAGES {
+                trail.follow(&n.to_string(), "nextLink").unwrap();
+            }
+        }
+        let e = trail.follow("last", "nextLink").unwrap_err();
+        assert!(
+            e.message
+                .contains("after 100000 pages, the most one call follows"),
+            "{}",
+            e.message
         );
     }
 

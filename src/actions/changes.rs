@@ -22,9 +22,6 @@ use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fmt;
 
-/// Safety bound on pages one poll follows.
-const MAX_PAGES: usize = 100_000;
-
 pub const KEY: &str = "recordChanges";
 
 /// The inputs, shared with the trigger's catalog entry.
@@ -283,8 +280,7 @@ fn poll(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
     );
     let mut deleted: Vec<String> = Vec::new();
     let mut seen_deleted = BTreeSet::new();
-    let mut seen_links = BTreeSet::new();
-    let mut pages = 0usize;
+    let mut trail = page::PageTrail::default();
     let delta_link = loop {
         let request = session
             .request_to(Method::Get, url.clone())
@@ -305,7 +301,7 @@ fn poll(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
             Err(e) => return Err(e),
         };
         let page = page::parse_page(&response, "a change tracking query")?;
-        pages += 1;
+        trail.read_one();
         for row in &page.records {
             match classify(row)? {
                 Entry::Changed => changed.push(row)?,
@@ -318,11 +314,7 @@ fn poll(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
         }
         let body = &page.annotations;
         if let Some(next) = body.get("@odata.nextLink").and_then(Value::as_str) {
-            if !seen_links.insert(next.to_string()) || pages >= MAX_PAGES {
-                return Err(ConnectorError::transport(format!(
-                    "paging stopped after {pages} pages: the server repeated a nextLink"
-                )));
-            }
+            trail.follow(next, "nextLink")?;
             url = odata::resolve_next_link(session.web_api(), "@odata.nextLink", next)?;
             continue;
         }
@@ -347,7 +339,7 @@ fn poll(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
         Value::Array(deleted.into_iter().map(Value::from).collect()),
     );
     envelope.insert("fullSync".into(), Value::from(!delta));
-    envelope.insert("pages".into(), Value::from(pages));
+    envelope.insert("pages".into(), Value::from(trail.pages()));
     envelope.insert("state".into(), Value::from(delta_link));
     Ok(Output::Collection {
         envelope,

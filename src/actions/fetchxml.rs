@@ -18,10 +18,6 @@ use crate::odata;
 use crate::page::{self, Output, RawRecords};
 use crate::types::{EntitySet, Guid};
 use serde_json::{Map, Value, json};
-use std::collections::BTreeSet;
-
-/// Safety bound on pages one fetch-all follows (5000 × 100,000 rows).
-const MAX_PAGES: u32 = 100_000;
 
 /// The annotations paging needs (reference §4).
 const PAGING_ANNOTATIONS: &str =
@@ -179,8 +175,7 @@ fn run_fetch_xml(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
         "Ask for less per call: fewer <attribute> elements, a narrower <filter>, or page by page (nextPage) instead of fetchAll.",
     );
     let mut current = start.clone();
-    let mut pages = 0u32;
-    let mut seen_cookies = BTreeSet::new();
+    let mut trail = page::PageTrail::default();
     let mut transports = Vec::new();
     let mut first_body: Option<Value> = None;
     let next = loop {
@@ -196,7 +191,7 @@ fn run_fetch_xml(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
         let xml = query.rewrite(&paging)?;
         let (transport, response) = send_page(session, &set, &xml, &headers)?;
         let page = page::parse_page(&response, "a FetchXML query")?;
-        pages += 1;
+        trail.read_one();
         if !transports.contains(&transport) {
             transports.push(transport);
         }
@@ -219,17 +214,13 @@ fn run_fetch_xml(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
         if !fetch_all {
             break Some(next);
         }
-        if !seen_cookies.insert(next.token()) || pages >= MAX_PAGES {
-            return Err(ConnectorError::transport(format!(
-                "paging stopped after {pages} pages: the server repeated a paging cookie"
-            )));
-        }
+        trail.follow(&next.token(), "paging cookie")?;
         current = next;
     };
     let mut out = Map::new();
     out.insert("count".into(), Value::from(records.len()));
     out.insert("pageNumber".into(), Value::from(start.page));
-    out.insert("pages".into(), Value::from(pages));
+    out.insert("pages".into(), Value::from(trail.pages()));
     out.insert("moreRecords".into(), Value::from(next.is_some()));
     out.insert(
         "nextPage".into(),

@@ -47,13 +47,16 @@ pub fn definition(key: &str) -> Option<ActionDef> {
         .find_map(|group| group().into_iter().find(|a| a.key == key))
 }
 
+/// One group's `run`: `None` when the key is not one of its actions.
+type GroupRun = fn(&str, &mut Session<'_>, &Inputs) -> Option<Result<Output>>;
+
 /// Runs one action whose inputs were already validated.
 pub fn run(key: &str, session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
     fn value(r: Option<Result<Value>>) -> Option<Result<Output>> {
         r.map(|r| r.map(Output::from))
     }
     // records, fetchxml and changes pass records through raw (see `page`).
-    let groups: [fn(&str, &mut Session<'_>, &Inputs) -> Option<Result<Output>>; 9] = [
+    let groups: [GroupRun; 9] = [
         |k, s, i| value(user::run(k, s, i)),
         records::run,
         |k, s, i| value(raw::run(k, s, i)),

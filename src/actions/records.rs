@@ -11,9 +11,6 @@ use crate::page::{self, Output, RawRecords};
 use crate::types::{EntityKey, EntitySet, Guid, encode_query};
 use serde_json::{Map, Value, json};
 
-/// Safety bound on pages one fetch-all follows (5000 × 100,000 rows).
-const MAX_PAGES: usize = 100_000;
-
 fn entity_type() -> InputDef {
     input(
         "entityType",
@@ -535,8 +532,7 @@ fn query(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
         "fetchAll",
         "Ask for less per call: fewer columns (fieldNames), fewer rows (filter, top), or page by page (pageSize and nextPage) instead of fetchAll.",
     );
-    let mut seen_links = std::collections::BTreeSet::new();
-    let mut pages = 0usize;
+    let mut trail = page::PageTrail::default();
     let mut count_annotation = None;
     let next_link = loop {
         let mut request = session.request_to(Method::Get, url.clone());
@@ -545,7 +541,7 @@ fn query(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
         }
         let response = session.send_ok(request)?;
         let body = page::parse_page(&response, "a query")?;
-        pages += 1;
+        trail.read_one();
         if count_annotation.is_none() {
             count_annotation = body.annotation("@odata.count").cloned();
         }
@@ -567,11 +563,7 @@ fn query(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
         if !fetch_all {
             break Some(next.to_string());
         }
-        if !seen_links.insert(next.to_string()) || pages >= MAX_PAGES {
-            return Err(ConnectorError::transport(format!(
-                "paging stopped after {pages} pages: the server repeated a nextLink"
-            )));
-        }
+        trail.follow(next, "nextLink")?;
         url = odata::resolve_next_link(session.web_api(), "nextPage", next)?;
     };
     let mut envelope = Map::new();
@@ -583,7 +575,7 @@ fn query(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
         "nextLink".into(),
         next_link.map_or(Value::Null, Value::from),
     );
-    envelope.insert("pages".into(), Value::from(pages));
+    envelope.insert("pages".into(), Value::from(trail.pages()));
     Ok(Output::Collection {
         envelope,
         key: "value",
