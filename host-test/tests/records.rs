@@ -8,7 +8,7 @@ mod common;
 use bytes::Bytes;
 use common::{Env, host, is_guid};
 use host_test::emulator::store::seed;
-use host_test::emulator::{Config, EmuResponse};
+use host_test::emulator::{Config, EmuResponse, Faults, Trigger};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::process::Command;
@@ -772,6 +772,44 @@ async fn top_caps_the_total() {
     assert_eq!(out["count"], 3);
     let get = web_api_requests(&env).pop().unwrap();
     assert_eq!(header(&get, "Prefer"), Some("odata.maxpagesize=3"));
+}
+
+/// A server whose nextLink points back at the page just read: the
+/// fetch-all stops at the repeat, with an error that says so, instead of
+/// looping (and without a record twice).
+#[tokio::test]
+async fn a_fetch_all_stops_when_the_server_repeats_a_next_link() {
+    let mut env = Env::new();
+    env.emulator
+        .set_faults(Faults::default().with_repeated_next_link(Trigger::Every(1)));
+    let e = env
+        .err(
+            "queryEntities",
+            r#"{"entityType":"accounts","fieldNames":["name"],"fetchAll":true,"pageSize":5}"#,
+        )
+        .await;
+    assert_eq!(e["kind"], "transport", "{e}");
+    let message = e["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("paging stopped after 2 pages: the server repeated a nextLink"),
+        "{message}"
+    );
+    assert_eq!(env.emulator.fault_stats().repeated_links, 2);
+    // One page at a time, the repeated link comes back as nextLink for the
+    // caller to see.
+    let page = env
+        .ok(
+            "queryEntities",
+            r#"{"entityType":"accounts","fieldNames":["name"],"pageSize":5}"#,
+        )
+        .await;
+    assert_eq!(page["count"], 5);
+    assert!(
+        page["nextLink"]
+            .as_str()
+            .is_some_and(|l| l.contains("/api/data/v9.2/accounts")),
+        "{page}"
+    );
 }
 
 #[tokio::test]

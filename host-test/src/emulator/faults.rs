@@ -170,6 +170,10 @@ pub struct Faults {
     /// content type and a body that is not JSON (an HTML page, as a
     /// misconfigured proxy answers) replaces its answer.
     pub invalid_json: Option<Trigger>,
+    /// The service answers, then a collection page's `@odata.nextLink`
+    /// points back at the request itself: a broken server whose paging
+    /// never advances (a client that follows links blindly loops forever).
+    pub repeat_next_link: Option<Trigger>,
     /// Only Web API requests whose path contains this text are counted and
     /// faulted (all of them when `None`).
     pub path_contains: Option<String>,
@@ -249,6 +253,11 @@ impl Faults {
         self
     }
 
+    pub fn with_repeated_next_link(mut self, trigger: Trigger) -> Self {
+        self.repeat_next_link = Some(trigger);
+        self
+    }
+
     pub fn only_path(mut self, text: &str) -> Self {
         self.path_contains = Some(text.to_string());
         self
@@ -279,6 +288,7 @@ impl Faults {
                 None
             },
             invalid_json: self.invalid_json.is_some_and(|t| t.fires(n)),
+            repeat_next_link: self.repeat_next_link.is_some_and(|t| t.fires(n)),
         }
     }
 
@@ -302,6 +312,7 @@ pub struct FaultPlan {
     pub endless_body: bool,
     pub reset: Option<Reset>,
     pub invalid_json: bool,
+    pub repeat_next_link: bool,
 }
 
 /// Counters since the faults were last set.
@@ -318,6 +329,8 @@ pub struct FaultStats {
     /// Connections reset, before or after processing.
     pub resets: u64,
     pub invalid_json: u64,
+    /// Pages whose nextLink was pointed back at their own request.
+    pub repeated_links: u64,
 }
 
 /// When the connection is reset. Also the mark on a response whose
@@ -345,6 +358,26 @@ pub fn invalid_json_response() -> EmuResponse {
             b"<!DOCTYPE html><html><head><title>Sign in to continue</title></head><body><p>Your session has expired.</p></body></html>",
         ))
         .unwrap_or_default()
+}
+
+/// `response` with its `@odata.nextLink` (if it has one) set to `url`, the
+/// request that produced it; other answers are left as they are.
+pub fn repeat_next_link(response: EmuResponse, url: &str) -> (EmuResponse, bool) {
+    let Ok(serde_json::Value::Object(mut page)) =
+        serde_json::from_slice::<serde_json::Value>(response.body())
+    else {
+        return (response, false);
+    };
+    if !page.contains_key("@odata.nextLink") {
+        return (response, false);
+    }
+    page.insert("@odata.nextLink".into(), serde_json::Value::from(url));
+    let Ok(body) = serde_json::to_vec(&page) else {
+        return (response, false);
+    };
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    (http::Response::from_parts(parts, Bytes::from(body)), true)
 }
 
 /// Marks a response whose body the transport must cut after `keep` bytes.

@@ -227,6 +227,14 @@ impl Emulator {
         if plan.invalid_json {
             response = faults::invalid_json_response();
         }
+        if plan.repeat_next_link {
+            let url = format!("{}{target}", origin_of(&request));
+            let (page, repeated) = faults::repeat_next_link(response, &url);
+            response = page;
+            if repeated {
+                self.state().fault_stats.repeated_links += 1;
+            }
+        }
         if let Some(reset) = plan.reset {
             response.extensions_mut().insert(reset);
         }
