@@ -15,7 +15,7 @@ pub struct Inputs {
 
 impl Inputs {
     pub fn parse(def: &ActionDef, json: &str) -> Result<Inputs> {
-        Self::parse_for(def.key, &def.inputs, json)
+        Self::parse_for(def.key, &def.inputs(), json)
     }
 
     /// Like [`Self::parse`] for anything with inputs (actions, triggers);
@@ -219,15 +219,17 @@ mod tests {
             label: "Test",
             description: "",
             deprecated: false,
-            inputs: vec![
-                input("entityType", "Entity Type", InputType::String, "").required(),
-                input("fetchAll", "Fetch All", InputType::Boolean, "").default(json!(false)),
-                input("pageSize", "Page Size", InputType::Integer, "")
-                    .default(json!(100))
-                    .range(1, 5000),
-                input("fieldNames", "Fields", InputType::List, ""),
-                input("dynamicValues", "Dyn", InputType::KeyValueList, ""),
-            ],
+            input_defs: || {
+                vec![
+                    input("entityType", "Entity Type", InputType::String, "").required(),
+                    input("fetchAll", "Fetch All", InputType::Boolean, "").default(json!(false)),
+                    input("pageSize", "Page Size", InputType::Integer, "")
+                        .default(json!(100))
+                        .range(1, 5000),
+                    input("fieldNames", "Fields", InputType::List, ""),
+                    input("dynamicValues", "Dyn", InputType::KeyValueList, ""),
+                ]
+            },
         }
     }
 

@@ -11,12 +11,12 @@ pub const DIALECT: &str = "https://json-schema.org/draft/2020-12/schema";
 
 /// The schema of one action's inputs object.
 pub fn input_schema(action: &ActionDef) -> Value {
+    let inputs = action.inputs();
     let mut properties = Map::new();
-    for input in &action.inputs {
+    for input in &inputs {
         properties.insert(input.key.to_string(), property(input));
     }
-    let required: Vec<_> = action
-        .inputs
+    let required: Vec<_> = inputs
         .iter()
         .filter(|i| i.required)
         .map(|i| i.key)
@@ -127,8 +127,9 @@ mod tests {
             assert_eq!(s["$schema"], DIALECT);
             assert_eq!(s["additionalProperties"], false);
             let props = s["properties"].as_object().unwrap();
-            assert_eq!(props.len(), action.inputs.len(), "{}", action.key);
-            for i in &action.inputs {
+            let inputs = action.inputs();
+            assert_eq!(props.len(), inputs.len(), "{}", action.key);
+            for i in &inputs {
                 assert_eq!(props[i.key]["title"], i.label);
                 assert_eq!(
                     s["required"].as_array().unwrap().contains(&json!(i.key)),
@@ -146,11 +147,13 @@ mod tests {
             label: "T",
             description: "",
             deprecated: false,
-            inputs: vec![
-                crate::catalog::input("pageSize", "Records Per Page", InputType::Integer, "c")
-                    .default(json!(100))
-                    .range(1, 5000),
-            ],
+            input_defs: || {
+                vec![
+                    crate::catalog::input("pageSize", "Records Per Page", InputType::Integer, "c")
+                        .default(json!(100))
+                        .range(1, 5000),
+                ]
+            },
         };
         let p = &input_schema(&def)["properties"]["pageSize"];
         assert_eq!(p["default"], 100);

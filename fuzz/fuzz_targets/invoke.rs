@@ -156,7 +156,7 @@ fuzz_target!(|data: &[u8]| {
     let inputs = match def {
         Some(d) if u.ratio(7u8, 8u8).unwrap_or(true) => {
             let mut map = Map::new();
-            for input in &d.inputs {
+            for input in &d.inputs() {
                 let present = input.required || u.arbitrary().unwrap_or(false);
                 if present {
                     if let Ok(v) = input_value(&mut u, input.key, input.ty) {

@@ -28,7 +28,8 @@ pub fn definitions() -> Vec<ActionDef> {
         label: "Run Batch Operations",
         description: "Runs up to 1,000 creates, updates, upserts, deletes and gets in one $batch request and returns one result per item, in order, with its status and record or Dataverse error. Writes can run as one all-or-nothing change set (atomic), where later items can refer to records created earlier as $1, $2 …",
         deprecated: false,
-        inputs: vec![
+        input_defs: || {
+            vec![
             input(
                 "batchActions",
                 "Batch Actions",
@@ -61,7 +62,8 @@ pub fn definitions() -> Vec<ActionDef> {
                 "Send runs of consecutive creates, updates or upserts on the same table as one CreateMultiple / UpdateMultiple / UpsertMultiple request (much cheaper for Dataverse). Updates and upserts need a GUID key; items with headers, returnRepresentation or $n references, and items a later $n refers to, are sent one by one. A bulk request succeeds or fails as a whole.",
             )
             .default(json!(false)),
-        ],
+        ]
+        },
     }]
 }
 

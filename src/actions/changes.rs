@@ -72,7 +72,7 @@ pub fn definitions() -> Vec<ActionDef> {
         label: "Record Changes (polling trigger)",
         description: "Polls a table with Dataverse change tracking: the first poll returns every row and a state (delta link); each later poll with that state returns the rows created or updated since and the ids of rows deleted since, following every page, and the new state to keep.",
         deprecated: false,
-        inputs: inputs(),
+        input_defs: inputs,
     }]
 }
 

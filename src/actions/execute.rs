@@ -19,7 +19,8 @@ pub fn definitions() -> Vec<ActionDef> {
         label: "Execute Action or Function",
         description: "Runs a Dataverse action (POST, e.g. WinOpportunity) or function (GET, e.g. WhoAmI, RetrieveTotalRecordCount, CalculateRollupField), unbound or bound to a record.",
         deprecated: false,
-        inputs: vec![
+        input_defs: || {
+            vec![
             input(
                 "name",
                 "Name",
@@ -55,7 +56,8 @@ pub fn definitions() -> Vec<ActionDef> {
                 "The parameters as a JSON object. Records as {\"@odata.id\": \"accounts(<id>)\"} (function) or with @odata.bind / @odata.type (action); strings, numbers, booleans, arrays.",
             )
             .example(json!({"EntityNames": ["account"]})),
-        ],
+        ]
+        },
     }]
 }
 

@@ -58,7 +58,8 @@ pub fn definitions() -> Vec<ActionDef> {
         label: "Run Fetch XML Query",
         description: "Runs a FetchXML query (GET {entityType}?fetchXml=…, or inside $batch when the URL would pass 32 KB). One page at a time (pageNumber or nextPage) or every page (fetchAll), each record once. Aggregate queries return their rows as Dataverse shapes them.",
         deprecated: false,
-        inputs: vec![
+        input_defs: || {
+            vec![
             input(
                 "entityType",
                 "Entity Type",
@@ -115,7 +116,8 @@ pub fn definitions() -> Vec<ActionDef> {
                 InputType::String,
                 "The nextPage value an earlier call returned (page number and paging cookie), to read the following page. Wins over Page Number. Dataverse's raw @Microsoft.Dynamics.CRM.fetchxmlpagingcookie value is accepted too.",
             ),
-        ],
+        ]
+        },
     }]
 }
 

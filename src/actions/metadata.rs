@@ -125,7 +125,8 @@ pub fn definitions() -> Vec<ActionDef> {
             label: "Get Entity Metadata",
             description: "One table's definition (EntityMetadata) with its columns, labels surfaced as displayName/displayCollectionName/description.",
             deprecated: false,
-            inputs: vec![
+            input_defs: || {
+                vec![
                 input(
                     "entityType",
                     "Entity Type",
@@ -141,14 +142,16 @@ pub fn definitions() -> Vec<ActionDef> {
                     "On: EntityDefinitions(LogicalName='account'). Off: Entity Type is the entity set name and the table is found with $filter=EntitySetName eq '…'.",
                 )
                 .default(json!(true)),
-            ],
+            ]
+            },
         },
         ActionDef {
             key: "getEntitiesMetadata",
             label: "Get Entities Metadata",
             description: "Tables with their columns for a picker, each marked selected when it is one of the default-selected ones.",
             deprecated: false,
-            inputs: vec![
+            input_defs: || {
+                vec![
                 input(
                     "defaultSelected",
                     "Default Selected Entity Types",
@@ -175,14 +178,16 @@ pub fn definitions() -> Vec<ActionDef> {
                     "Leave out intersect, child and activity-party tables and tables not valid for Advanced Find.",
                 )
                 .default(json!(false)),
-            ],
+            ]
+            },
         },
         ActionDef {
             key: "listEntities",
             label: "List Entities",
             description: "Every table's names and labels, sorted by logical name.",
             deprecated: false,
-            inputs: vec![
+            input_defs: || {
+                vec![
                 input(
                     "includeCustom",
                     "Include Custom Entities",
@@ -204,43 +209,47 @@ pub fn definitions() -> Vec<ActionDef> {
                     "Add description, ownership type and the validity flags (IsActivity, IsValidForAdvancedFind, IsIntersect, …).",
                 )
                 .default(json!(false)),
-            ],
+            ]
+            },
         },
         ActionDef {
             key: "listEntityTypes",
             label: "List Entity Types",
             description: "Table names and labels for a picker, a page at a time (sorted by logical name). Dataverse does not page metadata, so the connector pages the list itself; nextLink is its cursor.",
             deprecated: false,
-            inputs: vec![
-                input(
-                    "maxPageSize",
-                    "Max Page Size",
-                    InputType::Integer,
-                    "Tables per page (1–5000).",
-                )
-                .default(json!(5000))
-                .range(1, 5000),
-                input(
-                    "nextLink",
-                    "Next Link",
-                    InputType::String,
-                    "The nextLink of an earlier call, to get the following page.",
-                ),
-                input(
-                    "fetchAll",
-                    "Fetch All",
-                    InputType::Boolean,
-                    "Return every table in one answer (Max Page Size is ignored).",
-                )
-                .default(json!(false)),
-            ],
+            input_defs: || {
+                vec![
+                    input(
+                        "maxPageSize",
+                        "Max Page Size",
+                        InputType::Integer,
+                        "Tables per page (1–5000).",
+                    )
+                    .default(json!(5000))
+                    .range(1, 5000),
+                    input(
+                        "nextLink",
+                        "Next Link",
+                        InputType::String,
+                        "The nextLink of an earlier call, to get the following page.",
+                    ),
+                    input(
+                        "fetchAll",
+                        "Fetch All",
+                        InputType::Boolean,
+                        "Return every table in one answer (Max Page Size is ignored).",
+                    )
+                    .default(json!(false)),
+                ]
+            },
         },
         ActionDef {
             key: "listAttributes",
             label: "List Attributes",
             description: "A table's columns: names, types and labels (and more with Include Details).",
             deprecated: false,
-            inputs: vec![
+            input_defs: || {
+                vec![
                 entity_id(),
                 attribute_type(),
                 input(
@@ -250,59 +259,64 @@ pub fn definitions() -> Vec<ActionDef> {
                     "Every property of each column, including the type-specific ones of the Attribute Type cast; off: names, type and label only.",
                 )
                 .default(json!(false)),
-            ],
+            ]
+            },
         },
         ActionDef {
             key: "queryAttributes",
             label: "Query Attributes",
             description: "A table's columns with your own $select, $filter (e.g. IsCustomAttribute eq true) and $expand.",
             deprecated: false,
-            inputs: vec![
-                entity_id(),
-                attribute_type(),
-                field_names(),
-                input(
-                    "filter",
-                    "Filter",
-                    InputType::String,
-                    "$filter on column metadata, e.g. IsValidForCreate eq true or AttributeType eq Microsoft.Dynamics.CRM.AttributeTypeCode'Money'. Labels cannot be filtered on.",
-                ),
-                expand(),
-            ],
+            input_defs: || {
+                vec![
+                    entity_id(),
+                    attribute_type(),
+                    field_names(),
+                    input(
+                        "filter",
+                        "Filter",
+                        InputType::String,
+                        "$filter on column metadata, e.g. IsValidForCreate eq true or AttributeType eq Microsoft.Dynamics.CRM.AttributeTypeCode'Money'. Labels cannot be filtered on.",
+                    ),
+                    expand(),
+                ]
+            },
         },
         ActionDef {
             key: "getAttribute",
             label: "Get Attribute",
             description: "One column's definition by MetadataId or logical name.",
             deprecated: false,
-            inputs: vec![
-                entity_id(),
-                input(
-                    "attributeKey",
-                    "Attribute Key",
-                    InputType::String,
-                    "The column: its MetadataId GUID, its logical name, or LogicalName='name'.",
-                )
-                .required()
-                .example(json!("LogicalName='revenue'")),
-                field_names(),
-                expand(),
-                attribute_type(),
-            ],
+            input_defs: || {
+                vec![
+                    entity_id(),
+                    input(
+                        "attributeKey",
+                        "Attribute Key",
+                        InputType::String,
+                        "The column: its MetadataId GUID, its logical name, or LogicalName='name'.",
+                    )
+                    .required()
+                    .example(json!("LogicalName='revenue'")),
+                    field_names(),
+                    expand(),
+                    attribute_type(),
+                ]
+            },
         },
         ActionDef {
             key: "createAttribute",
             label: "Create Attribute",
             description: "Adds a column to a table (POST EntityDefinitions(…)/Attributes). Publish customizations afterwards for apps to show it.",
             deprecated: false,
-            inputs: vec![entity_id(), attribute_body(), solution()],
+            input_defs: || vec![entity_id(), attribute_body(), solution()],
         },
         ActionDef {
             key: "updateAttribute",
             label: "Update Attribute",
             description: "Replaces a column's definition (PUT of the full definition with MSCRM.MergeLabels: true, so labels in other languages are kept). The column is found by the body's MetadataId, else its LogicalName or SchemaName.",
             deprecated: false,
-            inputs: vec![entity_id(), attribute_body(), solution()],
+            input_defs: || vec![entity_id(), attribute_body(), solution()],
         },
     ]
 }

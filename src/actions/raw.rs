@@ -157,14 +157,14 @@ pub fn definitions() -> Vec<ActionDef> {
             label: "Raw Request",
             description: "Any Dataverse Web API request on the connection's token: method, path, query, headers, JSON/text/form/multipart/file body, response as JSON, text or base64, with optional retries.",
             deprecated: false,
-            inputs: inputs(),
+            input_defs: inputs,
         },
         ActionDef {
             key: "rawRequestDeprecated",
             label: "Raw Request (Deprecated)",
             description: "Same as Raw Request; kept for saved workflows that still name it. Use rawRequest.",
             deprecated: true,
-            inputs: inputs(),
+            input_defs: inputs,
         },
     ]
 }

@@ -86,48 +86,51 @@ pub fn definitions() -> Vec<ActionDef> {
             label: "Create Entity",
             description: "Creates a record and returns it (Prefer: return=representation), or at least its id.",
             deprecated: false,
-            inputs: vec![entity_type(), field_values(), dynamic_values()],
+            input_defs: || vec![entity_type(), field_values(), dynamic_values()],
         },
         ActionDef {
             key: "getEntity",
             label: "Get Entity",
             description: "Retrieves one record by GUID or alternate key.",
             deprecated: false,
-            inputs: vec![
-                entity_type(),
-                entity_id(),
-                field_names(),
-                expand(),
-                include_annotations(),
-            ],
+            input_defs: || {
+                vec![
+                    entity_type(),
+                    entity_id(),
+                    field_names(),
+                    expand(),
+                    include_annotations(),
+                ]
+            },
         },
         ActionDef {
             key: "updateEntity",
             label: "Update Entity",
             description: "Updates an existing record (PATCH with If-Match: *, so a missing record is not-found and never created).",
             deprecated: false,
-            inputs: vec![entity_type(), entity_id(), field_values(), dynamic_values()],
+            input_defs: || vec![entity_type(), entity_id(), field_values(), dynamic_values()],
         },
         ActionDef {
             key: "upsertEntity",
             label: "Upsert Entity",
             description: "Updates the record, or creates it with that GUID or those alternate key values when it does not exist (PATCH without If-Match).",
             deprecated: false,
-            inputs: vec![entity_type(), entity_id(), field_values(), dynamic_values()],
+            input_defs: || vec![entity_type(), entity_id(), field_values(), dynamic_values()],
         },
         ActionDef {
             key: "deleteEntity",
             label: "Delete Entity",
             description: "Deletes one record by GUID or alternate key.",
             deprecated: false,
-            inputs: vec![entity_type(), entity_id()],
+            input_defs: || vec![entity_type(), entity_id()],
         },
         ActionDef {
             key: "queryEntities",
             label: "Query Entities",
             description: "Lists records with $select, $filter, $orderby and $expand, one page at a time (pageSize, nextPage) or all pages (fetchAll). Returns the records, their count and the next page's link.",
             deprecated: false,
-            inputs: vec![
+            input_defs: || {
+                vec![
                 entity_type(),
                 field_names(),
                 input(
@@ -173,7 +176,8 @@ pub fn definitions() -> Vec<ActionDef> {
                 )
                 .range(1, i64::from(u32::MAX)),
                 include_annotations(),
-            ],
+            ]
+            },
         },
     ]
 }

@@ -72,14 +72,14 @@ pub fn definitions() -> Vec<ActionDef> {
             label: "Associate Entities",
             description: "Links two records through a relationship's navigation property ($ref): adds to a one-to-many or many-to-many collection, or sets a single-valued lookup.",
             deprecated: false,
-            inputs: inputs(true),
+            input_defs: || inputs(true),
         },
         ActionDef {
             key: "disassociate",
             label: "Disassociate Entities",
             description: "Removes the link between two records ($ref): from a collection-valued navigation property, or clears a single-valued lookup.",
             deprecated: false,
-            inputs: inputs(false),
+            input_defs: || inputs(false),
         },
     ]
 }

@@ -13,7 +13,7 @@ pub fn definitions() -> Vec<ActionDef> {
         label: "Get Current User",
         description: "WhoAmI: the calling user's UserId, BusinessUnitId and OrganizationId.",
         deprecated: false,
-        inputs: vec![],
+        input_defs: || vec![],
     }]
 }
 
