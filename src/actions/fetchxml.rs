@@ -100,7 +100,7 @@ pub fn definitions() -> Vec<ActionDef> {
                 "fetchAll",
                 "Fetch All",
                 InputType::Boolean,
-                "Follow the paging cookie to the last page and return every record once, in order.",
+                "Follow the paging cookie to the last page and return every record once, in order. At most 127 MiB of records in one answer: past that, an error asks for fewer attributes or rows.",
             )
             .default(json!(false)),
             input(

@@ -151,7 +151,7 @@ pub fn definitions() -> Vec<ActionDef> {
                     "fetchAll",
                     "Fetch All",
                     InputType::Boolean,
-                    "Follow @odata.nextLink to the last page and return every record once, in order.",
+                    "Follow @odata.nextLink to the last page and return every record once, in order. At most 127 MiB of records in one answer: past that, an error asks for fewer columns or rows.",
                 )
                 .default(json!(false)),
                 input(
