@@ -15,7 +15,8 @@
 //!   the `state` each call returns for the next one.
 //! - Inputs: `entityType` (entity set), `fieldNames` ($select), `pageSize`
 //!   (`Prefer: odata.maxpagesize`), `state` (the last `@odata.deltaLink`,
-//!   opaque to the host; `{"deltaLink": …}` is accepted too), `resync`.
+//!   opaque to the host; `{"deltaLink": …}` is accepted too), `maxPages`,
+//!   `resync`.
 //! - First poll (no state, or `resync`): `GET {set}?$select=…` with
 //!   `Prefer: odata.track-changes,odata.maxpagesize=N`, follow
 //!   `@odata.nextLink` to the end, return every row in `changed` and the last
@@ -25,6 +26,12 @@
 //!   `$deletedEntity` entries go to `deleted` as their `id`, the rest to
 //!   `changed`; return the last page's delta link (never the old one: tokens
 //!   move forward). Nothing new → empty lists and the new state.
+//! - `maxPages`: a poll that has read that many pages and has a nextLink
+//!   stops there with `moreAvailable: true` and the nextLink as `state`; the
+//!   next poll GETs it (a `$skiptoken` page cookie, plus the `$deltatoken`
+//!   when a delta) and goes on. A table too large for one poll's output
+//!   (127 MiB) is so read in full over several polls; rows written
+//!   meanwhile come with the next delta.
 //! - An expired/invalid token (400 ExpiredVersionStamp `0x80044352`, a
 //!   refused `$deltatoken`, or 410) → an error saying a full resync is
 //!   needed, with a hint to call again with `resync: true`. An entity

@@ -510,6 +510,44 @@ async fn a_full_sync_past_the_output_limit_is_an_error_naming_field_names() {
     assert_eq!(e["input"], "fieldNames", "{e}");
     let message = e["message"].as_str().unwrap_or_default();
     assert!(message.contains("127 MiB output limit"), "{message}");
+    assert!(
+        e["hint"].as_str().unwrap_or_default().contains("maxPages"),
+        "{e}"
+    );
+    // With maxPages the same columns come over several polls, each under
+    // the limit, every row once.
+    let mut big = Vec::new();
+    let mut state: Option<String> = None;
+    for _ in 0..20 {
+        let mut inputs = json!({"entityType": "accounts", "fieldNames": ["name", "description"], "pageSize": 1, "maxPages": 8});
+        if let Some(s) = &state {
+            inputs["state"] = json!(s);
+        }
+        let out = env.ok("recordChanges", &inputs.to_string()).await;
+        big.extend(
+            out["changed"]
+                .as_array()
+                .expect("changed rows")
+                .iter()
+                .filter(|r| {
+                    r["description"]
+                        .as_str()
+                        .is_some_and(|d| d.len() >= 8 << 20)
+                })
+                .filter_map(|r| r["name"].as_str().map(str::to_string)),
+        );
+        state = out["state"].as_str().map(str::to_string);
+        if out["moreAvailable"] == false {
+            break;
+        }
+    }
+    assert!(state.is_some_and(|s| s.contains("$deltatoken")));
+    assert_eq!(big.len(), 17, "{big:?}");
+    assert_eq!(
+        big.iter().collect::<BTreeSet<_>>().len(),
+        17,
+        "each row once"
+    );
     // Without the big column the same full sync fits, every row once.
     let out = env
         .ok(
@@ -539,4 +577,122 @@ async fn a_full_sync_past_the_output_limit_is_an_error_naming_field_names() {
             .as_str()
             .is_some_and(|s| s.contains("$deltatoken"))
     );
+}
+
+/// `maxPages`: a first poll of a large table is read over several polls,
+/// each returning a state that continues at the next page; rows written
+/// meanwhile are neither lost nor left stale (the delta after the last page
+/// brings them).
+#[tokio::test]
+async fn max_pages_spreads_a_full_sync_over_several_polls_without_losing_a_row() {
+    let mut env = Env::new();
+    for i in 0..6 {
+        create(&mut env, &format!("Spread {i}")).await;
+    }
+    let at_start = current_account_ids(&env);
+    let page = json!({"pageSize": 2, "maxPages": 2});
+    let first = env
+        .ok("recordChanges", &poll_inputs(None, page.clone()))
+        .await;
+    assert_eq!(first["pages"], 2, "{first}");
+    assert_eq!(first["moreAvailable"], true, "{first}");
+    assert_eq!(first["fullSync"], true);
+    assert_eq!(first["changedCount"], 4);
+    let mut state = first["state"].as_str().unwrap().to_string();
+    assert!(state.contains("$skiptoken="), "{state}");
+    assert!(!state.contains("$deltatoken="), "{state}");
+
+    // Writes between polls: a row the sync has not reached yet renamed,
+    // another deleted, a new one created.
+    let mut seen: Vec<String> = first["changed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["accountid"].as_str().unwrap().to_string())
+        .collect();
+    let ahead: Vec<String> = at_start
+        .iter()
+        .filter(|id| !seen.contains(id))
+        .cloned()
+        .collect();
+    rename(&mut env, &ahead[0], "Renamed while syncing").await;
+    env.ok(
+        "deleteEntity",
+        &json!({"entityType": "accounts", "entityId": ahead[1]}).to_string(),
+    )
+    .await;
+    let created = create(&mut env, "Created while syncing").await;
+
+    let mut polls = 1;
+    let mut last_name = std::collections::BTreeMap::new();
+    loop {
+        let out = env
+            .ok("recordChanges", &poll_inputs(Some(&state), page.clone()))
+            .await;
+        polls += 1;
+        assert_eq!(out["fullSync"], true, "{out}");
+        assert!(out["deleted"].as_array().unwrap().is_empty(), "{out}");
+        assert!(out["pages"].as_u64().unwrap() <= 2, "{out}");
+        for row in out["changed"].as_array().unwrap() {
+            let id = row["accountid"].as_str().unwrap().to_string();
+            last_name.insert(id.clone(), row["name"].clone());
+            seen.push(id);
+        }
+        state = out["state"].as_str().unwrap().to_string();
+        if out["moreAvailable"] == false {
+            break;
+        }
+        assert!(polls < 50, "the sync does not end");
+    }
+    assert!(polls >= 3, "{polls} polls for {} rows", at_start.len());
+    assert!(state.contains("$deltatoken="), "{state}");
+    let unique: BTreeSet<_> = seen.iter().cloned().collect();
+    assert_eq!(unique.len(), seen.len(), "a row came twice in the sync");
+
+    let delta = env
+        .ok("recordChanges", &poll_inputs(Some(&state), json!({})))
+        .await;
+    assert_eq!(delta["fullSync"], false);
+    assert_eq!(delta["moreAvailable"], false);
+    let delta_changed = ids(&delta["changed"], "accountid");
+    assert!(delta_changed.contains(&created), "{delta}");
+    for row in delta["changed"].as_array().unwrap() {
+        last_name.insert(
+            row["accountid"].as_str().unwrap().to_string(),
+            row["name"].clone(),
+        );
+    }
+    // Every row there is now was delivered, with its current name.
+    let now = current_account_ids(&env);
+    let delivered: BTreeSet<_> = unique.union(&delta_changed).cloned().collect();
+    assert!(
+        now.is_subset(&delivered),
+        "lost: {:?}",
+        now.difference(&delivered)
+    );
+    assert_eq!(last_name[&ahead[0]], "Renamed while syncing");
+    assert!(!unique.contains(&ahead[1]) || strings(&delta["deleted"]).contains(&ahead[1]));
+}
+
+#[tokio::test]
+async fn a_state_that_is_neither_a_delta_link_nor_a_next_page_is_refused() {
+    let mut env = Env::new();
+    let first = env.ok("recordChanges", &poll_inputs(None, json!({}))).await;
+    let state = first["state"].as_str().unwrap().to_string();
+    let (base, _) = state.split_once('?').unwrap();
+    let err = env
+        .err(
+            "recordChanges",
+            &poll_inputs(Some(&format!("{base}?$select=name")), json!({})),
+        )
+        .await;
+    assert_eq!(err["input"], "state", "{err}");
+    assert!(
+        err["message"].as_str().unwrap().contains("$skiptoken"),
+        "{err}"
+    );
+    let err = env
+        .err("recordChanges", &poll_inputs(None, json!({"maxPages": 0})))
+        .await;
+    assert_eq!(err["input"], "maxPages", "{err}");
 }

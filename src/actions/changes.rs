@@ -2,7 +2,8 @@
 //! (see the design note in [`crate::trigger`]). It is invoked like an
 //! action (`actions.invoke("recordChanges", …)`) and listed among the
 //! catalog's triggers with kind `polling`; the host keeps the returned
-//! `state` (the `@odata.deltaLink`) and passes it to the next poll.
+//! `state` (the `@odata.deltaLink`, or with `maxPages` the next page's
+//! link) and passes it to the next poll.
 //!
 //! Pure parts ([`classify`], [`resync_error`], [`state_link`]) are unit
 //! tested; the loop is tested end to end against the emulator.
@@ -51,10 +52,18 @@ pub fn inputs() -> Vec<InputDef> {
         .default(json!(1000))
         .range(1, 5000),
         input(
+            "maxPages",
+            "Max Pages Per Poll",
+            InputType::Integer,
+            "Stop after this many pages: the poll returns them with moreAvailable: true and a state that continues from the next page, which the next poll reads on. Empty: every page in one poll. Set it for the first poll of a large table (a poll's output is limited to 127 MiB).",
+        )
+        .range(1, page::MAX_PAGES as i64)
+        .example(json!(50)),
+        input(
             "state",
             "State (Delta Link)",
             InputType::String,
-            "The state returned by the previous poll (its @odata.deltaLink). Empty: the first poll, which returns every current row and a state to keep.",
+            "The state returned by the previous poll (its @odata.deltaLink, or with maxPages the link to its next page). Empty: the first poll, which returns every current row and a state to keep.",
         ),
         input(
             "resync",
@@ -70,7 +79,7 @@ pub fn definitions() -> Vec<ActionDef> {
     vec![ActionDef {
         key: KEY,
         label: "Record Changes (polling trigger)",
-        description: "Polls a table with Dataverse change tracking: the first poll returns every row and a state (delta link); each later poll with that state returns the rows created or updated since and the ids of rows deleted since, following every page, and the new state to keep.",
+        description: "Polls a table with Dataverse change tracking: the first poll returns every row and a state (delta link); each later poll with that state returns the rows created or updated since and the ids of rows deleted since, following every page (or maxPages of them, then the state continues from the next page), and the new state to keep.",
         deprecated: false,
         input_defs: inputs,
     }]
@@ -177,8 +186,9 @@ impl<'de> Deserialize<'de> for Probe {
     }
 }
 
-/// The delta link in `state`: the link itself, or `{"deltaLink": …}` as
-/// this trigger returns it; `None` when empty.
+/// The link in `state`: the link itself, or `{"deltaLink": …}` as this
+/// trigger returned it before `maxPages`; `None` when empty. It is a delta
+/// link, or (after a poll that stopped at `maxPages`) the next page's link.
 pub fn state_link(text: &str) -> Result<Option<String>> {
     let t = text.trim();
     if t.is_empty() {
@@ -242,7 +252,7 @@ fn poll(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
         true => None,
         false => state_link(inputs.str("state").unwrap_or(""))?,
     };
-    let delta = link.is_some();
+    let max_pages = inputs.u64("maxPages").map(|n| n.max(1) as usize);
     let mut url = match &link {
         Some(l) => {
             let url = odata::resolve_next_link(session.web_api(), "state", l)?;
@@ -257,10 +267,15 @@ fn poll(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
                 )
                 .with_hint("Keep one state per table, or poll with resync: true."));
             }
-            if !url.query_pairs().any(|(k, _)| k == "$deltatoken") {
+            // A delta link, or the next page of a poll that stopped at
+            // maxPages (its page cookie, and the delta token if a delta).
+            if !url
+                .query_pairs()
+                .any(|(k, _)| k == "$deltatoken" || k == "$skiptoken")
+            {
                 return Err(ConnectorError::invalid_input(
                     "state",
-                    "is not a delta link (it has no $deltatoken)",
+                    "is not a delta link or the next page of one (it has no $deltatoken or $skiptoken)",
                 ));
             }
             url
@@ -273,15 +288,18 @@ fn poll(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
             session.web_api().resource(&query.append_to(set.as_str()))?
         }
     };
+    // A full sync (no delta token) also when continuing one at its next page.
+    let delta = url.query_pairs().any(|(k, _)| k == "$deltatoken");
     let prefer = format!("odata.track-changes,odata.maxpagesize={page_size}");
     let mut changed = RawRecords::new(
         "fieldNames",
-        "A poll returns all its rows at once: list only the columns the flow needs in fieldNames. A first poll returns every row of the table.",
+        "Set maxPages so that a poll stops after that many pages and the next poll goes on from there, and list only the columns the flow needs in fieldNames. A first poll returns every row of the table.",
     );
     let mut deleted: Vec<String> = Vec::new();
     let mut seen_deleted = BTreeSet::new();
     let mut trail = page::PageTrail::default();
-    let delta_link = loop {
+    // The state to return, and whether it continues this change set.
+    let (state, more) = loop {
         let request = session
             .request_to(Method::Get, url.clone())
             .header("Prefer", prefer.clone());
@@ -314,15 +332,20 @@ fn poll(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
         }
         let body = &page.annotations;
         if let Some(next) = body.get("@odata.nextLink").and_then(Value::as_str) {
+            let next_url = odata::resolve_next_link(session.web_api(), "@odata.nextLink", next)?;
+            if max_pages.is_some_and(|m| trail.pages() >= m) {
+                // Resolved first so that the host never stores a foreign link.
+                break (next.to_string(), true);
+            }
             trail.follow(next, "nextLink")?;
-            url = odata::resolve_next_link(session.web_api(), "@odata.nextLink", next)?;
+            url = next_url;
             continue;
         }
         match body.get("@odata.deltaLink").and_then(Value::as_str) {
             Some(l) => {
                 // Checked now so that the host never stores a foreign link.
                 odata::resolve_next_link(session.web_api(), "@odata.deltaLink", l)?;
-                break l.to_string();
+                break (l.to_string(), false);
             }
             None => {
                 return Err(ConnectorError::transport(format!(
@@ -339,8 +362,9 @@ fn poll(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
         Value::Array(deleted.into_iter().map(Value::from).collect()),
     );
     envelope.insert("fullSync".into(), Value::from(!delta));
+    envelope.insert("moreAvailable".into(), Value::from(more));
     envelope.insert("pages".into(), Value::from(trail.pages()));
-    envelope.insert("state".into(), Value::from(delta_link));
+    envelope.insert("state".into(), Value::from(state));
     Ok(Output::Collection {
         envelope,
         key: "changed",
