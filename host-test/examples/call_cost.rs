@@ -9,6 +9,8 @@
 //! - `getEntity loopback`: the same over the host's pooled loopback HTTP;
 //! - `getEntity spawned`: the same inside `tokio::spawn`, as a server
 //!   handling requests on the runtime's workers would call it;
+//! - `pool send`: the same GET on the host's pooled client
+//!   (`host::network`), no component: what the network route costs alone;
 //! - `native GET`: the bench's native client, same request, same emulator;
 //! - `emulator alone`: the emulator's own handling of that request.
 //!
@@ -159,6 +161,35 @@ async fn run(calls: usize, only: &str) -> Result<()> {
         })
         .await?;
         println!("  getEntity spawned      {us:8.1} µs");
+    }
+
+    if wanted("pool send") {
+        use http_body_util::BodyExt;
+        let network = host_test::host::network::Network::new();
+        let url = format!("{}/api/data/v9.2/accounts({id})", rig.base);
+        let us = median_us(calls, || async {
+            let body: wasmtime_wasi_http::WasiBody = http_body_util::Empty::<bytes::Bytes>::new()
+                .map_err(|never| match never {})
+                .boxed_unsync();
+            let request = http::Request::get(&url)
+                .header("Authorization", format!("Bearer {}", rig.access_token))
+                .header("Accept", "application/json")
+                .body(body)?;
+            let res = network
+                .send(request, None)
+                .await
+                .map_err(|e| anyhow!("{e:?}"))?;
+            let bytes = res
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| anyhow!("{e:?}"))?
+                .to_bytes();
+            let v: Value = serde_json::from_slice(&bytes)?;
+            check_id(&v, &id)
+        })
+        .await?;
+        println!("  pool send              {us:8.1} µs");
     }
 
     if wanted("native GET") {

@@ -4,7 +4,7 @@
 
 mod body_cap;
 pub mod limits;
-mod network;
+pub mod network;
 pub mod route;
 
 pub use limits::HostLimits;
