@@ -324,10 +324,7 @@ fn parts(body: &[u8], boundary: &str) -> Vec<(String, Vec<u8>)> {
     let text = body.to_vec();
     let mut out = Vec::new();
     let mut rest = &text[..];
-    loop {
-        let Some(start) = find(rest, delimiter.as_bytes()) else {
-            break;
-        };
+    while let Some(start) = find(rest, delimiter.as_bytes()) {
         rest = &rest[start + delimiter.len()..];
         if rest.starts_with(b"--") {
             break;

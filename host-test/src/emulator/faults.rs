@@ -38,7 +38,7 @@ pub enum Trigger {
 impl Trigger {
     pub fn fires(self, n: u64) -> bool {
         match self {
-            Trigger::Every(every) => every > 0 && n % every == 0,
+            Trigger::Every(every) => every > 0 && n.is_multiple_of(every),
             Trigger::Next(k) => n <= k,
             Trigger::Nth(at) => n == at,
         }

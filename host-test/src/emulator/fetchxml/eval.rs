@@ -324,7 +324,7 @@ impl<'q> Query<'q> {
         for r in store.records(def.logical_name) {
             let mut ok = true;
             for f in &link.filters {
-                if !self.filter_on_record(f, def, r)? {
+                if !self.filter_on_record(f, r)? {
                     ok = false;
                     break;
                 }
@@ -481,16 +481,11 @@ impl<'q> Query<'q> {
     }
 
     /// A condition tree against one record (a link's own filters).
-    fn filter_on_record(
-        &self,
-        f: &Filter,
-        def: &EntityDef,
-        r: &Record,
-    ) -> Result<bool, FetchError> {
+    fn filter_on_record(&self, f: &Filter, r: &Record) -> Result<bool, FetchError> {
         let mut results = Vec::with_capacity(f.items.len());
         for item in &f.items {
             results.push(match item {
-                FilterItem::Filter(inner) => self.filter_on_record(inner, def, r)?,
+                FilterItem::Filter(inner) => self.filter_on_record(inner, r)?,
                 FilterItem::Condition(c) => condition(c, r.get(&c.attribute), r)?,
             });
         }

@@ -265,12 +265,13 @@ mod tests {
         );
         let ids = body["Ids"].as_array().unwrap();
         assert_eq!(ids.len(), 2);
-        let state = emu.state();
-        for (id, name) in ids.iter().zip(["B1", "B2"]) {
-            let r = state.store.get("account", id.as_str().unwrap()).unwrap();
-            assert_eq!(r.get("name"), &json!(name));
+        {
+            let state = emu.state();
+            for (id, name) in ids.iter().zip(["B1", "B2"]) {
+                let r = state.store.get("account", id.as_str().unwrap()).unwrap();
+                assert_eq!(r.get("name"), &json!(name));
+            }
         }
-        drop(state);
         // The second target fails: the first is rolled back.
         let (status, body) = post(
             &emu,
