@@ -41,6 +41,7 @@ pub struct Record {
     /// The store version of the last write (the row's ETag and change
     /// tracking version).
     pub version: u64,
+    /// The columns that have a value; an unset (null) column is absent.
     pub values: Map<String, Value>,
     pub lookup_targets: BTreeMap<String, String>,
 }
@@ -264,10 +265,9 @@ impl Store {
             values: Map::new(),
             lookup_targets: BTreeMap::new(),
         };
-        // Every column is present (null when unset): OData returns nulls.
-        for a in &def.attributes {
-            record.values.insert(a.logical_name.clone(), Value::Null);
-        }
+        // Unset columns are not stored (`Record::get` answers null for them;
+        // responses list every selected column from the schema): a row of a
+        // table with a hundred columns and a few values set stays small.
         record
             .values
             .insert(def.primary_id.clone(), Value::String(id.clone()));
@@ -437,7 +437,11 @@ fn apply(def: &EntityDef, record: &mut Record, changes: Changes) -> Result<(), S
             attribute: name.clone(),
             message,
         })?;
-        record.values.insert(name, value);
+        if value.is_null() {
+            record.values.remove(&name);
+        } else {
+            record.values.insert(name, value);
+        }
     }
     for (name, target) in changes.lookups {
         match target {
@@ -446,7 +450,7 @@ fn apply(def: &EntityDef, record: &mut Record, changes: Changes) -> Result<(), S
                 record.lookup_targets.insert(name, entity);
             }
             None => {
-                record.values.insert(name.clone(), Value::Null);
+                record.values.remove(&name);
                 record.lookup_targets.remove(&name);
             }
         }
@@ -554,6 +558,7 @@ mod tests {
             .unwrap();
         assert!(r.version > v);
         assert_eq!(r.get("name"), "New");
-        assert!(r.values.contains_key("revenue"), "unset columns are null");
+        assert_eq!(r.get("revenue"), &Value::Null, "unset columns are null");
+        assert!(!r.values.contains_key("revenue"), "and not stored");
     }
 }
