@@ -130,7 +130,9 @@ impl Changes {
 #[derive(Debug, Clone)]
 pub struct Store {
     schema: Schema,
-    tables: BTreeMap<String, Table>,
+    /// Shared until written: a change set's snapshot ([`Clone`]) copies
+    /// only the tables it then writes to, not every row of a large store.
+    tables: BTreeMap<String, Arc<Table>>,
     version: u64,
     deletions: Vec<Deletion>,
 }
@@ -140,7 +142,7 @@ impl Store {
         let tables = schema
             .entities
             .iter()
-            .map(|e| (e.logical_name.to_string(), Table::default()))
+            .map(|e| (e.logical_name.to_string(), Arc::default()))
             .collect();
         Store {
             schema,
@@ -380,6 +382,7 @@ impl Store {
     fn table_mut(&mut self, entity: &str) -> Result<&mut Table, StoreError> {
         self.tables
             .get_mut(entity)
+            .map(Arc::make_mut)
             .ok_or_else(|| StoreError::UnknownEntity(entity.into()))
     }
 
@@ -407,7 +410,7 @@ impl Store {
             return;
         };
         let keys = def.keys.clone();
-        let Some(table) = self.tables.get_mut(entity) else {
+        let Some(table) = self.tables.get_mut(entity).map(Arc::make_mut) else {
             return;
         };
         for key in &keys {
