@@ -695,4 +695,32 @@ async fn a_state_that_is_neither_a_delta_link_nor_a_next_page_is_refused() {
         .err("recordChanges", &poll_inputs(None, json!({"maxPages": 0})))
         .await;
     assert_eq!(err["input"], "maxPages", "{err}");
+
+    // A next-page state whose page cookie the server refuses: resync.
+    let first = env
+        .ok(
+            "recordChanges",
+            &poll_inputs(None, json!({"pageSize": 1, "maxPages": 1})),
+        )
+        .await;
+    let next = first["state"].as_str().unwrap();
+    let (head, _) = next.split_once("$skiptoken=").unwrap();
+    let err = env
+        .err(
+            "recordChanges",
+            &poll_inputs(Some(&format!("{head}$skiptoken=ct1.nonsense")), json!({})),
+        )
+        .await;
+    assert_eq!(err["status"], 400, "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("full resync is needed"),
+        "{err}"
+    );
+    assert!(
+        err["hint"].as_str().unwrap().contains("resync: true"),
+        "{err}"
+    );
 }

@@ -208,9 +208,14 @@ pub fn state_link(text: &str) -> Result<Option<String>> {
     Ok(Some(t.to_string()))
 }
 
-/// Whether a refused delta request means the token can no longer be used
-/// (expired: ExpiredVersionStamp 0x80044352; malformed or unknown token;
-/// OData's 410 Gone for a dead delta link).
+/// Whether a refused request for the state's link means the link can no
+/// longer be used (expired: ExpiredVersionStamp 0x80044352; malformed or
+/// unknown token; OData's 410 Gone for a dead delta link; a next-page link
+/// whose page cookie is refused).
+///
+/// UNCONFIRMED: Microsoft does not document how long a change tracking
+/// nextLink stays usable; one kept between `maxPages` polls that Dataverse
+/// refuses asks for a resync like an expired delta token.
 fn is_token_error(e: &ConnectorError) -> bool {
     let m = e.message.to_ascii_lowercase();
     e.status == Some(410)
@@ -218,6 +223,8 @@ fn is_token_error(e: &ConnectorError) -> bool {
         || (e.status == Some(400)
             && (m.contains("deltatoken")
                 || m.contains("delta token")
+                || m.contains("skiptoken")
+                || m.contains("paging cookie")
                 || m.contains("version stamp")
                 || m.contains("full sync")))
 }
@@ -227,7 +234,7 @@ fn is_token_error(e: &ConnectorError) -> bool {
 pub fn resync_error(server: ConnectorError) -> ConnectorError {
     ConnectorError {
         message: format!(
-            "the change tracking state (delta token) is expired or invalid; a full resync is needed ({})",
+            "the change tracking state (a delta token, or a next-page link) is expired or invalid; a full resync is needed ({})",
             server.message
         ),
         hint: Some(
@@ -305,7 +312,7 @@ fn poll(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
             .header("Prefer", prefer.clone());
         let response = match session.send_ok(request) {
             Ok(r) => r,
-            Err(e) if delta && is_token_error(&e) => return Err(resync_error(e)),
+            Err(e) if link.is_some() && is_token_error(&e) => return Err(resync_error(e)),
             Err(e) if is_not_tracked(&e) => {
                 return Err(ConnectorError {
                     kind: ErrorKind::InvalidInput {
@@ -440,6 +447,12 @@ mod tests {
         assert!(!is_token_error(&other));
         assert!(is_token_error(&ConnectorError::from_web_api(
             410, None, b""
+        )));
+        // A next-page link kept between polls whose cookie is refused.
+        assert!(is_token_error(&ConnectorError::from_web_api(
+            400,
+            None,
+            br#"{"error":{"code":"0x80040203","message":"The $skiptoken 'ct1.x' is not valid."}}"#
         )));
     }
 }
