@@ -45,6 +45,14 @@ fn current_account_ids(env: &Env) -> BTreeSet<String> {
         .collect()
 }
 
+/// The error for an unusable state: a full resync is needed, and how.
+fn asks_for_a_resync(err: &Value) {
+    let message = err["message"].as_str().unwrap_or_default();
+    assert!(message.contains("full resync is needed"), "{err}");
+    let hint = err["hint"].as_str().unwrap_or_default();
+    assert!(hint.contains("resync: true"), "{err}");
+}
+
 async fn create(env: &mut Env, name: &str) -> String {
     let out = env
         .ok(
@@ -215,17 +223,7 @@ async fn an_invalid_or_expired_token_asks_for_a_resync_which_recovers() {
     let err = env
         .err("recordChanges", &poll_inputs(Some(&forged), json!({})))
         .await;
-    assert!(
-        err["message"]
-            .as_str()
-            .unwrap()
-            .contains("full resync is needed"),
-        "{err}"
-    );
-    assert!(
-        err["hint"].as_str().unwrap().contains("resync: true"),
-        "{err}"
-    );
+    asks_for_a_resync(&err);
     assert_eq!(err["status"], 400);
 
     // Tokens older than 30 days have expired.
@@ -234,13 +232,7 @@ async fn an_invalid_or_expired_token_asks_for_a_resync_which_recovers() {
         .err("recordChanges", &poll_inputs(Some(&state), json!({})))
         .await;
     assert_eq!(err["code"], "0x80044352", "{err}");
-    assert!(
-        err["message"]
-            .as_str()
-            .unwrap()
-            .contains("full resync is needed"),
-        "{err}"
-    );
+    asks_for_a_resync(&err);
 
     let again = env
         .ok(
@@ -712,15 +704,5 @@ async fn a_state_that_is_neither_a_delta_link_nor_a_next_page_is_refused() {
         )
         .await;
     assert_eq!(err["status"], 400, "{err}");
-    assert!(
-        err["message"]
-            .as_str()
-            .unwrap()
-            .contains("full resync is needed"),
-        "{err}"
-    );
-    assert!(
-        err["hint"].as_str().unwrap().contains("resync: true"),
-        "{err}"
-    );
+    asks_for_a_resync(&err);
 }
