@@ -186,9 +186,9 @@ impl<'de> Deserialize<'de> for Probe {
     }
 }
 
-/// The link in `state`: the link itself, or `{"deltaLink": …}` as this
-/// trigger returned it before `maxPages`; `None` when empty. It is a delta
-/// link, or (after a poll that stopped at `maxPages`) the next page's link.
+/// The link in `state`: the link itself, or `{"deltaLink": …}`; `None`
+/// when empty. It is a delta link, or (after a poll that stopped at
+/// `maxPages`) the next page's link.
 pub fn state_link(text: &str) -> Result<Option<String>> {
     let t = text.trim();
     if t.is_empty() {
