@@ -22,6 +22,8 @@
 //!   action [`page::Output`] that passes them through;
 //! - [`percent`]: URL percent-encoding;
 //! - [`error`] and [`secret`]: typed errors, redaction.
+//! - `sandbox` (wasm only): keeps wasi-libc's environment and stdio
+//!   imports out of the component.
 
 pub mod actions;
 pub mod assertion;
@@ -46,6 +48,8 @@ pub mod types;
 
 #[cfg(target_family = "wasm")]
 mod glue;
+#[cfg(target_family = "wasm")]
+mod sandbox;
 
 use connection::{ConnectionType, Settings, TokenState};
 use error::{ConnectorError, Result};

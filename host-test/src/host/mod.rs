@@ -165,7 +165,7 @@ pub struct ConnectorHost {
 }
 
 impl ConnectorHost {
-    /// Compiles `wasm` and links WASI p2 (Rust's std needs wasi:cli too) and
+    /// Compiles `wasm` and links WASI p2 (a panic message goes to wasi:cli/stderr) and
     /// wasi:http.
     pub fn new(wasm: &[u8]) -> wasmtime::Result<Self> {
         Self::with_limits(wasm, HostLimits::default())
@@ -180,7 +180,7 @@ impl ConnectorHost {
         Self::link(engine, &component, limits)
     }
 
-    /// Links WASI p2 (Rust's std needs wasi:cli too) and wasi:http, and
+    /// Links WASI p2 (a panic message goes to wasi:cli/stderr) and wasi:http, and
     /// pre-instantiates `component`.
     fn link(engine: Engine, component: &Component, limits: HostLimits) -> wasmtime::Result<Self> {
         let mut linker = Linker::<HostState>::new(&engine);
