@@ -5,8 +5,11 @@
 //! and without its JSON parse.
 //!
 //! ```text
-//! cargo run --profile bench-host -p host-test --example fetch_cost -- [ROUNDS]
+//! cargo run --profile bench-host -p host-test --example fetch_cost -- [ROUNDS] [--connector-only]
 //! ```
+//!
+//! `--connector-only` runs only the connector's call (output parsed and
+//! dropped, untimed), for a profile of its side under `perf record`.
 
 mod common;
 
@@ -19,17 +22,18 @@ const RECORDS: usize = 100_000;
 const PAGE: usize = 5_000;
 
 fn main() -> Result<()> {
-    let rounds: usize = match std::env::args().nth(1) {
+    let connector_only = std::env::args().any(|a| a == "--connector-only");
+    let rounds: usize = match std::env::args().skip(1).find(|a| !a.starts_with("--")) {
         Some(n) => n.parse().with_context(|| format!("ROUNDS: '{n}'"))?,
         None => 5,
     };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(run(rounds.max(1)))
+        .block_on(run(rounds.max(1), connector_only))
 }
 
-async fn run(rounds: usize) -> Result<()> {
+async fn run(rounds: usize, connector_only: bool) -> Result<()> {
     let mut rig = common::rig(RECORDS).await?;
     let inputs = json!({"entityType": "accounts", "fetchAll": true, "pageSize": PAGE}).to_string();
     let mut rows: [Vec<f64>; 5] = Default::default();
@@ -50,6 +54,9 @@ async fn run(rounds: usize) -> Result<()> {
         drop(v);
         rows[2].push(t.elapsed().as_secs_f64() * 1e3);
         drop(out);
+        if connector_only {
+            continue;
+        }
         let t = Instant::now();
         let records = rig.native.fetch_all(PAGE).await?;
         rows[3].push(t.elapsed().as_secs_f64() * 1e3);
@@ -79,6 +86,9 @@ async fn run(rounds: usize) -> Result<()> {
     .into_iter()
     .zip(rows)
     {
+        if v.is_empty() {
+            continue;
+        }
         v.sort_by(f64::total_cmp);
         println!("  {label:<34} {:8.1} ms", v[v.len() / 2]);
     }
