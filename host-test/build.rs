@@ -30,7 +30,15 @@ fn main() {
     // D365_CHECKOUT (set per checkout in .cargo/config.toml) reruns the
     // script when the build moves to another checkout.
     println!("cargo:rerun-if-env-changed=D365_CHECKOUT");
-    for watched in ["src", "wit", "build.rs", "Cargo.toml", "Cargo.lock"] {
+    // .cargo/config.toml holds the guest's rustflags (SIMD).
+    for watched in [
+        "src",
+        "wit",
+        "build.rs",
+        "Cargo.toml",
+        "Cargo.lock",
+        ".cargo/config.toml",
+    ] {
         println!("cargo:rerun-if-changed=../{watched}");
     }
     // One wasm target dir per checkout: several worktrees may share one
