@@ -25,6 +25,25 @@ extern "C" fn getenv(_name: *const c_char) -> *mut c_char {
     core::ptr::null_mut()
 }
 
+unsafe extern "C" {
+    /// wasi-libc's `errno`.
+    fn __errno_location() -> *mut i32;
+}
+
+/// wasi-libc's error numbers (WASI's `errno` enum).
+const EBADF: i32 = 8;
+const EINVAL: i32 = 28;
+const EIO: i32 = 29;
+
+/// -1 with `errno` set, as POSIX calls fail. A standard stream that
+/// answers `EBADF` is closed to std, so a stray `print!` is dropped
+/// instead of panicking.
+fn fail(errno: i32) -> isize {
+    // SAFETY: wasi-libc's errno location is valid for the program's life.
+    unsafe { *__errno_location() = errno };
+    -1
+}
+
 /// `struct iovec` as wasi-libc lays it out.
 #[repr(C)]
 struct IoVec {
@@ -33,14 +52,14 @@ struct IoVec {
 }
 
 /// POSIX `write`: file descriptor 2 goes to `wasi:cli/stderr`; no other
-/// descriptor exists in this component.
+/// descriptor exists in this component (`EBADF`).
 ///
 /// # Safety
 /// `buf` points to `len` readable bytes (the libc contract std keeps).
 #[unsafe(no_mangle)]
 unsafe extern "C" fn write(fd: i32, buf: *const u8, len: usize) -> isize {
     if fd != 2 {
-        return -1;
+        return fail(EBADF);
     }
     if len == 0 {
         return 0;
@@ -55,12 +74,12 @@ unsafe extern "C" fn write(fd: i32, buf: *const u8, len: usize) -> isize {
 /// `iov` points to `count` `iovec`s, each to `len` readable bytes.
 #[unsafe(no_mangle)]
 unsafe extern "C" fn writev(fd: i32, iov: *const IoVec, count: i32) -> isize {
-    let Ok(count) = usize::try_from(count) else {
-        return -1;
-    };
     if fd != 2 {
-        return -1;
+        return fail(EBADF);
     }
+    let Ok(count) = usize::try_from(count) else {
+        return fail(EINVAL);
+    };
     if count == 0 {
         return 0;
     }
@@ -77,13 +96,14 @@ unsafe extern "C" fn writev(fd: i32, iov: *const IoVec, count: i32) -> isize {
     written
 }
 
-/// Writes all of `bytes` to the host's stderr; -1 when the stream fails.
+/// Writes all of `bytes` to the host's stderr; -1 (`EIO`) when the stream
+/// fails.
 fn to_stderr(bytes: &[u8]) -> isize {
     let stderr = wasi::cli::stderr::get_stderr();
     // `blocking-write-and-flush` takes at most 4096 bytes per call.
     for chunk in bytes.chunks(4096) {
         if stderr.blocking_write_and_flush(chunk).is_err() {
-            return -1;
+            return fail(EIO);
         }
     }
     isize::try_from(bytes.len()).unwrap_or(isize::MAX)
