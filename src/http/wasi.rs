@@ -83,10 +83,18 @@ fn send(req: &Request) -> Result<Response> {
     let _ = options.set_first_byte_timeout(Some(ns));
     let _ = options.set_between_bytes_timeout(Some(ns));
 
-    let body = outgoing.body().map_err(|_| fail("body"))?;
+    // A request without a body takes no body stream: the host can then
+    // send it in `handle` itself (ours does, sparing a task per request).
+    let body = if req.body.is_empty() {
+        None
+    } else {
+        Some(outgoing.body().map_err(|_| fail("body"))?)
+    };
     let future = outgoing_handler::handle(outgoing, Some(options)).map_err(map_error_code)?;
-    write_body(&body, &req.body)?;
-    OutgoingBody::finish(body, None).map_err(map_error_code)?;
+    if let Some(body) = body {
+        write_body(&body, &req.body)?;
+        OutgoingBody::finish(body, None).map_err(map_error_code)?;
+    }
 
     let incoming = loop {
         match future.get() {
@@ -120,9 +128,6 @@ fn send(req: &Request) -> Result<Response> {
 /// Writes with `check-write` flow control so a large body (a `$batch`) never
 /// overruns the host's buffer.
 fn write_body(body: &OutgoingBody, bytes: &[u8]) -> Result<()> {
-    if bytes.is_empty() {
-        return Ok(());
-    }
     let stream = body
         .write()
         .map_err(|_| ConnectorError::transport("request body stream unavailable"))?;

@@ -5,6 +5,7 @@
 mod body_cap;
 pub mod limits;
 pub mod network;
+mod outgoing;
 pub mod route;
 
 pub use limits::HostLimits;
@@ -186,6 +187,9 @@ impl ConnectorHost {
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        linker.allow_shadowing(true);
+        outgoing::add_to_linker(&mut linker)?;
+        linker.allow_shadowing(false);
         let pre = ConnectorPre::new(linker.instantiate_pre(component)?)?;
         Ok(ConnectorHost {
             engine,
