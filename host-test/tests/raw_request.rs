@@ -119,6 +119,74 @@ async fn raw_post_sends_json_and_returns_the_empty_answer() {
     assert_eq!(err["code"], "0x80060888");
 }
 
+/// The front end (HTTP.sys) answers 411 Length Required to a POST, PUT or
+/// PATCH that declares no length, and so does the emulator. Without a body
+/// the component sends `Content-Length: 0`; with one, hyper sends it
+/// chunked. In-process and over loopback, where hyper frames it for real.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_without_a_body_declares_length_zero_and_one_with_a_body_is_chunked() {
+    let mut in_process = Env::new();
+    let mut loopback = Env::new();
+    let server = host_test::emulator::server::serve(loopback.emulator.clone(), 0)
+        .await
+        .unwrap();
+    loopback.route = host_test::host::Route::Network;
+    loopback.connection = host_test::cli::emulator_connection(&server.base_url());
+    for env in [&mut in_process, &mut loopback] {
+        let out = env
+            .ok(
+                "rawRequest",
+                &json!({"url": ANY_BODY_TARGET, "method": "POST"}).to_string(),
+            )
+            .await;
+        assert_eq!(out["status"], 204, "{out}");
+        // PublishAllXml is POST only: past the length check, 405.
+        for method in ["PUT", "PATCH"] {
+            let err = env
+                .err(
+                    "rawRequest",
+                    &json!({"url": ANY_BODY_TARGET, "method": method}).to_string(),
+                )
+                .await;
+            assert_eq!(err["status"], 405, "{method}: {err}");
+        }
+        env.ok(
+            "rawRequest",
+            &json!({"url": ANY_BODY_TARGET, "method": "POST", "data": {"a": 1}}).to_string(),
+        )
+        .await;
+        let log = web_api_requests(env);
+        let framing: Vec<_> = log
+            .iter()
+            .map(|r| {
+                (
+                    r.method.as_str(),
+                    r.header("content-length"),
+                    r.header("transfer-encoding"),
+                )
+            })
+            .collect();
+        assert_eq!(
+            framing,
+            [
+                ("POST", Some("0"), None),
+                ("PUT", Some("0"), None),
+                ("PATCH", Some("0"), None),
+                ("POST", None, Some("chunked")),
+            ]
+        );
+    }
+    // What the emulator does with a write that declares no length.
+    let (status, _, body) = common::http_send(
+        &format!("{}{ANY_BODY_TARGET}", server.base_url()),
+        http::Method::POST,
+    )
+    .await;
+    assert_eq!(status, 411);
+    assert!(String::from_utf8_lossy(&body).contains("HTTP Error 411"));
+    server.shutdown();
+}
+
 #[tokio::test]
 async fn raw_patch_and_delete_change_the_record() {
     let mut env = Env::new();

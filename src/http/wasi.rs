@@ -40,6 +40,20 @@ fn send(req: &Request) -> Result<Response> {
             .append(name, value.as_bytes())
             .map_err(|e| ConnectorError::transport(format!("header {name} refused: {e:?}")))?;
     }
+    // A POST, PUT or PATCH without a body still declares its length: the
+    // front end (HTTP.sys) answers 411 Length Required otherwise.
+    let may_have_body = matches!(req.method, Method::Post | Method::Put | Method::Patch);
+    if req.body.is_empty()
+        && may_have_body
+        && !req
+            .headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+    {
+        headers.append("content-length", b"0").map_err(|e| {
+            ConnectorError::transport(format!("header content-length refused: {e:?}"))
+        })?;
+    }
     let outgoing = OutgoingRequest::new(headers);
     let method = match req.method {
         Method::Get => WasiMethod::Get,

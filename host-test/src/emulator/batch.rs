@@ -933,9 +933,16 @@ Content-Type: application/json; type=entry
         // No token: 401 before anything runs.
         let req = http::Request::post("/api/data/v9.2/$batch")
             .header("Host", "localhost")
+            .header("Content-Length", "0")
             .body(Bytes::new())
             .unwrap();
         assert_eq!(emu.handle(req).await.status(), 401);
+        // Without a declared length HTTP.sys answers before the service.
+        let req = http::Request::post("/api/data/v9.2/$batch")
+            .header("Host", "localhost")
+            .body(Bytes::new())
+            .unwrap();
+        assert_eq!(emu.handle(req).await.status(), 411);
         // URL limits: a 40 KB GET is refused at the top level but runs
         // inside a batch; past 64 KB it is refused there too.
         let long = format!("/api/data/v9.2/WhoAmI?x={}", "a".repeat(40_000));

@@ -427,8 +427,28 @@ pub fn origin_of(request: &EmuRequest) -> String {
     format!("{scheme}://{host}")
 }
 
+/// Whether a request that may carry a body says how long it is, as HTTP.sys
+/// (in front of Dataverse and Entra) requires of POST, PUT and PATCH. On
+/// the wire, a request that declares neither a length nor chunking has no
+/// body; a request built in-process with a body (tests, examples) has its
+/// length in hand.
+fn declares_length(request: &EmuRequest) -> bool {
+    let may_have_body = matches!(
+        *request.method(),
+        http::Method::POST | http::Method::PUT | http::Method::PATCH
+    );
+    let headers = request.headers();
+    !may_have_body
+        || !request.body().is_empty()
+        || headers.contains_key(http::header::CONTENT_LENGTH)
+        || headers.contains_key(http::header::TRANSFER_ENCODING)
+}
+
 fn route(state: &mut State, request: &EmuRequest) -> EmuResponse {
     let path = request.uri().path();
+    if !declares_length(request) {
+        return response::length_required();
+    }
     if path.starts_with("/api/data/") {
         webapi::handle(state, request)
     } else if path.contains("/oauth2/") {

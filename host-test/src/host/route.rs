@@ -5,6 +5,7 @@ use super::network::Network;
 use crate::emulator::Emulator;
 use crate::emulator::faults::{self, BrokenBody, EndlessBody, Reset};
 use bytes::Bytes;
+use http_body::Body as _;
 use http_body_util::{BodyExt, Full};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -96,7 +97,20 @@ impl WasiHttpHooks for RouteHooks {
                     .and_then(|o| o.first_byte_timeout)
                     .unwrap_or(Duration::from_secs(600));
                 Box::new(async move {
-                    let (parts, body) = request.into_parts();
+                    let (mut parts, body) = request.into_parts();
+                    // What hyper puts on the wire: a body the guest streamed
+                    // goes chunked unless it declared a length; a request
+                    // without one declares nothing (the emulator answers 411
+                    // to a POST, PUT or PATCH that declares no length, as
+                    // HTTP.sys does).
+                    if !body.is_end_stream()
+                        && !parts.headers.contains_key(http::header::CONTENT_LENGTH)
+                    {
+                        parts.headers.insert(
+                            http::header::TRANSFER_ENCODING,
+                            http::HeaderValue::from_static("chunked"),
+                        );
+                    }
                     let body = body.collect().await?.to_bytes();
                     let response = tokio::time::timeout(
                         first_byte_timeout,

@@ -117,8 +117,14 @@ pub fn is_guid(v: &Value) -> bool {
     })
 }
 
-/// A plain HTTP/1.1 request over loopback (no connector involved).
+/// A plain HTTP/1.1 GET over loopback (no connector involved).
 pub async fn http_get(url: &str) -> (u16, Vec<(String, String)>, Bytes) {
+    http_send(url, http::Method::GET).await
+}
+
+/// A plain HTTP/1.1 request without a body over loopback (no connector
+/// involved); hyper declares no length for it.
+pub async fn http_send(url: &str, method: http::Method) -> (u16, Vec<(String, String)>, Bytes) {
     let uri: http::Uri = url.parse().expect("valid URL");
     let authority = uri.authority().expect("authority").to_string();
     let stream = tokio::net::TcpStream::connect(&authority)
@@ -129,7 +135,9 @@ pub async fn http_get(url: &str) -> (u16, Vec<(String, String)>, Bytes) {
             .await
             .expect("handshake");
     tokio::spawn(conn);
-    let req = http::Request::get(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
+    let req = http::Request::builder()
+        .method(method)
+        .uri(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
         .header("Host", authority)
         .body(Empty::<Bytes>::new())
         .expect("request");
