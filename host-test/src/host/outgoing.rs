@@ -3,10 +3,10 @@
 //!
 //! wasmtime-wasi-http's `handle` spawns every request as a tokio task and
 //! hands the guest a future to wait on. On a multi-thread runtime that task
-//! usually runs on another worker than the call, so each request costs two
-//! cross-thread wake-ups (the task starting, the guest resuming): ~40 µs
-//! each on our 2-core VM, against a whole `getEntity` of ~300 µs
-//! (`examples/call_cost.rs`).
+//! usually runs on another worker than the call, and each hand-over is a
+//! cross-thread wake-up (tens of µs on our 2-core VM). `examples/call_cost.rs`
+//! measured getEntity in-process 240 -> 139 µs and over loopback ~20 µs
+//! less (~300 µs; there the pool's connection task is on a worker anyway).
 //!
 //! A request without a body — every GET and DELETE the connector sends —
 //! needs nothing more from the guest once `handle` is called, so here it is
