@@ -120,10 +120,9 @@ impl ConnectorError {
     /// or anything else a gateway may send).
     pub fn from_web_api(status: u16, retry_after: Option<u32>, body: &[u8]) -> Self {
         let (code, message) = parse_odata_error(body).unwrap_or_else(|| {
-            let text = String::from_utf8_lossy(&body[..body.len().min(300)])
-                .trim()
-                .to_string();
-            (None, text)
+            let head = String::from_utf8_lossy(&body[..body.len().min(8 * 1024)]);
+            let text = html_text(&head).unwrap_or_else(|| head.trim().to_string());
+            (None, clip(text, 300))
         });
         let message = if message.is_empty() {
             format!("HTTP {status} from the Dataverse Web API")
@@ -154,6 +153,70 @@ impl ConnectorError {
 impl std::fmt::Display for ConnectorError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)
+    }
+}
+
+/// The readable text of an HTML error page (a gateway's, or the front end's
+/// before Dataverse sees the request): tags, styles and scripts dropped,
+/// whitespace collapsed, a heading that repeats the title kept once, the
+/// title set off with a colon. `None` when `body` is not HTML.
+fn html_text(body: &str) -> Option<String> {
+    let start = body.trim_start();
+    let lower: String = start
+        .chars()
+        .take(14)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    if !(lower.starts_with("<!doctype html") || lower.starts_with("<html")) {
+        return None;
+    }
+    let mut pieces: Vec<String> = Vec::new();
+    let mut rest = start;
+    while let Some(open) = rest.find('<') {
+        push_text(&mut pieces, &rest[..open]);
+        let tag_end = rest[open..].find('>').map_or(rest.len(), |i| open + i + 1);
+        let tag = rest[open..tag_end].to_ascii_lowercase();
+        rest = &rest[tag_end..];
+        for skipped in ["style", "script"] {
+            if tag.starts_with(&format!("<{skipped}")) {
+                let close = format!("</{skipped}");
+                let at = rest.to_ascii_lowercase().find(&close).unwrap_or(rest.len());
+                rest = &rest[at..];
+            }
+        }
+    }
+    push_text(&mut pieces, rest);
+    // A page without text leaves the message to the status.
+    Some(match pieces.split_first() {
+        None => String::new(),
+        Some((first, [])) => first.clone(),
+        Some((first, others)) => format!("{first}: {}", others.join(" ")),
+    })
+}
+
+/// Adds one text node, decoded and whitespace-collapsed, unless it is empty
+/// or repeats the previous one.
+fn push_text(pieces: &mut Vec<String>, raw: &str) {
+    let text = raw
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&nbsp;", " ")
+        .replace("&amp;", "&");
+    if !text.is_empty() && pieces.last() != Some(&text) {
+        pieces.push(text);
+    }
+}
+
+/// At most `max` characters of `text`.
+fn clip(text: String, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => text[..at].to_string(),
+        None => text,
     }
 }
 
@@ -233,6 +296,42 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::Dataverse);
         assert!(e.retryable);
         assert!(e.message.contains("Service Unavailable"));
+    }
+
+    #[test]
+    fn html_error_pages_become_their_text() {
+        let cases: [(&str, &str); 5] = [
+            (
+                // HTTP.sys's 411, as the emulator sends it.
+                "<!DOCTYPE HTML PUBLIC \"-//W3C//DTD HTML 4.01//EN\"\"http://www.w3.org/TR/html4/strict.dtd\">\r\n<HTML><HEAD><TITLE>Length Required</TITLE>\r\n<META HTTP-EQUIV=\"Content-Type\" Content=\"text/html; charset=us-ascii\"></HEAD>\r\n<BODY><h2>Length Required</h2>\r\n<hr><p>HTTP Error 411. The request must be chunked or have a content length.</p>\r\n</BODY></HTML>\r\n",
+                "Length Required: HTTP Error 411. The request must be chunked or have a content length.",
+            ),
+            (
+                "<html><head><title>Service Unavailable</title></head><body><h2>Service Unavailable</h2></body></html>",
+                "Service Unavailable",
+            ),
+            (
+                "  <html><head><style>body { color: red; }</style><title>502 Bad Gateway</title><script>var x = '<p>';</script></head>\n<body><p>The proxy &amp; the server   disagreed &lt;here&gt;.</p></body></html>",
+                "502 Bad Gateway: The proxy & the server disagreed <here>.",
+            ),
+            // Not HTML: as sent.
+            ("upstream connect error", "upstream connect error"),
+            ("<error>not html</error>", "<error>not html</error>"),
+        ];
+        for (body, message) in cases {
+            let e = ConnectorError::from_web_api(502, None, body.as_bytes());
+            assert_eq!(e.message, message, "{body}");
+        }
+        // Long pages are cut to 300 characters, on a character boundary.
+        let long = format!("<html><body><p>{}</p></body></html>", "é".repeat(400));
+        let e = ConnectorError::from_web_api(500, None, long.as_bytes());
+        assert_eq!(e.message, "é".repeat(300));
+        // An unterminated tag or style ends the text without a panic; a
+        // page without text leaves the message to the status.
+        let e = ConnectorError::from_web_api(500, None, b"<html><body>cut <p");
+        assert_eq!(e.message, "cut");
+        let e = ConnectorError::from_web_api(500, None, b"<html><style>never closed");
+        assert_eq!(e.message, "HTTP 500 from the Dataverse Web API");
     }
 
     #[test]
