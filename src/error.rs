@@ -159,7 +159,9 @@ impl std::fmt::Display for ConnectorError {
 /// The readable text of an HTML error page (a gateway's, or the front end's
 /// before Dataverse sees the request): tags, styles and scripts dropped,
 /// whitespace collapsed, a heading that repeats the title kept once, the
-/// title set off with a colon. `None` when `body` is not HTML.
+/// title set off with a colon. `None` when `body` is not HTML. Not through
+/// quick-xml: such pages are rarely XML (HTTP.sys's leaves `<META>` and
+/// `<hr>` unclosed), and only their text is wanted.
 fn html_text(body: &str) -> Option<String> {
     let start = body.trim_start();
     let lower: String = start
