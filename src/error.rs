@@ -115,6 +115,15 @@ impl ConnectorError {
         self
     }
 
+    /// A request whose URL is longer than a URL can be here (the `http`
+    /// crate's 64 KiB), refused before sending: reported as the 414 the
+    /// Web API gives a URL over its own ~32 KB, since the remedy is the same.
+    pub fn url_too_long(len: usize) -> Self {
+        let mut e = Self::from_web_api(414, None, b"");
+        e.message = format!("the request URL is {len} bytes long, too long to send (URI Too Long)");
+        e
+    }
+
     /// Builds the error for a non-success Web API answer from its status,
     /// `Retry-After` header and body (`{"error":{"code":"0x…","message":"…"}}`,
     /// or anything else a gateway may send).
@@ -260,6 +269,9 @@ fn hint_for(status: u16, code: Option<&str>, message: &str) -> Option<String> {
         (412, _) => "The record changed since it was read (ETag mismatch) or already exists.",
         (429, _) => {
             "Dataverse service protection limits were hit: the connector waits for Retry-After; reduce concurrency or batch requests."
+        }
+        (414, _) => {
+            "The request URL is too long (Dataverse takes about 32 KB): shorten the filter, select or expand, or use runFetchXml, which sends a long query inside $batch."
         }
         (400, _)
             if message.contains("odata.bind")

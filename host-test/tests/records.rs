@@ -1369,3 +1369,41 @@ fn cli_shows_fetch_all_progress_on_stderr() {
         "{stderr}"
     );
 }
+
+/// A query too long for a URL is the Web API's 414 with a hint, never a
+/// retryable transport error: past the server's ~32 KB the server answers
+/// 414; past 64 KiB a URL cannot even be sent, and nothing is.
+#[tokio::test]
+async fn a_query_too_long_for_a_url_is_a_414_with_a_hint() {
+    let mut env = Env::new();
+    for (len, sent) in [(40_000, true), (70_000, false)] {
+        let filter = format!("name eq '{}'", "a".repeat(len));
+        let before = env.emulator.log().len();
+        let err = env
+            .err(
+                "queryEntities",
+                &json!({"entityType": "accounts", "filter": filter}).to_string(),
+            )
+            .await;
+        assert_eq!(err["kind"], "dataverse", "{len}: {err}");
+        assert_eq!(err["status"], 414, "{len}: {err}");
+        assert_eq!(err["retryable"], false, "{len}: {err}");
+        assert!(
+            err["hint"].as_str().unwrap_or("").contains("runFetchXml"),
+            "{len}: {err}"
+        );
+        let requests: Vec<String> = env.emulator.log()[before..]
+            .iter()
+            .filter(|r| !r.is_token_request())
+            .map(|r| {
+                format!(
+                    "{} {} {}",
+                    r.method,
+                    &r.target[..r.target.len().min(60)],
+                    r.status
+                )
+            })
+            .collect();
+        assert_eq!(!requests.is_empty(), sent, "{len}: {requests:?}");
+    }
+}

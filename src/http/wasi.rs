@@ -33,6 +33,10 @@ impl Platform for WasiPlatform {
     }
 }
 
+/// The longest path and query wasi:http hosts take: `http`'s `PathAndQuery`
+/// refuses longer ones (wasmtime-wasi-http validates with it).
+const MAX_PATH_AND_QUERY: usize = u16::MAX as usize - 1;
+
 fn send(req: &Request) -> Result<Response> {
     let headers = Fields::new();
     for (name, value) in &req.headers {
@@ -86,6 +90,12 @@ fn send(req: &Request) -> Result<Response> {
     outgoing
         .set_authority(Some(&authority))
         .map_err(|_| fail("authority"))?;
+    // Past 64 KiB a URL cannot be represented (the `http` crate's limit):
+    // the same deterministic refusal as the Web API's 414, not a
+    // retryable transport failure.
+    if path.len() > MAX_PATH_AND_QUERY {
+        return Err(ConnectorError::url_too_long(path.len()));
+    }
     outgoing
         .set_path_with_query(Some(&path))
         .map_err(|_| fail("path"))?;
