@@ -118,10 +118,18 @@ impl ConnectorError {
     /// A request whose URL is longer than a URL can be here (the `http`
     /// crate's 64 KiB), refused before sending: reported as the 414 the
     /// Web API gives a URL over its own ~32 KB, since the remedy is the same.
+    #[inline(never)]
     pub fn url_too_long(len: usize) -> Self {
-        let mut e = Self::from_web_api(414, None, b"");
-        e.message = format!("the request URL is {len} bytes long, too long to send (URI Too Long)");
-        e
+        ConnectorError {
+            kind: ErrorKind::Dataverse,
+            status: Some(414),
+            code: None,
+            message: format!(
+                "the request URL is {len} bytes long, too long to send (URI Too Long)"
+            ),
+            hint: hint_for(414, None, ""),
+            retryable: false,
+        }
     }
 
     /// Builds the error for a non-success Web API answer from its status,
