@@ -196,12 +196,17 @@ fn html_text(body: &str) -> Option<String> {
         let tag_end = rest[open..].find('>').map_or(rest.len(), |i| open + i + 1);
         let tag = rest[open..tag_end].to_ascii_lowercase();
         rest = &rest[tag_end..];
-        for skipped in ["style", "script"] {
-            if tag.starts_with(&format!("<{skipped}")) {
-                let close = format!("</{skipped}");
-                let at = rest.to_ascii_lowercase().find(&close).unwrap_or(rest.len());
-                rest = &rest[at..];
-            }
+        let skip_to = if tag.starts_with("<style") {
+            Some("</style")
+        } else if tag.starts_with("<script") {
+            Some("</script")
+        } else {
+            None
+        };
+        if let Some(close) = skip_to {
+            // ASCII lowercasing keeps byte offsets.
+            let at = rest.to_ascii_lowercase().find(close).unwrap_or(rest.len());
+            rest = &rest[at..];
         }
     }
     push_text(&mut pieces, rest);
