@@ -13,7 +13,7 @@
 //! malformed response is a `transport` error. Both directions are linear in
 //! the body size (a 1,000-part batch is one pass).
 
-use crate::error::{ConnectorError, Result};
+use crate::error::{ConnectorError, Result, clip};
 use crate::percent;
 use crate::types::{EntityKey, EntitySet, Guid, KeyValue, is_identifier};
 use serde_json::{Map, Value};
@@ -441,11 +441,11 @@ fn parse_http_response(
             .parse::<u16>()
             .ok()
             .filter(|s| (100..=599).contains(s))
-            .ok_or_else(|| truncated(&format!("bad status line '{}'", clip(&status_line))))?,
+            .ok_or_else(|| truncated(&format!("bad status line '{}'", clip(&status_line, 60))))?,
         _ => {
             return Err(truncated(&format!(
                 "bad status line '{}'",
-                clip(&status_line)
+                clip(&status_line, 60)
             )));
         }
     };
@@ -462,10 +462,6 @@ fn parse_http_response(
         head: text(head),
         body: body.to_vec(),
     })
-}
-
-fn clip(s: &str) -> String {
-    s.chars().take(60).collect()
 }
 
 /// The `boundary` parameter of a `multipart/mixed` Content-Type.

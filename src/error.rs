@@ -139,7 +139,7 @@ impl ConnectorError {
         let (code, message) = parse_odata_error(body).unwrap_or_else(|| {
             let head = String::from_utf8_lossy(&body[..body.len().min(8 * 1024)]);
             let text = html_text(&head).unwrap_or_else(|| head.trim().to_string());
-            (None, clip(text, 300))
+            (None, clip(&text, 300).to_string())
         });
         let message = if message.is_empty() {
             format!("HTTP {status} from the Dataverse Web API")
@@ -236,10 +236,11 @@ fn push_text(pieces: &mut Vec<String>, raw: &str) {
     }
 }
 
-/// At most `max` characters of `text`.
-fn clip(text: String, max: usize) -> String {
+/// At most `max` characters of `text` (for quoting untrusted text in a
+/// message).
+pub(crate) fn clip(text: &str, max: usize) -> &str {
     match text.char_indices().nth(max) {
-        Some((at, _)) => text[..at].to_string(),
+        Some((at, _)) => &text[..at],
         None => text,
     }
 }

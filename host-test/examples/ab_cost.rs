@@ -51,13 +51,7 @@ async fn run(hosts: [ConnectorHost; 2], action: &str, rounds: usize) -> Result<(
         serial += 1;
         match action {
             "getEntity" => json!({"entityType": "accounts", "entityId": id}).to_string(),
-            _ => {
-                // Contacts have an alternate key on (firstname, lastname).
-                let items: Vec<Value> = (0..1000)
-                    .map(|i| json!({"collection": "contacts", "action": "create", "data": {"firstname": "AB", "lastname": format!("s{serial} {i}")}}))
-                    .collect();
-                json!({ "batchActions": items }).to_string()
-            }
+            _ => common::batch_create_inputs("AB", serial, 1000),
         }
     };
     let mut samples = [Vec::new(), Vec::new()];

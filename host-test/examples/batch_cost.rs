@@ -24,7 +24,7 @@ mod common;
 
 use anyhow::{Context as _, Result, anyhow};
 use host_test::host::{Route, error_json, trap};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::time::Instant;
 
 fn main() -> Result<()> {
@@ -57,15 +57,10 @@ async fn run(rounds: usize, creates: usize, in_process_only: bool) -> Result<()>
     let mut rig = common::rig(1000).await?;
     let in_process = Route::InProcess(rig.emulator.clone());
 
-    // Contacts have an alternate key on (firstname, lastname): every
-    // create needs a name of its own.
     let mut serial = 0usize;
     let mut inputs = || {
         serial += 1;
-        let actions: Vec<Value> = (0..creates)
-            .map(|i| json!({"collection": "contacts", "action": "create", "data": {"firstname": "Cost", "lastname": format!("s{serial} {i}")}}))
-            .collect();
-        json!({ "batchActions": actions }).to_string()
+        common::batch_create_inputs("Cost", serial, creates)
     };
     let (mut to_json, mut in_proc, mut loopback, mut nat, mut alone) =
         (vec![], vec![], vec![], vec![], vec![]);

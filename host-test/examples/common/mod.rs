@@ -77,3 +77,13 @@ pub async fn rig(generated_records: usize) -> Result<Rig> {
         native,
     })
 }
+
+/// runBatch inputs for `creates` contact creates. Contacts have an
+/// alternate key on (firstname, lastname), so `round` keeps the names of
+/// each call's contacts apart from every other call's.
+pub fn batch_create_inputs(firstname: &str, round: usize, creates: usize) -> String {
+    let actions: Vec<Value> = (0..creates)
+        .map(|i| serde_json::json!({"collection": "contacts", "action": "create", "data": {"firstname": firstname, "lastname": format!("s{round} {i}")}}))
+        .collect();
+    serde_json::json!({ "batchActions": actions }).to_string()
+}
