@@ -5,7 +5,7 @@ use crate::assertion::CertificateCredential;
 use crate::connection::{Settings, TokenState};
 use crate::error::{ConnectorError, ErrorKind, Result};
 use crate::http::{Method, Platform, Request};
-use crate::secret::{Secret, scrub};
+use crate::secret::{self, Secret};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
@@ -184,7 +184,10 @@ fn token_request(
     form: &[(&str, &str)],
     secrets: &[&Secret],
 ) -> Result<TokenState> {
-    send_token_request(platform, settings, form).map_err(|e| scrub_error(e, secrets))
+    send_token_request(platform, settings, form).map_err(|e| {
+        let secrets: Vec<&str> = secrets.iter().map(|s| s.expose()).collect();
+        secret::scrub_error(e, &secrets)
+    })
 }
 
 fn send_token_request(
@@ -307,12 +310,6 @@ fn aadsts_hint(code: &str) -> Option<&'static str> {
         }
         _ => return None,
     })
-}
-
-fn scrub_error(mut e: ConnectorError, secrets: &[&Secret]) -> ConnectorError {
-    e.message = scrub(&e.message, secrets);
-    e.hint = e.hint.map(|h| scrub(&h, secrets));
-    e
 }
 
 #[cfg(test)]

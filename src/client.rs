@@ -8,6 +8,7 @@ use crate::connection::{ConnectionType, Settings, TokenState, WebApiUrl};
 use crate::error::{ConnectorError, Result};
 use crate::http::{Method, Platform, Request, Response};
 use crate::retry::{Decision, Outcome, Plan, is_idempotent, jitter_from, may_have_been_applied};
+use crate::secret::{self, Secret};
 use serde_json::Value;
 use url::Url;
 
@@ -20,6 +21,10 @@ pub struct Session<'p> {
     /// (a 502/504 or a connection broken after sending, then retried): a
     /// retried DELETE that then answers 404 deleted the record itself.
     retried_after_maybe_applied: bool,
+    /// The bearer tokens this call put on the wire. An error answer that
+    /// quotes one (a proxy or gateway echoing the request) gets `***` in
+    /// its place before anything reads it.
+    sent_tokens: Vec<String>,
 }
 
 impl<'p> Session<'p> {
@@ -34,6 +39,7 @@ impl<'p> Session<'p> {
             token,
             token_changed: false,
             retried_after_maybe_applied: false,
+            sent_tokens: Vec::new(),
         }
     }
 
@@ -125,7 +131,7 @@ impl<'p> Session<'p> {
             .with_hint("Only URLs on the connection's Web API host receive its token."));
         }
         let token = self.access_token()?;
-        request.set_header("Authorization", format!("Bearer {token}"));
+        self.authorize(&mut request, token);
         let started = self.platform.monotonic_ms();
         self.retried_after_maybe_applied = false;
         let mut retries = 0;
@@ -136,7 +142,7 @@ impl<'p> Session<'p> {
                 // The token may have been revoked or expired early: renew once.
                 renewed = true;
                 let token = self.renew_token()?;
-                request.set_header("Authorization", format!("Bearer {token}"));
+                self.authorize(&mut request, token);
                 continue;
             }
             let outcome = match &result {
@@ -148,9 +154,9 @@ impl<'p> Session<'p> {
             let maybe_applied = may_have_been_applied(outcome);
             match plan.decide(request.method, retries, elapsed, outcome, jitter) {
                 Decision::Stop if maybe_applied && !is_idempotent(request.method) => {
-                    return result.map_err(maybe_applied_write);
+                    return self.scrub_answer(result).map_err(maybe_applied_write);
                 }
-                Decision::Stop => return result,
+                Decision::Stop => return self.scrub_answer(result),
                 Decision::Retry { wait_ms } => {
                     self.retried_after_maybe_applied |= maybe_applied;
                     self.platform.sleep_ms(wait_ms);
@@ -158,6 +164,40 @@ impl<'p> Session<'p> {
                 }
             }
         }
+    }
+
+    fn authorize(&mut self, request: &mut Request, token: String) {
+        request.set_header("Authorization", format!("Bearer {token}"));
+        if !self.sent_tokens.contains(&token) {
+            self.sent_tokens.push(token);
+        }
+    }
+
+    /// An error answer without the tokens this call sent (see
+    /// `sent_tokens`). Success bodies are records and left as they came.
+    fn scrub_answer(&self, result: Result<Response>) -> Result<Response> {
+        let mut response = result?;
+        if !response.is_success() {
+            let tokens: Vec<&str> = self.sent_tokens.iter().map(String::as_str).collect();
+            secret::scrub_bytes(&mut response.body, &tokens);
+            for (_, value) in &mut response.headers {
+                *value = secret::scrub(value, &tokens);
+            }
+        }
+        Ok(response)
+    }
+
+    /// `e` without any credential this call holds or sent: the last line
+    /// of defence for text an error quotes from elsewhere.
+    pub fn scrub(&self, e: ConnectorError) -> ConnectorError {
+        let mut secrets: Vec<&str> = self.sent_tokens.iter().map(String::as_str).collect();
+        if let Some(t) = &self.token {
+            secrets.push(&t.access_token);
+            secrets.extend(t.refresh_token.as_deref());
+        }
+        secrets.extend(self.settings.client_secret.as_ref().map(Secret::expose));
+        secrets.extend(self.settings.certificate.as_ref().map(|c| c.pem.expose()));
+        secret::scrub_error(e, &secrets)
     }
 
     /// True when the last send retried after an attempt that may have been
@@ -272,6 +312,84 @@ mod tests {
                 .collect(),
             body: body.as_bytes().to_vec(),
         }
+    }
+
+    #[test]
+    fn an_error_answer_that_quotes_the_token_has_it_scrubbed() {
+        const TOKEN: &str = "eyJ0eXAiOiJKV1Qi.canary-access-token";
+        let echo = format!("Authorization: Bearer {TOKEN}");
+        let mut platform = Scripted {
+            answers: vec![
+                answer(
+                    400,
+                    &[("Content-Type", "text/html"), ("X-Echo", &echo)],
+                    &format!("<html><body><pre>{echo}</pre></body></html>"),
+                ),
+                answer(200, &[], &format!(r#"{{"note":"{TOKEN}"}}"#)),
+            ],
+            sent: Vec::new(),
+            slept: Vec::new(),
+            clock_ms: 0,
+        };
+        let settings = Settings::parse(
+            ConnectionType::AuthCode,
+            r#"{"webApiUrl":"https://org.crm.dynamics.com","clientId":"c"}"#,
+        )
+        .unwrap();
+        let token = TokenState {
+            access_token: TOKEN.into(),
+            expires_at: 1_800_000_000,
+            refresh_token: None,
+            scope: None,
+        };
+        let mut session = Session::new(&mut platform, settings, Some(token));
+        let request = session.request(Method::Get, "WhoAmI").unwrap();
+        let refused = session.send(request).unwrap();
+        let body = String::from_utf8(refused.body.clone()).unwrap();
+        assert_eq!(
+            body,
+            "<html><body><pre>Authorization: Bearer ***</pre></body></html>"
+        );
+        assert_eq!(refused.header("X-Echo"), Some("Authorization: Bearer ***"));
+        let e = session.scrub(answer_error(Method::Get, &refused));
+        assert!(!format!("{e:?}").contains(TOKEN), "{e:?}");
+        // A success body is the caller's data and comes as it was.
+        let request = session.request(Method::Get, "WhoAmI").unwrap();
+        let ok = session.send(request).unwrap();
+        assert!(String::from_utf8(ok.body).unwrap().contains(TOKEN));
+        // The token did go out, on both requests.
+        drop(session);
+        assert!(
+            platform.sent.iter().all(|s| s.ends_with(TOKEN)),
+            "{:?}",
+            platform.sent
+        );
+    }
+
+    #[test]
+    fn scrub_removes_every_credential_the_session_holds() {
+        let mut platform = Scripted {
+            answers: Vec::new(),
+            sent: Vec::new(),
+            slept: Vec::new(),
+            clock_ms: 0,
+        };
+        let settings = Settings::parse(
+            ConnectionType::ClientCredentials,
+            r#"{"webApiUrl":"https://org.crm.dynamics.com","clientId":"c","clientSecret":"canary-client-secret","tokenUrl":"https://login.microsoftonline.com/t/oauth2/v2.0/token"}"#,
+        )
+        .unwrap();
+        let token = TokenState {
+            access_token: "canary-access-token".into(),
+            expires_at: 1_800_000_000,
+            refresh_token: Some("canary-refresh-token".into()),
+            scope: None,
+        };
+        let session = Session::new(&mut platform, settings, Some(token));
+        let e = ConnectorError::transport(
+            "canary-client-secret canary-access-token canary-refresh-token",
+        );
+        assert_eq!(session.scrub(e).message, "*** *** ***");
     }
 
     fn run(answers: Vec<Response>, method: Method) -> (Result<Response>, Scripted) {

@@ -85,7 +85,8 @@ pub fn invoke(
     }
     let inputs = inputs::Inputs::parse(&def, inputs_json)?;
     let mut session = client::Session::new(platform, settings, state);
-    let output = actions::run(action_key, &mut session, &inputs)?;
+    // Errors may quote server text; none leaves with a credential in it.
+    let output = actions::run(action_key, &mut session, &inputs).map_err(|e| session.scrub(e))?;
     Ok(Invocation {
         output: output.into_json(),
         state: session.into_new_state(),

@@ -1,6 +1,7 @@
 //! Secrets: a wrapper whose Debug never prints the value, and a scrubber for
 //! text that came from elsewhere (server messages may echo what we sent).
 
+use crate::error::ConnectorError;
 use std::fmt;
 
 /// A credential value (client secret, refresh token, access token).
@@ -28,16 +29,53 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Shorter values would blank out ordinary words; real secrets are long.
+const MIN_SCRUBBED_LEN: usize = 6;
+
+fn scrubbed<'a>(secrets: &'a [&'a str]) -> impl Iterator<Item = &'a str> {
+    secrets
+        .iter()
+        .copied()
+        .filter(|s| s.len() >= MIN_SCRUBBED_LEN)
+}
+
 /// Replaces every occurrence of each secret in `text` with `***`.
-pub fn scrub(text: &str, secrets: &[&Secret]) -> String {
+pub fn scrub(text: &str, secrets: &[&str]) -> String {
     let mut out = text.to_string();
-    for s in secrets {
-        // Short values would blank out ordinary words; real secrets are long.
-        if s.0.len() >= 6 {
-            out = out.replace(&s.0, "***");
+    for s in scrubbed(secrets) {
+        if out.contains(s) {
+            out = out.replace(s, "***");
         }
     }
     out
+}
+
+/// [`scrub`] for a body that may not be UTF-8, in place.
+pub fn scrub_bytes(bytes: &mut Vec<u8>, secrets: &[&str]) {
+    for s in scrubbed(secrets) {
+        let finder = memchr::memmem::Finder::new(s.as_bytes());
+        if finder.find(bytes).is_none() {
+            continue;
+        }
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut rest = 0;
+        for at in finder.find_iter(bytes) {
+            out.extend_from_slice(&bytes[rest..at]);
+            out.extend_from_slice(b"***");
+            rest = at + s.len();
+        }
+        out.extend_from_slice(&bytes[rest..]);
+        *bytes = out;
+    }
+}
+
+/// The error with every secret in the text it may have quoted from a
+/// server (message, hint, code) replaced by `***`.
+pub fn scrub_error(mut e: ConnectorError, secrets: &[&str]) -> ConnectorError {
+    e.message = scrub(&e.message, secrets);
+    e.hint = e.hint.map(|h| scrub(&h, secrets));
+    e.code = e.code.map(|c| scrub(&c, secrets));
+    e
 }
 
 #[cfg(test)]
@@ -54,7 +92,32 @@ mod tests {
 
     #[test]
     fn scrub_replaces_all() {
-        let s = Secret::new("s3cr3t~value");
-        assert_eq!(scrub("a s3cr3t~value b s3cr3t~value", &[&s]), "a *** b ***");
+        assert_eq!(
+            scrub("a s3cr3t~value b s3cr3t~value", &["s3cr3t~value"]),
+            "a *** b ***"
+        );
+        // Too short to be a secret: left alone.
+        assert_eq!(scrub("a b c", &["b"]), "a b c");
+    }
+
+    #[test]
+    fn scrub_bytes_replaces_all_in_place() {
+        let mut body = b"x\xffTOKEN-123 y TOKEN-123".to_vec();
+        scrub_bytes(&mut body, &["TOKEN-123", "absent-secret"]);
+        assert_eq!(body, b"x\xff*** y ***");
+        let mut clean = b"nothing here".to_vec();
+        scrub_bytes(&mut clean, &["TOKEN-123"]);
+        assert_eq!(clean, b"nothing here");
+    }
+
+    #[test]
+    fn scrub_error_covers_message_hint_and_code() {
+        let e = ConnectorError::transport("echo: Bearer TOKEN-123")
+            .with_code("TOKEN-123")
+            .with_hint("see TOKEN-123");
+        let e = scrub_error(e, &["TOKEN-123"]);
+        assert_eq!(e.message, "echo: Bearer ***");
+        assert_eq!(e.hint.as_deref(), Some("see ***"));
+        assert_eq!(e.code.as_deref(), Some("***"));
     }
 }

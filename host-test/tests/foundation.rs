@@ -6,7 +6,7 @@ mod common;
 
 use common::{Env, host, http_get, is_guid};
 use host_test::cli;
-use host_test::emulator::{self, Faults, data};
+use host_test::emulator::{self, Faults, Injected, Trigger, data};
 use host_test::host::{ConnectionType, Route, error_json};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
@@ -133,6 +133,28 @@ async fn wrong_client_secret_is_unauthorized_without_the_secret() {
     assert_eq!(err["status"], 401);
     assert!(err["hint"].as_str().unwrap().contains("Value"));
     assert!(!err.to_string().contains(canary), "secret leaked: {err}");
+}
+
+/// A gateway in front of the org that answers 400 quoting the request,
+/// bearer token and all: the error still says what the gateway said, with
+/// `***` where the token was.
+#[tokio::test]
+async fn a_gateway_echoing_the_request_does_not_leak_the_token() {
+    let mut env = Env::new();
+    env.ok("getCurrentUser", "{}").await;
+    let token = env.state().expect("the call kept its token").access_token;
+    env.emulator
+        .set_faults(Faults::default().with_error(Trigger::Next(1), Injected::EchoRequest));
+    let err = env.err("getCurrentUser", "{}").await;
+    eprintln!("{err:#}");
+    assert_eq!(err["status"], 400, "{err}");
+    assert_eq!(env.emulator.fault_stats().injected, vec![400]);
+    let text = err.to_string();
+    assert!(!text.contains(&token), "token leaked: {err}");
+    assert!(
+        text.contains("Bearer ***"),
+        "the gateway's page is quoted: {err}"
+    );
 }
 
 #[tokio::test]

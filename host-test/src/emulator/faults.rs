@@ -8,15 +8,17 @@
 //! The injected answers are the ones Dataverse documents: a 429 carries
 //! `Retry-After` and a service-protection error body with its hex code; a
 //! 503 is the gateway's HTML page (its exact body is UNCONFIRMED); a 500 is
-//! Dataverse's generic `0x80040216` error.
+//! Dataverse's generic `0x80040216` error. One is not Dataverse's: a
+//! gateway's 400 page that quotes the request, bearer token included
+//! ([`Injected::EchoRequest`]), for the connector's secret hygiene.
 //!
 //! Transport faults are marks on the response that the transport acts on
 //! ([`Reset`], [`CutBody`], [`EndlessMark`]): the in-process route
 //! (`host::route`) and the loopback server ([`super::server`]) each turn
 //! them into what a client on their side would see.
 
-use super::EmuResponse;
 use super::response::odata_error;
+use super::{EmuRequest, EmuResponse};
 use bytes::Bytes;
 use hyper::body::{Body, Frame};
 use std::pin::Pin;
@@ -88,11 +90,27 @@ pub enum Injected {
     Unavailable { retry_after_secs: Option<u64> },
     /// Any other status (500, 502, 504, 400, …) with a Dataverse error body.
     Status(u16),
+    /// 400 from a gateway in front of the org that quotes the request it
+    /// refused, headers and all, bearer token included, as some
+    /// misconfigured proxies and firewalls do (Dataverse itself never
+    /// echoes a credential). Built by [`Injected::answer`].
+    EchoRequest,
 }
 
 impl Injected {
+    /// The answer to `request`.
+    pub fn answer(&self, request: &EmuRequest) -> EmuResponse {
+        match self {
+            Injected::EchoRequest => echo_request(request),
+            other => other.response(),
+        }
+    }
+
+    /// The answer, for faults whose answer does not depend on the request
+    /// (an [`Injected::EchoRequest`] here quotes nothing).
     pub fn response(&self) -> EmuResponse {
         match self {
+            Injected::EchoRequest => echo_page(""),
             Injected::Throttle {
                 retry_after_secs,
                 limit,
@@ -127,6 +145,30 @@ impl Injected {
             }
         }
     }
+}
+
+/// A gateway's 400 page quoting `request`'s line and headers.
+fn echo_request(request: &EmuRequest) -> EmuResponse {
+    let mut quoted = format!("{} {} HTTP/1.1\n", request.method(), request.uri());
+    for (name, value) in request.headers() {
+        quoted.push_str(&format!(
+            "{name}: {}\n",
+            String::from_utf8_lossy(value.as_bytes())
+        ));
+    }
+    echo_page(&quoted)
+}
+
+fn echo_page(quoted: &str) -> EmuResponse {
+    let body = format!(
+        "<html><head><title>400 Bad Request</title></head><body><h1>Bad Request</h1>\
+         <p>The request was rejected by the gateway:</p><pre>{quoted}</pre></body></html>"
+    );
+    http::Response::builder()
+        .status(400)
+        .header("Content-Type", "text/html")
+        .body(Bytes::from(body))
+        .unwrap_or_default()
 }
 
 /// Faults a test or the CLI can switch on. Several may hit one request:

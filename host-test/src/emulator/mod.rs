@@ -218,7 +218,7 @@ impl Emulator {
             tokio::time::sleep(delay).await;
         }
         let mut response = match (&plan.error, &plan.error_after_processing) {
-            (Some(injected), _) => injected.response(),
+            (Some(injected), _) => injected.answer(&request),
             (None, after) => {
                 let real = if target.len() > MAX_URL_LEN {
                     url_too_long()
@@ -226,7 +226,7 @@ impl Emulator {
                     let mut state = self.state();
                     route(&mut state, &request)
                 };
-                after.as_ref().map_or(real, Injected::response)
+                after.as_ref().map_or(real, |a| a.answer(&request))
             }
         };
         if plan.invalid_json {
