@@ -156,7 +156,7 @@ fn boundary_token(content: &[u8], requests: usize) -> String {
 fn first_absent_token(mut h: u64, content: &[u8]) -> String {
     for _ in 0..3 {
         let token = candidate_token(h);
-        if !contains(content, token.as_bytes()) {
+        if !crate::bytes::contains(content, token.as_bytes()) {
             return token;
         }
         h = h.wrapping_add(1);
@@ -216,19 +216,6 @@ fn is_token_shaped(w: &[u8]) -> bool {
             8 | 13 | 18 | 23 => *b == b'-',
             _ => b.is_ascii_digit() || (b'a'..=b'f').contains(b),
         })
-}
-
-/// Whether `needle` occurs in `hay`: memchr to each occurrence of its
-/// first byte, then a compare (memmem's searchers cost ~5 KB of the
-/// component for no measurable gain on a 24-byte needle).
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    let Some((&first, rest)) = needle.split_first() else {
-        return true;
-    };
-    memchr::memchr_iter(first, hay).any(|i| {
-        hay.get(i + 1..)
-            .is_some_and(|after| after.starts_with(rest))
-    })
 }
 
 fn candidate_token(h: u64) -> String {

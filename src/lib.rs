@@ -29,6 +29,7 @@ pub mod actions;
 pub mod assertion;
 pub mod auth;
 pub mod batch;
+pub mod bytes;
 pub mod catalog;
 pub mod client;
 pub mod connection;

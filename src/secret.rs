@@ -53,16 +53,20 @@ pub fn scrub(text: &str, secrets: &[&str]) -> String {
 /// [`scrub`] for a body that may not be UTF-8, in place.
 pub fn scrub_bytes(bytes: &mut Vec<u8>, secrets: &[&str]) {
     for s in scrubbed(secrets) {
-        let finder = memchr::memmem::Finder::new(s.as_bytes());
-        if finder.find(bytes).is_none() {
+        let needle = s.as_bytes();
+        let Some(mut at) = crate::bytes::find(bytes, needle) else {
             continue;
-        }
+        };
         let mut out = Vec::with_capacity(bytes.len());
         let mut rest = 0;
-        for at in finder.find_iter(bytes) {
-            out.extend_from_slice(&bytes[rest..at]);
+        loop {
+            out.extend_from_slice(&bytes[rest..rest + at]);
             out.extend_from_slice(b"***");
-            rest = at + s.len();
+            rest += at + needle.len();
+            match crate::bytes::find(&bytes[rest..], needle) {
+                Some(next) => at = next,
+                None => break,
+            }
         }
         out.extend_from_slice(&bytes[rest..]);
         *bytes = out;
