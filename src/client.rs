@@ -303,6 +303,32 @@ mod tests {
         }
     }
 
+    fn scripted(answers: Vec<Response>) -> Scripted {
+        Scripted {
+            answers,
+            sent: Vec::new(),
+            slept: Vec::new(),
+            clock_ms: 0,
+        }
+    }
+
+    fn auth_code_settings() -> Settings {
+        Settings::parse(
+            ConnectionType::AuthCode,
+            r#"{"webApiUrl":"https://org.crm.dynamics.com","clientId":"c"}"#,
+        )
+        .unwrap()
+    }
+
+    fn token(access: &str, refresh: Option<&str>) -> TokenState {
+        TokenState {
+            access_token: access.into(),
+            expires_at: 1_800_000_000,
+            refresh_token: refresh.map(str::to_string),
+            scope: None,
+        }
+    }
+
     fn answer(status: u16, headers: &[(&str, &str)], body: &str) -> Response {
         Response {
             status,
@@ -318,31 +344,16 @@ mod tests {
     fn an_error_answer_that_quotes_the_token_has_it_scrubbed() {
         const TOKEN: &str = "eyJ0eXAiOiJKV1Qi.canary-access-token";
         let echo = format!("Authorization: Bearer {TOKEN}");
-        let mut platform = Scripted {
-            answers: vec![
-                answer(
-                    400,
-                    &[("Content-Type", "text/html"), ("X-Echo", &echo)],
-                    &format!("<html><body><pre>{echo}</pre></body></html>"),
-                ),
-                answer(200, &[], &format!(r#"{{"note":"{TOKEN}"}}"#)),
-            ],
-            sent: Vec::new(),
-            slept: Vec::new(),
-            clock_ms: 0,
-        };
-        let settings = Settings::parse(
-            ConnectionType::AuthCode,
-            r#"{"webApiUrl":"https://org.crm.dynamics.com","clientId":"c"}"#,
-        )
-        .unwrap();
-        let token = TokenState {
-            access_token: TOKEN.into(),
-            expires_at: 1_800_000_000,
-            refresh_token: None,
-            scope: None,
-        };
-        let mut session = Session::new(&mut platform, settings, Some(token));
+        let mut platform = scripted(vec![
+            answer(
+                400,
+                &[("Content-Type", "text/html"), ("X-Echo", &echo)],
+                &format!("<html><body><pre>{echo}</pre></body></html>"),
+            ),
+            answer(200, &[], &format!(r#"{{"note":"{TOKEN}"}}"#)),
+        ]);
+        let settings = auth_code_settings();
+        let mut session = Session::new(&mut platform, settings, Some(token(TOKEN, None)));
         let request = session.request(Method::Get, "WhoAmI").unwrap();
         let refused = session.send(request).unwrap();
         let body = String::from_utf8(refused.body.clone()).unwrap();
@@ -368,23 +379,13 @@ mod tests {
 
     #[test]
     fn scrub_removes_every_credential_the_session_holds() {
-        let mut platform = Scripted {
-            answers: Vec::new(),
-            sent: Vec::new(),
-            slept: Vec::new(),
-            clock_ms: 0,
-        };
+        let mut platform = scripted(Vec::new());
         let settings = Settings::parse(
             ConnectionType::ClientCredentials,
             r#"{"webApiUrl":"https://org.crm.dynamics.com","clientId":"c","clientSecret":"canary-client-secret","tokenUrl":"https://login.microsoftonline.com/t/oauth2/v2.0/token"}"#,
         )
         .unwrap();
-        let token = TokenState {
-            access_token: "canary-access-token".into(),
-            expires_at: 1_800_000_000,
-            refresh_token: Some("canary-refresh-token".into()),
-            scope: None,
-        };
+        let token = token("canary-access-token", Some("canary-refresh-token"));
         let session = Session::new(&mut platform, settings, Some(token));
         let e = ConnectorError::transport(
             "canary-client-secret canary-access-token canary-refresh-token",
@@ -393,23 +394,9 @@ mod tests {
     }
 
     fn run(answers: Vec<Response>, method: Method) -> (Result<Response>, Scripted) {
-        let mut platform = Scripted {
-            answers,
-            sent: Vec::new(),
-            slept: Vec::new(),
-            clock_ms: 0,
-        };
-        let settings = Settings::parse(
-            ConnectionType::AuthCode,
-            r#"{"webApiUrl":"https://org.crm.dynamics.com","clientId":"c"}"#,
-        )
-        .unwrap();
-        let token = TokenState {
-            access_token: "t1".into(),
-            expires_at: 1_800_000_000,
-            refresh_token: Some("r".into()),
-            scope: None,
-        };
+        let mut platform = scripted(answers);
+        let settings = auth_code_settings();
+        let token = token("t1", Some("r"));
         let result = {
             let mut session = Session::new(&mut platform, settings, Some(token));
             let request = session.request(method, "WhoAmI").unwrap();
