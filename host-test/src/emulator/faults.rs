@@ -156,7 +156,8 @@ fn echo_request(request: &EmuRequest) -> EmuResponse {
             String::from_utf8_lossy(value.as_bytes())
         ));
     }
-    echo_page(&quoted)
+    // Escaped as a page quoting it would be; `<` in a header stays text.
+    echo_page(&quick_xml::escape::escape(quoted.as_str()))
 }
 
 fn echo_page(quoted: &str) -> EmuResponse {
