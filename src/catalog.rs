@@ -115,6 +115,11 @@ pub struct InputDef {
     pub min: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max: Option<i64>,
+    /// Kept as the JSON text the caller sent ([`crate::inputs::Inputs::raw`])
+    /// instead of a parsed value: for large `json` inputs the action reads
+    /// itself (runBatch's 1,000 items).
+    #[serde(skip)]
+    pub raw: bool,
 }
 
 /// Starts an input definition; chain the modifiers below.
@@ -139,6 +144,7 @@ pub fn input(
         choices: None,
         min: None,
         max: None,
+        raw: false,
     }
 }
 
@@ -161,6 +167,12 @@ impl InputDef {
     #[inline(never)]
     pub fn choices(mut self, choices: &[&'static str]) -> Self {
         self.choices = Some(choices.to_vec());
+        self
+    }
+    /// See [`InputDef::raw`].
+    #[inline(never)]
+    pub fn raw(mut self) -> Self {
+        self.raw = true;
         self
     }
     #[inline(never)]

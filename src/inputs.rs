@@ -6,11 +6,15 @@
 
 use crate::catalog::{ActionDef, InputDef, InputType};
 use crate::error::{ConnectorError, Result};
-use serde_json::{Map, Value};
+use crate::rawjson;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value, error::Category};
 
 #[derive(Debug, Clone, Default)]
 pub struct Inputs {
     values: Map<String, Value>,
+    /// Inputs defined [`InputDef::raw`], as the JSON text the caller sent.
+    raw: Vec<(&'static str, Box<RawValue>)>,
 }
 
 impl Inputs {
@@ -22,18 +26,21 @@ impl Inputs {
     /// `owner` is the key named in messages.
     pub fn parse_for(owner: &str, defs: &[InputDef], json: &str) -> Result<Inputs> {
         let json = if json.trim().is_empty() { "{}" } else { json };
-        let value: Value = serde_json::from_str(json).map_err(|e| {
-            ConnectorError::invalid_input("inputs", format!("not valid JSON ({e})"))
+        // Each input's text first, parsed below one by one: a raw input
+        // (a 1,000-item batchActions, ~100 KB) never becomes a Value tree.
+        let given = rawjson::members(json).map_err(|e| {
+            if e.classify() == Category::Data {
+                ConnectorError::invalid_input("inputs", "must be a JSON object")
+            } else {
+                ConnectorError::invalid_input("inputs", format!("not valid JSON ({e})"))
+            }
         })?;
-        let Value::Object(mut raw) = value else {
-            return Err(ConnectorError::invalid_input(
-                "inputs",
-                "must be a JSON object",
-            ));
-        };
-        if let Some(unknown) = raw
-            .keys()
-            .find(|k| !defs.iter().any(|i| i.key == k.as_str()))
+        // The first unknown by name, whatever the order they came in.
+        if let Some(unknown) = given
+            .iter()
+            .map(|(k, _)| k)
+            .filter(|k| !defs.iter().any(|i| i.key == k.as_ref()))
+            .min()
         {
             let known: Vec<_> = defs.iter().map(|i| i.key).collect();
             let known = if known.is_empty() {
@@ -42,14 +49,34 @@ impl Inputs {
                 known.join(", ")
             };
             return Err(ConnectorError::invalid_input(
-                unknown.clone(),
+                unknown.to_string(),
                 format!("is not an input of {owner} (inputs: {known})"),
             ));
         }
-        let mut values = Map::new();
+        let mut inputs = Inputs::default();
         for input in defs {
-            // Taken, not cloned: a 1,000-item batchActions is ~100 KB of JSON.
-            let given = raw.remove(input.key).filter(|v| !v.is_null());
+            let text = rawjson::member(&given, input.key).filter(|r| !rawjson::is_null(r));
+            if input.raw {
+                let raw = match (text, &input.default) {
+                    (Some(r), _) => Some(r.to_owned()),
+                    (None, Some(d)) => RawValue::from_string(d.to_string()).ok(),
+                    (None, None) if input.required => {
+                        return Err(ConnectorError::invalid_input(input.key, "is required"));
+                    }
+                    (None, None) => None,
+                };
+                if let Some(raw) = raw {
+                    inputs.raw.push((input.key, raw));
+                }
+                continue;
+            }
+            let given = text
+                .map(|r| serde_json::from_str::<Value>(r.get()))
+                .transpose()
+                .map_err(|e| {
+                    // Valid JSON that serde_json cannot hold (1e400).
+                    ConnectorError::invalid_input(input.key, format!("is not valid JSON ({e})"))
+                })?;
             let value = match (given, &input.default) {
                 (Some(v), _) => coerce(input.key, input.ty, v)?,
                 (None, Some(d)) => d.clone(),
@@ -74,9 +101,14 @@ impl Inputs {
                     format!("must be one of {}, got '{s}'", choices.join(", ")),
                 ));
             }
-            values.insert(input.key.to_string(), value);
+            inputs.values.insert(input.key.to_string(), value);
         }
-        Ok(Inputs { values })
+        Ok(inputs)
+    }
+
+    /// A [`InputDef::raw`] input's JSON text.
+    pub fn raw(&self, key: &str) -> Option<&RawValue> {
+        self.raw.iter().find(|(k, _)| *k == key).map(|(_, r)| &**r)
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {
@@ -283,5 +315,31 @@ mod tests {
         );
         assert_eq!(err_input("[1]"), "inputs");
         assert_eq!(err_input("{"), "inputs");
+        assert_eq!(err_input(r#"{"entityType":"a"} x"#), "inputs");
+        // Valid JSON that serde_json cannot hold: the input is named.
+        assert_eq!(
+            err_input(r#"{"entityType":"a","pageSize":1e400}"#),
+            "pageSize"
+        );
+        // The first unknown by name, and a later duplicate wins.
+        assert_eq!(err_input(r#"{"entityType":"a","zz":1,"ab":2}"#), "ab");
+        let i = Inputs::parse(&def(), r#"{"entityType":"x","entityType":"accounts"}"#).unwrap();
+        assert_eq!(i.str("entityType"), Some("accounts"));
+    }
+
+    #[test]
+    fn raw_inputs_keep_their_text() {
+        let defs = vec![
+            input("list", "List", InputType::Json, "").raw().required(),
+            input("other", "Other", InputType::Json, "")
+                .raw()
+                .default(json!({"a": 1})),
+        ];
+        let i = Inputs::parse_for("t", &defs, r#"{"list": [ 1.50, {"b" : 2} ]}"#).unwrap();
+        assert_eq!(i.raw("list").unwrap().get(), r#"[ 1.50, {"b" : 2} ]"#);
+        assert_eq!(i.raw("other").unwrap().get(), r#"{"a":1}"#, "the default");
+        assert!(i.get("list").is_none(), "not a Value as well");
+        let e = Inputs::parse_for("t", &defs, r#"{"list": null}"#).unwrap_err();
+        assert!(matches!(e.kind, ErrorKind::InvalidInput { ref input } if input == "list"));
     }
 }

@@ -21,6 +21,7 @@
 //! - [`page`]: collection pages read with records kept as raw JSON, and the
 //!   action [`page::Output`] that passes them through;
 //! - [`percent`]: URL percent-encoding;
+//! - [`rawjson`]: objects and arrays read as raw member text (no `Value` trees);
 //! - [`error`] and [`secret`]: typed errors, redaction.
 //! - `sandbox` (wasm only): keeps wasi-libc's environment and stdio
 //!   imports out of the component.
@@ -41,6 +42,7 @@ pub mod metadata;
 pub mod odata;
 pub mod page;
 pub mod percent;
+pub mod rawjson;
 pub mod retry;
 pub mod schema;
 pub mod secret;

@@ -48,10 +48,17 @@ fuzz_target!(|data: &[u8]| {
         1 => Value::String(Value::Array(list.clone()).to_string()),
         _ => Value::Array(list),
     };
-    let Ok(items) = batch::parse_items(&value, atomic) else {
+    let Ok(items) = batch::parse_value(&value, atomic) else {
         return;
     };
     assert!(!items.is_empty());
+    // Bodies travel as the input's text: each must still be one JSON object.
+    for item in &items {
+        if let Some(d) = &item.data {
+            let body: Value = serde_json::from_str(d.text()).expect("data text is JSON");
+            assert!(body.is_object(), "data is not an object: {}", d.text());
+        }
+    }
     let parts = batch::build_parts(&items, "/api/data/v9.2/", atomic);
     let mut requests = 0;
     for p in &parts {

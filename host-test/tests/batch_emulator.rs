@@ -184,7 +184,7 @@ async fn component_codec_and_emulator_agree() {
         {"collection": "nosuchentities", "action": "get", "query": "$select=name&$filter=name eq 'a b'"},
         {"collection": "WhoAmI", "action": "get"}
     ]);
-    let items = codec::parse_items(&list, false).unwrap();
+    let items = codec::parse_value(&list, false).unwrap();
     let parts = codec::build_parts(&items, "/api/data/v9.2/", false);
     let encoded = codec::encode(&parts);
     let (status, rct, rbody) = post_batch(

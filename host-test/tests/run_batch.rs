@@ -236,6 +236,42 @@ async fn a_content_id_reference_binds_a_contact_to_the_account_created_before_it
     assert_eq!(got["_parentcustomerid_value"], account_id, "{got}");
 }
 
+/// Item bodies go out as the workflow wrote them: a decimal keeps digits an
+/// f64 would round away, and a `$n` written as `\u0024` is still resolved.
+#[tokio::test]
+async fn item_data_is_sent_as_written_and_escaped_references_resolve() {
+    let mut env = Env::new();
+    let inputs = r#"{"atomic": true, "batchActions": [
+        {"collection": "accounts", "action": "create",
+         "data": {"name": "Exact Co", "revenue": 1234567.1000000000000000055}},
+        {"collection": "contacts", "action": "create",
+         "data": {"lastname": "Escaped", "parentcustomerid_account@odata.bind": "\u00241"}}
+    ]}"#;
+    let out = env.ok("runBatch", inputs).await;
+    assert_eq!(out["succeeded"], 2, "{out}");
+    let batch = batch_requests(&env)
+        .into_iter()
+        .find(|r| r.path().ends_with("/$batch"))
+        .expect("a $batch request");
+    let body = String::from_utf8_lossy(&batch.body);
+    assert!(
+        body.contains(r#"{"name": "Exact Co", "revenue": 1234567.1000000000000000055}"#),
+        "the first body, byte for byte: {body}"
+    );
+    let account_id = out["results"][0]["id"].as_str().expect("an id");
+    let contact_id = out["results"][1]["id"].as_str().expect("an id");
+    let got = env
+        .ok(
+            "getEntity",
+            &json!({"entityType": "contacts", "entityId": contact_id, "fieldNames": ["_parentcustomerid_value"]}).to_string(),
+        )
+        .await;
+    assert_eq!(
+        got["_parentcustomerid_value"], account_id,
+        "the escaped $1 bound the contact to the account: {got}"
+    );
+}
+
 #[tokio::test]
 async fn more_than_a_thousand_items_is_invalid_input_and_nothing_is_sent() {
     let mut env = Env::new();

@@ -20,7 +20,7 @@ use crate::http::Method;
 use crate::inputs::Inputs;
 use crate::page::Output;
 use crate::types::{EntitySet, Guid, encode_query};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 pub fn definitions() -> Vec<ActionDef> {
     vec![ActionDef {
@@ -37,6 +37,7 @@ pub fn definitions() -> Vec<ActionDef> {
                 "Up to 1000 items {collection, action: create/update/upsert/delete/get, key, data, returnRepresentation, headers, query}. collection is the entity set (accounts); key a GUID, alternate key (accountnumber='A-1' or {\"accountnumber\": \"A-1\"}) or $n; data the columns to write; query the OData options of a get ($select=name&$filter=…). Every item is checked before anything is sent.",
             )
             .required()
+            .raw()
             .example(json!([
                 {"collection": "accounts", "action": "create", "data": {"name": "Fabrikam"}},
                 {"collection": "contacts", "action": "create", "data": {"lastname": "Smith", "parentcustomerid_account@odata.bind": "$1"}}
@@ -79,7 +80,7 @@ fn run_batch(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
     let continue_on_error = inputs.bool("continueOnError");
     let bulk = inputs.bool("bulk");
     let raw = inputs
-        .get("batchActions")
+        .raw("batchActions")
         .ok_or_else(|| ConnectorError::invalid_input(batch::INPUT, "is required"))?;
     let items = batch::parse_items(raw, atomic)?;
     let api_root = session.web_api().service_root().path().to_string();
@@ -93,18 +94,19 @@ fn run_batch(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
     } else {
         Vec::new()
     };
+    let lost = || ConnectorError::transport("internal: a batch group lost its items");
     let requests: Vec<(bool, InnerRequest)> = groups
         .iter()
         .map(|g| match g {
             Group::Single(i) => items
                 .get(*i)
-                .map(|it| (it.action.is_write(), it.to_request(&api_root, i + 1))),
+                .map(|it| (it.action.is_write(), it.to_request(&api_root, i + 1)))
+                .ok_or_else(lost),
             Group::Bulk { action, members } => {
                 bulk_request(&items, *action, members, &api_root, &types).map(|r| (true, r))
             }
         })
-        .collect::<Option<Vec<_>>>()
-        .ok_or_else(|| ConnectorError::transport("internal: a batch group lost its items"))?;
+        .collect::<Result<Vec<_>>>()?;
     let parts = into_parts(requests, atomic);
     let sent_at = send_positions(&parts, &groups, items.len());
     let encoded = batch::encode(&parts);
@@ -439,17 +441,28 @@ fn bulk_request(
     members: &[usize],
     api_root: &str,
     types: &[(EntitySet, String)],
-) -> Option<InnerRequest> {
-    let first = *members.first()?;
-    let set = &items.get(first)?.collection;
+) -> Result<InnerRequest> {
+    let lost = || ConnectorError::transport("internal: a bulk request lost its items");
+    let first = *members.first().ok_or_else(lost)?;
+    let set = &items.get(first).ok_or_else(lost)?.collection;
     let logical = types
         .iter()
         .find(|(s, _)| s == set)
-        .map(|(_, n)| n.clone())?;
+        .map(|(_, n)| n.clone())
+        .ok_or_else(lost)?;
     let mut targets = Vec::with_capacity(members.len());
     for i in members {
-        let item = items.get(*i)?;
-        let mut target = item.data.as_deref().cloned().unwrap_or_default();
+        let item = items.get(*i).ok_or_else(lost)?;
+        let mut target = match &item.data {
+            // Valid JSON, but not always a map of Values (1e400).
+            Some(d) => d.to_map().map_err(|e| {
+                ConnectorError::invalid_input(
+                    format!("{}[{i}].data", batch::INPUT),
+                    format!("cannot be sent in a bulk request ({e}): set bulk to false"),
+                )
+            })?,
+            None => Map::new(),
+        };
         target.insert(
             "@odata.type".into(),
             Value::from(format!("Microsoft.Dynamics.CRM.{logical}")),
@@ -459,7 +472,7 @@ fn bulk_request(
         }
         targets.push(Value::Object(target));
     }
-    Some(InnerRequest {
+    Ok(InnerRequest {
         method: "POST",
         url: format!(
             "{api_root}{set}/Microsoft.Dynamics.CRM.{}",

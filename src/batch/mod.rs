@@ -343,7 +343,7 @@ OData-Version: 4.0\r
             .map(|i| json!({"collection": "accounts", "action": "create", "data": {"name": format!("Account {i}"), "description": "x".repeat(200)}}))
             .collect();
         let list = Value::Array(items);
-        let items = parse_items(&list, false).unwrap();
+        let items = parse_value(&list, false).unwrap();
         let parts = build_parts(&items, "/api/data/v9.2/", false);
         assert_eq!(parts.len(), MAX_REQUESTS);
         let enc = encode(&parts);
@@ -669,22 +669,96 @@ OData-Version: 4.0\r
             (json!({"collection": "a"}), false, "batchActions"),
         ];
         for (value, atomic, expected) in cases {
-            let e = parse_items(&value, atomic).unwrap_err();
+            let e = parse_value(&value, atomic).unwrap_err();
             assert_eq!(input_of(&e), expected, "{value}: {}", e.message);
         }
+    }
+
+    #[test]
+    fn data_travels_as_written() {
+        // Key order, spacing and every digit of a decimal: an f64 round trip
+        // would have sent 0.1 for this money value.
+        let list = r#"[{"collection": "accounts", "action": "create",
+            "data": {"revenue": 0.1000000000000000055, "name": "A", "b": [1, 2]}},
+            {"collection": "accounts", "action": "create", "data": "{\"name\": \"B\"}"}]"#;
+        let raw: Box<serde_json::value::RawValue> = serde_json::from_str(list).unwrap();
+        let items = parse_items(&raw, false).unwrap();
+        let r = items[0].to_request("/api/data/v9.2/", 1);
+        assert_eq!(
+            r.body.as_deref(),
+            Some(r#"{"revenue": 0.1000000000000000055, "name": "A", "b": [1, 2]}"#)
+        );
+        // A string holding an object (builders' text fields): its text.
+        let r = items[1].to_request("/api/data/v9.2/", 2);
+        assert_eq!(r.body.as_deref(), Some(r#"{"name": "B"}"#));
+    }
+
+    #[test]
+    fn content_refs_are_found_however_written() {
+        // `\u0024` is `$`: the reference is found and checked like `"$1"`.
+        for data in [
+            r#"{"x@odata.bind": "$1"}"#,
+            r#"{"x@odata.bind": "\u00241"}"#,
+            r#"{"x@odata.bind": ["/accounts(1)", "$1/y"]}"#,
+        ] {
+            let list = format!(
+                r#"[{{"collection": "a", "action": "create", "data": {{"n": 1}}}},
+                    {{"collection": "b", "action": "create", "data": {data}}}]"#
+            );
+            let raw: Box<serde_json::value::RawValue> = serde_json::from_str(&list).unwrap();
+            let e = parse_items(&raw, false).unwrap_err();
+            assert_eq!(input_of(&e), "batchActions[1].data", "{data}");
+            assert!(e.message.contains("change set"), "{data}: {}", e.message);
+            let items = parse_items(&raw, true).unwrap();
+            assert_eq!(items[1].referenced(), vec![1], "{data}");
+            assert!(items[1].has_content_refs());
+        }
+        // A `$` that is not a reference's start is no reference.
+        let items = parse_owned(
+            json!([{"collection": "a", "action": "create", "data": {"price": "$5", "x@odata.bind": "/a(1)"}}]),
+            false,
+        );
+        assert!(items[0].referenced().is_empty());
+    }
+
+    #[test]
+    fn members_read_like_a_json_object() {
+        // Duplicates: the last one counts; unknowns: the first by name.
+        let raw: Box<serde_json::value::RawValue> =
+            serde_json::from_str(r#"[{"action": "delete", "collection": "a", "action": "get"}]"#)
+                .unwrap();
+        assert_eq!(
+            parse_items(&raw, false).unwrap()[0].action,
+            BatchAction::Get
+        );
+        let raw: Box<serde_json::value::RawValue> =
+            serde_json::from_str(r#"[{"zz": 1, "collection": "a", "action": "get", "ab": 2}]"#)
+                .unwrap();
+        assert_eq!(
+            input_of(&parse_items(&raw, false).unwrap_err()),
+            "batchActions[0].ab"
+        );
+        // Escaped member names and values are decoded.
+        let raw: Box<serde_json::value::RawValue> = serde_json::from_str(
+            r#"[{"\u0061ction": "g\u0065t", "collection": "accounts", "query": "$top=1"}]"#,
+        )
+        .unwrap();
+        let items = parse_items(&raw, false).unwrap();
+        assert_eq!(items[0].action, BatchAction::Get);
+        assert_eq!(items[0].query.as_deref(), Some("$top=1"));
     }
 
     #[test]
     fn more_than_a_thousand_items_is_invalid_input() {
         let one = json!({"collection": "accounts", "action": "create", "data": {"name": "x"}});
         let ok = Value::Array(vec![one.clone(); MAX_REQUESTS]);
-        assert_eq!(parse_items(&ok, false).unwrap().len(), MAX_REQUESTS);
+        assert_eq!(parse_value(&ok, false).unwrap().len(), MAX_REQUESTS);
         let too_many = Value::Array(vec![one; MAX_REQUESTS + 1]);
-        let e = parse_items(&too_many, false).unwrap_err();
+        let e = parse_value(&too_many, false).unwrap_err();
         assert_eq!(input_of(&e), "batchActions");
         assert!(e.message.contains("1001"), "{}", e.message);
         // A JSON string holding the array is accepted too (builders send strings).
         let s = Value::String(json!([{"collection": "accounts", "action": "get"}]).to_string());
-        assert_eq!(parse_items(&s, false).unwrap()[0].action, BatchAction::Get);
+        assert_eq!(parse_value(&s, false).unwrap()[0].action, BatchAction::Get);
     }
 }
