@@ -163,12 +163,13 @@ pub struct ItemData<'a> {
 
 impl<'a> ItemData<'a> {
     /// `text` is a JSON object. Only a body that could hold a `$n` reference
-    /// (a string starting with `$`, written as `"$` or escaped as `\u0024`)
-    /// is parsed, to find them.
+    /// (a `$`, or one escaped as `\u0024`) is parsed, to find them. Both
+    /// searches start from bytes that are rare in JSON (`"` is not: a
+    /// search for `"$` took 0.2 ms of a 1,000-item batch).
     fn parse(i: usize, text: Cow<'a, str>) -> Result<Self> {
         let bytes = text.as_bytes();
         let refs =
-            if crate::bytes::contains(bytes, b"\"$") || crate::bytes::contains(bytes, b"\\u0024") {
+            if memchr::memchr(b'$', bytes).is_some() || crate::bytes::contains(bytes, b"\\u0024") {
                 // Valid JSON, but not always a Value (1e400 is out of range).
                 let value = serde_json::from_str::<Value>(&text)
                     .map_err(|e| field_error(i, "data", format!("is not valid JSON ({e})")))?;
