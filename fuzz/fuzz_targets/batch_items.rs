@@ -24,6 +24,35 @@ fn check_request(r: &InnerRequest) {
     }
 }
 
+/// What an item means, whatever the spelling of its JSON: data as a value.
+fn meaning(item: &batch::BatchItem) -> String {
+    let data = item
+        .data
+        .as_ref()
+        .map(|d| serde_json::from_str::<Value>(d.text()).expect("data text is JSON"));
+    format!(
+        "{:?} {} {:?} {:?} {:?} {:?} {} {:?}",
+        item.action,
+        item.collection,
+        item.to_request("/r/", 1).url,
+        item.referenced(),
+        item.headers,
+        item.query,
+        item.return_representation,
+        data
+    )
+}
+
+/// `parse_items` of `text`: each item's meaning, or the input an error names.
+fn parse_text(text: &str, atomic: bool) -> Result<Vec<String>, String> {
+    let raw: Box<serde_json::value::RawValue> =
+        serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    match batch::parse_items(&raw, atomic) {
+        Ok(items) => Ok(items.iter().map(meaning).collect()),
+        Err(e) => Err(format!("{:?}", e.kind)),
+    }
+}
+
 fn count(hay: &[u8], needle: &[u8]) -> usize {
     hay.windows(needle.len()).filter(|w| *w == needle).count()
 }
@@ -48,6 +77,18 @@ fuzz_target!(|data: &[u8]| {
         1 => Value::String(Value::Array(list.clone()).to_string()),
         _ => Value::Array(list),
     };
+    // The same list spelled differently means the same: items are read from
+    // the raw text (src/rawjson.rs), so spacing and escapes must not matter.
+    // `$` and `/` only occur inside JSON strings, so escaping every one is
+    // still the same JSON.
+    let compact = value.to_string();
+    let expected = parse_text(&compact, atomic);
+    for variant in [
+        serde_json::to_string_pretty(&value).expect("a Value serialises"),
+        compact.replace('$', "\\u0024").replace('/', "\\/"),
+    ] {
+        assert_eq!(parse_text(&variant, atomic), expected, "{variant}");
+    }
     let Ok(items) = batch::parse_value(&value, atomic) else {
         return;
     };
