@@ -26,7 +26,10 @@ impl Guid {
             _ => return None,
         };
         // Bytes, not chars: every byte kept is an ASCII hex digit or '-'.
-        let mut out = Vec::with_capacity(36);
+        // Into a fixed buffer: pushing byte by byte showed in runBatch's
+        // profile (1,000 ids per batch).
+        let mut out = [b'-'; 36];
+        let mut at = 0usize;
         let mut digits = 0usize;
         for (i, b) in t.bytes().enumerate() {
             if hyphenated && matches!(i, 8 | 13 | 18 | 23) {
@@ -39,15 +42,16 @@ impl Guid {
                 return None;
             }
             if matches!(digits, 8 | 12 | 16 | 20) {
-                out.push(b'-');
+                at += 1; // over the '-' already there
             }
-            out.push(b.to_ascii_lowercase());
+            *out.get_mut(at)? = b.to_ascii_lowercase();
+            at += 1;
             digits += 1;
         }
         if digits != 32 {
             return None;
         }
-        String::from_utf8(out).ok().map(Guid)
+        std::str::from_utf8(&out).ok().map(|s| Guid(s.to_string()))
     }
 
     /// The canonical text, without a copy.

@@ -272,6 +272,37 @@ async fn item_data_is_sent_as_written_and_escaped_references_resolve() {
     );
 }
 
+/// A body with a property written twice reaches the server as written, and
+/// Dataverse's OData reader refuses it: that item fails, the others run.
+#[tokio::test]
+async fn a_duplicate_property_fails_its_item_as_dataverse_does() {
+    let mut env = Env::new();
+    let inputs = r#"{"continueOnError": true, "batchActions": [
+        {"collection": "accounts", "action": "create", "data": {"name": "Twice A", "name": "Twice B"}},
+        {"collection": "accounts", "action": "create", "data": {"name": "Once"}}
+    ]}"#;
+    let out = env.ok("runBatch", inputs).await;
+    let r = out["results"].as_array().expect("results");
+    assert_eq!(
+        (out["succeeded"].as_u64(), out["failed"].as_u64()),
+        (Some(1), Some(1)),
+        "{out}"
+    );
+    assert_eq!(r[0]["status"], 400, "{out}");
+    assert_eq!(r[0]["error"]["code"], "0x80048d19", "{out}");
+    let message = r[0]["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("Multiple properties with the name 'name'"),
+        "{message}"
+    );
+    assert_eq!(r[1]["success"], true);
+    assert!(
+        accounts_named(&env, "Twice").is_empty(),
+        "nothing was written"
+    );
+    assert_eq!(accounts_named(&env, "Once").len(), 1);
+}
+
 #[tokio::test]
 async fn more_than_a_thousand_items_is_invalid_input_and_nothing_is_sent() {
     let mut env = Env::new();

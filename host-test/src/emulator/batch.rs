@@ -27,6 +27,7 @@
 //! failing change-set request's `Content-ID` on the single error part;
 //! `Preference-Applied: odata.continue-on-error`.
 
+use super::odata::payload::duplicate_property;
 use super::response::odata_error;
 use super::store::new_guid;
 use super::webapi::Caller;
@@ -299,12 +300,26 @@ fn resolve_url(url: &str, ids: &HashMap<String, String>) -> Result<String, Strin
 }
 
 /// Replaces `$n` in `…@odata.bind` and `@odata.id` values of a JSON body.
+/// A body without references, or one the endpoint will refuse for a
+/// duplicate property, goes on byte for byte: parsed into a map and
+/// written again, it would lose the duplicate and any digits an f64 cannot
+/// hold.
 fn resolve_body(body: &[u8], ids: &HashMap<String, String>) -> Result<Bytes, String> {
+    // `$` as itself or escaped (`\u0024`, which JSON reads as `$`).
+    let may_refer = body.contains(&b'$') || body.windows(6).any(|w| w == b"\\u0024");
+    if !may_refer || duplicate_property(body).is_some() {
+        return Ok(Bytes::copy_from_slice(body));
+    }
     let Ok(mut json) = serde_json::from_slice::<Value>(body) else {
         // Not JSON: passed through; the endpoint answers for it.
         return Ok(Bytes::copy_from_slice(body));
     };
+    let before = json.clone();
     resolve_value(None, &mut json, ids)?;
+    if json == before {
+        // A `$` that was no reference ("$5"): nothing to rewrite.
+        return Ok(Bytes::copy_from_slice(body));
+    }
     Ok(Bytes::from(json.to_string()))
 }
 

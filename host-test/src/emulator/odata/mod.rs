@@ -1,12 +1,13 @@
 //! The OData engine: query options ([`options`]), `$filter` parsing
 //! ([`filter`]) and evaluation ([`eval`]), record shaping with `$select`,
-//! `$expand` and annotations ([`shape`]), and Dataverse's paging cookie
-//! ([`paging`]). Independent of HTTP: the Web API layer calls it.
+//! `$expand` and annotations ([`shape`]), Dataverse's paging cookie
+//! ([`paging`]) and write payload checks ([`payload`]). Independent of HTTP: the Web API layer calls it.
 
 pub mod eval;
 pub mod filter;
 pub mod options;
 pub mod paging;
+pub mod payload;
 pub mod shape;
 
 /// An OData error as Dataverse answers it.
