@@ -674,6 +674,11 @@ OData-Version: 4.0\r
         }
     }
 
+    /// `text` as the raw JSON an input carries.
+    fn raw_json(text: &str) -> Box<serde_json::value::RawValue> {
+        serde_json::from_str(text).expect("test JSON")
+    }
+
     #[test]
     fn data_travels_as_written() {
         // Key order, spacing and every digit of a decimal: an f64 round trip
@@ -681,7 +686,7 @@ OData-Version: 4.0\r
         let list = r#"[{"collection": "accounts", "action": "create",
             "data": {"revenue": 0.1000000000000000055, "name": "A", "b": [1, 2]}},
             {"collection": "accounts", "action": "create", "data": "{\"name\": \"B\"}"}]"#;
-        let raw: Box<serde_json::value::RawValue> = serde_json::from_str(list).unwrap();
+        let raw = raw_json(list);
         let items = parse_items(&raw, false).unwrap();
         let r = items[0].to_request("/api/data/v9.2/", 1);
         assert_eq!(
@@ -705,7 +710,7 @@ OData-Version: 4.0\r
                 r#"[{{"collection": "a", "action": "create", "data": {{"n": 1}}}},
                     {{"collection": "b", "action": "create", "data": {data}}}]"#
             );
-            let raw: Box<serde_json::value::RawValue> = serde_json::from_str(&list).unwrap();
+            let raw = raw_json(&list);
             let e = parse_items(&raw, false).unwrap_err();
             assert_eq!(input_of(&e), "batchActions[1].data", "{data}");
             assert!(e.message.contains("change set"), "{data}: {}", e.message);
@@ -724,25 +729,20 @@ OData-Version: 4.0\r
     #[test]
     fn members_read_like_a_json_object() {
         // Duplicates: the last one counts; unknowns: the first by name.
-        let raw: Box<serde_json::value::RawValue> =
-            serde_json::from_str(r#"[{"action": "delete", "collection": "a", "action": "get"}]"#)
-                .unwrap();
+        let raw = raw_json(r#"[{"action": "delete", "collection": "a", "action": "get"}]"#);
         assert_eq!(
             parse_items(&raw, false).unwrap()[0].action,
             BatchAction::Get
         );
-        let raw: Box<serde_json::value::RawValue> =
-            serde_json::from_str(r#"[{"zz": 1, "collection": "a", "action": "get", "ab": 2}]"#)
-                .unwrap();
+        let raw = raw_json(r#"[{"zz": 1, "collection": "a", "action": "get", "ab": 2}]"#);
         assert_eq!(
             input_of(&parse_items(&raw, false).unwrap_err()),
             "batchActions[0].ab"
         );
         // Escaped member names and values are decoded.
-        let raw: Box<serde_json::value::RawValue> = serde_json::from_str(
+        let raw = raw_json(
             r#"[{"\u0061ction": "g\u0065t", "collection": "accounts", "query": "$top=1"}]"#,
-        )
-        .unwrap();
+        );
         let items = parse_items(&raw, false).unwrap();
         assert_eq!(items[0].action, BatchAction::Get);
         assert_eq!(items[0].query.as_deref(), Some("$top=1"));
