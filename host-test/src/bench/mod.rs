@@ -1,7 +1,9 @@
 //! `d365 bench`: the connector against a native baseline and against
-//! DynamicsWebApi, on one loopback emulator, interleaved per round
-//! (connector, native, peer, connector, …) so drift on a shared machine hits
-//! every contender alike. Speed is reported as ratios, never asserted.
+//! DynamicsWebApi, on one loopback emulator, interleaved per round so drift
+//! on a shared machine hits every contender alike, each round in another
+//! order so that none always runs after the same one
+//! ([`report::Contender::order`]).
+//! Speed is reported as ratios, never asserted.
 
 pub mod machine;
 pub mod native;
@@ -280,55 +282,67 @@ async fn fetch_xml(s: &Setup, sizes: Sizes, report: &mut Report) {
     let xml = fetch_xml_query(sizes.page_size, false);
     for round in 0..sizes.rounds {
         eprintln!("bench: {FETCHXML}, round {}", round + 1);
-        let rss = RssWindow::open();
-        let t = Instant::now();
-        let r = s
-            .invoke(
-                "runFetchXml",
-                &json!({"entityType": "accounts", "fetchXml": xml, "fetchAll": true}),
-            )
-            .await;
-        // The records are in hand: stop the clock before dropping them, as
-        // for the native client (dropping 100,000 parsed records takes
-        // ≈ 0.3 s, and was inside the connector's time only).
-        let elapsed = t.elapsed();
-        let r = r.and_then(|v| {
-            v["count"]
-                .as_u64()
-                .map(|c| c as usize)
-                .context("no count in the output")
-        });
-        report.fetch_sample(
-            FETCHXML,
-            Contender::Connector,
-            r.map(|c| (ms(elapsed), c, rss.close())),
-            0,
-        );
-        let r = async {
-            let mut n = s.native().await?;
-            let rss = RssWindow::open();
-            let t = Instant::now();
-            let records = n
-                .fetch_xml_all(&fetch_xml_query(sizes.page_size, true))
-                .await?;
-            Ok((ms(t.elapsed()), records.len(), rss.close()))
+        for contender in Contender::order(round) {
+            let r = match contender {
+                Contender::Connector => {
+                    let inputs =
+                        json!({"entityType": "accounts", "fetchXml": xml, "fetchAll": true});
+                    connector_fetch(s, "runFetchXml", &inputs).await
+                }
+                Contender::Native => {
+                    async {
+                        let mut n = s.native().await?;
+                        let rss = RssWindow::open();
+                        let t = Instant::now();
+                        let records = n
+                            .fetch_xml_all(&fetch_xml_query(sizes.page_size, true))
+                            .await?;
+                        Ok((ms(t.elapsed()), records.len(), rss.close()))
+                    }
+                    .await
+                }
+                Contender::Peer => peer_fetch(
+                    s.peer(json!({"scenario": "runFetchXml", "fetchXml": xml}))
+                        .await,
+                ),
+            };
+            report.fetch_sample(FETCHXML, contender, r, 0);
         }
-        .await;
-        report.fetch_sample(FETCHXML, Contender::Native, r, 0);
-        let r = s
-            .peer(json!({"scenario": "runFetchXml", "fetchXml": xml}))
-            .await
-            .and_then(|p| {
-                let ms = p.out["ms"].as_f64().context("no ms")?;
-                let count = p.out["count"].as_u64().context("no count")? as usize;
-                let rss = p.out["maxRssKb"].as_f64().map(|k| Rss {
-                    peak_mib: k / 1024.0,
-                    start_mib: None,
-                });
-                Ok((ms, count, rss))
-            });
-        report.fetch_sample(FETCHXML, Contender::Peer, r, 0);
     }
+}
+
+/// One connector fetch-all: (ms, records, RSS).
+async fn connector_fetch(
+    s: &Setup,
+    action: &str,
+    inputs: &Value,
+) -> Result<(f64, usize, Option<Rss>)> {
+    let rss = RssWindow::open();
+    let t = Instant::now();
+    let r = s.invoke(action, inputs).await;
+    // The records are in hand: stop the clock before dropping them, as
+    // for the native client (dropping 100,000 parsed records takes
+    // ≈ 0.3 s, and was inside the connector's time only).
+    let elapsed = t.elapsed();
+    let count = r.and_then(|v| {
+        v["count"]
+            .as_u64()
+            .map(|c| c as usize)
+            .context("no count in the output")
+    })?;
+    Ok((ms(elapsed), count, rss.close()))
+}
+
+/// A peer fetch-all's report: (ms, records, RSS).
+fn peer_fetch(run: Result<peer::PeerRun>) -> Result<(f64, usize, Option<Rss>)> {
+    let p = run?;
+    let ms = p.out["ms"].as_f64().context("no ms")?;
+    let count = p.out["count"].as_u64().context("no count")? as usize;
+    let rss = p.out["maxRssKb"].as_f64().map(|k| Rss {
+        peak_mib: k / 1024.0,
+        start_mib: None,
+    });
+    Ok((ms, count, rss))
 }
 
 /// Scenario 4: one `$batch` of contact creates: build, send, decode.
@@ -337,64 +351,69 @@ async fn batch(s: &Setup, sizes: Sizes, report: &mut Report) {
     let n = sizes.batch_creates;
     for round in 0..sizes.batch_rounds {
         eprintln!("bench: {BATCH}, round {}", round + 1);
-        let t = Instant::now();
-        let r = async {
-            // The inputs are serialised from plain structs, as a Rust
-            // platform would, and the output read into one: as `Value`
-            // trees (json!, insertion-ordered maps with SipHash) building
-            // the inputs alone took ~3 ms of the connector's time
-            // (`examples/batch_cost.rs`, "inputs to JSON"). The native
-            // client's contact data comes from the same struct.
-            let inputs = BatchInputs {
-                batch_actions: (0..n)
-                    .map(|i| BatchCreate {
-                        collection: "contacts",
-                        action: "create",
-                        data: native::Contact {
-                            firstname: "Bench",
-                            lastname: format!("Connector r{round} {i}"),
-                        },
-                    })
-                    .collect(),
-            };
-            let output = s
-                .invoke_text("runBatch", &serde_json::to_string(&inputs)?)
-                .await?;
-            let out: BatchOutput = serde_json::from_str(&output)?;
-            let ms = ms(t.elapsed());
-            if out.results.len() != n {
-                return Err(anyhow!("{} results for {n} creates", out.results.len()));
-            }
-            if let Some(bad) = out.results.iter().position(|r| !r.success) {
-                return Err(anyhow!("batch create {bad} failed: {output}"));
-            }
-            Ok(ms)
-        }
-        .await;
-        report.one(BATCH, METRIC, Contender::Connector, r);
-        let r = async {
-            let mut native = s.native().await?;
-            let t = Instant::now();
-            let ids = native.batch_creates(n, round).await?;
-            let ms = ms(t.elapsed());
-            if ids.len() != n {
-                return Err(anyhow!("{} ids for {n} creates", ids.len()));
-            }
-            Ok(ms)
-        }
-        .await;
-        report.one(BATCH, METRIC, Contender::Native, r);
-        let r = s
-            .peer(json!({"scenario": "runBatch", "creates": n, "round": round}))
-            .await
-            .and_then(|p| {
-                if p.out["count"].as_u64() != Some(n as u64) {
-                    return Err(anyhow!("{} results for {n} creates", p.out["count"]));
+        for contender in Contender::order(round) {
+            let r = match contender {
+                Contender::Connector => batch_connector(s, n, round).await,
+                Contender::Native => {
+                    async {
+                        let mut native = s.native().await?;
+                        let t = Instant::now();
+                        let ids = native.batch_creates(n, round).await?;
+                        let ms = ms(t.elapsed());
+                        if ids.len() != n {
+                            return Err(anyhow!("{} ids for {n} creates", ids.len()));
+                        }
+                        Ok(ms)
+                    }
+                    .await
                 }
-                p.out["ms"].as_f64().context("no ms")
-            });
-        report.one(BATCH, METRIC, Contender::Peer, r);
+                Contender::Peer => s
+                    .peer(json!({"scenario": "runBatch", "creates": n, "round": round}))
+                    .await
+                    .and_then(|p| {
+                        if p.out["count"].as_u64() != Some(n as u64) {
+                            return Err(anyhow!("{} results for {n} creates", p.out["count"]));
+                        }
+                        p.out["ms"].as_f64().context("no ms")
+                    }),
+            };
+            report.one(BATCH, METRIC, contender, r);
+        }
     }
+}
+
+/// One connector round of scenario 4, in ms.
+async fn batch_connector(s: &Setup, n: usize, round: usize) -> Result<f64> {
+    let t = Instant::now();
+    // The inputs are serialised from plain structs, as a Rust platform
+    // would, and the output read into one: as `Value` trees (json!,
+    // insertion-ordered maps with SipHash) building the inputs alone took
+    // ~3 ms of the connector's time (`examples/batch_cost.rs`, "inputs to
+    // JSON"). The native client's contact data comes from the same struct.
+    let inputs = BatchInputs {
+        batch_actions: (0..n)
+            .map(|i| BatchCreate {
+                collection: "contacts",
+                action: "create",
+                data: native::Contact {
+                    firstname: "Bench",
+                    lastname: format!("Connector r{round} {i}"),
+                },
+            })
+            .collect(),
+    };
+    let output = s
+        .invoke_text("runBatch", &serde_json::to_string(&inputs)?)
+        .await?;
+    let out: BatchOutput = serde_json::from_str(&output)?;
+    let ms = ms(t.elapsed());
+    if out.results.len() != n {
+        return Err(anyhow!("{} results for {n} creates", out.results.len()));
+    }
+    if let Some(bad) = out.results.iter().position(|r| !r.success) {
+        return Err(anyhow!("batch create {bad} failed: {output}"));
+    }
+    Ok(ms)
 }
 
 /// Scenario 4's inputs, serialised as the catalog names them.
@@ -427,55 +446,29 @@ async fn fetch_all(s: &Setup, sizes: Sizes, report: &mut Report) {
     let expected = sizes.records;
     for round in 0..sizes.rounds {
         eprintln!("bench: {FETCH}, round {}", round + 1);
-        // Connector.
-        let rss = RssWindow::open();
-        let t = Instant::now();
-        let r = s
-            .invoke(
-                "queryEntities",
-                &json!({"entityType": "accounts", "fetchAll": true, "pageSize": sizes.page_size}),
-            )
-            .await;
-        // The records are in hand: stop the clock before dropping them, as
-        // for the native client (dropping 100,000 parsed records takes
-        // ≈ 0.3 s, and was inside the connector's time only).
-        let elapsed = t.elapsed();
-        let r = r.and_then(|v| {
-            v["count"]
-                .as_u64()
-                .map(|c| c as usize)
-                .context("no count in the output")
-        });
-        report.fetch_sample(
-            FETCH,
-            Contender::Connector,
-            r.map(|c| (ms(elapsed), c, rss.close())),
-            expected,
-        );
-        // Native.
-        let r = async {
-            let mut n = s.native().await?;
-            let rss = RssWindow::open();
-            let t = Instant::now();
-            let records = n.fetch_all(sizes.page_size).await?;
-            Ok((ms(t.elapsed()), records.len(), rss.close()))
+        for contender in Contender::order(round) {
+            let r = match contender {
+                Contender::Connector => {
+                    let inputs = json!({"entityType": "accounts", "fetchAll": true, "pageSize": sizes.page_size});
+                    connector_fetch(s, "queryEntities", &inputs).await
+                }
+                Contender::Native => {
+                    async {
+                        let mut n = s.native().await?;
+                        let rss = RssWindow::open();
+                        let t = Instant::now();
+                        let records = n.fetch_all(sizes.page_size).await?;
+                        Ok((ms(t.elapsed()), records.len(), rss.close()))
+                    }
+                    .await
+                }
+                Contender::Peer => peer_fetch(
+                    s.peer(json!({"scenario": "queryEntities", "pageSize": sizes.page_size}))
+                        .await,
+                ),
+            };
+            report.fetch_sample(FETCH, contender, r, expected);
         }
-        .await;
-        report.fetch_sample(FETCH, Contender::Native, r, expected);
-        // Peer.
-        let r = s
-            .peer(json!({"scenario": "queryEntities", "pageSize": sizes.page_size}))
-            .await
-            .and_then(|p| {
-                let ms = p.out["ms"].as_f64().context("no ms")?;
-                let count = p.out["count"].as_u64().context("no count")? as usize;
-                let rss = p.out["maxRssKb"].as_f64().map(|k| Rss {
-                    peak_mib: k / 1024.0,
-                    start_mib: None,
-                });
-                Ok((ms, count, rss))
-            });
-        report.fetch_sample(FETCH, Contender::Peer, r, expected);
     }
 }
 
@@ -487,52 +480,61 @@ async fn get_entity(s: &Setup, sizes: Sizes, report: &mut Report) {
         .collect();
     for round in 0..sizes.rounds {
         eprintln!("bench: {GET}, round {}", round + 1);
-        let r = async {
-            let mut samples = Vec::with_capacity(n);
-            for id in &ids {
-                let t = Instant::now();
-                let v = s
-                    .invoke(
-                        "getEntity",
-                        &json!({"entityType": "accounts", "entityId": id}),
-                    )
-                    .await?;
-                samples.push(ms(t.elapsed()));
-                if v["accountid"].as_str() != Some(id.as_str()) {
-                    return Err(anyhow!("getEntity {id} returned {}", v["accountid"]));
+        for contender in Contender::order(round) {
+            let r = match contender {
+                Contender::Connector => {
+                    async {
+                        let mut samples = Vec::with_capacity(n);
+                        for id in &ids {
+                            let t = Instant::now();
+                            let v = s
+                                .invoke(
+                                    "getEntity",
+                                    &json!({"entityType": "accounts", "entityId": id}),
+                                )
+                                .await?;
+                            samples.push(ms(t.elapsed()));
+                            if v["accountid"].as_str() != Some(id.as_str()) {
+                                return Err(anyhow!("getEntity {id} returned {}", v["accountid"]));
+                            }
+                        }
+                        Ok(samples)
+                    }
+                    .await
                 }
-            }
-            Ok(samples)
-        }
-        .await;
-        report.latency_samples(GET, Contender::Connector, r);
-        let r = async {
-            let mut native = s.native().await?;
-            let mut samples = Vec::with_capacity(n);
-            for id in &ids {
-                let t = Instant::now();
-                let v = native.get_account(id).await?;
-                samples.push(ms(t.elapsed()));
-                if v["accountid"].as_str() != Some(id.as_str()) {
-                    return Err(anyhow!("GET account {id} returned {}", v["accountid"]));
+                Contender::Native => {
+                    async {
+                        let mut native = s.native().await?;
+                        let mut samples = Vec::with_capacity(n);
+                        for id in &ids {
+                            let t = Instant::now();
+                            let v = native.get_account(id).await?;
+                            samples.push(ms(t.elapsed()));
+                            if v["accountid"].as_str() != Some(id.as_str()) {
+                                return Err(anyhow!(
+                                    "GET account {id} returned {}",
+                                    v["accountid"]
+                                ));
+                            }
+                        }
+                        Ok(samples)
+                    }
+                    .await
                 }
-            }
-            Ok(samples)
+                Contender::Peer => s
+                    .peer(json!({"scenario": "getEntity", "ids": ids}))
+                    .await
+                    .and_then(|p| {
+                        p.out["samplesMs"]
+                            .as_array()
+                            .context("no samplesMs")?
+                            .iter()
+                            .map(|x| x.as_f64().context("sample not a number"))
+                            .collect::<Result<Vec<f64>>>()
+                    }),
+            };
+            report.latency_samples(GET, contender, r);
         }
-        .await;
-        report.latency_samples(GET, Contender::Native, r);
-        let r = s
-            .peer(json!({"scenario": "getEntity", "ids": ids}))
-            .await
-            .and_then(|p| {
-                p.out["samplesMs"]
-                    .as_array()
-                    .context("no samplesMs")?
-                    .iter()
-                    .map(|x| x.as_f64().context("sample not a number"))
-                    .collect::<Result<Vec<f64>>>()
-            });
-        report.latency_samples(GET, Contender::Peer, r);
     }
 }
 
