@@ -27,7 +27,7 @@
 //! failing change-set request's `Content-ID` on the single error part;
 //! `Preference-Applied: odata.continue-on-error`.
 
-use super::odata::payload::duplicate_property;
+use super::odata::payload;
 use super::response::odata_error;
 use super::store::new_guid;
 use super::webapi::Caller;
@@ -300,52 +300,49 @@ fn resolve_url(url: &str, ids: &HashMap<String, String>) -> Result<String, Strin
 }
 
 /// Replaces `$n` in `…@odata.bind` and `@odata.id` values of a JSON body.
-/// A body without references, or one the endpoint will refuse for a
-/// duplicate property, goes on byte for byte: parsed into a map and
-/// written again, it would lose the duplicate and any digits an f64 cannot
-/// hold.
+/// Any other body goes on byte for byte, so that the endpoint judges what
+/// was sent: parsed into a map and written again it would lose a duplicate
+/// property (which the endpoint refuses) and digits an f64 cannot hold.
 fn resolve_body(body: &[u8], ids: &HashMap<String, String>) -> Result<Bytes, String> {
     // `$` as itself or escaped (`\u0024`, which JSON reads as `$`).
     let may_refer = body.contains(&b'$') || body.windows(6).any(|w| w == b"\\u0024");
-    if !may_refer || duplicate_property(body).is_some() {
-        return Ok(Bytes::copy_from_slice(body));
-    }
-    let Ok(mut json) = serde_json::from_slice::<Value>(body) else {
-        // Not JSON: passed through; the endpoint answers for it.
+    let Some(mut json) = may_refer.then(|| payload::parse(body).ok()).flatten() else {
         return Ok(Bytes::copy_from_slice(body));
     };
-    let before = json.clone();
-    resolve_value(None, &mut json, ids)?;
-    if json == before {
-        // A `$` that was no reference ("$5"): nothing to rewrite.
-        return Ok(Bytes::copy_from_slice(body));
+    if resolve_value(None, &mut json, ids)? {
+        Ok(Bytes::from(json.to_string()))
+    } else {
+        // A `$` that was no reference ("$5").
+        Ok(Bytes::copy_from_slice(body))
     }
-    Ok(Bytes::from(json.to_string()))
 }
 
+/// Whether anything was replaced.
 fn resolve_value(
     key: Option<&str>,
     v: &mut Value,
     ids: &HashMap<String, String>,
-) -> Result<(), String> {
+) -> Result<bool, String> {
     let is_ref_key = key.is_some_and(|k| k.ends_with("@odata.bind") || k == "@odata.id");
+    let mut replaced = false;
     match v {
         Value::String(s) if is_ref_key && s.starts_with('$') => {
             *s = resolve_url(s, ids)?;
+            replaced = true;
         }
         Value::Array(a) => {
             for item in a {
-                resolve_value(key, item, ids)?;
+                replaced |= resolve_value(key, item, ids)?;
             }
         }
         Value::Object(m) => {
             for (k, item) in m.iter_mut() {
-                resolve_value(Some(k.as_str()), item, ids)?;
+                replaced |= resolve_value(Some(k.as_str()), item, ids)?;
             }
         }
         _ => {}
     }
-    Ok(())
+    Ok(replaced)
 }
 
 /// Absolute (`http://host/api/data/v9.2/x`), server-relative

@@ -2,6 +2,8 @@
 //! column is looked at: what a JSON map would silently paper over.
 
 use super::ODataError;
+use serde::de::{MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
 
 /// Dataverse's answer to a write payload its OData reader refuses: code
 /// 0x80048d19 and the reader's exception after a fixed preamble (the shape
@@ -16,69 +18,121 @@ pub fn payload_error(entity_set: &str, inner: &str) -> ODataError {
     )
 }
 
-/// The first property name that occurs twice in one JSON object of `body`,
-/// at any depth (nested records of a deep insert included). `None` for
-/// unique names, and for a body that is not JSON (reported elsewhere).
-pub fn duplicate_property(body: &[u8]) -> Option<String> {
-    use serde::de::{Deserializer as _, MapAccess, SeqAccess, Visitor};
-    /// Walks one value.
-    struct Walk;
-    /// The first duplicate found in a value.
-    struct Found(Option<String>);
-    impl<'de> serde::Deserialize<'de> for Found {
-        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Found, D::Error> {
-            d.deserialize_any(Walk)
-        }
+/// Why [`parse`] refused a payload.
+#[derive(Debug)]
+pub enum Refusal {
+    /// Not JSON (or deeper than serde_json's 128 levels).
+    Json(serde_json::Error),
+    /// The first property name that occurs twice in one object, at any
+    /// depth (nested records of a deep insert included).
+    Duplicate(String),
+}
+
+/// Reads a write payload in one pass, as Dataverse's OData reader does:
+/// JSON, with no object naming a property twice (a `Value` map would keep
+/// the last one and say nothing).
+pub fn parse(body: &[u8]) -> Result<Value, Refusal> {
+    use serde::de::Deserializer as _;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let read = de.deserialize_any(Read).map_err(Refusal::Json)?;
+    de.end().map_err(Refusal::Json)?;
+    read.0.map_err(Refusal::Duplicate)
+}
+
+/// A value, or the first duplicate property found in it.
+struct Checked(Result<Value, String>);
+
+struct Read;
+
+impl<'de> serde::Deserialize<'de> for Checked {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Checked, D::Error> {
+        d.deserialize_any(Read)
     }
-    impl<'de> Visitor<'de> for Walk {
-        type Value = Found;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("JSON")
-        }
-        fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Found, M::Error> {
-            let mut seen = std::collections::HashSet::new();
-            let mut found = None;
-            while let Some(name) = map.next_key::<String>()? {
-                let inner = map.next_value::<Found>()?.0;
-                if found.is_none() {
-                    found = inner.or_else(|| (!seen.insert(name.clone())).then_some(name));
+}
+
+impl<'de> Visitor<'de> for Read {
+    type Value = Checked;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Checked, M::Error> {
+        let mut out = Map::new();
+        let mut duplicate = None;
+        while let Some(name) = map.next_key::<String>()? {
+            let inner = map.next_value::<Checked>()?.0;
+            match inner {
+                Err(d) => duplicate = duplicate.or(Some(d)),
+                Ok(v) => {
+                    if out.contains_key(&name) {
+                        duplicate = duplicate.or(Some(name));
+                    } else {
+                        out.insert(name, v);
+                    }
                 }
             }
-            Ok(Found(found))
         }
-        fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Found, S::Error> {
-            let mut found = None;
-            while let Some(inner) = seq.next_element::<Found>()? {
-                found = found.or(inner.0);
-            }
-            Ok(Found(found))
-        }
-        fn visit_bool<E>(self, _: bool) -> Result<Found, E> {
-            Ok(Found(None))
-        }
-        fn visit_i64<E>(self, _: i64) -> Result<Found, E> {
-            Ok(Found(None))
-        }
-        fn visit_u64<E>(self, _: u64) -> Result<Found, E> {
-            Ok(Found(None))
-        }
-        fn visit_f64<E>(self, _: f64) -> Result<Found, E> {
-            Ok(Found(None))
-        }
-        fn visit_str<E>(self, _: &str) -> Result<Found, E> {
-            Ok(Found(None))
-        }
-        fn visit_unit<E>(self) -> Result<Found, E> {
-            Ok(Found(None))
-        }
+        Ok(Checked(duplicate.map_or(Ok(Value::Object(out)), Err)))
     }
-    let mut de = serde_json::Deserializer::from_slice(body);
-    de.deserialize_any(Walk).ok().and_then(|f| f.0)
+    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Checked, S::Error> {
+        let mut out = Vec::new();
+        let mut duplicate = None;
+        while let Some(inner) = seq.next_element::<Checked>()? {
+            match inner.0 {
+                Ok(v) => out.push(v),
+                Err(d) => duplicate = duplicate.or(Some(d)),
+            }
+        }
+        Ok(Checked(duplicate.map_or(Ok(Value::Array(out)), Err)))
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Checked, E> {
+        Ok(Checked(Ok(Value::Bool(b))))
+    }
+    fn visit_i64<E>(self, n: i64) -> Result<Checked, E> {
+        Ok(Checked(Ok(Value::from(n))))
+    }
+    fn visit_u64<E>(self, n: u64) -> Result<Checked, E> {
+        Ok(Checked(Ok(Value::from(n))))
+    }
+    fn visit_f64<E>(self, n: f64) -> Result<Checked, E> {
+        Ok(Checked(Ok(Value::from(n))))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Checked, E> {
+        Ok(Checked(Ok(Value::String(s.to_string()))))
+    }
+    fn visit_string<E>(self, s: String) -> Result<Checked, E> {
+        Ok(Checked(Ok(Value::String(s))))
+    }
+    fn visit_unit<E>(self) -> Result<Checked, E> {
+        Ok(Checked(Ok(Value::Null)))
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::duplicate_property;
+    use super::{Refusal, parse};
+    use serde_json::Value;
+
+    fn duplicate_property(body: &[u8]) -> Option<String> {
+        match parse(body) {
+            Err(Refusal::Duplicate(name)) => Some(name),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_payload_reads_as_serde_json_reads_it() {
+        for body in [
+            r#"{"a": 1, "b": [true, null, -2, 1.5, "x\u0041"], "c": {"d": 18446744073709551615}}"#,
+            "[]",
+            "\"s\"",
+        ] {
+            let ours = parse(body.as_bytes()).expect("valid");
+            assert_eq!(ours, serde_json::from_str::<Value>(body).unwrap(), "{body}");
+        }
+        assert!(matches!(parse(b"{} x"), Err(Refusal::Json(_))));
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        assert!(matches!(parse(deep.as_bytes()), Err(Refusal::Json(_))));
+    }
 
     #[test]
     fn duplicate_properties_are_found_at_any_depth() {

@@ -5,7 +5,7 @@
 
 use super::super::odata::options::{Prefer, QueryOptions, query_pairs};
 use super::super::odata::paging::{self, MAX_PAGE_SIZE};
-use super::super::odata::payload::{duplicate_property, payload_error};
+use super::super::odata::payload::{self, Refusal, payload_error};
 use super::super::odata::shape::Shaper;
 use super::super::odata::{ODataError, eval::unknown_property};
 use super::super::response::{no_content, odata_error, odata_json};
@@ -577,18 +577,19 @@ fn parse_body(
     entity: &EntityDef,
     body: &[u8],
 ) -> Result<(Changes, Option<String>), ODataError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ODataError::new(400, "0x80048d19", format!("Error in JSON payload: {e}")))?;
-    // A map keeps the last of two same-named properties; Dataverse's OData
-    // reader refuses the payload instead.
-    if let Some(name) = duplicate_property(body) {
-        return Err(payload_error(
+    let value = payload::parse(body).map_err(|refusal| match refusal {
+        Refusal::Json(e) => {
+            ODataError::new(400, "0x80048d19", format!("Error in JSON payload: {e}"))
+        }
+        // A map keeps the last of two same-named properties; Dataverse's
+        // OData reader refuses the payload instead.
+        Refusal::Duplicate(name) => payload_error(
             entity.entity_set_name,
             &format!(
                 "Multiple properties with the name '{name}' were detected in a resource or a complex value. In OData, duplicate property names are not allowed."
             ),
-        ));
-    }
+        ),
+    })?;
     let Value::Object(map) = value else {
         return Err(ODataError::new(
             400,
