@@ -8,7 +8,7 @@ use crate::percent;
 use crate::rawjson;
 use crate::types::{EntityKey, EntitySet, Guid, KeyValue, is_identifier};
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, error::Category};
 use std::borrow::Cow;
 
 // ---------------------------------------------------------------------------
@@ -253,27 +253,23 @@ pub(crate) fn parse_owned(list: Value, atomic: bool) -> Vec<BatchItem<'static>> 
 /// is sent. `atomic` is whether the writes will run as one change set: `$n`
 /// references only resolve inside a change set.
 pub fn parse_items(value: &RawValue, atomic: bool) -> Result<Vec<BatchItem<'_>>> {
-    let text = value.get();
-    if text.starts_with('"') {
-        // Builders often pass the list as JSON text: its items own their bodies.
-        let inner: String = serde_json::from_str(text).map_err(|e| {
-            ConnectorError::invalid_input(INPUT, format!("is not a JSON array ({e})"))
-        })?;
-        let list = serde_json::from_str::<&RawValue>(&inner).map_err(|e| {
-            ConnectorError::invalid_input(INPUT, format!("is not a JSON array ({e})"))
-        })?;
-        let items = parse_list(list, atomic)?;
+    // Builders often pass the list as JSON text: its items own their bodies.
+    if let Some(text) = rawjson::string(value) {
+        let items = parse_list(&text, atomic)?;
         return Ok(items.into_iter().map(BatchItem::into_owned).collect());
     }
-    parse_list(value, atomic)
+    parse_list(value.get(), atomic)
 }
 
-fn parse_list(value: &RawValue, atomic: bool) -> Result<Vec<BatchItem<'_>>> {
-    let not_a_list = || ConnectorError::invalid_input(INPUT, "must be an array of items");
-    if !value.get().starts_with('[') {
-        return Err(not_a_list());
-    }
-    let list = rawjson::elements(value.get()).map_err(|_| not_a_list())?;
+/// `text` is the list's JSON (from a string input, not yet checked).
+fn parse_list(text: &str, atomic: bool) -> Result<Vec<BatchItem<'_>>> {
+    let list = rawjson::elements(text).map_err(|e| {
+        if e.classify() == Category::Data {
+            ConnectorError::invalid_input(INPUT, "must be an array of items")
+        } else {
+            ConnectorError::invalid_input(INPUT, format!("is not a JSON array ({e})"))
+        }
+    })?;
     if list.is_empty() {
         return Err(ConnectorError::invalid_input(INPUT, "has no items"));
     }

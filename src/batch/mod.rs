@@ -760,5 +760,13 @@ OData-Version: 4.0\r
         // A JSON string holding the array is accepted too (builders send strings).
         let s = Value::String(json!([{"collection": "accounts", "action": "get"}]).to_string());
         assert_eq!(parse_value(&s, false).unwrap()[0].action, BatchAction::Get);
+        // Spaces around it are fine; broken JSON text says so.
+        let padded = Value::String(format!(" {} \n", s.as_str().unwrap()));
+        assert_eq!(parse_value(&padded, false).unwrap().len(), 1);
+        let e = parse_value(&Value::String("[{\"collection\": ".into()), false).unwrap_err();
+        assert_eq!(input_of(&e), "batchActions");
+        assert!(e.message.contains("is not a JSON array"), "{}", e.message);
+        let e = parse_value(&Value::String("{}".into()), false).unwrap_err();
+        assert!(e.message.contains("must be an array"), "{}", e.message);
     }
 }
