@@ -54,6 +54,7 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
         .join(format!("wasm-{checkout:016x}"));
+    ensure_wasm_target(&root);
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&root)
@@ -95,6 +96,32 @@ fn main() {
     );
     let built = target_dir.join("wasm32-wasip2/release/d365_connector.wasm");
     std::fs::copy(&built, &dest).unwrap_or_else(|e| panic!("copying {}: {e}", built.display()));
+}
+
+/// rustup installs the targets `rust-toolchain.toml` names only when it
+/// installs the toolchain itself: a machine that already had the pinned
+/// toolchain lacks `wasm32-wasip2`, and the README's first command failed
+/// there. With rustup on PATH, add the target when it is missing (a local
+/// check first, so a machine that has it never touches the network).
+/// Without rustup (a distribution's Rust), the build below says what to do.
+fn ensure_wasm_target(root: &std::path::Path) {
+    const TARGET: &str = "wasm32-wasip2";
+    let installed = Command::new("rustup")
+        .current_dir(root)
+        .args(["target", "list", "--installed"])
+        .output();
+    let Ok(listed) = installed else { return };
+    if !listed.status.success() || String::from_utf8_lossy(&listed.stdout).lines().any(|l| l.trim() == TARGET) {
+        return;
+    }
+    println!("cargo:warning=installing the {TARGET} target with rustup (once)");
+    let added = Command::new("rustup")
+        .current_dir(root)
+        .args(["target", "add", TARGET])
+        .status();
+    if !matches!(added, Ok(s) if s.success()) {
+        println!("cargo:warning=`rustup target add {TARGET}` failed; the component build below will fail too");
+    }
 }
 
 /// Facts `d365 bench` prints: the host's cargo profile (`<target>/<profile>/

@@ -4,14 +4,21 @@
 //! (`"true"`, `"100"`, `"name,revenue"`), which are coerced here once so that
 //! actions only ever see canonical JSON types.
 
-use crate::catalog::{ActionDef, InputDef, InputType};
+use crate::catalog::def::{ActionDef, InputDef, InputType};
 use crate::error::{ConnectorError, Result};
 use crate::rawjson;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, error::Category};
 
+/// Getters take the input's key and refuse one the action's definition
+/// does not declare (a connector bug a test sees, never a silent `None`).
+/// Defaults live only in the definition: an input with one is always
+/// present, read with the `expect_` getters.
 #[derive(Debug, Clone, Default)]
 pub struct Inputs {
+    /// Whose inputs these are (named in errors), and every key it declares.
+    owner: String,
+    declared: Vec<&'static str>,
     values: Map<String, Value>,
     /// Inputs defined [`InputDef::raw`], as the JSON text the caller sent.
     raw: Vec<(&'static str, Box<RawValue>)>,
@@ -53,7 +60,11 @@ impl Inputs {
                 format!("is not an input of {owner} (inputs: {known})"),
             ));
         }
-        let mut inputs = Inputs::default();
+        let mut inputs = Inputs {
+            owner: owner.to_string(),
+            declared: defs.iter().map(|d| d.key).collect(),
+            ..Inputs::default()
+        };
         for input in defs {
             let text = rawjson::member(&given, input.key).filter(|r| !rawjson::is_null(r));
             if input.raw {
@@ -106,44 +117,71 @@ impl Inputs {
         Ok(inputs)
     }
 
+    /// Refuses a key the definition does not declare.
+    fn declared(&self, key: &str) -> Result<()> {
+        if self.declared.contains(&key) {
+            Ok(())
+        } else {
+            Err(ConnectorError::invalid_input(
+                key,
+                format!(
+                    "is read by {} but not declared in its catalog entry (a connector bug)",
+                    self.owner
+                ),
+            ))
+        }
+    }
+
     /// A [`InputDef::raw`] input's JSON text.
-    pub fn raw(&self, key: &str) -> Option<&RawValue> {
-        self.raw.iter().find(|(k, _)| *k == key).map(|(_, r)| &**r)
+    pub fn raw(&self, key: &str) -> Result<Option<&RawValue>> {
+        self.declared(key)?;
+        Ok(self.raw.iter().find(|(k, _)| *k == key).map(|(_, r)| &**r))
     }
 
-    pub fn get(&self, key: &str) -> Option<&Value> {
-        self.values.get(key)
+    pub fn get(&self, key: &str) -> Result<Option<&Value>> {
+        self.declared(key)?;
+        Ok(self.values.get(key))
     }
 
-    pub fn str(&self, key: &str) -> Option<&str> {
-        self.values.get(key).and_then(Value::as_str)
+    pub fn str(&self, key: &str) -> Result<Option<&str>> {
+        Ok(self.get(key)?.and_then(Value::as_str))
     }
 
-    pub fn bool(&self, key: &str) -> bool {
-        self.values
-            .get(key)
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
+    /// An input that is always there: required, or with a default.
+    pub fn expect_str(&self, key: &str) -> Result<&str> {
+        self.str(key)?
+            .ok_or_else(|| ConnectorError::invalid_input(key, "is required"))
     }
 
-    pub fn u64(&self, key: &str) -> Option<u64> {
-        self.values.get(key).and_then(Value::as_u64)
+    /// A boolean input; absent is false.
+    pub fn bool(&self, key: &str) -> Result<bool> {
+        Ok(self.get(key)?.and_then(Value::as_bool).unwrap_or(false))
+    }
+
+    pub fn u64(&self, key: &str) -> Result<Option<u64>> {
+        Ok(self.get(key)?.and_then(Value::as_u64))
+    }
+
+    /// An integer input that is always there: required, or with a default.
+    pub fn expect_u64(&self, key: &str) -> Result<u64> {
+        self.u64(key)?
+            .ok_or_else(|| ConnectorError::invalid_input(key, "is required"))
     }
 
     /// A `list` input as strings.
-    pub fn list(&self, key: &str) -> Vec<String> {
-        match self.values.get(key) {
+    pub fn list(&self, key: &str) -> Result<Vec<String>> {
+        Ok(match self.get(key)? {
             Some(Value::Array(items)) => items
                 .iter()
                 .filter_map(|v| v.as_str().map(str::to_string))
                 .collect(),
             _ => Vec::new(),
-        }
+        })
     }
 
     /// A `keyValueList` input as pairs, in order.
-    pub fn pairs(&self, key: &str) -> Vec<(String, Value)> {
-        match self.values.get(key) {
+    pub fn pairs(&self, key: &str) -> Result<Vec<(String, Value)>> {
+        Ok(match self.get(key)? {
             Some(Value::Array(items)) => items
                 .iter()
                 .filter_map(|item| {
@@ -154,7 +192,7 @@ impl Inputs {
                 })
                 .collect(),
             _ => Vec::new(),
-        }
+        })
     }
 }
 
@@ -227,7 +265,8 @@ fn coerce(key: &str, ty: InputType, value: Value) -> Result<Value> {
     })
 }
 
-fn describe(value: &Value) -> &'static str {
+/// What kind of JSON value this is, for messages ("got a list").
+pub fn describe(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -241,7 +280,7 @@ fn describe(value: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{ActionDef, input};
+    use crate::catalog::def::{ActionDef, input};
     use crate::error::ErrorKind;
     use serde_json::json;
 
@@ -279,13 +318,16 @@ mod tests {
             r#"{"entityType":"accounts","fetchAll":"true","pageSize":"50","fieldNames":"name, revenue","dynamicValues":{"a":1}}"#,
         )
         .unwrap();
-        assert!(i.bool("fetchAll"));
-        assert_eq!(i.u64("pageSize"), Some(50));
-        assert_eq!(i.list("fieldNames"), vec!["name", "revenue"]);
-        assert_eq!(i.pairs("dynamicValues"), vec![("a".to_string(), json!(1))]);
+        assert!(i.bool("fetchAll").unwrap());
+        assert_eq!(i.u64("pageSize").unwrap(), Some(50));
+        assert_eq!(i.list("fieldNames").unwrap(), vec!["name", "revenue"]);
+        assert_eq!(
+            i.pairs("dynamicValues").unwrap(),
+            vec![("a".to_string(), json!(1))]
+        );
         let d = Inputs::parse(&def(), r#"{"entityType":"accounts"}"#).unwrap();
-        assert_eq!(d.u64("pageSize"), Some(100));
-        assert!(!d.bool("fetchAll"));
+        assert_eq!(d.expect_u64("pageSize").unwrap(), 100, "the default");
+        assert!(!d.bool("fetchAll").unwrap());
     }
 
     #[test]
@@ -324,7 +366,35 @@ mod tests {
         // The first unknown by name, and a later duplicate wins.
         assert_eq!(err_input(r#"{"entityType":"a","zz":1,"ab":2}"#), "ab");
         let i = Inputs::parse(&def(), r#"{"entityType":"x","entityType":"accounts"}"#).unwrap();
-        assert_eq!(i.str("entityType"), Some("accounts"));
+        assert_eq!(i.str("entityType").unwrap(), Some("accounts"));
+    }
+
+    #[test]
+    fn a_key_the_definition_does_not_declare_is_refused() {
+        let i = Inputs::parse(&def(), r#"{"entityType":"accounts"}"#).unwrap();
+        for e in [
+            i.str("entitytype").unwrap_err(),
+            i.get("top").unwrap_err(),
+            i.bool("fetchall").unwrap_err(),
+            i.u64("pagesize").unwrap_err(),
+            i.list("fields").unwrap_err(),
+            i.pairs("values").unwrap_err(),
+            i.raw("batch").unwrap_err(),
+        ] {
+            assert!(e.message.contains("not declared"), "{}", e.message);
+            assert!(
+                e.message.contains("test"),
+                "names the action: {}",
+                e.message
+            );
+        }
+        // Declared but absent and without a default: no value, not an error.
+        assert_eq!(i.str("dynamicValues").unwrap(), None);
+        assert!(i.list("fieldNames").unwrap().is_empty());
+        assert!(matches!(
+            i.expect_str("fieldNames").unwrap_err().kind,
+            ErrorKind::InvalidInput { ref input } if input == "fieldNames"
+        ));
     }
 
     #[test]
@@ -336,9 +406,16 @@ mod tests {
                 .default(json!({"a": 1})),
         ];
         let i = Inputs::parse_for("t", &defs, r#"{"list": [ 1.50, {"b" : 2} ]}"#).unwrap();
-        assert_eq!(i.raw("list").unwrap().get(), r#"[ 1.50, {"b" : 2} ]"#);
-        assert_eq!(i.raw("other").unwrap().get(), r#"{"a":1}"#, "the default");
-        assert!(i.get("list").is_none(), "not a Value as well");
+        assert_eq!(
+            i.raw("list").unwrap().unwrap().get(),
+            r#"[ 1.50, {"b" : 2} ]"#
+        );
+        assert_eq!(
+            i.raw("other").unwrap().unwrap().get(),
+            r#"{"a":1}"#,
+            "the default"
+        );
+        assert!(i.get("list").unwrap().is_none(), "not a Value as well");
         let e = Inputs::parse_for("t", &defs, r#"{"list": null}"#).unwrap_err();
         assert!(matches!(e.kind, ErrorKind::InvalidInput { ref input } if input == "list"));
     }

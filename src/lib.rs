@@ -15,8 +15,9 @@
 //!   included), and validation against it;
 //! - [`types`] and [`odata`]: GUIDs, entity sets, record keys, query options
 //!   and nextLinks (all escaping and URL encoding happens there);
-//! - [`actions`]: one module per group of actions;
-//! - [`trigger`]: the webhook trigger (request in, event or rejection out);
+//! - [`actions`]: the action registry, one module per group of actions;
+//! - [`trigger`]: the webhook trigger (request in, event or rejection out)
+//!   and the RemoteExecutionContext it decodes;
 //! - [`fetchxml`] and [`batch`]: the FetchXML and `$batch` wire codecs;
 //! - [`page`]: collection pages read with records kept as raw JSON, and the
 //!   action [`page::Output`] that passes them through;
@@ -76,7 +77,7 @@ pub fn invoke(
     state: Option<TokenState>,
     inputs_json: &str,
 ) -> Result<Invocation> {
-    let def = actions::definition(action_key).ok_or_else(|| actions::unknown_action(action_key))?;
+    let action = actions::find(action_key).ok_or_else(|| actions::unknown_action(action_key))?;
     let settings = Settings::parse(kind, settings_json)?;
     if let Some(allowed) = &settings.allowed_operations
         && !allowed.iter().any(|a| a == action_key)
@@ -86,10 +87,10 @@ pub fn invoke(
         ))
         .with_hint("Add the action key to allowedOperations to permit it."));
     }
-    let inputs = inputs::Inputs::parse(&def, inputs_json)?;
+    let inputs = inputs::Inputs::parse(&action.def, inputs_json)?;
     let mut session = client::Session::new(platform, settings, state);
     // Errors may quote server text; none leaves with a credential in it.
-    let output = actions::run(action_key, &mut session, &inputs).map_err(|e| session.scrub(e))?;
+    let output = (action.run)(&mut session, &inputs).map_err(|e| session.scrub(e))?;
     Ok(Invocation {
         output: output.into_json(),
         state: session.into_new_state(),

@@ -4,7 +4,7 @@
 //! The schemas are part of the catalog JSON (`inputSchema`, `outputSchema` on
 //! each action) and therefore of connector.yaml.
 
-use crate::catalog::{ActionDef, InputDef, InputType};
+use crate::catalog::def::{ActionDef, InputDef, InputType};
 use serde_json::{Map, Value, json};
 
 pub const DIALECT: &str = "https://json-schema.org/draft/2020-12/schema";
@@ -149,9 +149,14 @@ mod tests {
             deprecated: false,
             input_defs: || {
                 vec![
-                    crate::catalog::input("pageSize", "Records Per Page", InputType::Integer, "c")
-                        .default(json!(100))
-                        .range(1, 5000),
+                    crate::catalog::def::input(
+                        "pageSize",
+                        "Records Per Page",
+                        InputType::Integer,
+                        "c",
+                    )
+                    .default(json!(100))
+                    .range(1, 5000),
                 ]
             },
         };

@@ -54,6 +54,12 @@ impl Guid {
         std::str::from_utf8(&out).ok().map(|s| Guid(s.to_string()))
     }
 
+    /// Whether `s` is exactly the hyphenated 8-4-4-4-12 form (any case; no
+    /// braces or spaces), as Dataverse writes GUIDs in JSON.
+    pub fn is_hyphenated(s: &str) -> bool {
+        s.len() == 36 && Self::parse(s).is_some()
+    }
+
     /// The canonical text, without a copy.
     pub fn into_string(self) -> String {
         self.0

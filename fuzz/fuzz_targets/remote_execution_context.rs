@@ -4,7 +4,7 @@
 #![no_main]
 
 use arbitrary::Unstructured;
-use d365_connector::trigger::{self, WebhookRequest};
+use d365_connector::trigger::{self, WebhookRequest, context, wcf_date};
 use d365_fuzz::{json, object_with_keys, string};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
@@ -202,11 +202,11 @@ fuzz_target!(|data: &[u8]| {
     }
     // WCF dates and flattening on their own.
     if let Ok(s) = String::from_utf8(data.to_vec()) {
-        if let Some(d) = trigger::parse_wcf_date(&s) {
+        if let Some(d) = wcf_date::parse_wcf_date(&s) {
             let iso = d.to_iso();
             assert!(iso.len() >= 20 && iso.ends_with('Z'), "{iso}");
         }
         let v = Value::String(s);
-        let _ = trigger::flatten(&v);
+        let _ = context::flatten(&v);
     }
 });

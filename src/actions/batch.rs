@@ -10,10 +10,11 @@
 //! dropped. In an atomic change set every write is reported: the failing
 //! one with its Dataverse error, the others as rolled back.
 
+use crate::actions::action::Action;
 use crate::batch::{
     self, BatchAction, BatchItem, BatchPart, InnerRequest, ItemResult, PartResponse,
 };
-use crate::catalog::{ActionDef, InputType, input};
+use crate::catalog::def::{ActionDef, InputType, input};
 use crate::client::Session;
 use crate::error::{ConnectorError, Result};
 use crate::http::Method;
@@ -22,66 +23,58 @@ use crate::page::Output;
 use crate::types::{EntitySet, Guid, encode_query};
 use serde_json::{Map, Value, json};
 
-pub fn definitions() -> Vec<ActionDef> {
-    vec![ActionDef {
+// Input keys, each written once: the definitions and `run` use these.
+/// The same key item errors name (`batchActions[3].data`).
+const BATCH_ACTIONS: &str = batch::INPUT;
+const ATOMIC: &str = "atomic";
+const CONTINUE_ON_ERROR: &str = "continueOnError";
+const BULK: &str = "bulk";
+
+pub const RUN_BATCH: Action = Action {
+    def: ActionDef {
         key: "runBatch",
         label: "Run Batch Operations",
         description: "Runs up to 1,000 creates, updates, upserts, deletes and gets in one $batch request and returns one result per item, in order, with its status and record or Dataverse error. Writes can run as one all-or-nothing change set (atomic), where later items can refer to records created earlier as $1, $2 …",
         deprecated: false,
         input_defs: || {
             vec![
-            input(
-                "batchActions",
-                "Batch Actions",
-                InputType::Json,
-                "Up to 1000 items {collection, action: create/update/upsert/delete/get, key, data, returnRepresentation, headers, query}. collection is the entity set (accounts); key a GUID, alternate key (accountnumber='A-1' or {\"accountnumber\": \"A-1\"}) or $n; data the columns to write; query the OData options of a get ($select=name&$filter=…). Every item is checked before anything is sent.",
-            )
-            .required()
-            .raw()
-            .example(json!([
-                {"collection": "accounts", "action": "create", "data": {"name": "Fabrikam"}},
-                {"collection": "contacts", "action": "create", "data": {"lastname": "Smith", "parentcustomerid_account@odata.bind": "$1"}}
-            ])),
-            input(
-                "atomic",
-                "Atomic (Change Set)",
-                InputType::Boolean,
-                "Run every write as one change set: all succeed or none is applied. Needed for $n references to records created earlier in the batch. Gets run outside the change set.",
-            )
-            .default(json!(false)),
-            input(
-                "continueOnError",
-                "Continue On Error",
-                InputType::Boolean,
-                "Keep running after a failed item (Prefer: odata.continue-on-error). Off: the batch stops at the first failure and later items are reported as not run.",
-            )
-            .default(json!(false)),
-            input(
-                "bulk",
-                "Use Bulk Operations",
-                InputType::Boolean,
-                "Send runs of consecutive creates, updates or upserts on the same table as one CreateMultiple / UpdateMultiple / UpsertMultiple request (much cheaper for Dataverse). Updates and upserts need a GUID key; items with headers, returnRepresentation or $n references, and items a later $n refers to, are sent one by one. A bulk request succeeds or fails as a whole.",
-            )
-            .default(json!(false)),
-        ]
+                {
+                    let text = "Up to 1000 items {collection, action: create/update/upsert/delete/get, key, data, returnRepresentation, headers, query}. collection is the entity set (accounts); key a GUID, alternate key (accountnumber='A-1' or {\"accountnumber\": \"A-1\"}) or $n; data the columns to write; query the OData options of a get ($select=name&$filter=…). Every item is checked before anything is sent.";
+                    input(BATCH_ACTIONS, "Batch Actions", InputType::Json, text).required().raw().example(json!([ {"collection": "accounts", "action": "create", "data": {"name": "Fabrikam"}}, {"collection": "contacts", "action": "create", "data": {"lastname": "Smith", "parentcustomerid_account@odata.bind": "$1"}} ]))
+                },
+                {
+                    let text = "Run every write as one change set: all succeed or none is applied. Needed for $n references to records created earlier in the batch. Gets run outside the change set.";
+                    input(ATOMIC, "Atomic (Change Set)", InputType::Boolean, text)
+                        .default(json!(false))
+                },
+                {
+                    let text = "Keep running after a failed item (Prefer: odata.continue-on-error). Off: the batch stops at the first failure and later items are reported as not run.";
+                    input(
+                        CONTINUE_ON_ERROR,
+                        "Continue On Error",
+                        InputType::Boolean,
+                        text,
+                    )
+                    .default(json!(false))
+                },
+                {
+                    let text = "Send runs of consecutive creates, updates or upserts on the same table as one CreateMultiple / UpdateMultiple / UpsertMultiple request (much cheaper for Dataverse). Updates and upserts need a GUID key; items with headers, returnRepresentation or $n references, and items a later $n refers to, are sent one by one. A bulk request succeeds or fails as a whole.";
+                    input(BULK, "Use Bulk Operations", InputType::Boolean, text)
+                        .default(json!(false))
+                },
+            ]
         },
-    }]
-}
-
-pub fn run(key: &str, session: &mut Session<'_>, inputs: &Inputs) -> Option<Result<Output>> {
-    match key {
-        "runBatch" => Some(run_batch(session, inputs)),
-        _ => None,
-    }
-}
+    },
+    run: run_batch,
+};
 
 fn run_batch(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
-    let atomic = inputs.bool("atomic");
-    let continue_on_error = inputs.bool("continueOnError");
-    let bulk = inputs.bool("bulk");
+    let atomic = inputs.bool(ATOMIC)?;
+    let continue_on_error = inputs.bool(CONTINUE_ON_ERROR)?;
+    let bulk = inputs.bool(BULK)?;
     let raw = inputs
-        .raw("batchActions")
-        .ok_or_else(|| ConnectorError::invalid_input(batch::INPUT, "is required"))?;
+        .raw(BATCH_ACTIONS)?
+        .ok_or_else(|| ConnectorError::invalid_input(BATCH_ACTIONS, "is required"))?;
     let items = batch::parse_items(raw, atomic)?;
     let api_root = session.web_api().service_root().path().to_string();
     let groups = if bulk {

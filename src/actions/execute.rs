@@ -3,78 +3,75 @@
 //! `Name(P=@p1)?@p1=<literal>`), unbound or bound to a record. Bound
 //! operations get the `Microsoft.Dynamics.CRM.` namespace they require.
 
-use crate::catalog::{ActionDef, InputType, input};
+use crate::actions::action::Action;
+use crate::catalog::def::{ActionDef, InputType, input};
 use crate::client::{Session, parse_json};
 use crate::error::{ConnectorError, Result};
 use crate::http::Method;
 use crate::inputs::Inputs;
+use crate::page::Output;
 use crate::types::{EntityKey, EntitySet, encode_query, is_identifier, string_literal};
 use serde_json::{Map, Value, json};
 
+// Input keys, each written once: the definitions and `run` use these.
+const NAME: &str = "name";
+const KIND: &str = "kind";
+const BOUND_ENTITY_SET: &str = "boundEntitySet";
+const BOUND_ID: &str = "boundId";
+const PARAMETERS: &str = "parameters";
+
 const NAMESPACE: &str = "Microsoft.Dynamics.CRM.";
 
-pub fn definitions() -> Vec<ActionDef> {
-    vec![ActionDef {
+pub const EXECUTE_ACTION: Action = Action {
+    def: ActionDef {
         key: "executeAction",
         label: "Execute Action or Function",
         description: "Runs a Dataverse action (POST, e.g. WinOpportunity) or function (GET, e.g. WhoAmI, RetrieveTotalRecordCount, CalculateRollupField), unbound or bound to a record.",
         deprecated: false,
         input_defs: || {
             vec![
-            input(
-                "name",
-                "Name",
-                InputType::String,
-                "The action or function name, e.g. WinOpportunity; the Microsoft.Dynamics.CRM. namespace is optional (added for bound operations).",
-            )
-            .required()
-            .example(json!("WinOpportunity")),
-            input(
-                "kind",
-                "Kind",
-                InputType::String,
-                "action (POST, parameters in the JSON body) or function (GET, parameters as @p aliases in the URL).",
-            )
-            .choices(&["action", "function"])
-            .default(json!("action")),
-            input(
-                "boundEntitySet",
-                "Bound Entity Type",
-                InputType::String,
-                "For a bound operation: the entity set of the record it is bound to, e.g. accounts.",
-            ),
-            input(
-                "boundId",
-                "Bound Entity ID",
-                InputType::String,
-                "For a bound operation: the record's GUID or alternate key values.",
-            ),
-            input(
-                "parameters",
-                "Parameters",
-                InputType::Json,
-                "The parameters as a JSON object. Records as {\"@odata.id\": \"accounts(<id>)\"} (function) or with @odata.bind / @odata.type (action); strings, numbers, booleans, arrays.",
-            )
-            .example(json!({"EntityNames": ["account"]})),
-        ]
+                {
+                    let text = "The action or function name, e.g. WinOpportunity; the Microsoft.Dynamics.CRM. namespace is optional (added for bound operations).";
+                    input(NAME, "Name", InputType::String, text)
+                        .required()
+                        .example(json!("WinOpportunity"))
+                },
+                {
+                    let text = "action (POST, parameters in the JSON body) or function (GET, parameters as @p aliases in the URL).";
+                    input(KIND, "Kind", InputType::String, text)
+                        .choices(&["action", "function"])
+                        .default(json!("action"))
+                },
+                input(
+                    BOUND_ENTITY_SET,
+                    "Bound Entity Type",
+                    InputType::String,
+                    "For a bound operation: the entity set of the record it is bound to, e.g. accounts.",
+                ),
+                input(
+                    BOUND_ID,
+                    "Bound Entity ID",
+                    InputType::String,
+                    "For a bound operation: the record's GUID or alternate key values.",
+                ),
+                {
+                    let text = "The parameters as a JSON object. Records as {\"@odata.id\": \"accounts(<id>)\"} (function) or with @odata.bind / @odata.type (action); strings, numbers, booleans, arrays.";
+                    input(PARAMETERS, "Parameters", InputType::Json, text)
+                        .example(json!({"EntityNames": ["account"]}))
+                },
+            ]
         },
-    }]
-}
-
-pub fn run(key: &str, session: &mut Session<'_>, inputs: &Inputs) -> Option<Result<Value>> {
-    match key {
-        "executeAction" => Some(execute(session, inputs)),
-        _ => None,
-    }
-}
+    },
+    run: |s, i| execute(s, i).map(Output::from),
+};
 
 /// The operation name without its namespace, validated.
 fn name_of(inputs: &Inputs) -> Result<String> {
-    let raw = inputs.str("name").unwrap_or("").trim();
+    let raw = inputs.expect_str(NAME)?.trim();
     let bare = raw.strip_prefix(NAMESPACE).unwrap_or(raw);
     if !is_identifier(bare) {
         return Err(ConnectorError::invalid_input(
-            "name",
+            NAME,
             format!("'{raw}' is not an action or function name (letters, digits and _ only)"),
         ));
     }
@@ -82,8 +79,8 @@ fn name_of(inputs: &Inputs) -> Result<String> {
 }
 
 fn parameters_of(inputs: &Inputs) -> Result<Map<String, Value>> {
-    let bad = || ConnectorError::invalid_input("parameters", "must be a JSON object");
-    let params = match inputs.get("parameters") {
+    let bad = || ConnectorError::invalid_input(PARAMETERS, "must be a JSON object");
+    let params = match inputs.get(PARAMETERS)? {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(m)) => m.clone(),
         Some(Value::String(s)) if s.trim().is_empty() => Map::new(),
@@ -99,22 +96,22 @@ fn parameters_of(inputs: &Inputs) -> Result<Map<String, Value>> {
 /// `set(key)/` for a bound operation, or nothing.
 fn binding_of(inputs: &Inputs) -> Result<Option<String>> {
     let set = inputs
-        .str("boundEntitySet")
+        .str(BOUND_ENTITY_SET)?
         .filter(|s| !s.trim().is_empty());
-    let id = inputs.str("boundId").filter(|s| !s.trim().is_empty());
+    let id = inputs.str(BOUND_ID)?.filter(|s| !s.trim().is_empty());
     match (set, id) {
         (None, None) => Ok(None),
         (Some(s), Some(i)) => {
-            let set = EntitySet::parse("boundEntitySet", s)?;
-            let key = EntityKey::parse("boundId", i)?;
+            let set = EntitySet::parse(BOUND_ENTITY_SET, s)?;
+            let key = EntityKey::parse(BOUND_ID, i)?;
             Ok(Some(format!("{set}{}/", key.to_segment())))
         }
         (Some(_), None) => Err(ConnectorError::invalid_input(
-            "boundId",
+            BOUND_ID,
             "is required with boundEntitySet",
         )),
         (None, Some(_)) => Err(ConnectorError::invalid_input(
-            "boundEntitySet",
+            BOUND_ENTITY_SET,
             "is required with boundId",
         )),
     }
@@ -136,7 +133,7 @@ fn function_path(prefix: &str, name: &str, params: &Map<String, Value>) -> Resul
     for (i, (k, v)) in params.iter().enumerate() {
         if !is_identifier(k) {
             return Err(ConnectorError::invalid_input(
-                "parameters",
+                PARAMETERS,
                 format!("'{k}' is not a parameter name (letters, digits and _ only)"),
             ));
         }
@@ -159,14 +156,14 @@ fn execute(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
         Some(b) => format!("{b}{NAMESPACE}"),
         None => String::new(),
     };
-    let request = match inputs.str("kind").unwrap_or("action") {
+    let request = match inputs.expect_str(KIND)? {
         "function" => session.request(Method::Get, &function_path(&prefix, &name, &params)?)?,
         "action" => session
             .request(Method::Post, &format!("{prefix}{name}"))?
             .json_body(&Value::Object(params)),
         other => {
             return Err(ConnectorError::invalid_input(
-                "kind",
+                KIND,
                 format!("'{other}' is neither action nor function"),
             ));
         }
@@ -220,7 +217,7 @@ mod tests {
 
     #[test]
     fn bad_names_are_refused() {
-        let def = &definitions()[0];
+        let def = &EXECUTE_ACTION.def;
         for (json, input) in [
             (r#"{"name":"Win/../x"}"#, "name"),
             (r#"{"name":"X","parameters":[1]}"#, "parameters"),

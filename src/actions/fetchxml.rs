@@ -7,8 +7,9 @@
 //! `$batch`. Paging annotations are always asked for, whatever
 //! `includeAnnotations` says, so that no page is missed.
 
+use crate::actions::action::Action;
 use crate::batch;
-use crate::catalog::{ActionDef, InputType, input};
+use crate::catalog::def::{ActionDef, InputType, input};
 use crate::client::Session;
 use crate::error::{ConnectorError, Result};
 use crate::fetchxml::{self, FetchXml, NextPage, Transport};
@@ -18,6 +19,16 @@ use crate::odata;
 use crate::page::{self, Output, RawRecords};
 use crate::types::{EntitySet, Guid};
 use serde_json::{Map, Value, json};
+
+// Input keys, each written once: the definitions and `run` use these.
+const ENTITY_TYPE: &str = "entityType";
+const FETCH_XML: &str = "fetchXml";
+const INCLUDE_ANNOTATIONS: &str = "includeAnnotations";
+const IMPERSONATE_USER_ID: &str = "impersonateUserId";
+const IMPERSONATION_HEADER: &str = "impersonationHeader";
+const FETCH_ALL: &str = "fetchAll";
+const PAGE_NUMBER: &str = "pageNumber";
+const NEXT_PAGE: &str = "nextPage";
 
 /// The annotations paging needs (reference §4).
 const PAGING_ANNOTATIONS: &str =
@@ -38,7 +49,7 @@ impl CallerHeader {
             "" | "CallerObjectId" => Ok(Self::ObjectId),
             "MSCRMCallerID" => Ok(Self::SystemUserId),
             other => Err(ConnectorError::invalid_input(
-                "impersonationHeader",
+                IMPERSONATION_HEADER,
                 format!("'{other}' is not CallerObjectId or MSCRMCallerID"),
             )),
         }
@@ -52,81 +63,67 @@ impl CallerHeader {
     }
 }
 
-pub fn definitions() -> Vec<ActionDef> {
-    vec![ActionDef {
+pub const RUN_FETCH_XML: Action = Action {
+    def: ActionDef {
         key: "runFetchXml",
         label: "Run Fetch XML Query",
         description: "Runs a FetchXML query (GET {entityType}?fetchXml=…, or inside $batch when the URL would pass 32 KB). One page at a time (pageNumber or nextPage) or every page (fetchAll), each record once. Aggregate queries return their rows as Dataverse shapes them.",
         deprecated: false,
         input_defs: || {
             vec![
-            input(
-                "entityType",
-                "Entity Type",
-                InputType::String,
-                "The entity set name (plural), e.g. accounts; the <entity name> in the query is the logical name of the same table (account).",
-            )
-            .required()
-            .example(json!("accounts")),
-            input(
-                "fetchXml",
-                "XML Query",
-                InputType::Code,
-                "The FetchXML query, <fetch> root with one <entity>. Its count attribute is the page size (Dataverse's default and maximum: 5000); page and paging-cookie are set by this action.",
-            )
-            .required()
-            .example(json!("<fetch count=\"500\"><entity name=\"account\"><attribute name=\"name\"/><order attribute=\"name\"/></entity></fetch>")),
-            input(
-                "includeAnnotations",
-                "Include Annotations",
-                InputType::String,
-                "Prefer odata.include-annotations value, e.g. OData.Community.Display.V1.FormattedValue (display text of choices, money, dates and lookups), Microsoft.Dynamics.CRM.lookuplogicalname, or * for all. The paging annotations are always asked for as well.",
-            ),
-            input(
-                "impersonateUserId",
-                "Impersonate User ID",
-                InputType::String,
-                "Run the query as this user (GUID). By default it is the user's Microsoft Entra object id, sent as CallerObjectId; set Impersonation Header to MSCRMCallerID to give a systemuserid instead. The connection's user needs the Act on Behalf of Another User privilege.",
-            ),
-            input(
-                "impersonationHeader",
-                "Impersonation Header",
-                InputType::String,
-                "Which id Impersonate User ID is: CallerObjectId (the Entra object id, Microsoft's recommended header) or MSCRMCallerID (the systemuserid).",
-            )
-            .default(json!("CallerObjectId"))
-            .choices(&["CallerObjectId", "MSCRMCallerID"]),
-            input(
-                "fetchAll",
-                "Fetch All",
-                InputType::Boolean,
-                "Follow the paging cookie to the last page and return every record once, in order. At most 127 MiB of records in one answer: past that, an error asks for fewer attributes or rows.",
-            )
-            .default(json!(false)),
-            input(
-                "pageNumber",
-                "Page Number",
-                InputType::Integer,
-                "The page to read (1-based), by page number alone. Paging by the nextPage of the previous page is faster on large tables. With fetchAll, the page to start from.",
-            )
-            .range(1, i64::from(u32::MAX)),
-            input(
-                "nextPage",
-                "Next Page ID",
-                InputType::String,
-                "The nextPage value an earlier call returned (page number and paging cookie), to read the following page. Wins over Page Number. Dataverse's raw @Microsoft.Dynamics.CRM.fetchxmlpagingcookie value is accepted too.",
-            ),
-        ]
+                {
+                    let text = "The entity set name (plural), e.g. accounts; the <entity name> in the query is the logical name of the same table (account).";
+                    input(ENTITY_TYPE, "Entity Type", InputType::String, text)
+                        .required()
+                        .example(json!("accounts"))
+                },
+                {
+                    let text = "The FetchXML query, <fetch> root with one <entity>. Its count attribute is the page size (Dataverse's default and maximum: 5000); page and paging-cookie are set by this action.";
+                    input(FETCH_XML, "XML Query", InputType::Code, text).required().example(json!("<fetch count=\"500\"><entity name=\"account\"><attribute name=\"name\"/><order attribute=\"name\"/></entity></fetch>"))
+                },
+                input(
+                    INCLUDE_ANNOTATIONS,
+                    "Include Annotations",
+                    InputType::String,
+                    "Prefer odata.include-annotations value, e.g. OData.Community.Display.V1.FormattedValue (display text of choices, money, dates and lookups), Microsoft.Dynamics.CRM.lookuplogicalname, or * for all. The paging annotations are always asked for as well.",
+                ),
+                input(
+                    IMPERSONATE_USER_ID,
+                    "Impersonate User ID",
+                    InputType::String,
+                    "Run the query as this user (GUID). By default it is the user's Microsoft Entra object id, sent as CallerObjectId; set Impersonation Header to MSCRMCallerID to give a systemuserid instead. The connection's user needs the Act on Behalf of Another User privilege.",
+                ),
+                {
+                    let text = "Which id Impersonate User ID is: CallerObjectId (the Entra object id, Microsoft's recommended header) or MSCRMCallerID (the systemuserid).";
+                    input(
+                        IMPERSONATION_HEADER,
+                        "Impersonation Header",
+                        InputType::String,
+                        text,
+                    )
+                    .default(json!("CallerObjectId"))
+                    .choices(&["CallerObjectId", "MSCRMCallerID"])
+                },
+                {
+                    let text = "Follow the paging cookie to the last page and return every record once, in order. At most 127 MiB of records in one answer: past that, an error asks for fewer attributes or rows.";
+                    input(FETCH_ALL, "Fetch All", InputType::Boolean, text).default(json!(false))
+                },
+                {
+                    let text = "The page to read (1-based), by page number alone. Paging by the nextPage of the previous page is faster on large tables. With fetchAll, the page to start from.";
+                    input(PAGE_NUMBER, "Page Number", InputType::Integer, text)
+                        .range(1, i64::from(u32::MAX))
+                },
+                input(
+                    NEXT_PAGE,
+                    "Next Page ID",
+                    InputType::String,
+                    "The nextPage value an earlier call returned (page number and paging cookie), to read the following page. Wins over Page Number. Dataverse's raw @Microsoft.Dynamics.CRM.fetchxmlpagingcookie value is accepted too.",
+                ),
+            ]
         },
-    }]
-}
-
-pub fn run(key: &str, session: &mut Session<'_>, inputs: &Inputs) -> Option<Result<Output>> {
-    match key {
-        "runFetchXml" => Some(run_fetch_xml(session, inputs)),
-        _ => None,
-    }
-}
+    },
+    run: run_fetch_xml,
+};
 
 /// The `Prefer` value: the user's annotations plus the paging ones.
 fn prefer_value(annotations: Option<&str>) -> String {
@@ -139,30 +136,30 @@ fn prefer_value(annotations: Option<&str>) -> String {
 }
 
 fn run_fetch_xml(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
-    let set = EntitySet::parse("entityType", inputs.str("entityType").unwrap_or(""))?;
-    let query = FetchXml::parse(inputs.str("fetchXml").unwrap_or(""))?;
-    let annotations = match inputs.str("includeAnnotations") {
-        Some(a) => odata::parse_annotations("includeAnnotations", a)?,
+    let set = EntitySet::parse(ENTITY_TYPE, inputs.expect_str(ENTITY_TYPE)?)?;
+    let query = FetchXml::parse(inputs.expect_str(FETCH_XML)?)?;
+    let annotations = match inputs.str(INCLUDE_ANNOTATIONS)? {
+        Some(a) => odata::parse_annotations(INCLUDE_ANNOTATIONS, a)?,
         None => None,
     };
     let mut headers = vec![("Prefer".to_string(), prefer_value(annotations.as_deref()))];
     if let Some(user) = inputs
-        .str("impersonateUserId")
+        .str(IMPERSONATE_USER_ID)?
         .filter(|s| !s.trim().is_empty())
     {
         let id = Guid::parse(user).ok_or_else(|| {
-            ConnectorError::invalid_input("impersonateUserId", format!("'{user}' is not a GUID"))
+            ConnectorError::invalid_input(IMPERSONATE_USER_ID, format!("'{user}' is not a GUID"))
         })?;
-        let header = CallerHeader::parse(inputs.str("impersonationHeader"))?;
+        let header = CallerHeader::parse(inputs.str(IMPERSONATION_HEADER)?)?;
         headers.push((header.name().to_string(), id.to_string()));
     }
-    let fetch_all = inputs.bool("fetchAll");
-    let start = match inputs.str("nextPage").filter(|s| !s.trim().is_empty()) {
-        Some(token) => NextPage::parse_token("nextPage", token)?,
+    let fetch_all = inputs.bool(FETCH_ALL)?;
+    let start = match inputs.str(NEXT_PAGE)?.filter(|s| !s.trim().is_empty()) {
+        Some(token) => NextPage::parse_token(NEXT_PAGE, token)?,
         None => NextPage {
-            page: match inputs.u64("pageNumber") {
+            page: match inputs.u64(PAGE_NUMBER)? {
                 Some(n) => u32::try_from(n).ok().filter(|n| *n >= 1).ok_or_else(|| {
-                    ConnectorError::invalid_input("pageNumber", "must be 1 or more")
+                    ConnectorError::invalid_input(PAGE_NUMBER, "must be 1 or more")
                 })?,
                 None => query.page().unwrap_or(1),
             },
@@ -173,7 +170,7 @@ fn run_fetch_xml(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
     let single_shot = query.top().is_some();
 
     let mut records = RawRecords::new(
-        "fetchAll",
+        FETCH_ALL,
         "Ask for less per call: fewer <attribute> elements, a narrower <filter>, or page by page (nextPage) instead of fetchAll.",
     );
     let mut current = start.clone();

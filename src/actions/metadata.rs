@@ -2,7 +2,8 @@
 //! ("which entity?", "which field?") and column create/update. Query
 //! building and validation live in [`crate::metadata`].
 
-use crate::catalog::{ActionDef, InputDef, InputType, input};
+use crate::actions::action::Action;
+use crate::catalog::def::{ActionDef, InputDef, InputType, input};
 use crate::client::Session;
 use crate::error::{ConnectorError, ErrorKind, Result};
 use crate::http::Method;
@@ -12,8 +13,30 @@ use crate::metadata::{
     surface_labels,
 };
 use crate::odata;
+use crate::page::Output;
 use crate::types::{EntitySet, Guid, encode_query, string_literal};
 use serde_json::{Value, json};
+
+// Input keys, each written once: the definitions and `run` use these.
+const ENTITY_ID: &str = "entityId";
+const ATTRIBUTE_TYPE: &str = "attributeType";
+const FIELD_NAMES: &str = "fieldNames";
+const EXPAND: &str = "expand";
+const ATTRIBUTE_BODY: &str = "attributeBody";
+const SOLUTION_UNIQUE_NAME: &str = "solutionUniqueName";
+const ENTITY_TYPE: &str = "entityType";
+const USE_LOGICAL_NAME: &str = "useLogicalName";
+const DEFAULT_SELECTED: &str = "defaultSelected";
+const ENTITY_TYPE_FILTER: &str = "entityTypeFilter";
+const INCLUDE_ALL_CUSTOM: &str = "includeAllCustom";
+const TOP_LEVEL_ONLY: &str = "topLevelOnly";
+const INCLUDE_CUSTOM: &str = "includeCustom";
+const INCLUDE_DETAILS: &str = "includeDetails";
+const MAX_PAGE_SIZE: &str = "maxPageSize";
+const NEXT_LINK: &str = "nextLink";
+const FETCH_ALL: &str = "fetchAll";
+const FILTER: &str = "filter";
+const ATTRIBUTE_KEY: &str = "attributeKey";
 
 /// Table properties every listing returns.
 const ENTITY_BASICS: &[&str] = &[
@@ -54,29 +77,20 @@ const ATTRIBUTE_BASICS: &[&str] = &[
 ];
 
 fn entity_id() -> InputDef {
-    input(
-        "entityId",
-        "Entity ID",
-        InputType::String,
-        "The table's definition: its MetadataId GUID or its logical name (account, new_project; LogicalName='account' also works).",
-    )
-    .required()
-    .example(json!("account"))
+    let text = "The table's definition: its MetadataId GUID or its logical name (account, new_project; LogicalName='account' also works).";
+    input(ENTITY_ID, "Entity ID", InputType::String, text)
+        .required()
+        .example(json!("account"))
 }
 
 fn attribute_type() -> InputDef {
-    input(
-        "attributeType",
-        "Attribute Type",
-        InputType::String,
-        "Only columns of this type, read through its cast so type-specific properties (MaxLength, Precision, Targets, OptionSet) are available: Money, String, Memo, Integer, BigInt, Decimal, Double, DateTime, Boolean, Picklist, MultiSelectPicklist, State, Status, Lookup, Customer, Owner, Uniqueidentifier, Image, File.",
-    )
-    .example(json!("Money"))
+    let text = "Only columns of this type, read through its cast so type-specific properties (MaxLength, Precision, Targets, OptionSet) are available: Money, String, Memo, Integer, BigInt, Decimal, Double, DateTime, Boolean, Picklist, MultiSelectPicklist, State, Status, Lookup, Customer, Owner, Uniqueidentifier, Image, File.";
+    input(ATTRIBUTE_TYPE, "Attribute Type", InputType::String, text).example(json!("Money"))
 }
 
 fn field_names() -> InputDef {
     input(
-        "fieldNames",
+        FIELD_NAMES,
         "Field Names",
         InputType::List,
         "Metadata properties to return ($select), e.g. LogicalName, AttributeType, DisplayName; MetadataId always comes back. Empty returns every property.",
@@ -85,7 +99,7 @@ fn field_names() -> InputDef {
 
 fn expand() -> InputDef {
     input(
-        "expand",
+        EXPAND,
         "Expand",
         InputType::String,
         "$expand of metadata navigation properties, e.g. OptionSet (with a Picklist attribute type).",
@@ -93,256 +107,258 @@ fn expand() -> InputDef {
 }
 
 fn attribute_body() -> InputDef {
-    input(
-        "attributeBody",
-        "Attribute Body",
-        InputType::Json,
-        "The AttributeMetadata JSON: @odata.type of a concrete type (e.g. Microsoft.Dynamics.CRM.MoneyAttributeMetadata), SchemaName with the publisher prefix (new_Balance), DisplayName label, RequiredLevel and the type's properties.",
-    )
-    .required()
-    .example(json!({
-        "@odata.type": "Microsoft.Dynamics.CRM.MoneyAttributeMetadata",
-        "SchemaName": "new_Balance",
-        "PrecisionSource": 2,
-        "RequiredLevel": {"Value": "None", "CanBeChanged": true, "ManagedPropertyLogicalName": "canmodifyrequirementlevelsettings"},
-        "DisplayName": {"@odata.type": "Microsoft.Dynamics.CRM.Label", "LocalizedLabels": [{"@odata.type": "Microsoft.Dynamics.CRM.LocalizedLabel", "Label": "Balance", "LanguageCode": 1033}]}
-    }))
+    let text = "The AttributeMetadata JSON: @odata.type of a concrete type (e.g. Microsoft.Dynamics.CRM.MoneyAttributeMetadata), SchemaName with the publisher prefix (new_Balance), DisplayName label, RequiredLevel and the type's properties.";
+    input(ATTRIBUTE_BODY, "Attribute Body", InputType::Json, text).required().example(json!({ "@odata.type": "Microsoft.Dynamics.CRM.MoneyAttributeMetadata", "SchemaName": "new_Balance", "PrecisionSource": 2, "RequiredLevel": {"Value": "None", "CanBeChanged": true, "ManagedPropertyLogicalName": "canmodifyrequirementlevelsettings"}, "DisplayName": {"@odata.type": "Microsoft.Dynamics.CRM.Label", "LocalizedLabels": [{"@odata.type": "Microsoft.Dynamics.CRM.LocalizedLabel", "Label": "Balance", "LanguageCode": 1033}]} }))
 }
 
 fn solution() -> InputDef {
     input(
-        "solutionUniqueName",
+        SOLUTION_UNIQUE_NAME,
         "Solution Unique Name",
         InputType::String,
         "Adds the column to this unmanaged solution (MSCRM.SolutionUniqueName); empty uses the default solution.",
     )
 }
 
-pub fn definitions() -> Vec<ActionDef> {
-    vec![
-        ActionDef {
-            key: "getEntityMetadata",
-            label: "Get Entity Metadata",
-            description: "One table's definition (EntityMetadata) with its columns, labels surfaced as displayName/displayCollectionName/description.",
-            deprecated: false,
-            input_defs: || {
-                vec![
-                input(
-                    "entityType",
-                    "Entity Type",
-                    InputType::String,
-                    "The table: its logical name (account) when Use Logical Name is on, else its entity set name (accounts).",
-                )
-                .required()
-                .example(json!("account")),
-                input(
-                    "useLogicalName",
-                    "Use Logical Name for Lookup",
-                    InputType::Boolean,
-                    "On: EntityDefinitions(LogicalName='account'). Off: Entity Type is the entity set name and the table is found with $filter=EntitySetName eq '…'.",
-                )
-                .default(json!(true)),
+pub const GET_ENTITY_METADATA: Action = Action {
+    def: ActionDef {
+        key: "getEntityMetadata",
+        label: "Get Entity Metadata",
+        description: "One table's definition (EntityMetadata) with its columns, labels surfaced as displayName/displayCollectionName/description.",
+        deprecated: false,
+        input_defs: || {
+            vec![
+                {
+                    let text = "The table: its logical name (account) when Use Logical Name is on, else its entity set name (accounts).";
+                    input(ENTITY_TYPE, "Entity Type", InputType::String, text)
+                        .required()
+                        .example(json!("account"))
+                },
+                {
+                    let text = "On: EntityDefinitions(LogicalName='account'). Off: Entity Type is the entity set name and the table is found with $filter=EntitySetName eq '…'.";
+                    input(
+                        USE_LOGICAL_NAME,
+                        "Use Logical Name for Lookup",
+                        InputType::Boolean,
+                        text,
+                    )
+                    .default(json!(true))
+                },
             ]
-            },
         },
-        ActionDef {
-            key: "getEntitiesMetadata",
-            label: "Get Entities Metadata",
-            description: "Tables with their columns for a picker, each marked selected when it is one of the default-selected ones.",
-            deprecated: false,
-            input_defs: || {
-                vec![
+    },
+    run: |s, i| get_entity_metadata(s, i).map(Output::from),
+};
+
+pub const GET_ENTITIES_METADATA: Action = Action {
+    def: ActionDef {
+        key: "getEntitiesMetadata",
+        label: "Get Entities Metadata",
+        description: "Tables with their columns for a picker, each marked selected when it is one of the default-selected ones.",
+        deprecated: false,
+        input_defs: || {
+            vec![
                 input(
-                    "defaultSelected",
+                    DEFAULT_SELECTED,
                     "Default Selected Entity Types",
                     InputType::List,
                     "Tables (logical, schema or entity set names, or display labels; case-insensitive) returned with selected: true. They are always included.",
                 ),
                 input(
-                    "entityTypeFilter",
+                    ENTITY_TYPE_FILTER,
                     "Entity Type Filter",
                     InputType::List,
                     "Only these tables: logical, schema or entity set names or display labels, case-insensitive. Empty: every system table.",
                 ),
-                input(
-                    "includeAllCustom",
-                    "Include All Custom Entity Types",
-                    InputType::Boolean,
-                    "Include every custom table whether or not the filter names it. Off: custom tables only when the filter names them.",
-                )
-                .default(json!(true)),
-                input(
-                    "topLevelOnly",
-                    "Include Only Top Level Record Types",
-                    InputType::Boolean,
-                    "Leave out intersect, child and activity-party tables and tables not valid for Advanced Find.",
-                )
-                .default(json!(false)),
+                {
+                    let text = "Include every custom table whether or not the filter names it. Off: custom tables only when the filter names them.";
+                    input(
+                        INCLUDE_ALL_CUSTOM,
+                        "Include All Custom Entity Types",
+                        InputType::Boolean,
+                        text,
+                    )
+                    .default(json!(true))
+                },
+                {
+                    let text = "Leave out intersect, child and activity-party tables and tables not valid for Advanced Find.";
+                    input(
+                        TOP_LEVEL_ONLY,
+                        "Include Only Top Level Record Types",
+                        InputType::Boolean,
+                        text,
+                    )
+                    .default(json!(false))
+                },
             ]
-            },
         },
-        ActionDef {
-            key: "listEntities",
-            label: "List Entities",
-            description: "Every table's names and labels, sorted by logical name.",
-            deprecated: false,
-            input_defs: || {
-                vec![
+    },
+    run: |s, i| get_entities_metadata(s, i).map(Output::from),
+};
+
+pub const LIST_ENTITIES: Action = Action {
+    def: ActionDef {
+        key: "listEntities",
+        label: "List Entities",
+        description: "Every table's names and labels, sorted by logical name.",
+        deprecated: false,
+        input_defs: || {
+            vec![
                 input(
-                    "includeCustom",
+                    INCLUDE_CUSTOM,
                     "Include Custom Entities",
                     InputType::Boolean,
                     "Include custom (publisher-prefixed) tables.",
                 )
                 .default(json!(true)),
-                input(
-                    "topLevelOnly",
-                    "Top Level Only",
-                    InputType::Boolean,
-                    "Leave out intersect, child and activity-party tables and tables not valid for Advanced Find.",
-                )
-                .default(json!(false)),
-                input(
-                    "includeDetails",
-                    "Include Entity Details",
-                    InputType::Boolean,
-                    "Add description, ownership type and the validity flags (IsActivity, IsValidForAdvancedFind, IsIntersect, …).",
-                )
-                .default(json!(false)),
-            ]
-            },
-        },
-        ActionDef {
-            key: "listEntityTypes",
-            label: "List Entity Types",
-            description: "Table names and labels for a picker, a page at a time (sorted by logical name). Dataverse does not page metadata, so the connector pages the list itself; nextLink is its cursor.",
-            deprecated: false,
-            input_defs: || {
-                vec![
+                {
+                    let text = "Leave out intersect, child and activity-party tables and tables not valid for Advanced Find.";
+                    input(TOP_LEVEL_ONLY, "Top Level Only", InputType::Boolean, text)
+                        .default(json!(false))
+                },
+                {
+                    let text = "Add description, ownership type and the validity flags (IsActivity, IsValidForAdvancedFind, IsIntersect, …).";
                     input(
-                        "maxPageSize",
-                        "Max Page Size",
-                        InputType::Integer,
-                        "Tables per page (1–5000).",
-                    )
-                    .default(json!(5000))
-                    .range(1, 5000),
-                    input(
-                        "nextLink",
-                        "Next Link",
-                        InputType::String,
-                        "The nextLink of an earlier call, to get the following page.",
-                    ),
-                    input(
-                        "fetchAll",
-                        "Fetch All",
+                        INCLUDE_DETAILS,
+                        "Include Entity Details",
                         InputType::Boolean,
-                        "Return every table in one answer (Max Page Size is ignored).",
+                        text,
                     )
-                    .default(json!(false)),
-                ]
-            },
+                    .default(json!(false))
+                },
+            ]
         },
-        ActionDef {
-            key: "listAttributes",
-            label: "List Attributes",
-            description: "A table's columns: names, types and labels (and more with Include Details).",
-            deprecated: false,
-            input_defs: || {
-                vec![
+    },
+    run: |s, i| list_entities(s, i).map(Output::from),
+};
+
+pub const LIST_ENTITY_TYPES: Action = Action {
+    def: ActionDef {
+        key: "listEntityTypes",
+        label: "List Entity Types",
+        description: "Table names and labels for a picker, a page at a time (sorted by logical name). Dataverse does not page metadata, so the connector pages the list itself; nextLink is its cursor.",
+        deprecated: false,
+        input_defs: || {
+            vec![
+                input(
+                    MAX_PAGE_SIZE,
+                    "Max Page Size",
+                    InputType::Integer,
+                    "Tables per page (1–5000).",
+                )
+                .default(json!(5000))
+                .range(1, 5000),
+                input(
+                    NEXT_LINK,
+                    "Next Link",
+                    InputType::String,
+                    "The nextLink of an earlier call, to get the following page.",
+                ),
+                {
+                    let text = "Return every table in one answer (Max Page Size is ignored).";
+                    input(FETCH_ALL, "Fetch All", InputType::Boolean, text).default(json!(false))
+                },
+            ]
+        },
+    },
+    run: |s, i| list_entity_types(s, i).map(Output::from),
+};
+
+pub const LIST_ATTRIBUTES: Action = Action {
+    def: ActionDef {
+        key: "listAttributes",
+        label: "List Attributes",
+        description: "A table's columns: names, types and labels (and more with Include Details).",
+        deprecated: false,
+        input_defs: || {
+            vec![entity_id(), attribute_type(), {
+                let text = "Every property of each column, including the type-specific ones of the Attribute Type cast; off: names, type and label only.";
+                input(INCLUDE_DETAILS, "Include Details", InputType::Boolean, text)
+                    .default(json!(false))
+            }]
+        },
+    },
+    run: |s, i| list_attributes(s, i).map(Output::from),
+};
+
+pub const QUERY_ATTRIBUTES: Action = Action {
+    def: ActionDef {
+        key: "queryAttributes",
+        label: "Query Attributes",
+        description: "A table's columns with your own $select, $filter (e.g. IsCustomAttribute eq true) and $expand.",
+        deprecated: false,
+        input_defs: || {
+            vec![
                 entity_id(),
                 attribute_type(),
+                field_names(),
                 input(
-                    "includeDetails",
-                    "Include Details",
-                    InputType::Boolean,
-                    "Every property of each column, including the type-specific ones of the Attribute Type cast; off: names, type and label only.",
-                )
-                .default(json!(false)),
+                    FILTER,
+                    "Filter",
+                    InputType::String,
+                    "$filter on column metadata, e.g. IsValidForCreate eq true or AttributeType eq Microsoft.Dynamics.CRM.AttributeTypeCode'Money'. Labels cannot be filtered on.",
+                ),
+                expand(),
             ]
-            },
         },
-        ActionDef {
-            key: "queryAttributes",
-            label: "Query Attributes",
-            description: "A table's columns with your own $select, $filter (e.g. IsCustomAttribute eq true) and $expand.",
-            deprecated: false,
-            input_defs: || {
-                vec![
-                    entity_id(),
-                    attribute_type(),
-                    field_names(),
-                    input(
-                        "filter",
-                        "Filter",
-                        InputType::String,
-                        "$filter on column metadata, e.g. IsValidForCreate eq true or AttributeType eq Microsoft.Dynamics.CRM.AttributeTypeCode'Money'. Labels cannot be filtered on.",
-                    ),
-                    expand(),
-                ]
-            },
-        },
-        ActionDef {
-            key: "getAttribute",
-            label: "Get Attribute",
-            description: "One column's definition by MetadataId or logical name.",
-            deprecated: false,
-            input_defs: || {
-                vec![
-                    entity_id(),
-                    input(
-                        "attributeKey",
-                        "Attribute Key",
-                        InputType::String,
-                        "The column: its MetadataId GUID, its logical name, or LogicalName='name'.",
-                    )
-                    .required()
-                    .example(json!("LogicalName='revenue'")),
-                    field_names(),
-                    expand(),
-                    attribute_type(),
-                ]
-            },
-        },
-        ActionDef {
-            key: "createAttribute",
-            label: "Create Attribute",
-            description: "Adds a column to a table (POST EntityDefinitions(…)/Attributes). Publish customizations afterwards for apps to show it.",
-            deprecated: false,
-            input_defs: || vec![entity_id(), attribute_body(), solution()],
-        },
-        ActionDef {
-            key: "updateAttribute",
-            label: "Update Attribute",
-            description: "Replaces a column's definition (PUT of the full definition with MSCRM.MergeLabels: true, so labels in other languages are kept). The column is found by the body's MetadataId, else its LogicalName or SchemaName.",
-            deprecated: false,
-            input_defs: || vec![entity_id(), attribute_body(), solution()],
-        },
-    ]
-}
+    },
+    run: |s, i| query_attributes(s, i).map(Output::from),
+};
 
-pub fn run(key: &str, session: &mut Session<'_>, inputs: &Inputs) -> Option<Result<Value>> {
-    Some(match key {
-        "getEntityMetadata" => get_entity_metadata(session, inputs),
-        "getEntitiesMetadata" => get_entities_metadata(session, inputs),
-        "listEntities" => list_entities(session, inputs),
-        "listEntityTypes" => list_entity_types(session, inputs),
-        "listAttributes" => list_attributes(session, inputs),
-        "queryAttributes" => query_attributes(session, inputs),
-        "getAttribute" => get_attribute(session, inputs),
-        "createAttribute" => create_attribute(session, inputs),
-        "updateAttribute" => update_attribute(session, inputs),
-        _ => return None,
-    })
-}
+pub const GET_ATTRIBUTE: Action = Action {
+    def: ActionDef {
+        key: "getAttribute",
+        label: "Get Attribute",
+        description: "One column's definition by MetadataId or logical name.",
+        deprecated: false,
+        input_defs: || {
+            vec![
+                entity_id(),
+                {
+                    let text =
+                        "The column: its MetadataId GUID, its logical name, or LogicalName='name'.";
+                    input(ATTRIBUTE_KEY, "Attribute Key", InputType::String, text)
+                        .required()
+                        .example(json!("LogicalName='revenue'"))
+                },
+                field_names(),
+                expand(),
+                attribute_type(),
+            ]
+        },
+    },
+    run: |s, i| get_attribute(s, i).map(Output::from),
+};
+
+pub const CREATE_ATTRIBUTE: Action = Action {
+    def: ActionDef {
+        key: "createAttribute",
+        label: "Create Attribute",
+        description: "Adds a column to a table (POST EntityDefinitions(…)/Attributes). Publish customizations afterwards for apps to show it.",
+        deprecated: false,
+        input_defs: || vec![entity_id(), attribute_body(), solution()],
+    },
+    run: |s, i| create_attribute(s, i).map(Output::from),
+};
+
+pub const UPDATE_ATTRIBUTE: Action = Action {
+    def: ActionDef {
+        key: "updateAttribute",
+        label: "Update Attribute",
+        description: "Replaces a column's definition (PUT of the full definition with MSCRM.MergeLabels: true, so labels in other languages are kept). The column is found by the body's MetadataId, else its LogicalName or SchemaName.",
+        deprecated: false,
+        input_defs: || vec![entity_id(), attribute_body(), solution()],
+    },
+    run: |s, i| update_attribute(s, i).map(Output::from),
+};
 
 fn entity_ref(inputs: &Inputs) -> Result<EntityRef> {
-    EntityRef::parse("entityId", inputs.str("entityId").unwrap_or(""))
+    EntityRef::parse(ENTITY_ID, inputs.expect_str(ENTITY_ID)?)
 }
 
 fn attribute_type_of(inputs: &Inputs) -> Result<Option<AttributeType>> {
-    match inputs.str("attributeType").filter(|s| !s.trim().is_empty()) {
-        Some(s) => AttributeType::parse("attributeType", s).map(Some),
+    match inputs.str(ATTRIBUTE_TYPE)?.filter(|s| !s.trim().is_empty()) {
+        Some(s) => AttributeType::parse(ATTRIBUTE_TYPE, s).map(Some),
         None => Ok(None),
     }
 }
@@ -386,16 +402,16 @@ fn listing(mut items: Vec<Value>) -> Value {
 const ENTITY_ATTRIBUTES_EXPAND: &str = "Attributes($select=LogicalName,SchemaName,AttributeType,DisplayName,IsPrimaryId,IsPrimaryName,IsValidForCreate,IsValidForUpdate,IsValidForRead,IsCustomAttribute,RequiredLevel)";
 
 fn get_entity_metadata(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
-    let raw = inputs.str("entityType").unwrap_or("");
+    let raw = inputs.expect_str(ENTITY_TYPE)?;
     let expand = format!("$expand={}", encode_query(ENTITY_ATTRIBUTES_EXPAND));
-    let mut entity = if inputs.bool("useLogicalName") {
-        let r = EntityRef::parse("entityType", raw)?;
+    let mut entity = if inputs.bool(USE_LOGICAL_NAME)? {
+        let r = EntityRef::parse(ENTITY_TYPE, raw)?;
         let request = session.request(Method::Get, &format!("{}?{expand}", r.path()))?;
         session
             .send_json(request)
-            .map_err(|e| explain_not_found(e, "entityType", "table logical name"))?
+            .map_err(|e| explain_not_found(e, ENTITY_TYPE, "table logical name"))?
     } else {
-        let set = EntitySet::parse("entityType", raw)?;
+        let set = EntitySet::parse(ENTITY_TYPE, raw)?;
         let filter = format!("EntitySetName eq {}", string_literal(set.as_str()));
         let request = session.request(
             Method::Get,
@@ -481,10 +497,10 @@ fn picks(
 }
 
 fn get_entities_metadata(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
-    let filter = inputs.list("entityTypeFilter");
-    let selected = inputs.list("defaultSelected");
-    let include_all_custom = inputs.bool("includeAllCustom");
-    let top_level_only = inputs.bool("topLevelOnly");
+    let filter = inputs.list(ENTITY_TYPE_FILTER)?;
+    let selected = inputs.list(DEFAULT_SELECTED)?;
+    let include_all_custom = inputs.bool(INCLUDE_ALL_CUSTOM)?;
+    let top_level_only = inputs.bool(TOP_LEVEL_ONLY)?;
     let all = all_entities(session, &[], None, Some(ENTITY_ATTRIBUTES_EXPAND))?;
     let mut out = Vec::new();
     for mut e in all {
@@ -508,14 +524,14 @@ fn get_entities_metadata(session: &mut Session<'_>, inputs: &Inputs) -> Result<V
 }
 
 fn list_entities(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
-    let details: &[&str] = if inputs.bool("includeDetails") {
+    let details: &[&str] = if inputs.bool(INCLUDE_DETAILS)? {
         ENTITY_DETAILS
     } else {
         &[]
     };
-    let filter = (!inputs.bool("includeCustom")).then_some("IsCustomEntity eq false");
+    let filter = (!inputs.bool(INCLUDE_CUSTOM)?).then_some("IsCustomEntity eq false");
     let all = all_entities(session, details, filter, None)?;
-    let top_level_only = inputs.bool("topLevelOnly");
+    let top_level_only = inputs.bool(TOP_LEVEL_ONLY)?;
     let keep: Vec<Value> = all
         .into_iter()
         .filter(|e| !top_level_only || is_top_level(e))
@@ -535,12 +551,12 @@ fn list_entities(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
 }
 
 fn list_entity_types(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
-    let after = match inputs.str("nextLink").filter(|s| !s.trim().is_empty()) {
-        Some(link) => Some(metadata::parse_cursor("nextLink", link)?),
+    let after = match inputs.str(NEXT_LINK)?.filter(|s| !s.trim().is_empty()) {
+        Some(link) => Some(metadata::parse_cursor(NEXT_LINK, link)?),
         None => None,
     };
-    let page_size = inputs.u64("maxPageSize").unwrap_or(5000).clamp(1, 5000) as usize;
-    let fetch_all = inputs.bool("fetchAll");
+    let page_size = inputs.expect_u64(MAX_PAGE_SIZE)?.clamp(1, 5000) as usize;
+    let fetch_all = inputs.bool(FETCH_ALL)?;
     let request = session.request(
         Method::Get,
         &format!(
@@ -619,7 +635,7 @@ fn attributes_query(
 fn list_attributes(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
     let entity = entity_ref(inputs)?;
     let ty = attribute_type_of(inputs)?;
-    let select = if inputs.bool("includeDetails") {
+    let select = if inputs.bool(INCLUDE_DETAILS)? {
         None
     } else {
         Some(select(ATTRIBUTE_BASICS))
@@ -630,20 +646,20 @@ fn list_attributes(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> 
     )?;
     let body = session
         .send_json(request)
-        .map_err(|e| explain_not_found(e, "entityId", "table"))?;
+        .map_err(|e| explain_not_found(e, ENTITY_ID, "table"))?;
     Ok(listing(values(body)?))
 }
 
 fn select_of(inputs: &Inputs) -> Result<Option<String>> {
-    let fields = odata::parse_select("fieldNames", &inputs.list("fieldNames"))?;
+    let fields = odata::parse_select(FIELD_NAMES, &inputs.list(FIELD_NAMES)?)?;
     Ok((!fields.is_empty()).then(|| format!("$select={}", fields.join(","))))
 }
 
 fn expand_of(inputs: &Inputs) -> Result<Option<String>> {
-    match inputs.str("expand").filter(|s| !s.trim().is_empty()) {
+    match inputs.str(EXPAND)?.filter(|s| !s.trim().is_empty()) {
         Some(e) => {
             // Validated with the record expand grammar; sent as written.
-            odata::parse_expand("expand", e)?;
+            odata::parse_expand(EXPAND, e)?;
             Ok(Some(e.trim().to_string()))
         }
         None => Ok(None),
@@ -654,7 +670,7 @@ fn query_attributes(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value>
     let entity = entity_ref(inputs)?;
     let ty = attribute_type_of(inputs)?;
     let filter = inputs
-        .str("filter")
+        .str(FILTER)?
         .map(str::trim)
         .filter(|f| !f.is_empty())
         .map(str::to_string);
@@ -671,13 +687,13 @@ fn query_attributes(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value>
     )?;
     let body = session
         .send_json(request)
-        .map_err(|e| explain_not_found(e, "entityId", "table"))?;
+        .map_err(|e| explain_not_found(e, ENTITY_ID, "table"))?;
     Ok(listing(values(body)?))
 }
 
 fn get_attribute(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
     let entity = entity_ref(inputs)?;
-    let key = AttributeRef::parse("attributeKey", inputs.str("attributeKey").unwrap_or(""))?;
+    let key = AttributeRef::parse(ATTRIBUTE_KEY, inputs.expect_str(ATTRIBUTE_KEY)?)?;
     let ty = attribute_type_of(inputs)?;
     let mut path = format!("{}/{}", entity.path(), key.segment());
     if let Some(t) = &ty {
@@ -715,13 +731,13 @@ fn with_solution(
     inputs: &Inputs,
 ) -> Result<crate::http::Request> {
     if let Some(s) = inputs
-        .str("solutionUniqueName")
+        .str(SOLUTION_UNIQUE_NAME)?
         .map(str::trim)
         .filter(|s| !s.is_empty())
     {
         if !crate::types::is_identifier(s) {
             return Err(ConnectorError::invalid_input(
-                "solutionUniqueName",
+                SOLUTION_UNIQUE_NAME,
                 "must be a solution's unique name (letters, digits, underscores)",
             ));
         }
@@ -732,14 +748,14 @@ fn with_solution(
 
 fn create_attribute(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
     let entity = entity_ref(inputs)?;
-    let body = metadata::attribute_body("attributeBody", inputs.get("attributeBody"))?;
+    let body = metadata::attribute_body(ATTRIBUTE_BODY, inputs.get(ATTRIBUTE_BODY)?)?;
     let request = session
         .request(Method::Post, &format!("{}/Attributes", entity.path()))?
         .json_body(&Value::Object(body.clone()));
     let request = with_solution(request, inputs)?;
     let response = session
         .send_ok(request)
-        .map_err(|e| explain_not_found(e, "entityId", "table"))?;
+        .map_err(|e| explain_not_found(e, ENTITY_ID, "table"))?;
     let url = response.header("OData-EntityId").map(str::to_string);
     Ok(json!({
         "created": true,
@@ -751,10 +767,10 @@ fn create_attribute(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value>
 
 fn update_attribute(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
     let entity = entity_ref(inputs)?;
-    let body = metadata::attribute_body("attributeBody", inputs.get("attributeBody"))?;
+    let body = metadata::attribute_body(ATTRIBUTE_BODY, inputs.get(ATTRIBUTE_BODY)?)?;
     let key = if let Some(id) = body.get("MetadataId").and_then(Value::as_str) {
         AttributeRef::Id(Guid::parse(id).ok_or_else(|| {
-            ConnectorError::invalid_input("attributeBody", "MetadataId is not a GUID")
+            ConnectorError::invalid_input(ATTRIBUTE_BODY, "MetadataId is not a GUID")
         })?)
     } else {
         let name = body
@@ -762,7 +778,7 @@ fn update_attribute(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value>
             .or_else(|| body.get("SchemaName"))
             .and_then(Value::as_str)
             .unwrap_or("");
-        AttributeRef::parse("attributeBody", name)?
+        AttributeRef::parse(ATTRIBUTE_BODY, name)?
     };
     let request = session
         .request(Method::Put, &format!("{}/{}", entity.path(), key.segment()))?

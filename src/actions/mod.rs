@@ -1,82 +1,69 @@
-//! Action dispatch. Each group of actions is one module that exposes
-//! `definitions()` (its catalog entries) and `run()` (returns `None` for keys
-//! it does not own). Adding a group is one line in each list below.
+//! The action registry: one [`Action`] entry per action (its catalog entry
+//! and its `run`), each defined next to its code in `src/actions/*.rs`, and
+//! listed once in [`ACTIONS`] in the order builders show them. Adding an
+//! action is one entry in its module and one line here
+//! (docs/DEVELOPING.md, "Adding an action").
 
+pub mod action;
 mod batch;
-mod changes;
 mod execute;
 mod fetchxml;
 mod metadata;
 mod raw;
+mod record_changes;
 mod records;
 mod relationships;
 mod user;
 
-use crate::catalog::{ActionDef, TriggerDef, TriggerKind};
-use crate::client::Session;
-use crate::error::{ConnectorError, Result};
-use crate::inputs::Inputs;
-use crate::page::Output;
-use serde_json::Value;
+use crate::catalog::def::{ActionDef, TriggerDef, TriggerKind};
+use crate::error::ConnectorError;
+pub use action::Action;
 
-/// Each group's catalog entries, in the order builders list them.
-const GROUPS: [fn() -> Vec<ActionDef>; 9] = [
-    user::definitions,
-    records::definitions,
-    raw::definitions,
-    fetchxml::definitions,
-    changes::definitions,
-    metadata::definitions,
-    relationships::definitions,
-    execute::definitions,
-    batch::definitions,
+/// Every action, in the order builders list them.
+///
+/// Entries are constants: finding one builds nothing. Every call runs in a
+/// fresh instance, so nothing could be cached, and building a whole group's
+/// entries (labels, schemas, examples) once took over half of a
+/// `getEntity` call's guest time.
+pub static ACTIONS: &[Action] = &[
+    user::GET_CURRENT_USER,
+    records::CREATE_ENTITY,
+    records::GET_ENTITY,
+    records::UPDATE_ENTITY,
+    records::UPSERT_ENTITY,
+    records::DELETE_ENTITY,
+    records::QUERY_ENTITIES,
+    raw::RAW_REQUEST,
+    raw::RAW_REQUEST_DEPRECATED,
+    fetchxml::RUN_FETCH_XML,
+    record_changes::RECORD_CHANGES,
+    metadata::GET_ENTITY_METADATA,
+    metadata::GET_ENTITIES_METADATA,
+    metadata::LIST_ENTITIES,
+    metadata::LIST_ENTITY_TYPES,
+    metadata::LIST_ATTRIBUTES,
+    metadata::QUERY_ATTRIBUTES,
+    metadata::GET_ATTRIBUTE,
+    metadata::CREATE_ATTRIBUTE,
+    metadata::UPDATE_ATTRIBUTE,
+    relationships::ASSOCIATE,
+    relationships::DISASSOCIATE,
+    execute::EXECUTE_ACTION,
+    batch::RUN_BATCH,
 ];
 
-/// Every action's catalog entry, in the order builders list them.
-pub fn definitions() -> Vec<ActionDef> {
-    GROUPS.iter().flat_map(|group| group()).collect()
+/// One action's registry entry.
+pub fn find(key: &str) -> Option<&'static Action> {
+    ACTIONS.iter().find(|a| a.def.key == key)
 }
 
-/// One action's catalog entry. A call builds only the groups up to the
-/// action's own, not the whole catalog: building and dropping every entry
-/// (labels, schemas, examples) was over half of a `getEntity` call's guest
-/// time, and every call runs in a fresh instance, so nothing can be cached.
+/// One action's catalog entry.
 pub fn definition(key: &str) -> Option<ActionDef> {
-    GROUPS
-        .iter()
-        .find_map(|group| group().into_iter().find(|a| a.key == key))
-}
-
-/// One group's `run`: `None` when the key is not one of its actions.
-type GroupRun = fn(&str, &mut Session<'_>, &Inputs) -> Option<Result<Output>>;
-
-/// Runs one action whose inputs were already validated.
-pub fn run(key: &str, session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
-    fn value(r: Option<Result<Value>>) -> Option<Result<Output>> {
-        r.map(|r| r.map(Output::from))
-    }
-    // records, fetchxml and changes pass records through raw (see `page`).
-    let groups: [GroupRun; 9] = [
-        |k, s, i| value(user::run(k, s, i)),
-        records::run,
-        |k, s, i| value(raw::run(k, s, i)),
-        fetchxml::run,
-        changes::run,
-        |k, s, i| value(metadata::run(k, s, i)),
-        |k, s, i| value(relationships::run(k, s, i)),
-        |k, s, i| value(execute::run(k, s, i)),
-        batch::run,
-    ];
-    for group in groups {
-        if let Some(result) = group(key, session, inputs) {
-            return result;
-        }
-    }
-    Err(unknown_action(key))
+    find(key).map(|a| a.def.clone())
 }
 
 pub fn unknown_action(key: &str) -> ConnectorError {
-    let known: Vec<_> = definitions().iter().map(|a| a.key).collect();
+    let known: Vec<_> = ACTIONS.iter().map(|a| a.def.key).collect();
     ConnectorError::invalid_input(
         "action",
         format!("unknown action '{key}' (known: {})", known.join(", ")),
@@ -86,10 +73,30 @@ pub fn unknown_action(key: &str) -> ConnectorError {
 /// The polling triggers, each run as the action of the same key.
 pub fn polling_triggers() -> Vec<TriggerDef> {
     vec![TriggerDef {
-        key: changes::KEY,
+        key: record_changes::RECORD_CHANGES.def.key,
         label: "Record Changes",
         description: "Polling trigger on Dataverse change tracking: call the recordChanges action on a schedule, passing the state the previous call returned; each call returns the rows created or updated and the ids of rows deleted since, and the next state. An expired or invalid state is an error asking for resync: true.",
         kind: TriggerKind::Polling,
-        inputs: changes::inputs(),
+        inputs: record_changes::inputs(),
     }]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_is_listed_once_and_found() {
+        let mut keys: Vec<_> = ACTIONS.iter().map(|a| a.def.key).collect();
+        for key in &keys {
+            assert_eq!(find(key).map(|a| a.def.key), Some(*key));
+        }
+        keys.sort_unstable();
+        let n = keys.len();
+        keys.dedup();
+        assert_eq!(keys.len(), n, "a key is listed twice");
+        assert!(find("noSuchAction").is_none());
+        let e = unknown_action("noSuchAction");
+        assert!(e.message.contains("getCurrentUser"), "{}", e.message);
+    }
 }

@@ -17,11 +17,13 @@
 //! the inputs ask for); every other answer is the output
 //! `{status, headers, body}`.
 
-use crate::catalog::{ActionDef, InputDef, InputType, input};
+use crate::actions::action::Action;
+use crate::catalog::def::{ActionDef, InputDef, InputType, input};
 use crate::client::{Session, parse_json};
 use crate::error::{ConnectorError, Result};
 use crate::http::{Method, Response};
 use crate::inputs::Inputs;
+use crate::page::Output;
 use crate::retry::{Delay, Mode, Plan};
 use base64::Engine as _;
 use base64::alphabet;
@@ -29,6 +31,22 @@ use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use serde_json::{Map, Value, json};
 use url::Url;
+
+// Input keys, each written once: the definitions and `run` use these.
+const URL: &str = "url";
+const METHOD: &str = "method";
+const DATA: &str = "data";
+const FORM_DATA: &str = "formData";
+const FILE_DATA: &str = "fileData";
+const FILE_DATA_FILE_NAMES: &str = "fileDataFileNames";
+const QUERY_PARAMS: &str = "queryParams";
+const HEADERS: &str = "headers";
+const RESPONSE_TYPE: &str = "responseType";
+const TIMEOUT: &str = "timeout";
+const RETRY_DELAY_MS: &str = "retryDelayMs";
+const RETRY_ALL_ERRORS: &str = "retryAllErrors";
+const MAX_RETRIES: &str = "maxRetries";
+const USE_EXPONENTIAL_BACKOFF: &str = "useExponentialBackoff";
 
 const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 
@@ -50,16 +68,14 @@ const RESERVED_HEADERS: [&str; 11] = [
 
 fn inputs() -> Vec<InputDef> {
     vec![
+        {
+            let text = "A path such as /api/data/v9.2/accounts?$select=name (or accounts?$select=name, relative to the Web API URL); the base is the connection's. An absolute URL must be on the connection's host.";
+            input(URL, "URL", InputType::String, text)
+                .required()
+                .example(json!("/api/data/v9.2/accounts?$select=name"))
+        },
         input(
-            "url",
-            "URL",
-            InputType::String,
-            "A path such as /api/data/v9.2/accounts?$select=name (or accounts?$select=name, relative to the Web API URL); the base is the connection's. An absolute URL must be on the connection's host.",
-        )
-        .required()
-        .example(json!("/api/data/v9.2/accounts?$select=name")),
-        input(
-            "method",
+            METHOD,
             "Method",
             InputType::String,
             "GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS.",
@@ -67,120 +83,113 @@ fn inputs() -> Vec<InputDef> {
         .default(json!("GET"))
         .choices(&METHODS),
         input(
-            "data",
+            DATA,
             "Data",
             InputType::Json,
             "Request body: JSON (sent as application/json) or text (text/plain unless it is a JSON object or list, or a Content-Type header says otherwise).",
         ),
         input(
-            "formData",
+            FORM_DATA,
             "Form Data",
             InputType::KeyValueList,
             "Sent as application/x-www-form-urlencoded; with File Data, as the multipart/form-data fields.",
         ),
         input(
-            "fileData",
+            FILE_DATA,
             "File Data",
             InputType::Json,
             "Base64 file content, or a list of them (data: URLs accepted). Sent as multipart/form-data parts named file; with an x-ms-file-name header (file column upload), the one file is the raw body.",
         ),
         input(
-            "fileDataFileNames",
+            FILE_DATA_FILE_NAMES,
             "File Data File Names",
             InputType::List,
             "The File Data items' file names, in order (default file1, file2, …).",
         ),
         input(
-            "queryParams",
+            QUERY_PARAMS,
             "Query Parameter",
             InputType::KeyValueList,
             "Appended to the URL's query, percent-encoded; repeated keys allowed.",
         ),
         input(
-            "headers",
+            HEADERS,
             "Header",
             InputType::KeyValueList,
             "Request headers; repeated keys allowed. Accept and the OData version headers default to JSON / 4.0 unless given here; Authorization comes from the connection.",
         ),
-        input(
-            "responseType",
-            "Response Type",
-            InputType::String,
-            "json (parsed; a non-JSON body is an error), text, or binary (base64).",
-        )
-        .default(json!("json"))
-        .choices(&["json", "text", "binary"]),
-        input(
-            "timeout",
-            "Timeout",
-            InputType::Integer,
-            "Milliseconds per attempt (default 120000). A timed-out attempt is a timeout error, or is retried per the retry options.",
-        )
-        .range(1, 3_600_000),
-        input(
-            "retryDelayMs",
-            "Retry Delay (ms)",
-            InputType::Integer,
-            "Fixed wait between retries. Ignored with Use Exponential Backoff, and when a 429 or 503 carries Retry-After (which is waited, up to the connection's cap).",
-        )
-        .default(json!(0))
-        .range(0, 600_000),
-        input(
-            "retryAllErrors",
-            "Retry On All Errors",
-            InputType::Boolean,
-            "Retry every error answer (4xx included; a 401 only gets the token renewal). Otherwise only 5xx, 408, 429 and network errors.",
-        )
-        .default(json!(false)),
-        input(
-            "maxRetries",
-            "Max Retry Count",
-            InputType::Integer,
-            "Retries after the first attempt; 0 = none. The connection's retryPolicy caps (Retry-After, total time) still apply.",
-        )
-        .default(json!(0))
-        .range(0, 20),
-        input(
-            "useExponentialBackoff",
-            "Use Exponential Backoff",
-            InputType::Boolean,
-            "Wait per the connector's exponential schedule with jitter (about 1 s, 2 s, 4 s … capped at 30 s by default); Retry Delay is then ignored.",
-        )
-        .default(json!(false)),
-    ]
-}
-
-pub fn definitions() -> Vec<ActionDef> {
-    vec![
-        ActionDef {
-            key: "rawRequest",
-            label: "Raw Request",
-            description: "Any Dataverse Web API request on the connection's token: method, path, query, headers, JSON/text/form/multipart/file body, response as JSON, text or base64, with optional retries.",
-            deprecated: false,
-            input_defs: inputs,
+        {
+            let text = "json (parsed; a non-JSON body is an error), text, or binary (base64).";
+            input(RESPONSE_TYPE, "Response Type", InputType::String, text)
+                .default(json!("json"))
+                .choices(&["json", "text", "binary"])
         },
-        ActionDef {
-            key: "rawRequestDeprecated",
-            label: "Raw Request (Deprecated)",
-            description: "Same as Raw Request; kept for saved workflows that still name it. Use rawRequest.",
-            deprecated: true,
-            input_defs: inputs,
+        {
+            let text = "Milliseconds per attempt (default 120000). A timed-out attempt is a timeout error, or is retried per the retry options.";
+            input(TIMEOUT, "Timeout", InputType::Integer, text).range(1, 3_600_000)
+        },
+        {
+            let text = "Fixed wait between retries. Ignored with Use Exponential Backoff, and when a 429 or 503 carries Retry-After (which is waited, up to the connection's cap).";
+            input(RETRY_DELAY_MS, "Retry Delay (ms)", InputType::Integer, text)
+                .default(json!(0))
+                .range(0, 600_000)
+        },
+        {
+            let text = "Retry every error answer (4xx included; a 401 only gets the token renewal). Otherwise only 5xx, 408, 429 and network errors.";
+            input(
+                RETRY_ALL_ERRORS,
+                "Retry On All Errors",
+                InputType::Boolean,
+                text,
+            )
+            .default(json!(false))
+        },
+        {
+            let text = "Retries after the first attempt; 0 = none. The connection's retryPolicy caps (Retry-After, total time) still apply.";
+            input(MAX_RETRIES, "Max Retry Count", InputType::Integer, text)
+                .default(json!(0))
+                .range(0, 20)
+        },
+        {
+            let text = "Wait per the connector's exponential schedule with jitter (about 1 s, 2 s, 4 s … capped at 30 s by default); Retry Delay is then ignored.";
+            input(
+                USE_EXPONENTIAL_BACKOFF,
+                "Use Exponential Backoff",
+                InputType::Boolean,
+                text,
+            )
+            .default(json!(false))
         },
     ]
 }
 
-pub fn run(key: &str, session: &mut Session<'_>, inputs: &Inputs) -> Option<Result<Value>> {
-    match key {
-        "rawRequest" | "rawRequestDeprecated" => Some(raw_request(session, inputs)),
-        _ => None,
-    }
-}
+pub const RAW_REQUEST: Action = Action {
+    def: ActionDef {
+        key: "rawRequest",
+        label: "Raw Request",
+        description: "Any Dataverse Web API request on the connection's token: method, path, query, headers, JSON/text/form/multipart/file body, response as JSON, text or base64, with optional retries.",
+        deprecated: false,
+        input_defs: inputs,
+    },
+    run: |s, i| raw_request(s, i).map(Output::from),
+};
+
+pub const RAW_REQUEST_DEPRECATED: Action = Action {
+    def: ActionDef {
+        key: "rawRequestDeprecated",
+        label: "Raw Request (Deprecated)",
+        description: "Same as Raw Request; kept for saved workflows that still name it. Use rawRequest.",
+        deprecated: true,
+        input_defs: inputs,
+    },
+    run: RAW_REQUEST.run,
+};
 
 fn raw_request(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
-    let method = parse_method(inputs.str("method").unwrap_or("GET"))?;
-    let mut url = resolve_url(session, inputs.str("url").unwrap_or(""))?;
-    append_query(&mut url, &inputs.pairs("queryParams"));
-    let user_headers = headers(&inputs.pairs("headers"))?;
+    let method = parse_method(inputs.expect_str(METHOD)?)?;
+    let mut url = resolve_url(session, inputs.expect_str(URL)?)?;
+    append_query(&mut url, &inputs.pairs(QUERY_PARAMS)?);
+    let user_headers = headers(&inputs.pairs(HEADERS)?)?;
     let body = body(inputs, &user_headers, session)?;
 
     let mut request = session.request_to(method, url);
@@ -205,19 +214,19 @@ fn raw_request(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
     } else {
         request.headers.extend(user_headers);
     }
-    if let Some(ms) = inputs.u64("timeout") {
+    if let Some(ms) = inputs.u64(TIMEOUT)? {
         request.timeout_ms = ms;
     }
 
     let plan = Plan {
         policy: session.settings().retry.clone(),
-        max_retries: inputs.u64("maxRetries").unwrap_or(0) as u32,
+        max_retries: inputs.expect_u64(MAX_RETRIES)? as u32,
         mode: Mode::Explicit {
-            retry_all_errors: inputs.bool("retryAllErrors"),
-            delay: if inputs.bool("useExponentialBackoff") {
+            retry_all_errors: inputs.bool(RETRY_ALL_ERRORS)?,
+            delay: if inputs.bool(USE_EXPONENTIAL_BACKOFF)? {
                 Delay::Exponential
             } else {
-                Delay::Fixed(inputs.u64("retryDelayMs").unwrap_or(0))
+                Delay::Fixed(inputs.expect_u64(RETRY_DELAY_MS)?)
             },
         },
     };
@@ -226,7 +235,7 @@ fn raw_request(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
     if response.status >= 400 {
         return Err(crate::client::answer_error(method, &response));
     }
-    output(&response, inputs.str("responseType").unwrap_or("json"))
+    output(&response, inputs.expect_str(RESPONSE_TYPE)?)
 }
 
 fn parse_method(text: &str) -> Result<Method> {
@@ -240,7 +249,7 @@ fn parse_method(text: &str) -> Result<Method> {
         "OPTIONS" => Method::Options,
         other => {
             return Err(ConnectorError::invalid_input(
-                "method",
+                METHOD,
                 format!("must be one of {}, got '{other}'", METHODS.join(", ")),
             ));
         }
@@ -253,12 +262,12 @@ fn parse_method(text: &str) -> Result<Method> {
 fn resolve_url(session: &Session<'_>, text: &str) -> Result<Url> {
     let text = text.trim();
     if text.is_empty() {
-        return Err(ConnectorError::invalid_input("url", "is empty"));
+        return Err(ConnectorError::invalid_input(URL, "is empty"));
     }
     let web_api = session.web_api();
     let refuse = |url: &str| {
         ConnectorError::invalid_input(
-            "url",
+            URL,
             format!(
                 "{url} is not on this connection's environment ({})",
                 web_api.origin()
@@ -270,7 +279,7 @@ fn resolve_url(session: &Session<'_>, text: &str) -> Result<Url> {
         let url = match Url::parse(text) {
             Ok(u) => u,
             Err(_) => web_api.service_root().join(text).map_err(|e| {
-                ConnectorError::invalid_input("url", format!("'{text}' is not a URL ({e})"))
+                ConnectorError::invalid_input(URL, format!("'{text}' is not a URL ({e})"))
             })?,
         };
         if !web_api.is_same_origin(&url) {
@@ -371,12 +380,12 @@ fn body(
     user_headers: &[(String, String)],
     session: &mut Session<'_>,
 ) -> Result<Option<Body>> {
-    let data = inputs.get("data");
-    let form = inputs.pairs("formData");
+    let data = inputs.get(DATA)?;
+    let form = inputs.pairs(FORM_DATA)?;
     let files = files(inputs)?;
     if data.is_some() && (!form.is_empty() || !files.is_empty()) {
         return Err(ConnectorError::invalid_input(
-            "data",
+            DATA,
             "cannot be combined with formData or fileData: give one kind of body",
         ));
     }
@@ -410,7 +419,7 @@ fn body(
     if !files.is_empty() && raw_file {
         if files.len() > 1 || !form.is_empty() {
             return Err(ConnectorError::invalid_input(
-                "fileData",
+                FILE_DATA,
                 "a raw file upload (x-ms-file-name or a non-multipart Content-Type header) takes exactly one file and no formData",
             ));
         }
@@ -470,7 +479,7 @@ fn decode_base64(text: &str) -> Option<Vec<u8>> {
 }
 
 fn files(inputs: &Inputs) -> Result<Vec<File>> {
-    let items: Vec<(String, &str)> = match inputs.get("fileData") {
+    let items: Vec<(String, &str)> = match inputs.get(FILE_DATA)? {
         None => return Ok(Vec::new()),
         Some(Value::String(s)) => vec![("fileData".to_string(), s.as_str())],
         Some(Value::Array(items)) => items
@@ -489,15 +498,15 @@ fn files(inputs: &Inputs) -> Result<Vec<File>> {
             .collect::<Result<_>>()?,
         Some(_) => {
             return Err(ConnectorError::invalid_input(
-                "fileData",
+                FILE_DATA,
                 "must be a base64 string or a list of them",
             ));
         }
     };
-    let names = inputs.list("fileDataFileNames");
+    let names = inputs.list(FILE_DATA_FILE_NAMES)?;
     if names.len() > items.len() {
         return Err(ConnectorError::invalid_input(
-            "fileDataFileNames",
+            FILE_DATA_FILE_NAMES,
             format!("has {} names for {} files", names.len(), items.len()),
         ));
     }

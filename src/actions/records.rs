@@ -1,7 +1,8 @@
 //! The record actions: create, get, update, upsert, delete and query
 //! entities, with server-driven paging.
 
-use crate::catalog::{ActionDef, InputDef, InputType, input};
+use crate::actions::action::Action;
+use crate::catalog::def::{ActionDef, InputDef, InputType, input};
 use crate::client::{Session, parse_json};
 use crate::error::{ConnectorError, ErrorKind, Result};
 use crate::http::{Method, Response};
@@ -11,40 +12,42 @@ use crate::page::{self, Output, RawRecords};
 use crate::types::{EntityKey, EntitySet, Guid, encode_query};
 use serde_json::{Map, Value, json};
 
+// Input keys, each written once: the definitions and `run` use these.
+const ENTITY_TYPE: &str = "entityType";
+const ENTITY_ID: &str = "entityId";
+const FIELD_VALUES: &str = "fieldValues";
+const DYNAMIC_VALUES: &str = "dynamicValues";
+const FIELD_NAMES: &str = "fieldNames";
+const EXPAND: &str = "expand";
+const INCLUDE_ANNOTATIONS: &str = "includeAnnotations";
+const FILTER: &str = "filter";
+const ORDER_BY: &str = "orderBy";
+const FETCH_ALL: &str = "fetchAll";
+const PAGE_SIZE: &str = "pageSize";
+const NEXT_PAGE: &str = "nextPage";
+const TOP: &str = "top";
+
 fn entity_type() -> InputDef {
-    input(
-        "entityType",
-        "Entity Type",
-        InputType::String,
-        "The entity set name (plural, case-sensitive), e.g. accounts, contacts, opportunities.",
-    )
-    .required()
-    .example(json!("accounts"))
+    let text =
+        "The entity set name (plural, case-sensitive), e.g. accounts, contacts, opportunities.";
+    input(ENTITY_TYPE, "Entity Type", InputType::String, text)
+        .required()
+        .example(json!("accounts"))
 }
 
 fn entity_id() -> InputDef {
-    input(
-        "entityId",
-        "Entity ID",
-        InputType::String,
-        "The record's GUID (braces and case tolerated), or alternate key values such as accountnumber='A-1' (several keys comma-separated; quotes inside values are escaped for you).",
-    )
-    .required()
+    let text = "The record's GUID (braces and case tolerated), or alternate key values such as accountnumber='A-1' (several keys comma-separated; quotes inside values are escaped for you).";
+    input(ENTITY_ID, "Entity ID", InputType::String, text).required()
 }
 
 fn field_values() -> InputDef {
-    input(
-        "fieldValues",
-        "Field Value",
-        InputType::Json,
-        "The columns to write, as a JSON object of logical names. Set lookups with \"<navigationProperty>@odata.bind\": \"/<entityset>(<GUID>)\", e.g. \"primarycontactid@odata.bind\": \"/contacts(…)\"; a plain GUID for a lookup is refused by Dataverse.",
-    )
-    .example(json!({"name": "Fabrikam", "primarycontactid@odata.bind": "/contacts(3f2a0c55-1111-4a7e-9a01-0d3a8c2b7e10)"}))
+    let text = "The columns to write, as a JSON object of logical names. Set lookups with \"<navigationProperty>@odata.bind\": \"/<entityset>(<GUID>)\", e.g. \"primarycontactid@odata.bind\": \"/contacts(…)\"; a plain GUID for a lookup is refused by Dataverse.";
+    input(FIELD_VALUES, "Field Value", InputType::Json, text).example(json!({"name": "Fabrikam", "primarycontactid@odata.bind": "/contacts(3f2a0c55-1111-4a7e-9a01-0d3a8c2b7e10)"}))
 }
 
 fn dynamic_values() -> InputDef {
     input(
-        "dynamicValues",
+        DYNAMIC_VALUES,
         "Dynamic Values",
         InputType::KeyValueList,
         "Columns as a list of {key, value}, merged over Field Value (a key here wins). Keys are sent exactly as given: navigation property names in @odata.bind keys are case-sensitive.",
@@ -52,18 +55,13 @@ fn dynamic_values() -> InputDef {
 }
 
 fn field_names() -> InputDef {
-    input(
-        "fieldNames",
-        "Field Name",
-        InputType::List,
-        "Columns to return ($select); lookups as _<name>_value. Empty returns every column.",
-    )
-    .example(json!(["name", "revenue"]))
+    let text = "Columns to return ($select); lookups as _<name>_value. Empty returns every column.";
+    input(FIELD_NAMES, "Field Name", InputType::List, text).example(json!(["name", "revenue"]))
 }
 
 fn expand() -> InputDef {
     input(
-        "expand",
+        EXPAND,
         "Expand Property Name",
         InputType::String,
         "$expand: navigation properties with optional nested options, e.g. primarycontactid($select=fullname),contact_customer_accounts($select=fullname;$top=5).",
@@ -72,162 +70,169 @@ fn expand() -> InputDef {
 
 fn include_annotations() -> InputDef {
     input(
-        "includeAnnotations",
+        INCLUDE_ANNOTATIONS,
         "Include Annotations",
         InputType::String,
         "Prefer odata.include-annotations value, e.g. OData.Community.Display.V1.FormattedValue (display text of choices, money, dates and lookups) or * for all.",
     )
 }
 
-pub fn definitions() -> Vec<ActionDef> {
-    vec![
-        ActionDef {
-            key: "createEntity",
-            label: "Create Entity",
-            description: "Creates a record and returns it (Prefer: return=representation), or at least its id.",
-            deprecated: false,
-            input_defs: || vec![entity_type(), field_values(), dynamic_values()],
-        },
-        ActionDef {
-            key: "getEntity",
-            label: "Get Entity",
-            description: "Retrieves one record by GUID or alternate key.",
-            deprecated: false,
-            input_defs: || {
-                vec![
-                    entity_type(),
-                    entity_id(),
-                    field_names(),
-                    expand(),
-                    include_annotations(),
-                ]
-            },
-        },
-        ActionDef {
-            key: "updateEntity",
-            label: "Update Entity",
-            description: "Updates an existing record (PATCH with If-Match: *, so a missing record is not-found and never created).",
-            deprecated: false,
-            input_defs: || vec![entity_type(), entity_id(), field_values(), dynamic_values()],
-        },
-        ActionDef {
-            key: "upsertEntity",
-            label: "Upsert Entity",
-            description: "Updates the record, or creates it with that GUID or those alternate key values when it does not exist (PATCH without If-Match).",
-            deprecated: false,
-            input_defs: || vec![entity_type(), entity_id(), field_values(), dynamic_values()],
-        },
-        ActionDef {
-            key: "deleteEntity",
-            label: "Delete Entity",
-            description: "Deletes one record by GUID or alternate key.",
-            deprecated: false,
-            input_defs: || vec![entity_type(), entity_id()],
-        },
-        ActionDef {
-            key: "queryEntities",
-            label: "Query Entities",
-            description: "Lists records with $select, $filter, $orderby and $expand, one page at a time (pageSize, nextPage) or all pages (fetchAll). Returns the records, their count and the next page's link.",
-            deprecated: false,
-            input_defs: || {
-                vec![
+pub const CREATE_ENTITY: Action = Action {
+    def: ActionDef {
+        key: "createEntity",
+        label: "Create Entity",
+        description: "Creates a record and returns it (Prefer: return=representation), or at least its id.",
+        deprecated: false,
+        input_defs: || vec![entity_type(), field_values(), dynamic_values()],
+    },
+    run: |s, i| create(s, i).map(Output::from),
+};
+
+pub const GET_ENTITY: Action = Action {
+    def: ActionDef {
+        key: "getEntity",
+        label: "Get Entity",
+        description: "Retrieves one record by GUID or alternate key.",
+        deprecated: false,
+        input_defs: || {
+            vec![
                 entity_type(),
+                entity_id(),
                 field_names(),
-                input(
-                    "filter",
-                    "Filter Expression",
-                    InputType::String,
-                    "$filter as OData text, e.g. statecode eq 0 and contains(name,'contoso'); quotes inside string literals are doubled (O''Brien). Sent as written, URL-encoded.",
-                ),
-                input(
-                    "orderBy",
-                    "Order By Field Name",
-                    InputType::String,
-                    "$orderby: columns with optional asc/desc, comma-separated, e.g. createdon desc, name.",
-                )
-                .example(json!("createdon desc")),
                 expand(),
-                input(
-                    "fetchAll",
-                    "Fetch All",
-                    InputType::Boolean,
-                    "Follow @odata.nextLink to the last page and return every record once, in order. At most 127 MiB of records in one answer: past that, an error asks for fewer columns or rows.",
-                )
-                .default(json!(false)),
-                input(
-                    "pageSize",
-                    "Records Per Page",
-                    InputType::Integer,
-                    "Page size, sent as Prefer: odata.maxpagesize (Dataverse's maximum is 5000).",
-                )
-                .default(json!(100))
-                .range(1, 5000),
-                input(
-                    "nextPage",
-                    "Next Page ID",
-                    InputType::String,
-                    "The nextLink from an earlier call, to read the following page; must point at this connection's environment.",
-                ),
-                input(
-                    "top",
-                    "Top",
-                    InputType::Integer,
-                    "At most this many records in all (across pages).",
-                )
-                .range(1, i64::from(u32::MAX)),
                 include_annotations(),
             ]
-            },
         },
+    },
+    run: get,
+};
+
+pub const UPDATE_ENTITY: Action = Action {
+    def: ActionDef {
+        key: "updateEntity",
+        label: "Update Entity",
+        description: "Updates an existing record (PATCH with If-Match: *, so a missing record is not-found and never created).",
+        deprecated: false,
+        input_defs: write_inputs,
+    },
+    run: |s, i| update(s, i, true).map(Output::from),
+};
+
+pub const UPSERT_ENTITY: Action = Action {
+    def: ActionDef {
+        key: "upsertEntity",
+        label: "Upsert Entity",
+        description: "Updates the record, or creates it with that GUID or those alternate key values when it does not exist (PATCH without If-Match).",
+        deprecated: false,
+        input_defs: write_inputs,
+    },
+    run: |s, i| update(s, i, false).map(Output::from),
+};
+
+pub const DELETE_ENTITY: Action = Action {
+    def: ActionDef {
+        key: "deleteEntity",
+        label: "Delete Entity",
+        description: "Deletes one record by GUID or alternate key.",
+        deprecated: false,
+        input_defs: || vec![entity_type(), entity_id()],
+    },
+    run: |s, i| delete(s, i).map(Output::from),
+};
+
+pub const QUERY_ENTITIES: Action = Action {
+    def: ActionDef {
+        key: "queryEntities",
+        label: "Query Entities",
+        description: "Lists records with $select, $filter, $orderby and $expand, one page at a time (pageSize, nextPage) or all pages (fetchAll). Returns the records, their count and the next page's link.",
+        deprecated: false,
+        input_defs: query_inputs,
+    },
+    run: query,
+};
+
+/// updateEntity's and upsertEntity's inputs.
+fn write_inputs() -> Vec<InputDef> {
+    vec![entity_type(), entity_id(), field_values(), dynamic_values()]
+}
+
+fn query_inputs() -> Vec<InputDef> {
+    vec![
+        entity_type(),
+        field_names(),
+        input(
+            FILTER,
+            "Filter Expression",
+            InputType::String,
+            "$filter as OData text, e.g. statecode eq 0 and contains(name,'contoso'); quotes inside string literals are doubled (O''Brien). Sent as written, URL-encoded.",
+        ),
+        {
+            let text = "$orderby: columns with optional asc/desc, comma-separated, e.g. createdon desc, name.";
+            input(ORDER_BY, "Order By Field Name", InputType::String, text)
+                .example(json!("createdon desc"))
+        },
+        expand(),
+        {
+            let text = "Follow @odata.nextLink to the last page and return every record once, in order. At most 127 MiB of records in one answer: past that, an error asks for fewer columns or rows.";
+            input(FETCH_ALL, "Fetch All", InputType::Boolean, text).default(json!(false))
+        },
+        {
+            let text =
+                "Page size, sent as Prefer: odata.maxpagesize (Dataverse's maximum is 5000).";
+            input(PAGE_SIZE, "Records Per Page", InputType::Integer, text)
+                .default(json!(100))
+                .range(1, 5000)
+        },
+        input(
+            NEXT_PAGE,
+            "Next Page ID",
+            InputType::String,
+            "The nextLink from an earlier call, to read the following page; must point at this connection's environment.",
+        ),
+        input(
+            TOP,
+            "Top",
+            InputType::Integer,
+            "At most this many records in all (across pages).",
+        )
+        .range(1, i64::from(u32::MAX)),
+        include_annotations(),
     ]
 }
 
-pub fn run(key: &str, session: &mut Session<'_>, inputs: &Inputs) -> Option<Result<Output>> {
-    let value = |r: Result<Value>| r.map(Output::from);
-    Some(match key {
-        "createEntity" => value(create(session, inputs)),
-        "getEntity" => get(session, inputs),
-        "updateEntity" => value(update(session, inputs, true)),
-        "upsertEntity" => value(update(session, inputs, false)),
-        "deleteEntity" => value(delete(session, inputs)),
-        "queryEntities" => query(session, inputs),
-        _ => return None,
-    })
-}
-
 fn set_of(inputs: &Inputs) -> Result<EntitySet> {
-    EntitySet::parse("entityType", inputs.str("entityType").unwrap_or(""))
+    EntitySet::parse(ENTITY_TYPE, inputs.expect_str(ENTITY_TYPE)?)
 }
 
 fn key_of(inputs: &Inputs) -> Result<EntityKey> {
-    EntityKey::parse("entityId", inputs.str("entityId").unwrap_or(""))
+    EntityKey::parse(ENTITY_ID, inputs.expect_str(ENTITY_ID)?)
 }
 
 /// `fieldValues` with `dynamicValues` merged over it; key case is kept.
 fn body_of(inputs: &Inputs) -> Result<Map<String, Value>> {
-    let mut body = match inputs.get("fieldValues") {
+    let mut body = match inputs.get(FIELD_VALUES)? {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(m)) => m.clone(),
         Some(Value::String(s)) if s.trim().starts_with('{') => match serde_json::from_str(s) {
             Ok(Value::Object(m)) => m,
             _ => {
                 return Err(ConnectorError::invalid_input(
-                    "fieldValues",
+                    FIELD_VALUES,
                     "must be a JSON object of column names and values",
                 ));
             }
         },
         Some(_) => {
             return Err(ConnectorError::invalid_input(
-                "fieldValues",
+                FIELD_VALUES,
                 "must be a JSON object of column names and values",
             ));
         }
     };
-    for (k, v) in inputs.pairs("dynamicValues") {
+    for (k, v) in inputs.pairs(DYNAMIC_VALUES)? {
         if k.trim().is_empty() {
             return Err(ConnectorError::invalid_input(
-                "dynamicValues",
+                DYNAMIC_VALUES,
                 "has an empty key",
             ));
         }
@@ -237,12 +242,12 @@ fn body_of(inputs: &Inputs) -> Result<Map<String, Value>> {
 }
 
 fn select_of(inputs: &Inputs) -> Result<Vec<String>> {
-    odata::parse_select("fieldNames", &inputs.list("fieldNames"))
+    odata::parse_select(FIELD_NAMES, &inputs.list(FIELD_NAMES)?)
 }
 
 fn annotations_of(inputs: &Inputs) -> Result<Option<String>> {
-    match inputs.str("includeAnnotations") {
-        Some(a) => odata::parse_annotations("includeAnnotations", a),
+    match inputs.str(INCLUDE_ANNOTATIONS)? {
+        Some(a) => odata::parse_annotations(INCLUDE_ANNOTATIONS, a),
         None => Ok(None),
     }
 }
@@ -428,8 +433,8 @@ fn get(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
     let key = key_of(inputs)?;
     let query = ODataQuery {
         select: select_of(inputs)?,
-        expand: match inputs.str("expand") {
-            Some(e) => odata::parse_expand("expand", e)?,
+        expand: match inputs.str(EXPAND)? {
+            Some(e) => odata::parse_expand(EXPAND, e)?,
             None => Vec::new(),
         },
         ..Default::default()
@@ -503,27 +508,27 @@ fn delete(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
 
 fn query(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
     let set = set_of(inputs)?;
-    let page_size = inputs.u64("pageSize").unwrap_or(100).clamp(1, 5000) as u32;
-    let top = inputs.u64("top").map(|t| t.min(u64::from(u32::MAX)) as u32);
-    let fetch_all = inputs.bool("fetchAll");
+    let page_size = inputs.expect_u64(PAGE_SIZE)?.clamp(1, 5000) as u32;
+    let top = inputs.u64(TOP)?.map(|t| t.min(u64::from(u32::MAX)) as u32);
+    let fetch_all = inputs.bool(FETCH_ALL)?;
     let annotations = annotations_of(inputs)?;
     // Dataverse ignores $top when odata.maxpagesize is sent, so the total
     // is capped here; a page never needs to be larger than what is left.
     let page = top.map_or(page_size, |t| t.min(page_size));
     let prefer = odata::prefer_header(Some(page), annotations.as_deref());
 
-    let mut url = match inputs.str("nextPage").filter(|s| !s.trim().is_empty()) {
+    let mut url = match inputs.str(NEXT_PAGE)?.filter(|s| !s.trim().is_empty()) {
         Some(link) => odata::resolve_next_link(session.web_api(), "nextPage", link)?,
         None => {
             let query = ODataQuery {
                 select: select_of(inputs)?,
-                filter: inputs.str("filter").map(str::to_string),
-                orderby: match inputs.str("orderBy") {
-                    Some(o) => odata::parse_orderby("orderBy", o)?,
+                filter: inputs.str(FILTER)?.map(str::to_string),
+                orderby: match inputs.str(ORDER_BY)? {
+                    Some(o) => odata::parse_orderby(ORDER_BY, o)?,
                     None => Vec::new(),
                 },
-                expand: match inputs.str("expand") {
-                    Some(e) => odata::parse_expand("expand", e)?,
+                expand: match inputs.str(EXPAND)? {
+                    Some(e) => odata::parse_expand(EXPAND, e)?,
                     None => Vec::new(),
                 },
                 top,
@@ -533,7 +538,7 @@ fn query(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
         }
     };
     let mut records = RawRecords::new(
-        "fetchAll",
+        FETCH_ALL,
         "Ask for less per call: fewer columns (fieldNames), fewer rows (filter, top), or page by page (pageSize and nextPage) instead of fetchAll.",
     );
     let mut trail = page::PageTrail::default();
@@ -627,10 +632,7 @@ mod tests {
 
     #[test]
     fn dynamic_values_merge_over_field_values_keeping_case() {
-        let def = definitions()
-            .into_iter()
-            .find(|d| d.key == "createEntity")
-            .unwrap();
+        let def = CREATE_ENTITY.def;
         let inputs = Inputs::parse(
             &def,
             r#"{"entityType":"accounts","fieldValues":{"name":"A","revenue":1},"dynamicValues":[{"key":"name","value":"B"},{"key":"parentcustomerid_Account@odata.bind","value":"/accounts(1)"}]}"#,
@@ -673,10 +675,7 @@ mod tests {
             scope: None,
         };
         let mut session = Session::new(&mut platform, settings, Some(token));
-        let def = definitions()
-            .into_iter()
-            .find(|d| d.key == "createEntity")
-            .unwrap();
+        let def = CREATE_ENTITY.def;
         let inputs = Inputs::parse(
             &def,
             r#"{"entityType":"contacts","fieldValues":{"parentcustomerid@odata.bind":"/accounts(a0000000-0000-4000-8000-000000000001)"}}"#,

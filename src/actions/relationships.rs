@@ -4,23 +4,33 @@
 //! many-to-many) takes `POST …/{nav}/$ref` and `DELETE …/{nav}({id})/$ref`;
 //! a single-valued lookup takes `PUT …/{nav}/$ref` and `DELETE …/{nav}/$ref`.
 
-use crate::catalog::{ActionDef, InputDef, InputType, input};
+use crate::actions::action::Action;
+use crate::catalog::def::{ActionDef, InputDef, InputType, input};
 use crate::client::Session;
 use crate::error::{ConnectorError, Result};
 use crate::http::Method;
 use crate::inputs::Inputs;
+use crate::page::Output;
 use crate::types::{EntityKey, EntitySet, encode_query, is_identifier};
 use serde_json::{Value, json};
 
+// Input keys, each written once: the definitions and `run` use these.
+const TARGET_ENTITY_TYPE: &str = "targetEntityType";
+const TARGET_ID: &str = "targetId";
+const ENTITY_TYPE: &str = "entityType";
+const ENTITY_ID: &str = "entityId";
+const NAVIGATION_PROPERTY: &str = "navigationProperty";
+const SINGLE_VALUED: &str = "singleValued";
+
 fn inputs(target_required: bool) -> Vec<InputDef> {
     let mut target_set = input(
-        "targetEntityType",
+        TARGET_ENTITY_TYPE,
         "Related Entity Type",
         InputType::String,
         "The entity set of the record to link, e.g. contacts.",
     );
     let mut target_id = input(
-        "targetId",
+        TARGET_ID,
         "Related Entity ID",
         InputType::String,
         "The GUID (or alternate key values) of the record to link.",
@@ -30,67 +40,64 @@ fn inputs(target_required: bool) -> Vec<InputDef> {
         target_id = target_id.required();
     }
     vec![
-        input(
-            "entityType",
-            "Entity Type",
-            InputType::String,
-            "The entity set of the record whose navigation property is used, e.g. accounts.",
-        )
-        .required()
-        .example(json!("accounts")),
-        input(
-            "entityId",
-            "Entity ID",
-            InputType::String,
-            "The record's GUID, or alternate key values such as accountnumber='A-1'.",
-        )
-        .required(),
-        input(
-            "navigationProperty",
-            "Navigation Property",
-            InputType::String,
-            "The navigation property (case-sensitive): a collection such as contact_customer_accounts, or a single-valued lookup such as parentaccountid.",
-        )
-        .required()
-        .example(json!("contact_customer_accounts")),
+        {
+            let text =
+                "The entity set of the record whose navigation property is used, e.g. accounts.";
+            input(ENTITY_TYPE, "Entity Type", InputType::String, text)
+                .required()
+                .example(json!("accounts"))
+        },
+        {
+            let text = "The record's GUID, or alternate key values such as accountnumber='A-1'.";
+            input(ENTITY_ID, "Entity ID", InputType::String, text).required()
+        },
+        {
+            let text = "The navigation property (case-sensitive): a collection such as contact_customer_accounts, or a single-valued lookup such as parentaccountid.";
+            input(
+                NAVIGATION_PROPERTY,
+                "Navigation Property",
+                InputType::String,
+                text,
+            )
+            .required()
+            .example(json!("contact_customer_accounts"))
+        },
         target_set,
         target_id,
-        input(
-            "singleValued",
-            "Single-Valued Lookup",
-            InputType::Boolean,
-            "On when the navigation property is a many-to-one lookup (parentaccountid, primarycontactid): associate sets it with PUT, disassociate clears it (no related record needed).",
-        )
-        .default(json!(false)),
-    ]
-}
-
-pub fn definitions() -> Vec<ActionDef> {
-    vec![
-        ActionDef {
-            key: "associate",
-            label: "Associate Entities",
-            description: "Links two records through a relationship's navigation property ($ref): adds to a one-to-many or many-to-many collection, or sets a single-valued lookup.",
-            deprecated: false,
-            input_defs: || inputs(true),
-        },
-        ActionDef {
-            key: "disassociate",
-            label: "Disassociate Entities",
-            description: "Removes the link between two records ($ref): from a collection-valued navigation property, or clears a single-valued lookup.",
-            deprecated: false,
-            input_defs: || inputs(false),
+        {
+            let text = "On when the navigation property is a many-to-one lookup (parentaccountid, primarycontactid): associate sets it with PUT, disassociate clears it (no related record needed).";
+            input(
+                SINGLE_VALUED,
+                "Single-Valued Lookup",
+                InputType::Boolean,
+                text,
+            )
+            .default(json!(false))
         },
     ]
 }
 
-pub fn run(key: &str, session: &mut Session<'_>, inputs: &Inputs) -> Option<Result<Value>> {
-    Some(match key {
-        "associate" => associate(session, inputs),
-        "disassociate" => disassociate(session, inputs),
-        _ => return None,
-    })
-}
+pub const ASSOCIATE: Action = Action {
+    def: ActionDef {
+        key: "associate",
+        label: "Associate Entities",
+        description: "Links two records through a relationship's navigation property ($ref): adds to a one-to-many or many-to-many collection, or sets a single-valued lookup.",
+        deprecated: false,
+        input_defs: || inputs(true),
+    },
+    run: |s, i| associate(s, i).map(Output::from),
+};
+
+pub const DISASSOCIATE: Action = Action {
+    def: ActionDef {
+        key: "disassociate",
+        label: "Disassociate Entities",
+        description: "Removes the link between two records ($ref): from a collection-valued navigation property, or clears a single-valued lookup.",
+        deprecated: false,
+        input_defs: || inputs(false),
+    },
+    run: |s, i| disassociate(s, i).map(Output::from),
+};
 
 /// The validated inputs.
 struct Link {
@@ -103,39 +110,39 @@ struct Link {
 
 impl Link {
     fn parse(inputs: &Inputs, target_required: bool) -> Result<Link> {
-        let set = EntitySet::parse("entityType", inputs.str("entityType").unwrap_or(""))?;
-        let key = EntityKey::parse("entityId", inputs.str("entityId").unwrap_or(""))?;
+        let set = EntitySet::parse(ENTITY_TYPE, inputs.expect_str(ENTITY_TYPE)?)?;
+        let key = EntityKey::parse(ENTITY_ID, inputs.expect_str(ENTITY_ID)?)?;
         let nav = inputs
-            .str("navigationProperty")
+            .str(NAVIGATION_PROPERTY)?
             .unwrap_or("")
             .trim()
             .to_string();
         if !is_identifier(&nav) {
             return Err(ConnectorError::invalid_input(
-                "navigationProperty",
+                NAVIGATION_PROPERTY,
                 format!("'{nav}' is not a navigation property name (letters, digits and _ only)"),
             ));
         }
-        let single = inputs.bool("singleValued");
+        let single = inputs.bool(SINGLE_VALUED)?;
         let target_set = inputs
-            .str("targetEntityType")
+            .str(TARGET_ENTITY_TYPE)?
             .filter(|s| !s.trim().is_empty());
-        let target_id = inputs.str("targetId").filter(|s| !s.trim().is_empty());
+        let target_id = inputs.str(TARGET_ID)?.filter(|s| !s.trim().is_empty());
         let target = match (target_set, target_id) {
             (Some(s), Some(i)) => Some((
-                EntitySet::parse("targetEntityType", s)?,
-                EntityKey::parse("targetId", i)?,
+                EntitySet::parse(TARGET_ENTITY_TYPE, s)?,
+                EntityKey::parse(TARGET_ID, i)?,
             )),
             (None, None) if !target_required => None,
             (None, _) => {
                 return Err(ConnectorError::invalid_input(
-                    "targetEntityType",
+                    TARGET_ENTITY_TYPE,
                     "is required with a related record",
                 ));
             }
             (Some(_), None) => {
                 return Err(ConnectorError::invalid_input(
-                    "targetId",
+                    TARGET_ID,
                     "is required with a related record",
                 ));
             }
@@ -180,7 +187,7 @@ fn associate(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
     let link = Link::parse(inputs, true)?;
     let Some((set, key)) = &link.target else {
         return Err(ConnectorError::invalid_input(
-            "targetId",
+            TARGET_ID,
             "is required to associate",
         ));
     };
@@ -210,7 +217,7 @@ fn disassociate(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
         ),
         (None, false) => {
             return Err(ConnectorError::invalid_input(
-                "targetId",
+                TARGET_ID,
                 "is required to remove a record from a collection-valued navigation property (or turn on singleValued for a lookup)",
             ));
         }
@@ -223,7 +230,7 @@ fn disassociate(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::ActionDef;
+    use crate::catalog::def::ActionDef;
 
     fn input_of(r: Result<Link>) -> Option<String> {
         match r.err()?.kind {
@@ -239,8 +246,7 @@ mod tests {
 
     #[test]
     fn names_and_ids_are_validated_before_sending() {
-        let defs = definitions();
-        let assoc = &defs[0];
+        let assoc = &ASSOCIATE.def;
         let base = r#""entityType":"accounts","entityId":"a0000000-0000-4000-8000-000000000001""#;
         let bad_nav = parse(
             assoc,

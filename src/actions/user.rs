@@ -1,28 +1,24 @@
 //! `getCurrentUser`: the WhoAmI function.
 
-use crate::catalog::ActionDef;
+use crate::actions::action::Action;
+use crate::catalog::def::ActionDef;
 use crate::client::Session;
 use crate::error::{ConnectorError, Result};
 use crate::http::Method;
 use crate::inputs::Inputs;
+use crate::page::Output;
 use serde_json::{Value, json};
 
-pub fn definitions() -> Vec<ActionDef> {
-    vec![ActionDef {
+pub const GET_CURRENT_USER: Action = Action {
+    def: ActionDef {
         key: "getCurrentUser",
         label: "Get Current User",
         description: "WhoAmI: the calling user's UserId, BusinessUnitId and OrganizationId.",
         deprecated: false,
-        input_defs: || vec![],
-    }]
-}
-
-pub fn run(key: &str, session: &mut Session<'_>, inputs: &Inputs) -> Option<Result<Value>> {
-    match key {
-        "getCurrentUser" => Some(get_current_user(session, inputs)),
-        _ => None,
-    }
-}
+        input_defs: Vec::new,
+    },
+    run: |s, i| get_current_user(s, i).map(Output::from),
+};
 
 fn get_current_user(session: &mut Session<'_>, _inputs: &Inputs) -> Result<Value> {
     let request = session.request(Method::Get, "WhoAmI")?;

@@ -7,60 +7,35 @@
 //! tested natively and fed arbitrary input: no path from the request to a
 //! panic. `glue.rs` only converts the WIT records.
 //!
-//! `recordChanges`, the polling trigger on Dataverse change tracking, lives
-//! in `src/actions/changes.rs`. Design:
-//! - It calls the Web API, so it runs as an action (`actions.invoke(
-//!   "recordChanges", …)`, no WIT change) and is listed here among the
-//!   triggers with kind `polling`; the host calls it on a schedule and keeps
-//!   the `state` each call returns for the next one.
-//! - Inputs: `entityType` (entity set), `fieldNames` ($select), `pageSize`
-//!   (`Prefer: odata.maxpagesize`), `state` (the last `@odata.deltaLink`,
-//!   opaque to the host; `{"deltaLink": …}` is accepted too), `maxPages`,
-//!   `resync`.
-//! - First poll (no state, or `resync`): `GET {set}?$select=…` with
-//!   `Prefer: odata.track-changes,odata.maxpagesize=N`, follow
-//!   `@odata.nextLink` to the end, return every row in `changed` and the last
-//!   page's `@odata.deltaLink` as `state`.
-//! - Later polls: GET the delta link (checked like a nextLink: same origin,
-//!   `/api/data/`, same entity set, has a `$deltatoken`), follow nextLinks;
-//!   `$deletedEntity` entries go to `deleted` as their `id`, the rest to
-//!   `changed`; return the last page's delta link (never the old one: tokens
-//!   move forward). Nothing new → empty lists and the new state.
-//! - `maxPages`: a poll that has read that many pages and has a nextLink
-//!   stops there with `moreAvailable: true` and the nextLink as `state`; the
-//!   next poll GETs it (a `$skiptoken` page cookie, plus the `$deltatoken`
-//!   when a delta) and goes on. A table too large for one poll's output
-//!   (127 MiB) is so read in full over several polls; rows written
-//!   meanwhile come with the next delta.
-//! - An expired/invalid token (400 ExpiredVersionStamp `0x80044352`, a
-//!   refused `$deltatoken`, or 410) → an error saying a full resync is
-//!   needed, with a hint to call again with `resync: true`. An entity
-//!   without `ChangeTrackingEnabled` → `invalid-input` on `entityType`.
-//! - The emulator side (`host-test/src/emulator/webapi/changes.rs`): a delta
-//!   token encodes the store version it covers; changes since are each
-//!   touched row's latest state (a row created then deleted in between
-//!   appears only as deleted) and the store's deletion log.
+//!
+//! Where things live: this module is the trigger (its catalog entry, the key
+//! check, the answer to each request); [`context`] decodes the
+//! RemoteExecutionContext into the event; [`wcf_date`] reads WCF `/Date(…)/`
+//! values. `recordChanges`, the polling trigger, runs as an action
+//! (`src/actions/record_changes.rs`, with its design note).
 
-use crate::catalog::{InputDef, InputType, TriggerDef, TriggerKind, input};
+pub mod context;
+pub mod wcf_date;
+
+use crate::catalog::def::{InputDef, InputType, TriggerDef, TriggerKind, input};
 use crate::inputs::Inputs;
+use context::{Context, event_json, printable};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 /// The input that holds the shared secret.
 pub const WEBHOOK_KEY: &str = "webhookKey";
 
-/// Every trigger's catalog entry: the webhook, then the polling triggers
-/// (which run as actions).
-pub fn definitions() -> Vec<TriggerDef> {
-    let mut all = vec![TriggerDef {
+/// The webhook trigger's catalog entry (the catalog lists the polling
+/// triggers after it).
+pub fn definition() -> TriggerDef {
+    TriggerDef {
         key: "webhook",
         label: "Webhook",
         description: "Receives the request a Dataverse webhook service endpoint sends (a RemoteExecutionContext) and emits it as an event: message, table, record id, user, organization, the Target's attributes flattened to plain JSON, pre/post images and the x-ms-dynamics-* headers.",
         kind: TriggerKind::Webhook,
         inputs: webhook_inputs(),
-    }];
-    all.extend(crate::actions::polling_triggers());
-    all
+    }
 }
 
 fn webhook_inputs() -> Vec<InputDef> {
@@ -140,10 +115,7 @@ pub fn handle_webhook(
     request: &WebhookRequest,
     inputs_json: &str,
 ) -> Result<WebhookEvent, Rejection> {
-    let def = definitions()
-        .into_iter()
-        .find(|t| t.key == "webhook")
-        .ok_or_else(|| Rejection::new(500, "InternalError", "the webhook trigger is missing"))?;
+    let def = definition();
     // A misconfigured trigger is the receiver's fault: 500, and the reason
     // names the input (never its value).
     let inputs = Inputs::parse_for(def.key, &def.inputs, inputs_json).map_err(|e| {
@@ -153,7 +125,10 @@ pub fn handle_webhook(
             format!("the trigger's inputs are invalid: {}", e.message),
         )
     })?;
-    let key = inputs.str(WEBHOOK_KEY).filter(|k| !k.is_empty());
+    let key = inputs
+        .str(WEBHOOK_KEY)
+        .map_err(|e| Rejection::new(500, "TriggerMisconfigured", e.message))?
+        .filter(|k| !k.is_empty());
     let authenticated = match key {
         Some(key) => {
             check_code(&request.url, key)?;
@@ -266,502 +241,9 @@ fn dynamics_headers(headers: &[(String, String)]) -> Map<String, Value> {
     out
 }
 
-/// The typed part of a RemoteExecutionContext: the properties every event
-/// needs, checked for shape. Everything else stays in the raw JSON.
-#[derive(Debug)]
-struct Context<'a> {
-    message_name: &'a str,
-    primary_entity_name: &'a str,
-    primary_entity_id: &'a str,
-    secondary_entity_name: Option<&'a str>,
-    stage: Option<i64>,
-    depth: Option<i64>,
-    mode: Option<i64>,
-    ids: Vec<(&'static str, Option<&'a str>)>,
-    organization_name: Option<&'a str>,
-    operation_created_on: Option<String>,
-    input_parameters: Option<Map<String, Value>>,
-    output_parameters: Option<Map<String, Value>>,
-    pre_images: Option<Map<String, Value>>,
-    post_images: Option<Map<String, Value>>,
-}
-
-/// Context properties that hold GUIDs (or null).
-const ID_PROPERTIES: [&str; 8] = [
-    "UserId",
-    "InitiatingUserId",
-    "OrganizationId",
-    "BusinessUnitId",
-    "CorrelationId",
-    "RequestId",
-    "OperationId",
-    "PrimaryEntityId",
-];
-
-impl<'a> Context<'a> {
-    fn parse(raw: &'a Value) -> Result<Context<'a>, String> {
-        let Value::Object(obj) = raw else {
-            return Err(format!(
-                "the body is JSON but {}, not a RemoteExecutionContext object",
-                kind_of(raw)
-            ));
-        };
-        let required_str = |name: &str| -> Result<&'a str, String> {
-            match obj.get(name) {
-                Some(Value::String(s)) if !s.is_empty() => Ok(s.as_str()),
-                Some(other) => Err(format!(
-                    "{name} must be a non-empty string, got {}",
-                    kind_of(other)
-                )),
-                None => Err(format!(
-                    "{name} is missing: the body is not a RemoteExecutionContext"
-                )),
-            }
-        };
-        let optional_str = |name: &str| -> Result<Option<&'a str>, String> {
-            match obj.get(name) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s)) => Ok(Some(s.as_str())),
-                Some(other) => Err(format!("{name} must be a string, got {}", kind_of(other))),
-            }
-        };
-        let optional_int = |name: &str| -> Result<Option<i64>, String> {
-            match obj.get(name) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::Number(n)) => n
-                    .as_i64()
-                    .map(Some)
-                    .ok_or_else(|| format!("{name} must be a whole number, got {n}")),
-                Some(other) => Err(format!(
-                    "{name} must be a whole number, got {}",
-                    kind_of(other)
-                )),
-            }
-        };
-        let message_name = required_str("MessageName")?;
-        let primary_entity_name = required_str("PrimaryEntityName")?;
-        let primary_entity_id = required_str("PrimaryEntityId")?;
-        let mut ids = Vec::with_capacity(ID_PROPERTIES.len());
-        for name in ID_PROPERTIES {
-            let value = optional_str(name)?;
-            if let Some(v) = value
-                && !is_guid(v)
-            {
-                return Err(format!("{name} must be a GUID, got '{}'", printable(v, 40)));
-            }
-            ids.push((name, value));
-        }
-        let operation_created_on = match obj.get("OperationCreatedOn") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => {
-                Some(parse_wcf_date(s).map(|d| d.to_iso()).ok_or_else(|| {
-                    format!(
-                        "OperationCreatedOn must be a /Date(ms)/ value, got '{}'",
-                        printable(s, 40)
-                    )
-                })?)
-            }
-            Some(other) => {
-                return Err(format!(
-                    "OperationCreatedOn must be a /Date(ms)/ string, got {}",
-                    kind_of(other)
-                ));
-            }
-        };
-        Ok(Context {
-            message_name,
-            primary_entity_name,
-            primary_entity_id,
-            secondary_entity_name: optional_str("SecondaryEntityName")?,
-            stage: optional_int("Stage")?,
-            depth: optional_int("Depth")?,
-            mode: optional_int("Mode")?,
-            ids,
-            organization_name: optional_str("OrganizationName")?,
-            operation_created_on,
-            input_parameters: parameter_collection(obj, "InputParameters")?,
-            output_parameters: parameter_collection(obj, "OutputParameters")?,
-            pre_images: image_collection(obj, "PreEntityImages")?,
-            post_images: image_collection(obj, "PostEntityImages")?,
-        })
-    }
-
-    fn id(&self, name: &str) -> Value {
-        self.ids
-            .iter()
-            .find(|(n, _)| *n == name)
-            .and_then(|(_, v)| *v)
-            .map_or(Value::Null, |v| Value::String(v.to_string()))
-    }
-}
-
-/// A WCF dictionary (`[{"key": …, "value": …}]`) as a flattened object.
-/// Absent or null (Dataverse strips them when the payload is too large) is
-/// `None`.
-fn parameter_collection(
-    obj: &Map<String, Value>,
-    name: &str,
-) -> Result<Option<Map<String, Value>>, String> {
-    match obj.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => key_value_list(v)
-            .map(|pairs| {
-                // Inserting one by one (later keys win, as collect did) keeps
-                // BTreeMap::from_iter and its sort out of the component.
-                let mut map = Map::new();
-                for (k, v) in pairs {
-                    map.insert(k.to_string(), flatten(v));
-                }
-                Some(map)
-            })
-            .map_err(|e| format!("{name} {e}")),
-    }
-}
-
-/// Pre/PostEntityImages: a WCF dictionary whose values are entities.
-fn image_collection(
-    obj: &Map<String, Value>,
-    name: &str,
-) -> Result<Option<Map<String, Value>>, String> {
-    let Some(value) = obj.get(name).filter(|v| !v.is_null()) else {
-        return Ok(None);
-    };
-    let pairs = key_value_list(value).map_err(|e| format!("{name} {e}"))?;
-    let mut images = Map::new();
-    for (image_name, image) in pairs {
-        if !is_entity(image) {
-            return Err(format!(
-                "{name}['{}'] must be an Entity (an object with Attributes), got {}",
-                printable(image_name, 40),
-                kind_of(image)
-            ));
-        }
-        images.insert(image_name.to_string(), flatten(image));
-    }
-    Ok(Some(images))
-}
-
-fn key_value_list(value: &Value) -> Result<Vec<(&str, &Value)>, String> {
-    let Value::Array(items) = value else {
-        return Err(format!(
-            "must be a list of {{\"key\", \"value\"}} pairs, got {}",
-            kind_of(value)
-        ));
-    };
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| match (item.get("key"), item.get("value")) {
-            (Some(Value::String(k)), Some(v)) => Ok((k.as_str(), v)),
-            _ => Err(format!(
-                "[{i}] must be an object {{\"key\": string, \"value\": …}}"
-            )),
-        })
-        .collect()
-}
-
-fn is_entity(value: &Value) -> bool {
-    value.get("Attributes").is_some_and(Value::is_array)
-        && value
-            .get("__type")
-            .and_then(Value::as_str)
-            .is_none_or(|t| type_name(t) == "Entity")
-}
-
-/// `"EntityReference:http://schemas…"` → `"EntityReference"`.
-fn type_name(wcf_type: &str) -> &str {
-    wcf_type.split(':').next().unwrap_or("")
-}
-
-/// Converts a WCF-serialized value to plain JSON:
-/// - `/Date(ms±hhmm)/` → ISO-8601 UTC;
-/// - EntityReference → `{id, logicalName, name}`;
-/// - OptionSetValue, Money, BooleanManagedProperty, AliasedValue → the value;
-/// - OptionSetValueCollection → a list of numbers;
-/// - Entity → its attributes as an object (recursively);
-/// - EntityCollection → a list of such objects;
-/// - any other `__type`d object → its fields without `__type`.
-///
-/// serde_json caps nesting at 128 levels, which bounds the recursion.
-pub fn flatten(value: &Value) -> Value {
-    match value {
-        Value::String(s) => match parse_wcf_date(s) {
-            Some(d) => Value::String(d.to_iso()),
-            None => value.clone(),
-        },
-        Value::Array(items) => Value::Array(items.iter().map(flatten).collect()),
-        Value::Object(obj) => {
-            let ty = obj.get("__type").and_then(Value::as_str).map(type_name);
-            match ty {
-                Some("EntityReference") => json!({
-                    "id": obj.get("Id").map(flatten).unwrap_or(Value::Null),
-                    "logicalName": obj.get("LogicalName").map(flatten).unwrap_or(Value::Null),
-                    "name": obj.get("Name").map(flatten).unwrap_or(Value::Null),
-                }),
-                Some("Entity") => flatten_entity(obj),
-                Some("EntityCollection") => match obj.get("Entities") {
-                    Some(Value::Array(items)) => Value::Array(items.iter().map(flatten).collect()),
-                    _ => Value::Array(Vec::new()),
-                },
-                Some("OptionSetValueCollection") => match obj.get("Values").or(obj.get("Value")) {
-                    Some(v) => flatten(v),
-                    None => Value::Array(Vec::new()),
-                },
-                Some(_) if obj.contains_key("Value") => {
-                    obj.get("Value").map(flatten).unwrap_or(Value::Null)
-                }
-                None if obj.get("Attributes").is_some_and(Value::is_array) => flatten_entity(obj),
-                _ => {
-                    let mut map = Map::new();
-                    for (k, v) in obj.iter().filter(|(k, _)| k.as_str() != "__type") {
-                        map.insert(k.clone(), flatten(v));
-                    }
-                    Value::Object(map)
-                }
-            }
-        }
-        Value::Null | Value::Bool(_) | Value::Number(_) => value.clone(),
-    }
-}
-
-/// An Entity's `Attributes` (a WCF dictionary) as a plain object. Pairs that
-/// are not `{key, value}` are skipped rather than guessed at.
-fn flatten_entity(obj: &Map<String, Value>) -> Value {
-    let mut out = Map::new();
-    if let Some(Value::Array(attrs)) = obj.get("Attributes") {
-        for attr in attrs {
-            if let (Some(Value::String(k)), Some(v)) = (attr.get("key"), attr.get("value")) {
-                out.insert(k.clone(), flatten(v));
-            }
-        }
-    }
-    Value::Object(out)
-}
-
-/// The event as the trigger emits it. Context properties keep their
-/// Dataverse names (so Microsoft's documentation applies); what the connector
-/// adds is camelCase.
-fn event_json(
-    context: &Context<'_>,
-    raw: &Value,
-    headers: Map<String, Value>,
-    authenticated: bool,
-) -> Value {
-    let size_exceeded = headers
-        .get("x-ms-dynamics-msg-size-exceeded")
-        .and_then(Value::as_str)
-        .is_some_and(|v| !v.trim().eq_ignore_ascii_case("false") && !v.trim().is_empty());
-    let target = context
-        .input_parameters
-        .as_ref()
-        .and_then(|p| p.get("Target"))
-        .cloned()
-        .unwrap_or(Value::Null);
-    let mut event = Map::new();
-    event.insert("authenticated".into(), Value::Bool(authenticated));
-    event.insert("MessageName".into(), json!(context.message_name));
-    event.insert(
-        "PrimaryEntityName".into(),
-        json!(context.primary_entity_name),
-    );
-    event.insert("PrimaryEntityId".into(), json!(context.primary_entity_id));
-    event.insert(
-        "SecondaryEntityName".into(),
-        json!(context.secondary_entity_name),
-    );
-    event.insert("Stage".into(), json!(context.stage));
-    event.insert(
-        "stageName".into(),
-        json!(context.stage.and_then(stage_name)),
-    );
-    event.insert("Depth".into(), json!(context.depth));
-    event.insert("Mode".into(), json!(context.mode));
-    event.insert("modeName".into(), json!(context.mode.and_then(mode_name)));
-    for name in ID_PROPERTIES {
-        if name != "PrimaryEntityId" {
-            event.insert(name.into(), context.id(name));
-        }
-    }
-    event.insert("OrganizationName".into(), json!(context.organization_name));
-    event.insert(
-        "OperationCreatedOn".into(),
-        json!(context.operation_created_on),
-    );
-    event.insert("Target".into(), target);
-    event.insert(
-        "InputParameters".into(),
-        context
-            .input_parameters
-            .clone()
-            .map_or(Value::Null, Value::Object),
-    );
-    event.insert(
-        "OutputParameters".into(),
-        context
-            .output_parameters
-            .clone()
-            .map_or(Value::Null, Value::Object),
-    );
-    event.insert(
-        "PreEntityImages".into(),
-        Value::Object(context.pre_images.clone().unwrap_or_default()),
-    );
-    event.insert(
-        "PostEntityImages".into(),
-        Value::Object(context.post_images.clone().unwrap_or_default()),
-    );
-    event.insert("messageSizeExceeded".into(), Value::Bool(size_exceeded));
-    event.insert("headers".into(), Value::Object(headers));
-    event.insert("context".into(), raw.clone());
-    Value::Object(event)
-}
-
-fn stage_name(stage: i64) -> Option<&'static str> {
-    Some(match stage {
-        10 => "PreValidation",
-        20 => "PreOperation",
-        30 => "MainOperation",
-        40 => "PostOperation",
-        _ => return None,
-    })
-}
-
-fn mode_name(mode: i64) -> Option<&'static str> {
-    Some(match mode {
-        0 => "Synchronous",
-        1 => "Asynchronous",
-        _ => return None,
-    })
-}
-
-/// A point in time from a WCF `/Date(…)/` value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WcfDate {
-    /// Milliseconds since the Unix epoch, UTC.
-    pub millis: i64,
-    /// The offset the sender was in, in minutes (informational: `millis` is
-    /// already UTC).
-    pub offset_minutes: Option<i32>,
-}
-
-/// Parses `/Date(1735689600000)/` and `/Date(1735689600000+0100)/` (also a
-/// negative millisecond count). The milliseconds are UTC in both forms; the
-/// offset only records the sender's zone. Anything else is `None`.
-pub fn parse_wcf_date(s: &str) -> Option<WcfDate> {
-    let inner = s.strip_prefix("/Date(")?.strip_suffix(")/")?;
-    let (digits_end, negative) = match inner.strip_prefix('-') {
-        Some(rest) => (
-            1 + rest.bytes().take_while(u8::is_ascii_digit).count(),
-            true,
-        ),
-        None => (inner.bytes().take_while(u8::is_ascii_digit).count(), false),
-    };
-    let (ms_text, offset_text) = inner.split_at_checked(digits_end)?;
-    let digits = if negative { ms_text.get(1..)? } else { ms_text };
-    if digits.is_empty() || digits.len() > 16 {
-        return None;
-    }
-    let magnitude: i64 = digits.parse().ok()?;
-    let millis = if negative { -magnitude } else { magnitude };
-    let offset_minutes = if offset_text.is_empty() {
-        None
-    } else {
-        let (sign, hhmm) = match offset_text.split_at_checked(1)? {
-            ("+", rest) => (1, rest),
-            ("-", rest) => (-1, rest),
-            _ => return None,
-        };
-        if hhmm.len() != 4 || !hhmm.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        let hours: i32 = hhmm.get(..2)?.parse().ok()?;
-        let minutes: i32 = hhmm.get(2..)?.parse().ok()?;
-        if hours > 14 || minutes > 59 {
-            return None;
-        }
-        Some(sign * (hours * 60 + minutes))
-    };
-    // Keep to years 0000–9999 so the ISO form stays four-digit.
-    const MIN: i64 = -62_167_219_200_000; // 0000-01-01T00:00:00Z
-    const MAX: i64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
-    if !(MIN..=MAX).contains(&millis) {
-        return None;
-    }
-    Some(WcfDate {
-        millis,
-        offset_minutes,
-    })
-}
-
-impl WcfDate {
-    /// ISO-8601 in UTC, as the Web API writes dates: `2025-01-01T00:00:00Z`,
-    /// with milliseconds only when there are some.
-    pub fn to_iso(self) -> String {
-        let secs = self.millis.div_euclid(1000);
-        let ms = self.millis.rem_euclid(1000);
-        let days = secs.div_euclid(86_400);
-        let rem = secs.rem_euclid(86_400);
-        let (y, m, d) = civil_from_days(days);
-        let (hh, mm, ss) = (rem / 3600, (rem % 3600) / 60, rem % 60);
-        if ms == 0 {
-            format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
-        } else {
-            format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{ms:03}Z")
-        }
-    }
-}
-
-/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian
-/// calendar (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-/// `8-4-4-4-12` hex digits.
-fn is_guid(s: &str) -> bool {
-    s.len() == 36
-        && s.bytes().enumerate().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => c == b'-',
-            _ => c.is_ascii_hexdigit(),
-        })
-}
-
-fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// A caller-supplied string fit for a message: at most `max` characters,
-/// control characters replaced.
-fn printable(s: &str, max: usize) -> String {
-    let mut out: String = s
-        .chars()
-        .take(max)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
-    if s.chars().count() > max {
-        out.push('…');
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
+    use super::context::flatten;
     use super::*;
 
     const KEY: &str = "s3cr3t-Key/+=";
@@ -1078,68 +560,6 @@ mod tests {
             event.payload["Target"],
             json!({"id": "0d6f0000-0000-0000-0000-000000000001", "logicalName": "contact", "name": null})
         );
-    }
-
-    #[test]
-    fn wcf_dates_with_and_without_offsets() {
-        let d = |s: &str| parse_wcf_date(s).map(WcfDate::to_iso);
-        assert_eq!(d("/Date(0)/").as_deref(), Some("1970-01-01T00:00:00Z"));
-        assert_eq!(
-            d("/Date(1735689600000)/").as_deref(),
-            Some("2025-01-01T00:00:00Z")
-        );
-        // The milliseconds are UTC; the offset does not move the instant.
-        assert_eq!(
-            d("/Date(1735689600000+0530)/").as_deref(),
-            Some("2025-01-01T00:00:00Z")
-        );
-        assert_eq!(
-            d("/Date(1735689600000-0800)/").as_deref(),
-            Some("2025-01-01T00:00:00Z")
-        );
-        assert_eq!(
-            parse_wcf_date("/Date(1735689600000+0530)/")
-                .unwrap()
-                .offset_minutes,
-            Some(330)
-        );
-        assert_eq!(
-            parse_wcf_date("/Date(1735689600000-0800)/")
-                .unwrap()
-                .offset_minutes,
-            Some(-480)
-        );
-        assert_eq!(
-            d("/Date(1735689600123)/").as_deref(),
-            Some("2025-01-01T00:00:00.123Z")
-        );
-        assert_eq!(d("/Date(-1)/").as_deref(), Some("1969-12-31T23:59:59.999Z"));
-        assert_eq!(
-            d("/Date(951782400000)/").as_deref(),
-            Some("2000-02-29T00:00:00Z")
-        );
-        assert_eq!(
-            d("/Date(253402300799999)/").as_deref(),
-            Some("9999-12-31T23:59:59.999Z")
-        );
-        for bad in [
-            "/Date()/",
-            "/Date(-)/",
-            "/Date(12a)/",
-            "/Date(1+01)/",
-            "/Date(1+2400)/",
-            "/Date(1*0100)/",
-            "Date(1)",
-            "/Date(1)",
-            "/Date(99999999999999999999)/",
-            "/Date(253402300800000)/",
-            "/Date(1+01000)/",
-            "/Date(+1)/",
-            "/Date(1-)/",
-            "/Date(١)/",
-        ] {
-            assert_eq!(parse_wcf_date(bad), None, "{bad}");
-        }
     }
 
     #[test]

@@ -1,14 +1,42 @@
-//! `recordChanges`: the polling trigger built on Dataverse change tracking
-//! (see the design note in [`crate::trigger`]). It is invoked like an
-//! action (`actions.invoke("recordChanges", …)`) and listed among the
-//! catalog's triggers with kind `polling`; the host keeps the returned
-//! `state` (the `@odata.deltaLink`, or with `maxPages` the next page's
-//! link) and passes it to the next poll.
+//! `recordChanges`: the polling trigger on Dataverse change tracking.
+//! Design:
+//! - It calls the Web API, so it runs as an action (`actions.invoke(
+//!   "recordChanges", …)`, no WIT change) and is listed here among the
+//!   triggers with kind `polling`; the host calls it on a schedule and keeps
+//!   the `state` each call returns for the next one.
+//! - Inputs: `entityType` (entity set), `fieldNames` ($select), `pageSize`
+//!   (`Prefer: odata.maxpagesize`), `state` (the last `@odata.deltaLink`,
+//!   opaque to the host; `{"deltaLink": …}` is accepted too), `maxPages`,
+//!   `resync`.
+//! - First poll (no state, or `resync`): `GET {set}?$select=…` with
+//!   `Prefer: odata.track-changes,odata.maxpagesize=N`, follow
+//!   `@odata.nextLink` to the end, return every row in `changed` and the last
+//!   page's `@odata.deltaLink` as `state`.
+//! - Later polls: GET the delta link (checked like a nextLink: same origin,
+//!   `/api/data/`, same entity set, has a `$deltatoken`), follow nextLinks;
+//!   `$deletedEntity` entries go to `deleted` as their `id`, the rest to
+//!   `changed`; return the last page's delta link (never the old one: tokens
+//!   move forward). Nothing new → empty lists and the new state.
+//! - `maxPages`: a poll that has read that many pages and has a nextLink
+//!   stops there with `moreAvailable: true` and the nextLink as `state`; the
+//!   next poll GETs it (a `$skiptoken` page cookie, plus the `$deltatoken`
+//!   when a delta) and goes on. A table too large for one poll's output
+//!   (127 MiB) is so read in full over several polls; rows written
+//!   meanwhile come with the next delta.
+//! - An expired/invalid token (400 ExpiredVersionStamp `0x80044352`, a
+//!   refused `$deltatoken`, or 410) → an error saying a full resync is
+//!   needed, with a hint to call again with `resync: true`. An entity
+//!   without `ChangeTrackingEnabled` → `invalid-input` on `entityType`.
+//! - The emulator side (`host-test/src/emulator/webapi/changes.rs`): a delta
+//!   token encodes the store version it covers; changes since are each
+//!   touched row's latest state (a row created then deleted in between
+//!   appears only as deleted) and the store's deletion log.
 //!
 //! Pure parts ([`classify`], [`resync_error`], [`state_link`]) are unit
 //! tested; the loop is tested end to end against the emulator.
 
-use crate::catalog::{ActionDef, InputDef, InputType, input};
+use crate::actions::action::Action;
+use crate::catalog::def::{ActionDef, InputDef, InputType, input};
 use crate::client::Session;
 use crate::error::{ConnectorError, ErrorKind, Result};
 use crate::http::Method;
@@ -23,71 +51,64 @@ use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fmt;
 
-pub const KEY: &str = "recordChanges";
+// Input keys, each written once: the definitions and `run` use these.
+const ENTITY_TYPE: &str = "entityType";
+const FIELD_NAMES: &str = "fieldNames";
+const PAGE_SIZE: &str = "pageSize";
+const MAX_PAGES: &str = "maxPages";
+const STATE: &str = "state";
+const RESYNC: &str = "resync";
 
 /// The inputs, shared with the trigger's catalog entry.
 pub fn inputs() -> Vec<InputDef> {
     vec![
+        {
+            let text = "The entity set name (plural, case-sensitive), e.g. accounts. The table must have Track changes (ChangeTrackingEnabled) on.";
+            input(ENTITY_TYPE, "Entity Type", InputType::String, text)
+                .required()
+                .example(json!("accounts"))
+        },
+        {
+            let text = "Columns to return for new and changed rows ($select); lookups as _<name>_value. Empty returns every column. Keep it the same between polls: the delta link repeats the first poll's columns.";
+            input(FIELD_NAMES, "Field Name", InputType::List, text)
+                .example(json!(["name", "revenue"]))
+        },
+        {
+            let text =
+                "Prefer odata.maxpagesize for each request; every page is read within one poll.";
+            input(PAGE_SIZE, "Records Per Page", InputType::Integer, text)
+                .default(json!(1000))
+                .range(1, 5000)
+        },
+        {
+            let text = "Stop after this many pages: the poll returns them with moreAvailable: true and a state that continues from the next page, which the next poll reads on. Empty: every page in one poll. Set it for the first poll of a large table (a poll's output is limited to 127 MiB).";
+            input(MAX_PAGES, "Max Pages Per Poll", InputType::Integer, text)
+                .range(1, page::MAX_PAGES as i64)
+                .example(json!(50))
+        },
         input(
-            "entityType",
-            "Entity Type",
-            InputType::String,
-            "The entity set name (plural, case-sensitive), e.g. accounts. The table must have Track changes (ChangeTrackingEnabled) on.",
-        )
-        .required()
-        .example(json!("accounts")),
-        input(
-            "fieldNames",
-            "Field Name",
-            InputType::List,
-            "Columns to return for new and changed rows ($select); lookups as _<name>_value. Empty returns every column. Keep it the same between polls: the delta link repeats the first poll's columns.",
-        )
-        .example(json!(["name", "revenue"])),
-        input(
-            "pageSize",
-            "Records Per Page",
-            InputType::Integer,
-            "Prefer odata.maxpagesize for each request; every page is read within one poll.",
-        )
-        .default(json!(1000))
-        .range(1, 5000),
-        input(
-            "maxPages",
-            "Max Pages Per Poll",
-            InputType::Integer,
-            "Stop after this many pages: the poll returns them with moreAvailable: true and a state that continues from the next page, which the next poll reads on. Empty: every page in one poll. Set it for the first poll of a large table (a poll's output is limited to 127 MiB).",
-        )
-        .range(1, page::MAX_PAGES as i64)
-        .example(json!(50)),
-        input(
-            "state",
+            STATE,
             "State (Delta Link)",
             InputType::String,
             "The state returned by the previous poll (its @odata.deltaLink, or with maxPages the link to its next page). Empty: the first poll, which returns every current row and a state to keep.",
         ),
-        input(
-            "resync",
-            "Full Resync",
-            InputType::Boolean,
-            "Ignore the state and read every row again, returning a new state: what to do after an expired or invalid delta token.",
-        )
-        .default(json!(false)),
+        {
+            let text = "Ignore the state and read every row again, returning a new state: what to do after an expired or invalid delta token.";
+            input(RESYNC, "Full Resync", InputType::Boolean, text).default(json!(false))
+        },
     ]
 }
 
-pub fn definitions() -> Vec<ActionDef> {
-    vec![ActionDef {
-        key: KEY,
+pub const RECORD_CHANGES: Action = Action {
+    def: ActionDef {
+        key: "recordChanges",
         label: "Record Changes (polling trigger)",
         description: "Polls a table with Dataverse change tracking: the first poll returns every row and a state (delta link); each later poll with that state returns the rows created or updated since and the ids of rows deleted since, following every page (or maxPages of them, then the state continues from the next page), and the new state to keep.",
         deprecated: false,
         input_defs: inputs,
-    }]
-}
-
-pub fn run(key: &str, session: &mut Session<'_>, inputs: &Inputs) -> Option<Result<Output>> {
-    (key == KEY).then(|| poll(session, inputs))
-}
+    },
+    run: poll,
+};
 
 /// One entry of a delta page.
 #[derive(Debug, Clone, PartialEq)]
@@ -196,11 +217,11 @@ pub fn state_link(text: &str) -> Result<Option<String>> {
     }
     if t.starts_with('{') {
         let v: Value = serde_json::from_str(t)
-            .map_err(|e| ConnectorError::invalid_input("state", format!("is not JSON ({e})")))?;
+            .map_err(|e| ConnectorError::invalid_input(STATE, format!("is not JSON ({e})")))?;
         return match v.get("deltaLink").and_then(Value::as_str) {
             Some(l) if !l.trim().is_empty() => Ok(Some(l.trim().to_string())),
             _ => Err(ConnectorError::invalid_input(
-                "state",
+                STATE,
                 "has no deltaLink: pass the state a previous recordChanges poll returned",
             )),
         };
@@ -252,21 +273,21 @@ fn is_not_tracked(e: &ConnectorError) -> bool {
 }
 
 fn poll(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
-    let set = EntitySet::parse("entityType", inputs.str("entityType").unwrap_or(""))?;
-    let page_size = inputs.u64("pageSize").unwrap_or(1000).clamp(1, 5000) as u32;
-    let resync = inputs.bool("resync");
+    let set = EntitySet::parse(ENTITY_TYPE, inputs.expect_str(ENTITY_TYPE)?)?;
+    let page_size = inputs.expect_u64(PAGE_SIZE)?.clamp(1, 5000) as u32;
+    let resync = inputs.bool(RESYNC)?;
     let link = match resync {
         true => None,
-        false => state_link(inputs.str("state").unwrap_or(""))?,
+        false => state_link(inputs.str(STATE)?.unwrap_or(""))?,
     };
-    let max_pages = inputs.u64("maxPages").map(|n| n.max(1) as usize);
+    let max_pages = inputs.u64(MAX_PAGES)?.map(|n| n.max(1) as usize);
     let mut url = match &link {
         Some(l) => {
             let url = odata::resolve_next_link(session.web_api(), "state", l)?;
             let last = url.path_segments().and_then(|mut s| s.next_back());
             if last != Some(set.as_str()) {
                 return Err(ConnectorError::invalid_input(
-                    "state",
+                    STATE,
                     format!(
                         "the delta link is for '{}', not for entityType '{set}'",
                         last.unwrap_or("")
@@ -281,7 +302,7 @@ fn poll(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
                 .any(|(k, _)| k == "$deltatoken" || k == "$skiptoken")
             {
                 return Err(ConnectorError::invalid_input(
-                    "state",
+                    STATE,
                     "is not a delta link or the next page of one (it has no $deltatoken or $skiptoken)",
                 ));
             }
@@ -289,7 +310,7 @@ fn poll(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
         }
         None => {
             let query = ODataQuery {
-                select: odata::parse_select("fieldNames", &inputs.list("fieldNames"))?,
+                select: odata::parse_select(FIELD_NAMES, &inputs.list(FIELD_NAMES)?)?,
                 ..ODataQuery::default()
             };
             session.web_api().resource(&query.append_to(set.as_str()))?
@@ -299,7 +320,7 @@ fn poll(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
     let delta = url.query_pairs().any(|(k, _)| k == "$deltatoken");
     let prefer = format!("odata.track-changes,odata.maxpagesize={page_size}");
     let mut changed = RawRecords::new(
-        "fieldNames",
+        FIELD_NAMES,
         "Set maxPages so that a poll stops after that many pages and the next poll goes on from there, and list only the columns the flow needs in fieldNames. A first poll returns every row of the table.",
     );
     let mut deleted: Vec<String> = Vec::new();
