@@ -109,7 +109,7 @@ pub const MAX_PAGES: usize = 100_000;
 /// given: a server that hands one back again, or pages on past
 /// [`MAX_PAGES`], stops the fetch with an error that says which.
 #[derive(Debug, Default)]
-pub struct PageTrail {
+struct PageTrail {
     seen: BTreeSet<String>,
     pages: usize,
 }
@@ -200,6 +200,99 @@ impl RawRecords {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+}
+
+/// How far a paged read goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Follow {
+    /// The first page only; the next one's cursor is returned.
+    OnePage,
+    /// Every page, to the last.
+    All,
+    /// At most this many pages; the next one's cursor is returned.
+    UpTo(usize),
+}
+
+impl Follow {
+    fn goes_past(self, pages_read: usize) -> bool {
+        match self {
+            Follow::OnePage => false,
+            Follow::All => true,
+            Follow::UpTo(n) => pages_read < n,
+        }
+    }
+}
+
+/// What one page says comes after it.
+#[derive(Debug)]
+pub enum Next<C> {
+    /// Nothing: this was the last page (or the caller has all it wants).
+    Done,
+    /// Another page, read with `cursor`. `mark` is its text (a nextLink, a
+    /// paging cookie's token): what a server repeating itself is caught by,
+    /// and what the caller hands back when the read stops before it.
+    Page { cursor: C, mark: String },
+}
+
+/// The end of a paged read.
+#[derive(Debug)]
+pub struct Paged<C> {
+    pub records: RawRecords,
+    pub pages: usize,
+    /// The page after the last one read, when the read stopped before the
+    /// end ([`Follow::OnePage`], [`Follow::UpTo`]): its cursor and mark.
+    pub next: Option<(C, String)>,
+}
+
+/// The one paging loop (queryEntities, runFetchXml, recordChanges): fetch
+/// a page with `fetch`, read it as a collection (`what` names the query in
+/// errors: "a query"), let `read` (given the page's cursor) take its records (into [`RawRecords`], so
+/// the 127 MiB output cap holds) and say what comes next, and follow as far
+/// as `follow` says. Every followed mark goes through [`PageTrail`]: a
+/// repeated nextLink or cookie, or more than [`MAX_PAGES`] pages, stops the
+/// read with an error naming `mark_name`. Links are checked against the
+/// connection's environment by the callers' `fetch` (one function for
+/// both: `odata::resolve_next_link`).
+///
+/// `S` is the session (generic, so this module needs no HTTP client).
+#[allow(clippy::too_many_arguments)]
+pub fn read_pages<S, C>(
+    session: &mut S,
+    mut records: RawRecords,
+    first: C,
+    follow: Follow,
+    what: &str,
+    mark_name: &str,
+    mut fetch: impl FnMut(&mut S, &C) -> Result<Response>,
+    mut read: impl FnMut(&mut S, &C, &Page<'_>, &mut RawRecords) -> Result<Next<C>>,
+) -> Result<Paged<C>> {
+    let mut trail = PageTrail::default();
+    let mut cursor = first;
+    loop {
+        let response = fetch(session, &cursor)?;
+        let page = parse_page(&response, what)?;
+        trail.read_one();
+        match read(session, &cursor, &page, &mut records)? {
+            Next::Done => {
+                return Ok(Paged {
+                    records,
+                    pages: trail.pages(),
+                    next: None,
+                });
+            }
+            Next::Page { cursor: c, mark } => {
+                if !follow.goes_past(trail.pages()) {
+                    return Ok(Paged {
+                        records,
+                        pages: trail.pages(),
+                        next: Some((c, mark)),
+                    });
+                }
+                trail.follow(&mark, mark_name)?;
+                cursor = c;
+            }
+        }
     }
 }
 
@@ -390,5 +483,79 @@ mod tests {
         }
         assert!(raw_json(&response("{\"a\":")).is_err());
         assert_eq!(raw_json(&response(" {\"a\":1} ")).unwrap(), "{\"a\":1}");
+    }
+
+    /// Pages `n` of a fake server: two records each, a nextLink to n + 1
+    /// up to `last` (the link of page 3 points back at page 2 when
+    /// `repeat` is set).
+    fn fake_page(n: u32, last: u32, repeat: bool) -> Response {
+        let next = match n {
+            _ if n == last => String::new(),
+            3 if repeat => r#","@odata.nextLink":"p2""#.to_string(),
+            _ => format!(r#","@odata.nextLink":"p{}""#, n + 1),
+        };
+        response(&format!(r#"{{"value":[{{"n":{n}}},{{"n":{n}}}]{next}}}"#))
+    }
+
+    fn run(follow: Follow, last: u32, repeat: bool) -> Result<(Paged<u32>, Vec<u32>)> {
+        let mut fetched = Vec::new();
+        let paged = read_pages(
+            &mut fetched,
+            RawRecords::new("fetchAll", "hint"),
+            1u32,
+            follow,
+            "a query",
+            "nextLink",
+            |fetched, n| {
+                fetched.push(*n);
+                Ok(fake_page(*n, last, repeat))
+            },
+            |_, _, page, records| {
+                for r in &page.records {
+                    records.push(r)?;
+                }
+                Ok(
+                    match page.annotation("@odata.nextLink").and_then(Value::as_str) {
+                        Some(link) => Next::Page {
+                            cursor: link[1..].parse().unwrap(),
+                            mark: link.to_string(),
+                        },
+                        None => Next::Done,
+                    },
+                )
+            },
+        )?;
+        Ok((paged, fetched))
+    }
+
+    #[test]
+    fn one_loop_follows_as_far_as_told() {
+        let (all, fetched) = run(Follow::All, 4, false).unwrap();
+        assert_eq!(fetched, vec![1, 2, 3, 4]);
+        assert_eq!((all.records.len(), all.pages), (8, 4));
+        assert!(all.next.is_none());
+
+        let (one, fetched) = run(Follow::OnePage, 4, false).unwrap();
+        assert_eq!(fetched, vec![1]);
+        assert_eq!(one.next.map(|(c, m)| (c, m)), Some((2, "p2".to_string())));
+
+        let (some, fetched) = run(Follow::UpTo(3), 4, false).unwrap();
+        assert_eq!(fetched, vec![1, 2, 3]);
+        assert_eq!((some.records.len(), some.pages), (6, 3));
+        assert_eq!(some.next.map(|(c, _)| c), Some(4));
+
+        // Asked for more pages than there are: all of them, no next.
+        let (short, _) = run(Follow::UpTo(10), 2, false).unwrap();
+        assert!(short.next.is_none());
+    }
+
+    #[test]
+    fn a_repeated_mark_stops_the_loop() {
+        let e = run(Follow::All, 9, true).unwrap_err();
+        assert!(
+            e.message.contains("repeated a nextLink") && e.message.contains("after 3 pages"),
+            "{}",
+            e.message
+        );
     }
 }

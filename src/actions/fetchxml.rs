@@ -16,7 +16,7 @@ use crate::fetchxml::{self, FetchXml, NextPage, Transport};
 use crate::http::Method;
 use crate::inputs::Inputs;
 use crate::odata;
-use crate::page::{self, Output, RawRecords};
+use crate::page::{self, Follow, Next, Output, RawRecords};
 use crate::types::{EntitySet, Guid};
 use serde_json::{Map, Value, json};
 
@@ -169,57 +169,70 @@ fn run_fetch_xml(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
     // `top` and paging do not combine (Dataverse's rule): one request.
     let single_shot = query.top().is_some();
 
-    let mut records = RawRecords::new(
+    let records = RawRecords::new(
         FETCH_ALL,
         "Ask for less per call: fewer <attribute> elements, a narrower <filter>, or page by page (nextPage) instead of fetchAll.",
     );
-    let mut current = start.clone();
-    let mut trail = page::PageTrail::default();
+    let follow = if fetch_all {
+        Follow::All
+    } else {
+        Follow::OnePage
+    };
     let mut transports = Vec::new();
     let mut first_body: Option<Value> = None;
-    let next = loop {
-        let paging = if single_shot {
-            fetchxml::Paging {
-                page: None,
-                count: query.count(),
-                cookie: None,
+    let paged = page::read_pages(
+        session,
+        records,
+        start.clone(),
+        follow,
+        "a FetchXML query",
+        "paging cookie",
+        |session, current: &NextPage| {
+            let paging = if single_shot {
+                fetchxml::Paging {
+                    page: None,
+                    count: query.count(),
+                    cookie: None,
+                }
+            } else {
+                current.paging(query.count())
+            };
+            let xml = query.rewrite(&paging)?;
+            let (transport, response) = send_page(session, &set, &xml, &headers)?;
+            if !transports.contains(&transport) {
+                transports.push(transport);
             }
-        } else {
-            current.paging(query.count())
-        };
-        let xml = query.rewrite(&paging)?;
-        let (transport, response) = send_page(session, &set, &xml, &headers)?;
-        let page = page::parse_page(&response, "a FetchXML query")?;
-        trail.read_one();
-        if !transports.contains(&transport) {
-            transports.push(transport);
-        }
-        for record in &page.records {
-            records.push(record)?;
-        }
-        // The paging annotations (a few small values) are all that is kept.
-        let body = Value::Object(page.annotations);
-        let next = if single_shot {
-            None
-        } else {
-            NextPage::from_response(current.page, &body)?
-        };
-        if first_body.is_none() {
-            first_body = Some(body);
-        }
-        let Some(next) = next else {
-            break None;
-        };
-        if !fetch_all {
-            break Some(next);
-        }
-        trail.follow(&next.token(), "paging cookie")?;
-        current = next;
-    };
+            Ok(response)
+        },
+        |_, current, page, records| {
+            for record in &page.records {
+                records.push(record)?;
+            }
+            // The paging annotations (a few small values) are all that is kept.
+            let body = Value::Object(page.annotations.clone());
+            let next = if single_shot {
+                None
+            } else {
+                NextPage::from_response(current.page, &body)?
+            };
+            if first_body.is_none() {
+                first_body = Some(body);
+            }
+            Ok(match next {
+                Some(next) => {
+                    let mark = next.token();
+                    Next::Page { cursor: next, mark }
+                }
+                None => Next::Done,
+            })
+        },
+    )?;
+    let records = paged.records;
+    let next = paged.next.map(|(next, _)| next);
     let mut out = Map::new();
     out.insert("count".into(), Value::from(records.len()));
     out.insert("pageNumber".into(), Value::from(start.page));
-    out.insert("pages".into(), Value::from(trail.pages()));
+    out.insert("pages".into(), Value::from(paged.pages));
     out.insert("moreRecords".into(), Value::from(next.is_some()));
     out.insert(
         "nextPage".into(),

@@ -42,7 +42,7 @@ use crate::error::{ConnectorError, ErrorKind, Result};
 use crate::http::Method;
 use crate::inputs::Inputs;
 use crate::odata::{self, ODataQuery};
-use crate::page::{self, Output, RawRecords};
+use crate::page::{self, Follow, Next, Output, RawRecords};
 use crate::types::EntitySet;
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
@@ -281,7 +281,7 @@ fn poll(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
         false => state_link(inputs.str(STATE)?.unwrap_or(""))?,
     };
     let max_pages = inputs.u64(MAX_PAGES)?.map(|n| n.max(1) as usize);
-    let mut url = match &link {
+    let url = match &link {
         Some(l) => {
             let url = odata::resolve_next_link(session.web_api(), "state", l)?;
             let last = url.path_segments().and_then(|mut s| s.next_back());
@@ -319,69 +319,77 @@ fn poll(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
     // A full sync (no delta token) also when continuing one at its next page.
     let delta = url.query_pairs().any(|(k, _)| k == "$deltatoken");
     let prefer = format!("odata.track-changes,odata.maxpagesize={page_size}");
-    let mut changed = RawRecords::new(
+    let changed = RawRecords::new(
         FIELD_NAMES,
         "Set maxPages so that a poll stops after that many pages and the next poll goes on from there, and list only the columns the flow needs in fieldNames. A first poll returns every row of the table.",
     );
     let mut deleted: Vec<String> = Vec::new();
     let mut seen_deleted = BTreeSet::new();
-    let mut trail = page::PageTrail::default();
-    // The state to return, and whether it continues this change set.
-    let (state, more) = loop {
-        let request = session
-            .request_to(Method::Get, url.clone())
-            .header("Prefer", prefer.clone());
-        let response = match session.send_ok(request) {
-            Ok(r) => r,
-            Err(e) if link.is_some() && is_token_error(&e) => return Err(resync_error(e)),
-            Err(e) if is_not_tracked(&e) => {
-                return Err(ConnectorError {
+    let mut delta_link = None;
+    let follow = max_pages.map_or(Follow::All, Follow::UpTo);
+    let paged = page::read_pages(
+        session,
+        changed,
+        url,
+        follow,
+        "a change tracking query",
+        "nextLink",
+        |session, url: &url::Url| {
+            let request = session
+                .request_to(Method::Get, url.clone())
+                .header("Prefer", prefer.clone());
+            session.send_ok(request).map_err(|e| match e {
+                e if link.is_some() && is_token_error(&e) => resync_error(e),
+                e if is_not_tracked(&e) => ConnectorError {
                     kind: ErrorKind::InvalidInput {
-                        input: "entityType".into(),
+                        input: ENTITY_TYPE.into(),
                     },
-                    message: format!("entityType: '{set}' does not have change tracking enabled ({})", e.message),
+                    message: format!("{ENTITY_TYPE}: '{set}' does not have change tracking enabled ({})", e.message),
                     hint: Some("Turn on Track changes for the table (Advanced options in Power Apps; EntityMetadata.ChangeTrackingEnabled), or use the webhook trigger.".into()),
                     ..e
-                });
-            }
-            Err(e) => return Err(e),
-        };
-        let page = page::parse_page(&response, "a change tracking query")?;
-        trail.read_one();
-        for row in &page.records {
-            match classify(row)? {
-                Entry::Changed => changed.push(row)?,
-                Entry::Deleted(id) => {
-                    if seen_deleted.insert(id.clone()) {
-                        deleted.push(id);
+                },
+                e => e,
+            })
+        },
+        |session, _, page, changed| {
+            for row in &page.records {
+                match classify(row)? {
+                    Entry::Changed => changed.push(row)?,
+                    Entry::Deleted(id) => {
+                        if seen_deleted.insert(id.clone()) {
+                            deleted.push(id);
+                        }
                     }
                 }
             }
-        }
-        let body = &page.annotations;
-        if let Some(next) = body.get("@odata.nextLink").and_then(Value::as_str) {
-            let next_url = odata::resolve_next_link(session.web_api(), "@odata.nextLink", next)?;
-            if max_pages.is_some_and(|m| trail.pages() >= m) {
-                // Resolved first so that the host never stores a foreign link.
-                break (next.to_string(), true);
+            let body = &page.annotations;
+            if let Some(next) = body.get("@odata.nextLink").and_then(Value::as_str) {
+                // Resolved before anything else so that the host never
+                // stores a foreign link (a poll that stops at maxPages
+                // returns it as the state).
+                let cursor = odata::resolve_next_link(session.web_api(), "@odata.nextLink", next)?;
+                let mark = next.to_string();
+                return Ok(Next::Page { cursor, mark });
             }
-            trail.follow(next, "nextLink")?;
-            url = next_url;
-            continue;
-        }
-        match body.get("@odata.deltaLink").and_then(Value::as_str) {
-            Some(l) => {
-                // Checked now so that the host never stores a foreign link.
-                odata::resolve_next_link(session.web_api(), "@odata.deltaLink", l)?;
-                break (l.to_string(), false);
-            }
-            None => {
-                return Err(ConnectorError::transport(format!(
+            match body.get("@odata.deltaLink").and_then(Value::as_str) {
+                Some(l) => {
+                    // Checked now so that the host never stores a foreign link.
+                    odata::resolve_next_link(session.web_api(), "@odata.deltaLink", l)?;
+                    delta_link = Some(l.to_string());
+                    Ok(Next::Done)
+                }
+                None => Err(ConnectorError::transport(format!(
                     "the last page has no @odata.deltaLink: is change tracking on for '{set}'?"
-                )));
+                ))),
             }
-        }
+        },
+    )?;
+    // The state to return, and whether it continues this change set.
+    let (state, more) = match paged.next {
+        Some((_, next_link)) => (next_link, true),
+        None => (delta_link.unwrap_or_default(), false),
     };
+    let changed = paged.records;
     let mut envelope = Map::new();
     envelope.insert("changedCount".into(), Value::from(changed.len()));
     envelope.insert("deletedCount".into(), Value::from(deleted.len()));
@@ -391,7 +399,7 @@ fn poll(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
     );
     envelope.insert("fullSync".into(), Value::from(!delta));
     envelope.insert("moreAvailable".into(), Value::from(more));
-    envelope.insert("pages".into(), Value::from(trail.pages()));
+    envelope.insert("pages".into(), Value::from(paged.pages));
     envelope.insert("state".into(), Value::from(state));
     Ok(Output::Collection {
         envelope,

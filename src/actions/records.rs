@@ -8,7 +8,7 @@ use crate::error::{ConnectorError, ErrorKind, Result};
 use crate::http::{Method, Response};
 use crate::inputs::Inputs;
 use crate::odata::{self, ODataQuery};
-use crate::page::{self, Output, RawRecords};
+use crate::page::{self, Follow, Next, Output, RawRecords};
 use crate::types::{EntityKey, EntitySet, Guid, encode_query};
 use serde_json::{Map, Value, json};
 
@@ -517,8 +517,11 @@ fn query(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
     let page = top.map_or(page_size, |t| t.min(page_size));
     let prefer = odata::prefer_header(Some(page), annotations.as_deref());
 
-    let mut url = match inputs.str(NEXT_PAGE)?.filter(|s| !s.trim().is_empty()) {
-        Some(link) => odata::resolve_next_link(session.web_api(), "nextPage", link)?,
+    // A page is read by its URL's text: the nextPage given, or the query's.
+    // Every one is checked against the connection's environment before it
+    // is sent (resolve_next_link), the first included.
+    let first = match inputs.str(NEXT_PAGE)?.filter(|s| !s.trim().is_empty()) {
+        Some(link) => link.to_string(),
         None => {
             let query = ODataQuery {
                 select: select_of(inputs)?,
@@ -534,47 +537,61 @@ fn query(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
                 top,
                 count: false,
             };
-            session.web_api().resource(&query.append_to(set.as_str()))?
+            session
+                .web_api()
+                .resource(&query.append_to(set.as_str()))?
+                .into()
         }
     };
-    let mut records = RawRecords::new(
+    let records = RawRecords::new(
         FETCH_ALL,
         "Ask for less per call: fewer columns (fieldNames), fewer rows (filter, top), or page by page (pageSize and nextPage) instead of fetchAll.",
     );
-    let mut trail = page::PageTrail::default();
-    let mut count_annotation = None;
-    let next_link = loop {
-        let mut request = session.request_to(Method::Get, url.clone());
-        if let Some(p) = &prefer {
-            request = request.header("Prefer", p.clone());
-        }
-        let response = session.send_ok(request)?;
-        let body = page::parse_page(&response, "a query")?;
-        trail.read_one();
-        if count_annotation.is_none() {
-            count_annotation = body.annotation("@odata.count").cloned();
-        }
-        let limit = top.map_or(usize::MAX, |t| t as usize);
-        for record in body
-            .records
-            .iter()
-            .take(limit.saturating_sub(records.len()))
-        {
-            records.push(record)?;
-        }
-        let next = body.annotation("@odata.nextLink").and_then(Value::as_str);
-        if records.len() >= limit {
-            break None;
-        }
-        let Some(next) = next else {
-            break None;
-        };
-        if !fetch_all {
-            break Some(next.to_string());
-        }
-        trail.follow(next, "nextLink")?;
-        url = odata::resolve_next_link(session.web_api(), "nextPage", next)?;
+    let follow = if fetch_all {
+        Follow::All
+    } else {
+        Follow::OnePage
     };
+    let limit = top.map_or(usize::MAX, |t| t as usize);
+    let mut count_annotation = None;
+    let paged = page::read_pages(
+        session,
+        records,
+        first,
+        follow,
+        "a query",
+        "nextLink",
+        |session, link: &String| {
+            let url = odata::resolve_next_link(session.web_api(), NEXT_PAGE, link)?;
+            let mut request = session.request_to(Method::Get, url);
+            if let Some(p) = &prefer {
+                request = request.header("Prefer", p.clone());
+            }
+            session.send_ok(request)
+        },
+        |_, _, body, records| {
+            if count_annotation.is_none() {
+                count_annotation = body.annotation("@odata.count").cloned();
+            }
+            for record in body
+                .records
+                .iter()
+                .take(limit.saturating_sub(records.len()))
+            {
+                records.push(record)?;
+            }
+            let next = body.annotation("@odata.nextLink").and_then(Value::as_str);
+            Ok(match next {
+                Some(next) if records.len() < limit => Next::Page {
+                    cursor: next.to_string(),
+                    mark: next.to_string(),
+                },
+                _ => Next::Done,
+            })
+        },
+    )?;
+    let records = paged.records;
+    let next_link = paged.next.map(|(_, link)| link);
     let mut envelope = Map::new();
     if let Some(c) = count_annotation {
         envelope.insert("@odata.count".into(), c);
@@ -584,7 +601,7 @@ fn query(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
         "nextLink".into(),
         next_link.map_or(Value::Null, Value::from),
     );
-    envelope.insert("pages".into(), Value::from(trail.pages()));
+    envelope.insert("pages".into(), Value::from(paged.pages));
     Ok(Output::Collection {
         envelope,
         key: "value",
