@@ -537,7 +537,7 @@ mod tests {
 
         let (one, fetched) = run(Follow::OnePage, 4, false).unwrap();
         assert_eq!(fetched, vec![1]);
-        assert_eq!(one.next.map(|(c, m)| (c, m)), Some((2, "p2".to_string())));
+        assert_eq!(one.next, Some((2, "p2".to_string())));
 
         let (some, fetched) = run(Follow::UpTo(3), 4, false).unwrap();
         assert_eq!(fetched, vec![1, 2, 3]);

@@ -15,6 +15,9 @@
 //! (`src/actions/record_changes.rs`, with its design note).
 
 pub mod context;
+#[cfg(not(target_family = "wasm"))]
+#[doc(hidden)]
+pub mod fixtures;
 pub mod wcf_date;
 
 use crate::catalog::def::{InputDef, InputType, TriggerDef, TriggerKind, input};
@@ -453,55 +456,12 @@ mod tests {
 
     #[test]
     fn malformed_bodies_are_400_with_a_reason() {
-        let cases: Vec<(Vec<u8>, &str)> = vec![
-            (b"not json".to_vec(), "not JSON"),
-            (b"".to_vec(), "not JSON"),
-            (vec![0xff, 0xfe, 0x00], "not UTF-8"),
-            (b"[1,2]".to_vec(), "a list"),
-            (b"{}".to_vec(), "MessageName is missing"),
-            (br#"{"MessageName": 3}"#.to_vec(), "MessageName must be"),
-            (
-                json!({"MessageName": "Create", "PrimaryEntityName": "contact", "PrimaryEntityId": "nope"}).to_string().into_bytes(),
-                "PrimaryEntityId must be a GUID",
-            ),
-            (
-                {
-                    let mut c = context();
-                    c["InputParameters"] = json!({"Target": {}});
-                    c.to_string().into_bytes()
-                },
-                "InputParameters must be a list",
-            ),
-            (
-                {
-                    let mut c = context();
-                    c["PreEntityImages"] = json!([{"key": "PreImage", "value": 5}]);
-                    c.to_string().into_bytes()
-                },
-                "PreEntityImages['PreImage'] must be an Entity",
-            ),
-            (
-                {
-                    let mut c = context();
-                    c["Stage"] = json!("forty");
-                    c.to_string().into_bytes()
-                },
-                "Stage must be a whole number",
-            ),
-            (
-                {
-                    let mut c = context();
-                    c["OperationCreatedOn"] = json!("2025-01-01");
-                    c.to_string().into_bytes()
-                },
-                "OperationCreatedOn",
-            ),
-        ];
-        for (body, want) in cases {
+        for (body, want) in super::fixtures::bad_bodies(&context()) {
             let r = handle_webhook(&request("/hook", &body), "{}").unwrap_err();
             assert_eq!(r.status, 400, "{want}");
-            assert!(r.reason.contains(want), "{want}: {}", r.reason);
+            assert!(r.reason.contains(&want), "{want}: {}", r.reason);
             let v: Value = serde_json::from_str(&r.body).unwrap();
+            assert_eq!(v["error"]["code"], "BadRequest");
             assert_eq!(v["error"]["message"], r.reason);
         }
     }
