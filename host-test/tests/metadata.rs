@@ -19,6 +19,12 @@ fn last_target(env: &Env) -> String {
         .into_owned()
 }
 
+/// Asserts that the last Web API request's target (decoded) contains `part`.
+fn assert_last_target_contains(env: &Env, part: &str) {
+    let target = last_target(env);
+    assert!(target.contains(part), "{target} should contain {part}");
+}
+
 fn names(out: &Value) -> Vec<String> {
     out["value"]
         .as_array()
@@ -48,10 +54,9 @@ async fn get_entity_metadata_by_logical_name_and_by_entity_set_name() {
             r#"{"entityType":"account","useLogicalName":true}"#,
         )
         .await;
-    assert!(
-        last_target(&env).contains("EntityDefinitions(LogicalName='account')?$expand=Attributes("),
-        "{}",
-        last_target(&env)
+    assert_last_target_contains(
+        &env,
+        "EntityDefinitions(LogicalName='account')?$expand=Attributes(",
     );
     assert_eq!(by_logical["LogicalName"], "account");
     assert_eq!(by_logical["EntitySetName"], "accounts");
@@ -91,10 +96,9 @@ async fn get_entity_metadata_by_logical_name_and_by_entity_set_name() {
             r#"{"entityType":"accounts","useLogicalName":false}"#,
         )
         .await;
-    assert!(
-        last_target(&env).contains("EntityDefinitions?$filter=EntitySetName eq 'accounts'"),
-        "{}",
-        last_target(&env)
+    assert_last_target_contains(
+        &env,
+        "EntityDefinitions?$filter=EntitySetName eq 'accounts'",
     );
     assert_eq!(by_set["MetadataId"], by_logical["MetadataId"]);
     assert_eq!(by_set["displayName"], "Account");
@@ -275,7 +279,7 @@ async fn list_entities_include_custom_and_details_both_ways() {
     assert!(account.get("Description").is_none());
 
     let out = env.ok("listEntities", r#"{"includeCustom":false}"#).await;
-    assert!(last_target(&env).contains("$filter=IsCustomEntity eq false"));
+    assert_last_target_contains(&env, "$filter=IsCustomEntity eq false");
     assert!(names(&out).iter().all(|n| !n.starts_with("new_")), "{out}");
     assert!(names(&out).contains(&"account".to_string()));
     let out = env.ok("listEntities", r#"{"includeCustom":true}"#).await;
@@ -378,12 +382,9 @@ async fn list_attributes_by_type_with_and_without_details() {
             r#"{"entityId":"account","attributeType":"Money","includeDetails":false}"#,
         )
         .await;
-    assert!(
-        last_target(&env).contains(
-            "/Attributes/Microsoft.Dynamics.CRM.MoneyAttributeMetadata?$select=LogicalName"
-        ),
-        "{}",
-        last_target(&env)
+    assert_last_target_contains(
+        &env,
+        "/Attributes/Microsoft.Dynamics.CRM.MoneyAttributeMetadata?$select=LogicalName",
     );
     assert_eq!(names(&money), vec!["revenue"]);
     assert!(find(&money, "revenue").get("Precision").is_none());
@@ -482,12 +483,11 @@ async fn get_attribute_by_logical_name_and_by_metadata_id_with_a_cast() {
             &json!({"entityId":"account","attributeKey": id,"attributeType":"String","fieldNames":["LogicalName","MaxLength"]}).to_string(),
         )
         .await;
-    assert!(
-        last_target(&env).contains(&format!(
+    assert_last_target_contains(
+        &env,
+        &format!(
             "Attributes({id})/Microsoft.Dynamics.CRM.StringAttributeMetadata?$select=LogicalName,MaxLength"
-        )),
-        "{}",
-        last_target(&env)
+        ),
     );
     assert_eq!(typed["MaxLength"], 160);
     assert!(typed.get("AttributeType").is_none());

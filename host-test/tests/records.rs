@@ -464,44 +464,41 @@ async fn unknown_columns_and_bad_inputs() {
     assert_eq!(e["status"], 400);
     assert_eq!(e["code"], "0x80060888");
     assert!(e["message"].as_str().unwrap().contains("nosuchcolumn"));
-    let e = env
-        .err(
+    // Each bad input is an invalid-input error naming it.
+    for (action, inputs, input) in [
+        (
             "getEntity",
             r#"{"entityType":"accounts","entityId":"not a key"}"#,
-        )
-        .await;
-    assert_eq!(
-        (e["kind"].as_str(), e["input"].as_str()),
-        (Some("invalid-input"), Some("entityId"))
-    );
-    let e = env
-        .err(
+            "entityId",
+        ),
+        (
             "getEntity",
             r#"{"entityType":"accounts)?x","entityId":"accountnumber='A-1'"}"#,
-        )
-        .await;
-    assert_eq!(e["input"], "entityType");
-    let e = env
-        .err(
+            "entityType",
+        ),
+        (
             "createEntity",
             r#"{"entityType":"accounts","fieldValues":[1,2]}"#,
-        )
-        .await;
-    assert_eq!(e["input"], "fieldValues");
-    let e = env
-        .err(
+            "fieldValues",
+        ),
+        (
             "queryEntities",
             r#"{"entityType":"accounts","orderBy":"name sideways"}"#,
-        )
-        .await;
-    assert_eq!(e["input"], "orderBy");
-    let e = env
-        .err(
+            "orderBy",
+        ),
+        (
             "queryEntities",
             r#"{"entityType":"accounts","pageSize":5001}"#,
-        )
-        .await;
-    assert_eq!(e["input"], "pageSize");
+            "pageSize",
+        ),
+    ] {
+        let e = env.err(action, inputs).await;
+        assert_eq!(
+            (e["kind"].as_str(), e["input"].as_str()),
+            (Some("invalid-input"), Some(input)),
+            "{action} {inputs}: {e}"
+        );
+    }
     let e = env
         .err("queryEntities", r#"{"entityType":"nosuchset"}"#)
         .await;
