@@ -92,12 +92,7 @@ async fn a_401_gets_exactly_one_renewal_and_one_retry() {
     env.emulator.expire_access_tokens();
     env.emulator.clear_log();
     env.ok("getCurrentUser", "{}").await;
-    let statuses: Vec<_> = env
-        .emulator
-        .log()
-        .iter()
-        .map(|r| (r.is_token_request(), r.status))
-        .collect();
+    let statuses = env.statuses();
     assert_eq!(statuses, vec![(false, 401), (true, 200), (false, 200)]);
 
     // A server that refuses every token: one renewal, one retry, then a typed error.
@@ -109,12 +104,7 @@ async fn a_401_gets_exactly_one_renewal_and_one_retry() {
     let err = env.err("getCurrentUser", "{}").await;
     assert_eq!(err["kind"], "unauthorized");
     assert_eq!(err["status"], 401);
-    let statuses: Vec<_> = env
-        .emulator
-        .log()
-        .iter()
-        .map(|r| (r.is_token_request(), r.status))
-        .collect();
+    let statuses = env.statuses();
     assert_eq!(statuses, vec![(false, 401), (true, 200), (false, 401)]);
 }
 

@@ -53,17 +53,19 @@ async fn fetch_all_over_12000_records_with_a_429_every_5th_request() {
 async fn a_create_meeting_a_500_is_not_retried_and_no_duplicate_exists() {
     let mut env = Env::new();
     env.ok("getCurrentUser", "{}").await;
+    // The next create on /accounts is applied, then answered with `status`.
+    let error_after_processing = |status| {
+        Faults::default()
+            .with_error_after_processing(Trigger::Nth(1), Injected::Status(status))
+            .only_path("/accounts")
+    };
     let count = |name: &str| {
         json!({"entityType":"accounts","fieldNames":["name"],"filter":format!("name eq '{name}'"),"fetchAll":true})
             .to_string()
     };
 
     // The create is applied, then the answer is a 500: sent once, one record.
-    env.emulator.set_faults(
-        Faults::default()
-            .with_error_after_processing(Trigger::Nth(1), Injected::Status(500))
-            .only_path("/accounts"),
-    );
+    env.emulator.set_faults(error_after_processing(500));
     let err = env
         .err(
             "createEntity",
@@ -76,11 +78,7 @@ async fn a_create_meeting_a_500_is_not_retried_and_no_duplicate_exists() {
     assert_eq!(out["value"].as_array().unwrap().len(), 1, "no duplicate");
 
     // A 502 after processing is not retried either (a POST may have been applied).
-    env.emulator.set_faults(
-        Faults::default()
-            .with_error_after_processing(Trigger::Nth(1), Injected::Status(502))
-            .only_path("/accounts"),
-    );
+    env.emulator.set_faults(error_after_processing(502));
     env.err(
         "createEntity",
         r#"{"entityType":"accounts","fieldValues":{"name":"Gateway Co"}}"#,
@@ -103,11 +101,7 @@ async fn a_create_meeting_a_500_is_not_retried_and_no_duplicate_exists() {
     assert_eq!(out["value"].as_array().unwrap().len(), 1);
 
     // rawRequest retries a 500 on a POST only when its options say so.
-    env.emulator.set_faults(
-        Faults::default()
-            .with_error_after_processing(Trigger::Nth(1), Injected::Status(500))
-            .only_path("/accounts"),
-    );
+    env.emulator.set_faults(error_after_processing(500));
     env.err(
         "rawRequest",
         r#"{"url":"accounts","method":"POST","data":{"name":"Raw Co"}}"#,

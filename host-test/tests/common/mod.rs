@@ -94,6 +94,16 @@ impl Env {
             .count()
     }
 
+    /// Every logged request as (is it a token request, its status), in
+    /// order: the shape of a renewal and retry.
+    pub fn statuses(&self) -> Vec<(bool, u16)> {
+        self.emulator
+            .log()
+            .iter()
+            .map(|r| (r.is_token_request(), r.status))
+            .collect()
+    }
+
     pub fn state(&self) -> Option<StateJson> {
         self.connection.state.clone()
     }
