@@ -9,18 +9,12 @@
 
 mod common;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
+use common::cert::TestCert;
 use common::{Env, host};
 use host_test::cli::{self, IN_PROCESS_ORIGIN};
-use host_test::emulator::identity::{
-    AUTH_CODE_APP_ID, AccessGrant, CLIENT_CREDENTIALS_APP_ID, RegisteredCertificate,
-};
+use host_test::emulator::identity::{AUTH_CODE_APP_ID, AccessGrant, CLIENT_CREDENTIALS_APP_ID};
 use host_test::emulator::{Emulator, Faults, Injected, Trigger, data, server};
 use host_test::host::{ConnectionFile, StateJson, error_json};
-use rsa::pkcs8::{EncodePrivateKey, LineEnding};
-use rsa::rand_core::{OsRng, RngCore};
-use rsa::{RsaPrivateKey, RsaPublicKey};
 use serde_json::{Value, json};
 
 const SECRET: &str = "CANARY-client-secret-5b1e9f2a7c";
@@ -29,55 +23,21 @@ const ACCESS_EXPIRED: &str = "CANARY-expired-access-token-77a1";
 const REFRESH: &str = "CANARY-refresh-token-d15ea5e903";
 const FAR_FUTURE: u64 = 4_000_000_000;
 
-/// A certificate credential whose private key is the canary.
-struct CanaryCert {
-    key: RsaPrivateKey,
-    der: Vec<u8>,
-}
-
-impl CanaryCert {
-    fn new() -> Self {
-        let key = RsaPrivateKey::new(&mut OsRng, 2048).unwrap();
-        let mut der = vec![0u8; 600];
-        OsRng.fill_bytes(&mut der);
-        CanaryCert { key, der }
-    }
-
-    fn key_pem(&self) -> String {
-        self.key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string()
-    }
-
-    fn pem(&self) -> String {
-        let b64 = STANDARD.encode(&self.der);
-        let lines: Vec<_> = b64
-            .as_bytes()
-            .chunks(64)
-            .map(|c| std::str::from_utf8(c).unwrap())
-            .collect();
-        format!(
-            "{}-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-            self.key_pem(),
-            lines.join("\n")
-        )
-    }
-
-    /// Every full base64 line of the private key: any one of them in an
-    /// output means key material leaked.
-    fn canaries(&self) -> Vec<String> {
-        self.key_pem()
-            .lines()
-            .filter(|l| !l.starts_with("-----") && l.len() >= 40)
-            .map(str::to_string)
-            .collect()
-    }
-}
-
-fn canaries(cert: &CanaryCert) -> Vec<String> {
+/// Every canary: the secret and tokens, and the certificate's private key
+/// (the connection's canary certificate).
+fn canaries(cert: &TestCert) -> Vec<String> {
     let mut all: Vec<String> = [SECRET, ACCESS, ACCESS_EXPIRED, REFRESH]
         .iter()
         .map(|s| s.to_string())
         .collect();
-    all.extend(cert.canaries());
+    // Every full base64 line of the private key: any one of them in an
+    // output means key material leaked.
+    all.extend(
+        cert.key_pem()
+            .lines()
+            .filter(|l| !l.starts_with("-----") && l.len() >= 40)
+            .map(str::to_string),
+    );
     all
 }
 
@@ -113,14 +73,14 @@ const HOLDERS: [Holder; 4] = [
 ];
 
 /// An emulator that knows the canaries, and a connection holding them.
-fn canary_env(holder: Holder, cert: &CanaryCert) -> Env {
+fn canary_env(holder: Holder, cert: &TestCert) -> Env {
     let mut env = Env::new();
     set_up_emulator(&env.emulator, cert);
     env.connection = canary_connection(holder, cert, IN_PROCESS_ORIGIN);
     env
 }
 
-fn set_up_emulator(emulator: &Emulator, cert: &CanaryCert) {
+fn set_up_emulator(emulator: &Emulator, cert: &TestCert) {
     let mut state = emulator.state();
     let identity = &mut state.identity;
     for app in identity.apps.iter_mut() {
@@ -128,10 +88,7 @@ fn set_up_emulator(emulator: &Emulator, cert: &CanaryCert) {
             app.secret = Some(SECRET.into());
         }
     }
-    identity.register_certificate(
-        CLIENT_CREDENTIALS_APP_ID,
-        RegisteredCertificate::new(RsaPublicKey::from(&cert.key), &cert.der),
-    );
+    identity.register_certificate(CLIENT_CREDENTIALS_APP_ID, cert.registered());
     identity.grant_access_token(
         ACCESS,
         AccessGrant {
@@ -148,7 +105,7 @@ fn set_up_emulator(emulator: &Emulator, cert: &CanaryCert) {
     );
 }
 
-fn canary_connection(holder: Holder, cert: &CanaryCert, origin: &str) -> ConnectionFile {
+fn canary_connection(holder: Holder, cert: &TestCert, origin: &str) -> ConnectionFile {
     let mut conn = cli::emulator_connection(origin);
     conn.settings.insert("clientSecret".into(), json!(SECRET));
     match holder {
@@ -282,7 +239,7 @@ fn invalid_inputs(action: &Value) -> Vec<String> {
 
 #[tokio::test(start_paused = true)]
 async fn no_canary_in_any_output_error_or_response() {
-    let cert = CanaryCert::new();
+    let cert = TestCert::new();
     let canaries = canaries(&cert);
     let actions = common::catalog().await;
     assert!(actions.len() >= 20, "the whole catalog: {}", actions.len());
@@ -375,7 +332,7 @@ async fn no_canary_in_any_output_error_or_response() {
 /// in success, invalid input and each fault.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_canary_in_cli_stdout_or_stderr() {
-    let cert = CanaryCert::new();
+    let cert = TestCert::new();
     let canaries = canaries(&cert);
     let emulator = Emulator::new(Default::default());
     set_up_emulator(&emulator, &cert);

@@ -5,64 +5,15 @@
 mod common;
 
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::Env;
+use common::cert::TestCert;
 use host_test::emulator::data;
-use host_test::emulator::identity::{CLIENT_CREDENTIALS_APP_ID, JWT_BEARER, RegisteredCertificate};
-use rsa::pkcs8::{EncodePrivateKey, LineEnding};
-use rsa::rand_core::{OsRng, RngCore};
+use host_test::emulator::identity::{CLIENT_CREDENTIALS_APP_ID, JWT_BEARER};
+use rsa::rand_core::OsRng;
 use rsa::signature::{RandomizedSigner, SignatureEncoding};
-use rsa::{RsaPrivateKey, RsaPublicKey};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-
-struct TestCert {
-    key: RsaPrivateKey,
-    /// Stand-in DER bytes of the certificate: the emulator and the connector
-    /// only hash them (thumbprints), exactly as Entra matches certificates.
-    der: Vec<u8>,
-}
-
-impl TestCert {
-    fn new() -> Self {
-        let key = RsaPrivateKey::new(&mut OsRng, 2048).unwrap();
-        let mut der = vec![0u8; 600];
-        OsRng.fill_bytes(&mut der);
-        TestCert { key, der }
-    }
-
-    fn key_pem(&self) -> String {
-        self.key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string()
-    }
-
-    fn cert_pem(&self) -> String {
-        let b64 = STANDARD.encode(&self.der);
-        let lines: Vec<_> = b64
-            .as_bytes()
-            .chunks(64)
-            .map(|c| std::str::from_utf8(c).unwrap())
-            .collect();
-        format!(
-            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-            lines.join("\n")
-        )
-    }
-
-    fn sha1_hex(&self) -> String {
-        use sha1::Digest as _;
-        sha1::Sha1::digest(&self.der)
-            .iter()
-            .map(|b| format!("{b:02X}"))
-            .collect()
-    }
-
-    fn register(&self, env: &Env) {
-        env.emulator.state().identity.register_certificate(
-            CLIENT_CREDENTIALS_APP_ID,
-            RegisteredCertificate::new(RsaPublicKey::from(&self.key), &self.der),
-        );
-    }
-}
 
 fn cert_env(settings: &[(&str, Value)]) -> Env {
     let mut env = Env::new();
@@ -76,10 +27,7 @@ fn cert_env(settings: &[(&str, Value)]) -> Env {
 #[tokio::test]
 async fn ps256_with_the_certificate_in_the_pem() {
     let cert = TestCert::new();
-    let mut env = cert_env(&[(
-        "certificatePem",
-        json!(format!("{}{}", cert.key_pem(), cert.cert_pem())),
-    )]);
+    let mut env = cert_env(&[("certificatePem", json!(cert.pem()))]);
     cert.register(&env);
     let out = env.ok("getCurrentUser", "{}").await;
     assert_eq!(out["UserId"], data::USER_APP);
@@ -123,10 +71,7 @@ async fn a_key_that_does_not_match_the_certificate_is_rejected() {
 #[tokio::test]
 async fn an_unregistered_certificate_is_rejected() {
     let cert = TestCert::new();
-    let mut env = cert_env(&[(
-        "certificatePem",
-        json!(format!("{}{}", cert.key_pem(), cert.cert_pem())),
-    )]);
+    let mut env = cert_env(&[("certificatePem", json!(cert.pem()))]);
     let err = env.err("getCurrentUser", "{}").await;
     assert_eq!(err["code"], "AADSTS700027");
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::Env;
+use common::{Env, web_api_requests};
 use host_test::emulator::store::seed;
 use host_test::emulator::{Config, LoggedRequest, data};
 use serde_json::{Value, json};
@@ -18,14 +18,6 @@ fn with_accounts(total: usize) -> Env {
         generated_records: total - seed::ACCOUNTS,
         ..Config::default()
     })
-}
-
-fn web_api_requests(env: &Env) -> Vec<LoggedRequest> {
-    env.emulator
-        .log()
-        .into_iter()
-        .filter(|r| r.path().starts_with("/api/data/"))
-        .collect()
 }
 
 fn ids(out: &Value, key: &str) -> Vec<String> {

@@ -1,6 +1,6 @@
 //! The foundation through the real component: both connections, token reuse
-//! and renewal, getCurrentUser, input errors, the component's imports, and
-//! the CLI.
+//! and renewal, getCurrentUser, input errors and the component's imports.
+//! The CLI is tested in `cli.rs`.
 
 mod common;
 
@@ -9,8 +9,6 @@ use host_test::cli;
 use host_test::emulator::{self, Faults, Injected, Trigger, data};
 use host_test::host::{ConnectionType, Route, error_json};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 
 fn now() -> u64 {
     std::time::SystemTime::now()
@@ -94,12 +92,7 @@ async fn a_401_gets_exactly_one_renewal_and_one_retry() {
     env.emulator.expire_access_tokens();
     env.emulator.clear_log();
     env.ok("getCurrentUser", "{}").await;
-    let statuses: Vec<_> = env
-        .emulator
-        .log()
-        .iter()
-        .map(|r| (r.is_token_request(), r.status))
-        .collect();
+    let statuses = env.statuses();
     assert_eq!(statuses, vec![(false, 401), (true, 200), (false, 200)]);
 
     // A server that refuses every token: one renewal, one retry, then a typed error.
@@ -111,12 +104,7 @@ async fn a_401_gets_exactly_one_renewal_and_one_retry() {
     let err = env.err("getCurrentUser", "{}").await;
     assert_eq!(err["kind"], "unauthorized");
     assert_eq!(err["status"], 401);
-    let statuses: Vec<_> = env
-        .emulator
-        .log()
-        .iter()
-        .map(|r| (r.is_token_request(), r.status))
-        .collect();
+    let statuses = env.statuses();
     assert_eq!(statuses, vec![(false, 401), (true, 200), (false, 401)]);
 }
 
@@ -275,6 +263,30 @@ async fn region_short_form_builds_the_regional_url() {
     );
 }
 
+/// The "browser" at an authorize URL: the emulator signs the user in and
+/// redirects (302); the query of the redirect's location.
+async fn sign_in(env: &Env, authorize: &url::Url) -> std::collections::HashMap<String, String> {
+    let redirect = env
+        .emulator
+        .handle(
+            http::Request::get(authorize.as_str())
+                .header("Host", "localhost")
+                .body(Default::default())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(redirect.status(), 302);
+    let location = url::Url::parse(redirect.headers()["location"].to_str().unwrap()).unwrap();
+    location.query_pairs().into_owned().collect()
+}
+
+/// Makes the connection's saved access token expired.
+fn expire_token(env: &mut Env) {
+    let mut state = env.state().unwrap();
+    state.expires_at = 1;
+    env.connection.state = Some(state);
+}
+
 /// The full delegated flow: authorize URL (PKCE S256) → sign-in redirect →
 /// code exchange → WhoAmI as the user → refresh.
 #[tokio::test]
@@ -300,18 +312,7 @@ async fn auth_code_flow_with_pkce_exchange_and_refresh() {
     assert!(req.warnings.is_empty());
 
     // The "browser": the emulator signs the user in and redirects.
-    let redirect = env
-        .emulator
-        .handle(
-            http::Request::get(url.as_str())
-                .header("Host", "localhost")
-                .body(Default::default())
-                .unwrap(),
-        )
-        .await;
-    assert_eq!(redirect.status(), 302);
-    let location = url::Url::parse(redirect.headers()["location"].to_str().unwrap()).unwrap();
-    let back: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
+    let back = sign_in(&env, &url).await;
     assert_eq!(back["state"], req.state);
     let code = back["code"].clone();
 
@@ -328,22 +329,8 @@ async fn auth_code_flow_with_pkce_exchange_and_refresh() {
         .unwrap_err();
     assert_eq!(error_json(&bad)["code"], "AADSTS501481");
     // …and the code is then spent, as Entra does.
-    let redirect = env
-        .emulator
-        .handle(
-            http::Request::get(url.as_str())
-                .header("Host", "localhost")
-                .body(Default::default())
-                .unwrap(),
-        )
-        .await;
-    let location = url::Url::parse(redirect.headers()["location"].to_str().unwrap()).unwrap();
-    let code = location
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .unwrap()
-        .1
-        .to_string();
+    let back = sign_in(&env, &url).await;
+    let code = back["code"].clone();
     let token = host()
         .exchange_code(&env.route, &settings, &code, &req.code_verifier)
         .await
@@ -373,9 +360,7 @@ async fn auth_code_flow_with_pkce_exchange_and_refresh() {
     assert_ne!(refreshed.access_token, token.access_token);
 
     // An expired state renews itself through the refresh token inside invoke.
-    let mut state = user_env.state().unwrap();
-    state.expires_at = 1;
-    user_env.connection.state = Some(state);
+    expire_token(&mut user_env);
     user_env.emulator.clear_log();
     let me = user_env.ok("getCurrentUser", "{}").await;
     assert_eq!(me["UserId"], data::USER_ANA);
@@ -384,9 +369,7 @@ async fn auth_code_flow_with_pkce_exchange_and_refresh() {
 
     // A revoked refresh token says to reconnect.
     user_env.emulator.state().identity.revoke_refresh_tokens();
-    let mut state = user_env.state().unwrap();
-    state.expires_at = 1;
-    user_env.connection.state = Some(state);
+    expire_token(&mut user_env);
     let err = user_env.err("getCurrentUser", "{}").await;
     assert_eq!(err["kind"], "unauthorized");
     assert_eq!(err["code"], "AADSTS50173");
@@ -540,223 +523,4 @@ async fn connector_yaml_equals_the_component_catalog() {
         ConnectionType::Oauth2AuthCode,
         ConnectionType::Oauth2AuthCode
     );
-}
-
-// ---- the CLI -------------------------------------------------------------
-
-fn d365() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_d365"))
-}
-
-#[test]
-fn cli_run_get_current_user_on_the_embedded_emulator() {
-    let out = d365().args(["run", "getCurrentUser"]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    for k in ["UserId", "BusinessUnitId", "OrganizationId"] {
-        assert!(is_guid(&v[k]), "{k}: {v}");
-    }
-}
-
-#[test]
-fn cli_run_error_is_json_on_stderr_with_nonzero_exit() {
-    let out = d365()
-        .args(["run", "noSuchAction", "--input", "{}"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(out.stdout.is_empty());
-    let v: Value = serde_json::from_slice(&out.stderr).unwrap();
-    assert_eq!(v["kind"], "invalid-input");
-}
-
-/// `d365 run … --input` errors point at the schema path of the bad input.
-#[test]
-fn cli_input_errors_point_at_the_schema_path() {
-    let out = d365()
-        .args([
-            "run",
-            "queryEntities",
-            "--input",
-            r#"{"entityType":"accounts","pageSize":0}"#,
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let v: Value = serde_json::from_slice(&out.stderr).unwrap();
-    assert_eq!(v["input"], "pageSize");
-    assert_eq!(
-        v["schemaPath"],
-        "/actions/queryEntities/inputSchema/properties/pageSize"
-    );
-    // The pointer resolves in connector.yaml and carries the violated bound.
-    let text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../connector.yaml")).unwrap();
-    let yaml: Value = serde_norway::from_str(&text).unwrap();
-    let action = yaml["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["key"] == "queryEntities")
-        .unwrap();
-    assert_eq!(
-        action["inputSchema"]["properties"]["pageSize"]["minimum"],
-        1
-    );
-}
-
-#[test]
-fn cli_describe_shows_inputs_with_defaults() {
-    let out = d365().args(["describe", "queryEntities"]).output().unwrap();
-    assert!(out.status.success());
-    let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.starts_with("Query Entities (queryEntities)"), "{text}");
-    let page_size = text
-        .lines()
-        .find(|l| l.starts_with("pageSize"))
-        .expect("pageSize row");
-    assert!(
-        page_size.contains("100") && page_size.contains("integer"),
-        "{page_size}"
-    );
-    let out = d365()
-        .args(["describe", "queryEntities", "--json"])
-        .output()
-        .unwrap();
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(
-        v["inputSchema"]["$schema"],
-        "https://json-schema.org/draft/2020-12/schema"
-    );
-    let out = d365().args(["describe", "nope"]).output().unwrap();
-    assert!(!out.status.success());
-}
-
-#[test]
-fn cli_actions_lists_the_catalog() {
-    let out = d365().arg("actions").output().unwrap();
-    assert!(out.status.success());
-    let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("getCurrentUser"));
-}
-
-/// `d365 emulator --connection-out F` then `d365 run --connection F`: the
-/// token state is written back to F, and reused by the next run.
-#[test]
-fn cli_emulator_server_and_connection_file() {
-    let dir = std::env::temp_dir().join(format!("d365-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let conn_path = dir.join("conn.json");
-    let mut server = d365()
-        .args(["emulator", "--port", "0", "--connection-out"])
-        .arg(&conn_path)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.trim().starts_with("http://127.0.0.1:"), "{line}");
-    let run = || {
-        d365()
-            .args(["run", "getCurrentUser", "--connection"])
-            .arg(&conn_path)
-            .output()
-            .unwrap()
-    };
-    let first = run();
-    assert!(
-        first.status.success(),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
-    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&conn_path).unwrap()).unwrap();
-    let token = saved["state"]["accessToken"]
-        .as_str()
-        .expect("state written back")
-        .to_string();
-    let second = run();
-    assert!(second.status.success());
-    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&conn_path).unwrap()).unwrap();
-    assert_eq!(
-        saved["state"]["accessToken"], token,
-        "token reused, file unchanged"
-    );
-    let _ = server.kill();
-    let _ = server.wait();
-}
-
-/// `d365 login`: prints the authorize URL, receives the redirect on its
-/// loopback port, exchanges the code, saves the tokens.
-#[tokio::test]
-async fn cli_login_saves_tokens() {
-    let emulator = emulator::Emulator::new(Default::default());
-    let server = emulator::server::serve(emulator.clone(), 0).await.unwrap();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let redirect = format!("http://127.0.0.1:{port}/callback");
-    let conn = cli::emulator_auth_code_connection(&server.base_url(), &redirect);
-    let dir = std::env::temp_dir().join(format!("d365-login-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("auth.json");
-    cli::write_connection(&path, &conn).unwrap();
-    let mut login = tokio::process::Command::new(env!("CARGO_BIN_EXE_d365"))
-        .args(["login", "--connection"])
-        .arg(&path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines =
-        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(login.stdout.take().unwrap()));
-    let authorize = lines
-        .next_line()
-        .await
-        .unwrap()
-        .expect("authorize URL printed");
-    // The "browser": follow the emulator's redirect to the login listener.
-    let (status, headers, _) = http_get(&authorize).await;
-    assert_eq!(status, 302);
-    let location = headers
-        .iter()
-        .find(|(k, _)| k == "location")
-        .unwrap()
-        .1
-        .clone();
-    assert!(location.starts_with(&redirect));
-    let (status, _, _) = http_get(&location).await;
-    assert_eq!(status, 200);
-    let exit = tokio::time::timeout(std::time::Duration::from_secs(30), login.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(exit.success());
-    let saved = cli::read_connection(&path).unwrap();
-    let state = saved.state.expect("tokens saved");
-    assert!(state.refresh_token.is_some());
-    // The saved connection works.
-    let result = host()
-        .invoke(
-            &Route::Network,
-            "getCurrentUser",
-            &saved_connection(&path),
-            "{}",
-        )
-        .await
-        .unwrap()
-        .expect("WhoAmI as the signed-in user");
-    let out: Value = serde_json::from_str(&result.output).unwrap();
-    assert_eq!(out["UserId"], data::USER_ANA);
-    server.shutdown();
-}
-
-fn saved_connection(path: &std::path::Path) -> host_test::host::Connection {
-    cli::read_connection(path).unwrap().connection().unwrap()
 }

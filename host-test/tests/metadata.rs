@@ -7,32 +7,22 @@
 
 mod common;
 
-use common::{Env, is_guid};
-use host_test::emulator::LoggedRequest;
+use common::{Env, is_guid, request_header, web_api_requests};
 use host_test::emulator::store::seed;
 use serde_json::{Value, json};
 
-fn web_api(env: &Env) -> Vec<LoggedRequest> {
-    env.emulator
-        .log()
-        .into_iter()
-        .filter(|r| r.path().starts_with("/api/data/"))
-        .collect()
-}
-
 fn last_target(env: &Env) -> String {
-    let log = web_api(env);
+    let log = web_api_requests(env);
     let r = log.last().expect("a Web API request");
     percent_encoding::percent_decode_str(&r.target)
         .decode_utf8_lossy()
         .into_owned()
 }
 
-fn header<'a>(r: &'a LoggedRequest, name: &str) -> Option<&'a str> {
-    r.headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
+/// Asserts that the last Web API request's target (decoded) contains `part`.
+fn assert_last_target_contains(env: &Env, part: &str) {
+    let target = last_target(env);
+    assert!(target.contains(part), "{target} should contain {part}");
 }
 
 fn names(out: &Value) -> Vec<String> {
@@ -64,10 +54,9 @@ async fn get_entity_metadata_by_logical_name_and_by_entity_set_name() {
             r#"{"entityType":"account","useLogicalName":true}"#,
         )
         .await;
-    assert!(
-        last_target(&env).contains("EntityDefinitions(LogicalName='account')?$expand=Attributes("),
-        "{}",
-        last_target(&env)
+    assert_last_target_contains(
+        &env,
+        "EntityDefinitions(LogicalName='account')?$expand=Attributes(",
     );
     assert_eq!(by_logical["LogicalName"], "account");
     assert_eq!(by_logical["EntitySetName"], "accounts");
@@ -107,10 +96,9 @@ async fn get_entity_metadata_by_logical_name_and_by_entity_set_name() {
             r#"{"entityType":"accounts","useLogicalName":false}"#,
         )
         .await;
-    assert!(
-        last_target(&env).contains("EntityDefinitions?$filter=EntitySetName eq 'accounts'"),
-        "{}",
-        last_target(&env)
+    assert_last_target_contains(
+        &env,
+        "EntityDefinitions?$filter=EntitySetName eq 'accounts'",
     );
     assert_eq!(by_set["MetadataId"], by_logical["MetadataId"]);
     assert_eq!(by_set["displayName"], "Account");
@@ -164,7 +152,7 @@ async fn an_unknown_entity_is_not_found_with_the_dataverse_code() {
     assert_eq!(e["kind"], "not-found", "{e}");
 
     // Bad names never reach the server.
-    let before = web_api(&env).len();
+    let before = web_api_requests(&env).len();
     let e = env
         .err("getEntityMetadata", r#"{"entityType":"acc'ount"}"#)
         .await;
@@ -177,7 +165,7 @@ async fn an_unknown_entity_is_not_found_with_the_dataverse_code() {
         )
         .await;
     assert_eq!(e["input"], "attributeType");
-    assert_eq!(web_api(&env).len(), before);
+    assert_eq!(web_api_requests(&env).len(), before);
 }
 
 // ---- getEntitiesMetadata ---------------------------------------------------
@@ -291,7 +279,7 @@ async fn list_entities_include_custom_and_details_both_ways() {
     assert!(account.get("Description").is_none());
 
     let out = env.ok("listEntities", r#"{"includeCustom":false}"#).await;
-    assert!(last_target(&env).contains("$filter=IsCustomEntity eq false"));
+    assert_last_target_contains(&env, "$filter=IsCustomEntity eq false");
     assert!(names(&out).iter().all(|n| !n.starts_with("new_")), "{out}");
     assert!(names(&out).contains(&"account".to_string()));
     let out = env.ok("listEntities", r#"{"includeCustom":true}"#).await;
@@ -354,9 +342,9 @@ async fn list_entity_types_pages_with_max_page_size_and_fetch_all() {
     assert_eq!(pages, all.len().div_ceil(2));
     // Metadata is not paged on the wire: no Prefer odata.maxpagesize.
     assert!(
-        web_api(&env)
+        web_api_requests(&env)
             .iter()
-            .all(|r| header(r, "Prefer").is_none_or(|p| !p.contains("maxpagesize")))
+            .all(|r| request_header(r, "Prefer").is_none_or(|p| !p.contains("maxpagesize")))
     );
 
     // Default page size 5000 returns everything in one page.
@@ -394,12 +382,9 @@ async fn list_attributes_by_type_with_and_without_details() {
             r#"{"entityId":"account","attributeType":"Money","includeDetails":false}"#,
         )
         .await;
-    assert!(
-        last_target(&env).contains(
-            "/Attributes/Microsoft.Dynamics.CRM.MoneyAttributeMetadata?$select=LogicalName"
-        ),
-        "{}",
-        last_target(&env)
+    assert_last_target_contains(
+        &env,
+        "/Attributes/Microsoft.Dynamics.CRM.MoneyAttributeMetadata?$select=LogicalName",
     );
     assert_eq!(names(&money), vec!["revenue"]);
     assert!(find(&money, "revenue").get("Precision").is_none());
@@ -498,12 +483,11 @@ async fn get_attribute_by_logical_name_and_by_metadata_id_with_a_cast() {
             &json!({"entityId":"account","attributeKey": id,"attributeType":"String","fieldNames":["LogicalName","MaxLength"]}).to_string(),
         )
         .await;
-    assert!(
-        last_target(&env).contains(&format!(
+    assert_last_target_contains(
+        &env,
+        &format!(
             "Attributes({id})/Microsoft.Dynamics.CRM.StringAttributeMetadata?$select=LogicalName,MaxLength"
-        )),
-        "{}",
-        last_target(&env)
+        ),
     );
     assert_eq!(typed["MaxLength"], 160);
     assert!(typed.get("AttributeType").is_none());
@@ -543,13 +527,16 @@ async fn a_created_money_column_is_written_and_queried_through_the_record_action
     assert_eq!(created["created"], true);
     assert!(is_guid(&created["MetadataId"]), "{created}");
     assert_eq!(created["LogicalName"], "new_balance");
-    let post = web_api(&env).into_iter().last().unwrap();
+    let post = web_api_requests(&env).into_iter().last().unwrap();
     assert_eq!(post.method, "POST");
     assert!(
         post.path()
             .ends_with("EntityDefinitions(LogicalName='account')/Attributes")
     );
-    assert_eq!(header(&post, "MSCRM.SolutionUniqueName"), Some("widgets"));
+    assert_eq!(
+        request_header(&post, "MSCRM.SolutionUniqueName"),
+        Some("widgets")
+    );
 
     // Metadata shows it.
     let col = env
@@ -595,7 +582,7 @@ async fn a_created_money_column_is_written_and_queried_through_the_record_action
 #[tokio::test]
 async fn create_attribute_validates_type_and_publisher_prefix_before_sending() {
     let mut env = Env::new();
-    let before = web_api(&env).len();
+    let before = web_api_requests(&env).len();
     let mut body = money_body("Balance", "Balance");
     let e = env
         .err(
@@ -625,7 +612,7 @@ async fn create_attribute_validates_type_and_publisher_prefix_before_sending() {
         )
         .await;
     assert_eq!(e["input"], "attributeBody");
-    assert_eq!(web_api(&env).len(), before, "nothing sent");
+    assert_eq!(web_api_requests(&env).len(), before, "nothing sent");
 }
 
 #[tokio::test]
@@ -653,9 +640,9 @@ async fn update_attribute_changes_the_display_label_with_merge_labels() {
         .await;
     assert_eq!(out["updated"], true);
     assert_eq!(out["MetadataId"], current["MetadataId"]);
-    let put = web_api(&env).into_iter().last().unwrap();
+    let put = web_api_requests(&env).into_iter().last().unwrap();
     assert_eq!(put.method, "PUT");
-    assert_eq!(header(&put, "MSCRM.MergeLabels"), Some("true"));
+    assert_eq!(request_header(&put, "MSCRM.MergeLabels"), Some("true"));
     assert!(
         put.path().ends_with(&format!(
             "/Attributes({})",
@@ -706,7 +693,7 @@ async fn a_wrong_bind_key_gets_the_navigation_property_from_many_to_one_relation
         "{hint}"
     );
     // The hint came from EntityDefinitions' ManyToOneRelationships.
-    assert!(web_api(&env).iter().any(|r| {
+    assert!(web_api_requests(&env).iter().any(|r| {
         let t = percent_encoding::percent_decode_str(&r.target)
             .decode_utf8_lossy()
             .into_owned();
@@ -819,38 +806,42 @@ async fn emulator_metadata_filters_expands_casts_and_errors() {
         (200, json!(2)),
         "{body}"
     );
-    let (status, _) = raw(
-        &mut env,
-        "EntityDefinitions(LogicalName='account')/Attributes(LogicalName='name')/Microsoft.Dynamics.CRM.MoneyAttributeMetadata",
-        "GET",
-    )
-    .await;
-    assert_eq!(status, 404);
-    let (status, _) = raw(
-        &mut env,
-        "EntityDefinitions(LogicalName='account')/Attributes/Microsoft.Dynamics.CRM.EnumAttributeMetadata",
-        "GET",
-    )
-    .await;
-    assert_eq!(status, 404, "the abstract type is not castable");
-
-    // Unknown properties, label filters and PATCH are refused.
-    let (status, body) = raw(&mut env, "EntityDefinitions?$select=Nope", "GET").await;
-    assert_eq!(status, 400, "{body}");
-    let (status, _) = raw(
-        &mut env,
-        "EntityDefinitions?$filter=DisplayName eq 'Account'",
-        "GET",
-    )
-    .await;
-    assert_eq!(status, 400);
-    let (status, _) = raw(
-        &mut env,
-        "EntityDefinitions(LogicalName='account')",
-        "PATCH",
-    )
-    .await;
-    assert_eq!(status, 405);
+    // Then unknown properties, label filters and PATCH are refused.
+    for (url, method, want, why) in [
+        (
+            "EntityDefinitions(LogicalName='account')/Attributes(LogicalName='name')/Microsoft.Dynamics.CRM.MoneyAttributeMetadata",
+            "GET",
+            404,
+            "a cast the attribute is not",
+        ),
+        (
+            "EntityDefinitions(LogicalName='account')/Attributes/Microsoft.Dynamics.CRM.EnumAttributeMetadata",
+            "GET",
+            404,
+            "the abstract type is not castable",
+        ),
+        (
+            "EntityDefinitions?$select=Nope",
+            "GET",
+            400,
+            "an unknown property",
+        ),
+        (
+            "EntityDefinitions?$filter=DisplayName eq 'Account'",
+            "GET",
+            400,
+            "a label filter",
+        ),
+        (
+            "EntityDefinitions(LogicalName='account')",
+            "PATCH",
+            405,
+            "PATCH of an entity definition",
+        ),
+    ] {
+        let (status, body) = raw(&mut env, url, method).await;
+        assert_eq!(status, want, "{why}: {body}");
+    }
 
     // Records and metadata agree: every entity set answers a query.
     let (_, all) = raw(&mut env, "EntityDefinitions?$select=EntitySetName", "GET").await;

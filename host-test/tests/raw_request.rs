@@ -29,7 +29,10 @@ fn file_column() -> String {
     )
 }
 
-fn web_api_requests(env: &Env) -> Vec<host_test::emulator::LoggedRequest> {
+/// Every request the emulator received but token requests: rawRequest can
+/// reach paths outside `/api/data/`, so this is wider than
+/// `common::web_api_requests`.
+fn sent_requests(env: &Env) -> Vec<host_test::emulator::LoggedRequest> {
     env.emulator
         .log()
         .into_iter()
@@ -57,7 +60,7 @@ async fn raw_get_resolves_paths_and_returns_status_headers_and_body() {
                 .starts_with("application/json")
         );
     }
-    let paths: Vec<String> = web_api_requests(&env)
+    let paths: Vec<String> = sent_requests(&env)
         .iter()
         .map(|r| format!("{} {}", r.method, r.target))
         .collect();
@@ -88,7 +91,7 @@ async fn raw_post_sends_json_and_returns_the_empty_answer() {
         .as_str()
         .expect("OData-EntityId names the new record")
         .to_string();
-    let log = web_api_requests(&env);
+    let log = sent_requests(&env);
     assert_eq!(log.len(), 1);
     assert_eq!(log[0].method, "POST");
     assert_eq!(log[0].path(), WRITE_TARGET);
@@ -155,7 +158,7 @@ async fn a_write_without_a_body_declares_length_zero_and_one_with_a_body_is_chun
             &json!({"url": ANY_BODY_TARGET, "method": "POST", "data": {"a": 1}}).to_string(),
         )
         .await;
-        let log = web_api_requests(env);
+        let log = sent_requests(env);
         let framing: Vec<_> = log
             .iter()
             .map(|r| {
@@ -230,7 +233,7 @@ async fn raw_patch_and_delete_change_the_record() {
     assert_eq!(err["status"], 404);
     assert_eq!(err["code"], "0x80040217");
 
-    let sent: Vec<(String, String)> = web_api_requests(&env)
+    let sent: Vec<(String, String)> = sent_requests(&env)
         .iter()
         .map(|r| (r.method.clone(), r.path().to_string()))
         .collect();
@@ -266,7 +269,7 @@ async fn put_options_and_head_reach_the_server_with_their_method() {
         .err("rawRequest", r#"{"url":"WhoAmI","method":"HEAD"}"#)
         .await;
     assert_eq!(err["status"], 405);
-    let sent: Vec<(String, Vec<u8>)> = web_api_requests(&env)
+    let sent: Vec<(String, Vec<u8>)> = sent_requests(&env)
         .iter()
         .map(|r| (r.method.clone(), r.body.to_vec()))
         .collect();
@@ -321,7 +324,7 @@ async fn query_params_and_headers_round_trip() {
     });
     let out = env.ok("rawRequest", &inputs.to_string()).await;
     assert_eq!(out["status"], 200);
-    let log = web_api_requests(&env);
+    let log = sent_requests(&env);
     assert_eq!(
         log[0].target,
         "/api/data/v9.2/WhoAmI?x=1&$select=UserId&tag=a%20b%26c%2Bd&tag=2&$filter=name%20eq%20%27O%27%27Neil%27"
@@ -358,7 +361,7 @@ async fn query_params_and_headers_round_trip() {
         r#"{"url":"WhoAmI","queryParams":{"a":"1"},"headers":{"X-Obj":"y"}}"#,
     )
     .await;
-    let last = web_api_requests(&env).pop().unwrap();
+    let last = sent_requests(&env).pop().unwrap();
     assert!(last.target.ends_with("WhoAmI?a=1"));
     assert_eq!(last.header("x-obj"), Some("y"));
 }
@@ -378,7 +381,7 @@ async fn form_data_is_sent_form_urlencoded() {
         )
         .await;
     assert_eq!(out["status"], 204);
-    let log = web_api_requests(&env);
+    let log = sent_requests(&env);
     assert_eq!(
         log[0].header("content-type"),
         Some("application/x-www-form-urlencoded")
@@ -430,7 +433,7 @@ async fn file_data_is_sent_as_multipart_form_data() {
         )
         .await;
     assert_eq!(out["status"], 204);
-    let log = web_api_requests(&env);
+    let log = sent_requests(&env);
     let content_type = log[0].header("content-type").unwrap();
     let boundary = content_type
         .strip_prefix("multipart/form-data; boundary=")
@@ -467,7 +470,7 @@ async fn file_column_upload_sends_the_raw_bytes_with_x_ms_file_name() {
         )
         .await;
     assert_eq!(out["status"], 204, "{out}");
-    let log = web_api_requests(&env);
+    let log = sent_requests(&env);
     assert_eq!(log.len(), 1);
     assert_eq!(log[0].method, "PATCH");
     assert_eq!(log[0].path(), column);
@@ -689,5 +692,5 @@ async fn bad_inputs_name_the_input_and_send_nothing() {
         assert_eq!(err["kind"], "invalid-input", "{inputs}: {err}");
         assert_eq!(err["input"], input, "{inputs}: {err}");
     }
-    assert!(web_api_requests(&env).is_empty());
+    assert!(sent_requests(&env).is_empty());
 }

@@ -6,6 +6,7 @@
 mod common;
 
 use common::Env;
+use common::wire::{Fact::*, ROOT, Req, Wire};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 
@@ -323,50 +324,26 @@ async fn the_emulator_answers_in_dataverse_shapes() {
     )
     .await;
     let state = first["state"].as_str().unwrap();
-    let target = state
-        .split_once("/api/")
-        .map(|(_, p)| format!("/api/{p}"))
-        .unwrap();
-    let token = common::host()
-        .client_credentials_token(&env.route, &env.connection.settings_json())
-        .await
-        .unwrap()
-        .expect("token")
-        .access_token;
-    let request = http::Request::get(format!("http://localhost{target}"))
-        .header("Host", "localhost")
-        .header("Authorization", format!("Bearer {token}"))
-        .header("Prefer", "odata.track-changes")
-        .body(bytes::Bytes::new())
-        .unwrap();
-    let response = env.emulator.handle(request).await;
-    assert_eq!(response.status(), 200);
-    assert_eq!(
-        response.headers()["Preference-Applied"],
-        "odata.track-changes"
-    );
-    let body: Value = serde_json::from_slice(response.body()).unwrap();
-    assert!(
-        body["@odata.context"]
-            .as_str()
-            .unwrap()
-            .ends_with("/$delta"),
-        "{body}"
-    );
-    assert_eq!(
-        body["value"],
-        json!([{
-            "@odata.context": "http://localhost/api/data/v9.2/$metadata#accounts/$deletedEntity",
-            "id": id,
-            "reason": "deleted"
-        }])
-    );
-    assert!(
-        body["@odata.deltaLink"]
-            .as_str()
-            .unwrap()
-            .contains("$deltatoken=")
-    );
+    let w = Wire::new(&env).await;
+    w.expect(
+            "the delta link",
+            Req::get(state).prefer("odata.track-changes"),
+            &[
+                Status(200),
+                Header("Preference-Applied", "odata.track-changes"),
+                EndsWith("/@odata.context", "/$delta"),
+                Json(
+                    "/value",
+                    json!([{
+                        "@odata.context": "http://localhost/api/data/v9.2/$metadata#accounts/$deletedEntity",
+                        "id": id,
+                        "reason": "deleted"
+                    }]),
+                ),
+                Contains("/@odata.deltaLink", "$deltatoken="),
+            ],
+        )
+        .await;
 
     // Refusals: a table without change tracking, and query options change
     // tracking does not take (both UNCONFIRMED codes, see webapi/changes.rs).
@@ -374,42 +351,27 @@ async fn the_emulator_answers_in_dataverse_shapes() {
         "systemusers?$select=fullname",
         "accounts?$select=name&$filter=name%20eq%20'x'",
     ] {
-        let request = http::Request::get(format!("http://localhost/api/data/v9.2/{target}"))
-            .header("Host", "localhost")
-            .header("Authorization", format!("Bearer {token}"))
-            .header("Prefer", "odata.track-changes")
-            .body(bytes::Bytes::new())
-            .unwrap();
-        let response = env.emulator.handle(request).await;
-        assert_eq!(response.status(), 400, "{target}");
-        let body: Value = serde_json::from_slice(response.body()).unwrap();
-        assert_eq!(body["error"]["code"], "0x80040203", "{target}: {body}");
+        w.expect(
+            target,
+            Req::get(target).prefer("odata.track-changes"),
+            &[Status(400), Json("/error/code", json!("0x80040203"))],
+        )
+        .await;
     }
 }
 
-async fn emu_get(env: &Env, token: &str, url: &str, prefer: &str) -> Value {
-    let target = url
-        .split_once("/api/")
-        .map(|(_, p)| format!("/api/{p}"))
-        .unwrap();
-    let request = http::Request::get(format!("http://localhost{target}"))
-        .header("Host", "localhost")
-        .header("Authorization", format!("Bearer {token}"))
-        .header("Prefer", prefer)
-        .body(bytes::Bytes::new())
-        .unwrap();
-    let response = env.emulator.handle(request).await;
-    assert_eq!(response.status(), 200, "{:?}", response.body());
-    serde_json::from_slice(response.body()).unwrap()
+/// GET of a change tracking link, expecting 200 and a JSON object; the body.
+async fn emu_get(w: &Wire, url: &str, prefer: &str) -> Value {
+    let body = w
+        .expect(url, Req::get(url).prefer(prefer), &[Status(200)])
+        .await
+        .body;
+    assert!(body.is_object(), "{url}: a JSON body");
+    body
 }
 
 /// Follows nextLinks to the end: (row ids, deleted ids, deltaLink).
-async fn emu_read_all(
-    env: &Env,
-    token: &str,
-    first: Value,
-    prefer: &str,
-) -> (Vec<String>, Vec<String>, String) {
+async fn emu_read_all(w: &Wire, first: Value, prefer: &str) -> (Vec<String>, Vec<String>, String) {
     let (mut rows, mut deleted) = (Vec::new(), Vec::new());
     let mut body = first;
     loop {
@@ -420,7 +382,7 @@ async fn emu_read_all(
             }
         }
         match body["@odata.nextLink"].as_str() {
-            Some(next) => body = emu_get(env, token, next, prefer).await,
+            Some(next) => body = emu_get(w, next, prefer).await,
             None => {
                 let delta = body["@odata.deltaLink"]
                     .as_str()
@@ -438,28 +400,16 @@ async fn emu_read_all(
 #[tokio::test]
 async fn writes_while_paging_come_with_the_next_delta() {
     let mut env = Env::new();
-    let token = common::host()
-        .client_credentials_token(&env.route, &env.connection.settings_json())
-        .await
-        .unwrap()
-        .expect("token")
-        .access_token;
+    let w = Wire::new(&env).await;
     let prefer = "odata.track-changes,odata.maxpagesize=1";
-    let root = "http://localhost/api/data/v9.2/";
-    let first = emu_get(
-        &env,
-        &token,
-        &format!("{root}accounts?$select=name"),
-        prefer,
-    )
-    .await;
+    let first = emu_get(&w, &format!("{ROOT}accounts?$select=name"), prefer).await;
     assert!(first["@odata.nextLink"].is_string(), "paged: {first}");
     let all = current_account_ids(&env);
     let last = all.iter().next_back().unwrap().clone();
     // Between pages: the row served last is updated, a new row is created.
     rename(&mut env, &last, "Updated mid-paging").await;
     let created = create(&mut env, "Created mid-paging").await;
-    let (rows, deleted, delta) = emu_read_all(&env, &token, first, prefer).await;
+    let (rows, deleted, delta) = emu_read_all(&w, first, prefer).await;
     assert!(deleted.is_empty());
     let served: BTreeSet<String> = rows.iter().cloned().collect();
     assert_eq!(served.len(), rows.len(), "no row twice");
@@ -471,8 +421,8 @@ async fn writes_while_paging_come_with_the_next_delta() {
         &json!({"entityType": "accounts", "entityId": ghost}).to_string(),
     )
     .await;
-    let next = emu_get(&env, &token, &delta, prefer).await;
-    let (rows2, deleted2, _) = emu_read_all(&env, &token, next, prefer).await;
+    let next = emu_get(&w, &delta, prefer).await;
+    let (rows2, deleted2, _) = emu_read_all(&w, next, prefer).await;
     assert_eq!(deleted2, vec![ghost.clone()]);
     let changed: BTreeSet<String> = rows2.iter().cloned().collect();
     assert!(

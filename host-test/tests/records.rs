@@ -1,32 +1,16 @@
 //! The record actions through the real component against the emulator:
 //! every input of createEntity, getEntity, updateEntity, upsertEntity,
-//! deleteEntity and queryEntities; paging; keys; lookups; and the
-//! emulator's Dataverse behaviours seen on the wire.
+//! deleteEntity and queryEntities; paging; keys; lookups. The emulator's
+//! record endpoints on the wire are checked in `records_emulator.rs`, the
+//! CLI in `cli.rs`.
 
 mod common;
 
-use bytes::Bytes;
-use common::{Env, host, is_guid};
+use common::{Env, is_guid, request_header, web_api_requests};
 use host_test::emulator::store::seed;
-use host_test::emulator::{Config, EmuResponse, Faults, Trigger};
+use host_test::emulator::{Config, Faults, Trigger};
 use serde_json::{Value, json};
 use std::collections::HashSet;
-use std::process::Command;
-
-fn web_api_requests(env: &Env) -> Vec<host_test::emulator::LoggedRequest> {
-    env.emulator
-        .log()
-        .into_iter()
-        .filter(|r| r.path().starts_with("/api/data/"))
-        .collect()
-}
-
-fn header<'a>(r: &'a host_test::emulator::LoggedRequest, name: &str) -> Option<&'a str> {
-    r.headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
 
 fn ids(records: &Value, key: &str) -> Vec<String> {
     records
@@ -64,7 +48,10 @@ async fn create_merges_dynamic_values_and_returns_the_record() {
         .find(|r| r.method == "POST")
         .expect("a POST");
     assert_eq!(post.path(), "/api/data/v9.2/accounts");
-    assert_eq!(header(&post, "Prefer"), Some("return=representation"));
+    assert_eq!(
+        request_header(&post, "Prefer"),
+        Some("return=representation")
+    );
 
     let got = env
         .ok(
@@ -192,7 +179,7 @@ async fn get_with_expand_and_formatted_values() {
     assert!(children.iter().all(|c| c["fullname"].is_string()));
     let get = web_api_requests(&env).pop().unwrap();
     assert!(
-        header(&get, "Prefer").unwrap().contains("odata.include-annotations=\"OData.Community.Display.V1.FormattedValue,Microsoft.Dynamics.CRM.lookuplogicalname\""),
+        request_header(&get, "Prefer").unwrap().contains("odata.include-annotations=\"OData.Community.Display.V1.FormattedValue,Microsoft.Dynamics.CRM.lookuplogicalname\""),
         "{:?}",
         get.headers
     );
@@ -215,7 +202,7 @@ async fn update_sends_if_match_and_never_creates() {
     assert_eq!(out["record"]["telephone1"], "+1 555 9999");
     let patch = web_api_requests(&env).pop().unwrap();
     assert_eq!(patch.method, "PATCH");
-    assert_eq!(header(&patch, "If-Match"), Some("*"));
+    assert_eq!(request_header(&patch, "If-Match"), Some("*"));
 
     // By alternate key: the key column in the URL is not overwritten.
     let out = env
@@ -263,7 +250,7 @@ async fn upsert_creates_then_updates() {
     assert_eq!(first["id"], id);
     let patch = web_api_requests(&env).pop().unwrap();
     assert_eq!(
-        header(&patch, "If-Match"),
+        request_header(&patch, "If-Match"),
         None,
         "upsert must not send If-Match"
     );
@@ -477,44 +464,41 @@ async fn unknown_columns_and_bad_inputs() {
     assert_eq!(e["status"], 400);
     assert_eq!(e["code"], "0x80060888");
     assert!(e["message"].as_str().unwrap().contains("nosuchcolumn"));
-    let e = env
-        .err(
+    // Each bad input is an invalid-input error naming it.
+    for (action, inputs, input) in [
+        (
             "getEntity",
             r#"{"entityType":"accounts","entityId":"not a key"}"#,
-        )
-        .await;
-    assert_eq!(
-        (e["kind"].as_str(), e["input"].as_str()),
-        (Some("invalid-input"), Some("entityId"))
-    );
-    let e = env
-        .err(
+            "entityId",
+        ),
+        (
             "getEntity",
             r#"{"entityType":"accounts)?x","entityId":"accountnumber='A-1'"}"#,
-        )
-        .await;
-    assert_eq!(e["input"], "entityType");
-    let e = env
-        .err(
+            "entityType",
+        ),
+        (
             "createEntity",
             r#"{"entityType":"accounts","fieldValues":[1,2]}"#,
-        )
-        .await;
-    assert_eq!(e["input"], "fieldValues");
-    let e = env
-        .err(
+            "fieldValues",
+        ),
+        (
             "queryEntities",
             r#"{"entityType":"accounts","orderBy":"name sideways"}"#,
-        )
-        .await;
-    assert_eq!(e["input"], "orderBy");
-    let e = env
-        .err(
+            "orderBy",
+        ),
+        (
             "queryEntities",
             r#"{"entityType":"accounts","pageSize":5001}"#,
-        )
-        .await;
-    assert_eq!(e["input"], "pageSize");
+            "pageSize",
+        ),
+    ] {
+        let e = env.err(action, inputs).await;
+        assert_eq!(
+            (e["kind"].as_str(), e["input"].as_str()),
+            (Some("invalid-input"), Some(input)),
+            "{action} {inputs}: {e}"
+        );
+    }
     let e = env
         .err("queryEntities", r#"{"entityType":"nosuchset"}"#)
         .await;
@@ -658,7 +642,7 @@ async fn paging_over_three_pages_with_next_page_round_trips() {
     assert_eq!(requests.len(), 3);
     for r in &requests {
         assert_eq!(
-            header(r, "Prefer"),
+            request_header(r, "Prefer"),
             Some("odata.maxpagesize=25"),
             "{}",
             r.target
@@ -739,7 +723,7 @@ async fn fetch_all_returns_twelve_thousand_distinct_records_with_annotations_on_
     let requests = web_api_requests(&env);
     assert_eq!(requests.len(), 12);
     for r in &requests {
-        let prefer = header(r, "Prefer").unwrap();
+        let prefer = request_header(r, "Prefer").unwrap();
         assert!(prefer.contains("odata.maxpagesize=1000"), "{prefer}");
         assert!(
             prefer.contains(
@@ -771,7 +755,7 @@ async fn top_caps_the_total() {
         .await;
     assert_eq!(out["count"], 3);
     let get = web_api_requests(&env).pop().unwrap();
-    assert_eq!(header(&get, "Prefer"), Some("odata.maxpagesize=3"));
+    assert_eq!(request_header(&get, "Prefer"), Some("odata.maxpagesize=3"));
 }
 
 /// A server whose nextLink points back at the page just read: the
@@ -831,542 +815,6 @@ async fn a_next_link_to_another_host_is_refused_before_sending() {
     assert!(
         env.emulator.log().is_empty(),
         "no request at all, not even a token request"
-    );
-}
-
-// ---- the emulator on the wire ---------------------------------------------
-
-async fn token(env: &Env) -> String {
-    host()
-        .client_credentials_token(&env.route, &env.connection.settings_json())
-        .await
-        .unwrap()
-        .expect("token")
-        .access_token
-}
-
-async fn call(
-    env: &Env,
-    token: &str,
-    method: &str,
-    target: &str,
-    headers: &[(&str, &str)],
-    body: Option<Value>,
-) -> EmuResponse {
-    let mut builder = http::Request::builder()
-        .method(method)
-        .uri(format!("http://localhost/api/data/v9.2/{target}"))
-        .header("Host", "localhost")
-        .header("Authorization", format!("Bearer {token}"));
-    for (k, v) in headers {
-        builder = builder.header(*k, *v);
-    }
-    let body = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
-    env.emulator.handle(builder.body(body).unwrap()).await
-}
-
-fn body(r: &EmuResponse) -> Value {
-    serde_json::from_slice(r.body()).unwrap_or(Value::Null)
-}
-
-fn hdr<'a>(r: &'a EmuResponse, name: &str) -> Option<&'a str> {
-    r.headers().get(name).and_then(|v| v.to_str().ok())
-}
-
-#[tokio::test]
-async fn emulator_writes_follow_dataverse() {
-    let env = Env::new();
-    let t = token(&env).await;
-    // Create: 204 + OData-EntityId; with representation: 201 + body.
-    let r = call(
-        &env,
-        &t,
-        "POST",
-        "accounts",
-        &[],
-        Some(json!({"name":"W1"})),
-    )
-    .await;
-    assert_eq!(r.status(), 204);
-    assert!(
-        hdr(&r, "OData-EntityId")
-            .unwrap()
-            .starts_with("http://localhost/api/data/v9.2/accounts(")
-    );
-    let r = call(
-        &env,
-        &t,
-        "POST",
-        "accounts?$select=name",
-        &[("Prefer", "return=representation")],
-        Some(json!({"name":"W2"})),
-    )
-    .await;
-    assert_eq!(r.status(), 201);
-    assert_eq!(hdr(&r, "Preference-Applied"), Some("return=representation"));
-    assert!(
-        body(&r)["@odata.context"]
-            .as_str()
-            .unwrap()
-            .ends_with("$metadata#accounts(name)/$entity")
-    );
-    // Upsert by alternate key echoes the key form.
-    let r = call(
-        &env,
-        &t,
-        "PATCH",
-        "accounts(accountnumber='K-1')",
-        &[],
-        Some(json!({"name":"K"})),
-    )
-    .await;
-    assert_eq!(r.status(), 204);
-    assert_eq!(
-        hdr(&r, "OData-EntityId"),
-        Some("http://localhost/api/data/v9.2/accounts(accountnumber='K-1')")
-    );
-    // Representation: 201 when created, 200 when updated.
-    let id = "11111111-2222-4333-8444-555555555555";
-    let r = call(
-        &env,
-        &t,
-        "PATCH",
-        &format!("accounts({id})"),
-        &[("Prefer", "return=representation")],
-        Some(json!({"name":"U"})),
-    )
-    .await;
-    assert_eq!(r.status(), 201);
-    let r = call(
-        &env,
-        &t,
-        "PATCH",
-        &format!("accounts({id})"),
-        &[("Prefer", "return=representation")],
-        Some(json!({"name":"U2"})),
-    )
-    .await;
-    assert_eq!(r.status(), 200);
-    // If-None-Match: * on an existing record → 412 0x80040237.
-    let r = call(
-        &env,
-        &t,
-        "PATCH",
-        &format!("accounts({id})"),
-        &[("If-None-Match", "*")],
-        Some(json!({"name":"U3"})),
-    )
-    .await;
-    assert_eq!(r.status(), 412);
-    assert_eq!(body(&r)["error"]["code"], "0x80040237");
-    // If-Match: * on a missing record → 404.
-    let r = call(
-        &env,
-        &t,
-        "PATCH",
-        "accounts(99999999-2222-4333-8444-555555555555)",
-        &[("If-Match", "*")],
-        Some(json!({"name":"U"})),
-    )
-    .await;
-    assert_eq!(r.status(), 404);
-    assert_eq!(body(&r)["error"]["code"], "0x80040217");
-    // Duplicate alternate key on create → 412.
-    let r = call(
-        &env,
-        &t,
-        "POST",
-        "accounts",
-        &[],
-        Some(json!({"accountnumber":"A-1"})),
-    )
-    .await;
-    assert_eq!(r.status(), 412);
-    // Unknown attribute → 400 0x80060888; bad bind → 400.
-    let r = call(&env, &t, "POST", "accounts", &[], Some(json!({"bogus":1}))).await;
-    assert_eq!(
-        (r.status().as_u16(), body(&r)["error"]["code"].clone()),
-        (400, json!("0x80060888"))
-    );
-    let r = call(
-        &env,
-        &t,
-        "POST",
-        "accounts",
-        &[],
-        Some(json!({"primarycontactid@odata.bind":"/nosuchset(1)"})),
-    )
-    .await;
-    assert_eq!(r.status(), 400);
-    // ETags: a conditional GET answers 304; a stale If-Match is 412.
-    let r = call(
-        &env,
-        &t,
-        "GET",
-        &format!("accounts({id})?$select=name"),
-        &[],
-        None,
-    )
-    .await;
-    let etag = body(&r)["@odata.etag"].as_str().unwrap().to_string();
-    let r = call(
-        &env,
-        &t,
-        "GET",
-        &format!("accounts({id})?$select=name"),
-        &[("If-None-Match", &etag)],
-        None,
-    )
-    .await;
-    assert_eq!(r.status(), 304);
-    let r = call(
-        &env,
-        &t,
-        "PATCH",
-        &format!("accounts({id})"),
-        &[("If-Match", &etag)],
-        Some(json!({"name":"U4"})),
-    )
-    .await;
-    assert_eq!(r.status(), 204);
-    let r = call(
-        &env,
-        &t,
-        "PATCH",
-        &format!("accounts({id})"),
-        &[("If-Match", &etag)],
-        Some(json!({"name":"U5"})),
-    )
-    .await;
-    assert_eq!(r.status(), 412, "the etag changed with the update");
-    let r = call(
-        &env,
-        &t,
-        "GET",
-        &format!("accounts({id})?$select=name"),
-        &[("If-None-Match", &etag)],
-        None,
-    )
-    .await;
-    assert_eq!(
-        (r.status().as_u16(), body(&r)["name"].clone()),
-        (200, json!("U4"))
-    );
-    // Navigation properties and single columns can be read directly, and the
-    // per-row nextLink of a collection $expand is such a URL.
-    let account = seed::account_id(1);
-    let r = call(
-        &env,
-        &t,
-        "GET",
-        &format!(
-            "accounts({account})?$select=name&$expand=contact_customer_accounts($select=fullname)"
-        ),
-        &[],
-        None,
-    )
-    .await;
-    let link = body(&r)["contact_customer_accounts@odata.nextLink"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let expanded = ids(&body(&r)["contact_customer_accounts"], "contactid");
-    let r = call(
-        &env,
-        &t,
-        "GET",
-        link.trim_start_matches("http://localhost/api/data/v9.2/"),
-        &[("Prefer", "odata.maxpagesize=2")],
-        None,
-    )
-    .await;
-    assert_eq!(r.status(), 200, "{}", body(&r));
-    let b = body(&r);
-    assert_eq!(ids(&b["value"], "contactid"), expanded[..2].to_vec());
-    let next = b["@odata.nextLink"].as_str().unwrap();
-    assert!(
-        next.contains(&format!("accounts({account})/contact_customer_accounts?")),
-        "{next}"
-    );
-    let r = call(
-        &env,
-        &t,
-        "GET",
-        &format!("accounts({account})/primarycontactid?$select=fullname"),
-        &[],
-        None,
-    )
-    .await;
-    assert_eq!(body(&r)["contactid"], seed::contact_id(1));
-    let r = call(
-        &env,
-        &t,
-        "GET",
-        &format!("accounts({account})/name"),
-        &[],
-        None,
-    )
-    .await;
-    assert_eq!(body(&r)["value"], "Contoso");
-    // A nested expand pages every expanded collection by maxpagesize.
-    let r = call(&env, &t, "GET", &format!("accounts({account})?$select=name&$expand=contact_customer_accounts($select=fullname;$expand=parentcustomerid_account($select=name))"), &[("Prefer", "odata.maxpagesize=2")], None).await;
-    let b = body(&r);
-    assert_eq!(
-        b["contact_customer_accounts"].as_array().unwrap().len(),
-        2,
-        "{b}"
-    );
-    assert_eq!(
-        b["contact_customer_accounts"][0]["parentcustomerid_account"]["accountid"],
-        account
-    );
-    let link = b["contact_customer_accounts@odata.nextLink"]
-        .as_str()
-        .unwrap();
-    assert!(link.contains("$skiptoken="), "{link}");
-    let r = call(
-        &env,
-        &t,
-        "GET",
-        link.trim_start_matches("http://localhost/api/data/v9.2/"),
-        &[("Prefer", "odata.maxpagesize=2")],
-        None,
-    )
-    .await;
-    assert_eq!(ids(&body(&r)["value"], "contactid"), expanded[2..].to_vec());
-    // DELETE → 204, then 404; unknown set → 404 0x8006088a.
-    let r = call(&env, &t, "DELETE", &format!("accounts({id})"), &[], None).await;
-    assert_eq!(r.status(), 204);
-    let r = call(&env, &t, "DELETE", &format!("accounts({id})"), &[], None).await;
-    assert_eq!(r.status(), 404);
-    let r = call(&env, &t, "GET", "nosuchset", &[], None).await;
-    assert_eq!(body(&r)["error"]["code"], "0x8006088a");
-}
-
-#[tokio::test]
-async fn emulator_query_quirks_follow_dataverse() {
-    let env = Env::with_config(Config {
-        generated_records: 6_000,
-        ..Default::default()
-    });
-    let t = token(&env).await;
-    // $skip is rejected.
-    let r = call(&env, &t, "GET", "accounts?$skip=10", &[], None).await;
-    assert_eq!(r.status(), 400);
-    // $top is ignored when odata.maxpagesize is sent.
-    let r = call(
-        &env,
-        &t,
-        "GET",
-        "accounts?$select=name&$top=2",
-        &[("Prefer", "odata.maxpagesize=5")],
-        None,
-    )
-    .await;
-    assert_eq!(body(&r)["value"].as_array().unwrap().len(), 5);
-    assert_eq!(hdr(&r, "Preference-Applied"), Some("odata.maxpagesize=5"));
-    let next = body(&r)["@odata.nextLink"].as_str().unwrap().to_string();
-    // The token is the XML cookie, URL-encoded once more in the link.
-    assert!(
-        next.contains("$skiptoken=%3Ccookie%20pagenumber=%222%22%20pagingcookie=%22%25253ccookie%252520page%25253d%2525221%252522"),
-        "{next}"
-    );
-    assert!(next.ends_with("istracking=%22False%22%20/%3E"), "{next}");
-    // Following it gives the next five, none repeated.
-    let first: Vec<Value> = body(&r)["value"].as_array().unwrap().clone();
-    let target = next.trim_start_matches("http://localhost/api/data/v9.2/");
-    let r2 = call(
-        &env,
-        &t,
-        "GET",
-        target,
-        &[("Prefer", "odata.maxpagesize=5")],
-        None,
-    )
-    .await;
-    let second = body(&r2)["value"].as_array().unwrap().clone();
-    assert_eq!(second.len(), 5);
-    assert!(
-        second
-            .iter()
-            .all(|s| !first.iter().any(|f| f["accountid"] == s["accountid"]))
-    );
-    // $top alone caps, without a next link.
-    let r = call(&env, &t, "GET", "accounts?$select=name&$top=2", &[], None).await;
-    assert_eq!(body(&r)["value"].as_array().unwrap().len(), 2);
-    assert!(body(&r).get("@odata.nextLink").is_none());
-    // Default page size 5000; @odata.count caps at 5000; totalrecordcount -1 without $count.
-    let annotations = "odata.include-annotations=\"Microsoft.Dynamics.CRM.totalrecordcount,Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded\"";
-    let r = call(
-        &env,
-        &t,
-        "GET",
-        "accounts?$select=name&$count=true",
-        &[("Prefer", annotations)],
-        None,
-    )
-    .await;
-    let b = body(&r);
-    assert_eq!(b["value"].as_array().unwrap().len(), 5000);
-    assert_eq!(b["@odata.count"], 5000);
-    assert_eq!(b["@Microsoft.Dynamics.CRM.totalrecordcount"], 5000);
-    assert_eq!(
-        b["@Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded"],
-        true
-    );
-    assert!(b["@odata.nextLink"].is_string());
-    let r = call(
-        &env,
-        &t,
-        "GET",
-        "accounts?$select=name&$top=1",
-        &[("Prefer", annotations)],
-        None,
-    )
-    .await;
-    assert_eq!(body(&r)["@Microsoft.Dynamics.CRM.totalrecordcount"], -1);
-    // A filter error carries its position.
-    let r = call(
-        &env,
-        &t,
-        "GET",
-        "accounts?$filter=name%20eq%20'O'Bryan'",
-        &[],
-        None,
-    )
-    .await;
-    assert_eq!(r.status(), 400);
-    assert_eq!(
-        body(&r)["error"]["message"],
-        "There is an unterminated literal at position 17 in 'name eq 'O'Bryan''."
-    );
-    // Unknown property in $select.
-    let r = call(&env, &t, "GET", "accounts?$select=foo", &[], None).await;
-    assert_eq!(
-        body(&r)["error"]["message"],
-        "Could not find a property named 'foo' on type 'Microsoft.Dynamics.CRM.account'."
-    );
-    // LastXDays and Between work against seeded dates and numbers.
-    let r = call(&env, &t, "GET", "accounts?$select=name&$filter=Microsoft.Dynamics.CRM.LastXDays(PropertyName='createdon',PropertyValue=3)%20and%20Microsoft.Dynamics.CRM.Between(PropertyName='revenue',PropertyValues=[%22100000%22,%22300000%22])", &[], None).await;
-    assert_eq!(r.status(), 200, "{}", body(&r));
-    let n = body(&r)["value"].as_array().unwrap().len();
-    assert!(n >= 1, "{}", body(&r));
-    // Directory users are systemusers records.
-    let r = call(
-        &env,
-        &t,
-        "GET",
-        &format!(
-            "systemusers({})?$select=fullname",
-            host_test::emulator::data::USER_APP
-        ),
-        &[],
-        None,
-    )
-    .await;
-    assert_eq!(r.status(), 200);
-    assert!(
-        body(&r)["fullname"]
-            .as_str()
-            .unwrap()
-            .contains("application user")
-    );
-}
-
-#[tokio::test]
-async fn paging_resumes_after_a_row_deleted_between_pages() {
-    let env = Env::new();
-    let t = token(&env).await;
-    let prefer = [("Prefer", "odata.maxpagesize=10")];
-    let r = call(
-        &env,
-        &t,
-        "GET",
-        "contacts?$select=fullname&$orderby=fullname%20desc",
-        &prefer,
-        None,
-    )
-    .await;
-    let page1: Vec<Value> = body(&r)["value"].as_array().unwrap().clone();
-    let next = body(&r)["@odata.nextLink"].as_str().unwrap().to_string();
-    // Everything in order, for comparison.
-    let all = call(
-        &env,
-        &t,
-        "GET",
-        "contacts?$select=fullname&$orderby=fullname%20desc",
-        &[],
-        None,
-    )
-    .await;
-    let all: Vec<String> = ids(&body(&all)["value"], "contactid");
-    // The last row of page 1 disappears before page 2 is read.
-    let last = page1.last().unwrap()["contactid"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let r = call(&env, &t, "DELETE", &format!("contacts({last})"), &[], None).await;
-    assert_eq!(r.status(), 204);
-    let target = next.trim_start_matches("http://localhost/api/data/v9.2/");
-    let r = call(&env, &t, "GET", target, &prefer, None).await;
-    let page2 = ids(&body(&r)["value"], "contactid");
-    assert_eq!(
-        page2,
-        all[10..20].to_vec(),
-        "page 2 starts right after the deleted row"
-    );
-}
-
-// ---- the CLI --------------------------------------------------------------
-
-#[test]
-fn cli_query_entities_prints_three_accounts() {
-    let out = Command::new(env!("CARGO_BIN_EXE_d365"))
-        .args([
-            "run",
-            "queryEntities",
-            "--input",
-            r#"{"entityType":"accounts","fieldNames":["name"],"top":3}"#,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let values = v["value"].as_array().unwrap();
-    assert_eq!(values.len(), 3);
-    assert!(
-        values
-            .iter()
-            .all(|a| a["name"].is_string() && is_guid(&a["accountid"]))
-    );
-}
-
-#[test]
-fn cli_shows_fetch_all_progress_on_stderr() {
-    let out = Command::new(env!("CARGO_BIN_EXE_d365"))
-        .args([
-            "run",
-            "queryEntities",
-            "--input",
-            r#"{"entityType":"contacts","fieldNames":["fullname"],"fetchAll":true,"pageSize":50}"#,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["count"], seed::CONTACTS);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("page 2") && stderr.contains("page 3"),
-        "{stderr}"
     );
 }
 

@@ -5,17 +5,9 @@
 
 mod common;
 
-use common::Env;
+use common::{Env, web_api_requests};
 use host_test::emulator::store::seed;
 use serde_json::{Value, json};
-
-fn web_api_requests(env: &Env) -> Vec<host_test::emulator::LoggedRequest> {
-    env.emulator
-        .log()
-        .into_iter()
-        .filter(|r| r.path().starts_with("/api/data/"))
-        .collect()
-}
 
 fn target_of(r: &host_test::emulator::LoggedRequest) -> String {
     r.target.clone()
@@ -42,6 +34,27 @@ async fn expanded(env: &mut Env, set: &str, id: &str, expand: &str) -> Value {
     out[expand.split('(').next().unwrap_or(expand)].clone()
 }
 
+/// associate / disassociate inputs: the account's `navigation` to `target`
+/// in `target_set`.
+fn link(account: &str, navigation: &str, target_set: &str, target: &str) -> String {
+    json!({
+        "entityType": "accounts", "entityId": account,
+        "navigationProperty": navigation,
+        "targetEntityType": target_set, "targetId": target
+    })
+    .to_string()
+}
+
+/// The `key` column of each record of an expanded collection.
+fn ids_in<'a>(collection: &'a Value, key: &str) -> Vec<&'a str> {
+    collection
+        .as_array()
+        .expect("a collection")
+        .iter()
+        .filter_map(|r| r[key].as_str())
+        .collect()
+}
+
 #[tokio::test]
 async fn associate_then_expand_shows_a_collection_link_and_disassociate_removes_it() {
     let mut env = Env::new();
@@ -66,12 +79,7 @@ async fn associate_then_expand_shows_a_collection_link_and_disassociate_removes_
         let out = env
             .ok(
                 "associate",
-                &json!({
-                    "entityType": "accounts", "entityId": account,
-                    "navigationProperty": "contact_customer_accounts",
-                    "targetEntityType": "contacts", "targetId": c
-                })
-                .to_string(),
+                &link(&account, "contact_customer_accounts", "contacts", c),
             )
             .await;
         assert_eq!(out["associated"], true);
@@ -94,12 +102,7 @@ async fn associate_then_expand_shows_a_collection_link_and_disassociate_removes_
     );
 
     let linked = expanded(&mut env, "accounts", &account, "contact_customer_accounts").await;
-    let mut ids: Vec<&str> = linked
-        .as_array()
-        .expect("a collection")
-        .iter()
-        .filter_map(|c| c["contactid"].as_str())
-        .collect();
+    let mut ids = ids_in(&linked, "contactid");
     ids.sort_unstable();
     let mut want = vec![c1.as_str(), c2.as_str()];
     want.sort_unstable();
@@ -109,12 +112,7 @@ async fn associate_then_expand_shows_a_collection_link_and_disassociate_removes_
     let out = env
         .ok(
             "disassociate",
-            &json!({
-                "entityType": "accounts", "entityId": account,
-                "navigationProperty": "contact_customer_accounts",
-                "targetEntityType": "contacts", "targetId": c1
-            })
-            .to_string(),
+            &link(&account, "contact_customer_accounts", "contacts", &c1),
         )
         .await;
     assert_eq!(out["disassociated"], true);
@@ -125,12 +123,7 @@ async fn associate_then_expand_shows_a_collection_link_and_disassociate_removes_
         format!("/api/data/v9.2/accounts({account})/contact_customer_accounts({c1})/$ref")
     );
     let linked = expanded(&mut env, "accounts", &account, "contact_customer_accounts").await;
-    let ids: Vec<&str> = linked
-        .as_array()
-        .expect("a collection")
-        .iter()
-        .filter_map(|c| c["contactid"].as_str())
-        .collect();
+    let ids = ids_in(&linked, "contactid");
     assert_eq!(ids, [c2.as_str()], "only the other contact is still linked");
 }
 
@@ -144,31 +137,19 @@ async fn disassociate_by_alternate_key_uses_the_id_query_option() {
         json!({"name": "Child", "accountnumber": "CH-'1"}),
     )
     .await;
-    env.ok(
-        "associate",
-        &json!({
-            "entityType": "accounts", "entityId": parent,
-            "navigationProperty": "account_parent_account",
-            "targetEntityType": "accounts", "targetId": "accountnumber='CH-''1'"
-        })
-        .to_string(),
-    )
-    .await;
+    let child = link(
+        &parent,
+        "account_parent_account",
+        "accounts",
+        "accountnumber='CH-''1'",
+    );
+    env.ok("associate", &child).await;
     let children = expanded(&mut env, "accounts", &parent, "account_parent_account").await;
     assert_eq!(children.as_array().map(Vec::len), Some(1), "{children}");
     assert_eq!(children[0]["name"], "Child");
 
     env.emulator.clear_log();
-    env.ok(
-        "disassociate",
-        &json!({
-            "entityType": "accounts", "entityId": parent,
-            "navigationProperty": "account_parent_account",
-            "targetEntityType": "accounts", "targetId": "accountnumber='CH-''1'"
-        })
-        .to_string(),
-    )
-    .await;
+    env.ok("disassociate", &child).await;
     let log = web_api_requests(&env);
     assert_eq!(log[0].method, "DELETE");
     assert!(
@@ -300,19 +281,10 @@ async fn a_many_to_many_link_shows_from_both_sides_and_disassociate_removes_it()
     let mut env = Env::new();
     let account = create(&mut env, "accounts", json!({"name": "N to N"})).await;
     let lead = seed::lead_id(1);
-    let link = json!({
-        "entityType": "accounts", "entityId": account,
-        "navigationProperty": "accountleads_association",
-        "targetEntityType": "leads", "targetId": lead
-    });
-    env.ok("associate", &link.to_string()).await;
+    let pair = link(&account, "accountleads_association", "leads", &lead);
+    env.ok("associate", &pair).await;
     let leads = expanded(&mut env, "accounts", &account, "accountleads_association").await;
-    let ids: Vec<&str> = leads
-        .as_array()
-        .expect("a collection")
-        .iter()
-        .filter_map(|l| l["leadid"].as_str())
-        .collect();
+    let ids = ids_in(&leads, "leadid");
     assert_eq!(ids, [lead.as_str()]);
     // The other side sees the same pair.
     let out = env
@@ -323,12 +295,7 @@ async fn a_many_to_many_link_shows_from_both_sides_and_disassociate_removes_it()
             .to_string(),
         )
         .await;
-    let accounts: Vec<&str> = out["accountleads_association"]
-        .as_array()
-        .expect("a collection")
-        .iter()
-        .filter_map(|a| a["accountid"].as_str())
-        .collect();
+    let accounts = ids_in(&out["accountleads_association"], "accountid");
     assert_eq!(accounts, [account.as_str()], "{out}");
     // One row in the intersect entity, readable like Dataverse's.
     let rows = env
@@ -341,10 +308,10 @@ async fn a_many_to_many_link_shows_from_both_sides_and_disassociate_removes_it()
         .await;
     assert_eq!(rows["value"].as_array().map(Vec::len), Some(1), "{rows}");
     // Associating the same pair again is refused.
-    let err = env.err("associate", &link.to_string()).await;
+    let err = env.err("associate", &pair).await;
     assert_eq!(err["status"], 400, "{err}");
 
-    env.ok("disassociate", &link.to_string()).await;
+    env.ok("disassociate", &pair).await;
     let leads = expanded(&mut env, "accounts", &account, "accountleads_association").await;
     assert_eq!(leads, json!([]));
 }

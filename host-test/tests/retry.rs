@@ -303,12 +303,7 @@ async fn tokens_expiring_early_get_one_renewal() {
         .set_faults(Faults::default().with_expired_tokens(Trigger::Nth(1)));
     let out = env.ok("rawRequest", &raw(json!({}))).await;
     assert_eq!(out["status"], 200);
-    let statuses: Vec<_> = env
-        .emulator
-        .log()
-        .iter()
-        .map(|r| (r.is_token_request(), r.status))
-        .collect();
+    let statuses = env.statuses();
     assert_eq!(statuses, [(false, 401), (true, 200), (false, 200)]);
     assert_eq!(env.emulator.fault_stats().tokens_expired, 1);
 }

@@ -48,22 +48,26 @@ async fn fetch_all_over_12000_records_with_a_429_every_5th_request() {
     assert_eq!(stats.requests, 24 + stats.injected.len() as u64);
 }
 
-#[tokio::test(start_paused = true)]
+/// How many accounts are named `name`, through queryEntities.
+async fn accounts_named(env: &mut Env, name: &str) -> usize {
+    let inputs = json!({"entityType":"accounts","fieldNames":["name"],"filter":format!("name eq '{name}'"),"fetchAll":true});
+    let out = env.ok("queryEntities", &inputs.to_string()).await;
+    out["value"].as_array().unwrap().len()
+}
 
+#[tokio::test(start_paused = true)]
 async fn a_create_meeting_a_500_is_not_retried_and_no_duplicate_exists() {
     let mut env = Env::new();
     env.ok("getCurrentUser", "{}").await;
-    let count = |name: &str| {
-        json!({"entityType":"accounts","fieldNames":["name"],"filter":format!("name eq '{name}'"),"fetchAll":true})
-            .to_string()
+    // The next create on /accounts is applied, then answered with `status`.
+    let error_after_processing = |status| {
+        Faults::default()
+            .with_error_after_processing(Trigger::Nth(1), Injected::Status(status))
+            .only_path("/accounts")
     };
 
     // The create is applied, then the answer is a 500: sent once, one record.
-    env.emulator.set_faults(
-        Faults::default()
-            .with_error_after_processing(Trigger::Nth(1), Injected::Status(500))
-            .only_path("/accounts"),
-    );
+    env.emulator.set_faults(error_after_processing(500));
     let err = env
         .err(
             "createEntity",
@@ -72,23 +76,21 @@ async fn a_create_meeting_a_500_is_not_retried_and_no_duplicate_exists() {
         .await;
     assert_eq!(err["status"], 500);
     assert_eq!(env.emulator.fault_stats().requests, 1, "not retried");
-    let out = env.ok("queryEntities", &count("Retry Once Co")).await;
-    assert_eq!(out["value"].as_array().unwrap().len(), 1, "no duplicate");
+    assert_eq!(
+        accounts_named(&mut env, "Retry Once Co").await,
+        1,
+        "no duplicate"
+    );
 
     // A 502 after processing is not retried either (a POST may have been applied).
-    env.emulator.set_faults(
-        Faults::default()
-            .with_error_after_processing(Trigger::Nth(1), Injected::Status(502))
-            .only_path("/accounts"),
-    );
+    env.emulator.set_faults(error_after_processing(502));
     env.err(
         "createEntity",
         r#"{"entityType":"accounts","fieldValues":{"name":"Gateway Co"}}"#,
     )
     .await;
     assert_eq!(env.emulator.fault_stats().requests, 1);
-    let out = env.ok("queryEntities", &count("Gateway Co")).await;
-    assert_eq!(out["value"].as_array().unwrap().len(), 1);
+    assert_eq!(accounts_named(&mut env, "Gateway Co").await, 1);
 
     // A 429 is refused before processing: retried, and still one record.
     env.emulator
@@ -99,15 +101,10 @@ async fn a_create_meeting_a_500_is_not_retried_and_no_duplicate_exists() {
     )
     .await;
     assert_eq!(env.emulator.fault_stats().requests, 2);
-    let out = env.ok("queryEntities", &count("Throttled Co")).await;
-    assert_eq!(out["value"].as_array().unwrap().len(), 1);
+    assert_eq!(accounts_named(&mut env, "Throttled Co").await, 1);
 
     // rawRequest retries a 500 on a POST only when its options say so.
-    env.emulator.set_faults(
-        Faults::default()
-            .with_error_after_processing(Trigger::Nth(1), Injected::Status(500))
-            .only_path("/accounts"),
-    );
+    env.emulator.set_faults(error_after_processing(500));
     env.err(
         "rawRequest",
         r#"{"url":"accounts","method":"POST","data":{"name":"Raw Co"}}"#,

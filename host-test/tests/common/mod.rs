@@ -11,6 +11,9 @@ use host_test::host::{
 use http_body_util::{BodyExt, Empty};
 use serde_json::Value;
 
+pub mod cert;
+pub mod wire;
+
 pub fn host() -> &'static ConnectorHost {
     ConnectorHost::shared().expect("the component compiles and links")
 }
@@ -91,9 +94,40 @@ impl Env {
             .count()
     }
 
+    /// Every logged request as (is it a token request, its status), in
+    /// order: the shape of a renewal and retry.
+    pub fn statuses(&self) -> Vec<(bool, u16)> {
+        self.emulator
+            .log()
+            .iter()
+            .map(|r| (r.is_token_request(), r.status))
+            .collect()
+    }
+
     pub fn state(&self) -> Option<StateJson> {
         self.connection.state.clone()
     }
+}
+
+/// The emulator's log of Web API requests (`/api/data/…`; token requests
+/// and anything else left out).
+pub fn web_api_requests(env: &Env) -> Vec<host_test::emulator::LoggedRequest> {
+    env.emulator
+        .log()
+        .into_iter()
+        .filter(|r| r.path().starts_with("/api/data/"))
+        .collect()
+}
+
+/// A header of a logged request, by case-insensitive name.
+pub fn request_header<'a>(
+    r: &'a host_test::emulator::LoggedRequest,
+    name: &str,
+) -> Option<&'a str> {
+    r.headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 /// The catalog's actions (with their input schemas), from the component
