@@ -656,8 +656,8 @@ fn canonical(name: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Config, Emulator, identity};
     use super::*;
+    use crate::emulator::{Config, Emulator, identity};
 
     /// A client-credentials bearer token from the emulator's own endpoint.
     pub(crate) async fn token(emu: &Emulator) -> String {
@@ -668,7 +668,7 @@ mod tests {
         );
         let req = http::Request::post(format!(
             "/{}/oauth2/v2.0/token",
-            super::super::data::TENANT_ID
+            crate::emulator::data::TENANT_ID
         ))
         .header("Host", "localhost")
         .header("Content-Type", "application/x-www-form-urlencoded")
@@ -755,7 +755,7 @@ mod tests {
                     .any(|(k, v)| k == "OData-Version" && v == "4.0")
             );
             let v: Value = serde_json::from_str(&body).unwrap();
-            assert_eq!(v["UserId"], super::super::data::USER_APP);
+            assert_eq!(v["UserId"], crate::emulator::data::USER_APP);
         }
         // One logged request: the batch itself.
         assert_eq!(
@@ -870,7 +870,7 @@ Content-Type: application/json; type=entry
         let before = emu.state().directory.users.len();
         let outer = batch_request(&t, "", None);
         let caller = Caller {
-            user_id: super::super::data::USER_APP.into(),
+            user_id: crate::emulator::data::USER_APP.into(),
             service_root: "http://localhost/api/data/v9.2/".into(),
             on_behalf_of: None,
         };
@@ -884,7 +884,7 @@ Content-Type: application/json; type=entry
         state
             .directory
             .business_units
-            .push(super::super::data::BusinessUnit {
+            .push(crate::emulator::data::BusinessUnit {
                 id: "x",
                 name: "temp",
                 parent: None,

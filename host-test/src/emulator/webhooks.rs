@@ -670,7 +670,7 @@ mod tests {
             attributes: attrs,
             pre_image: None,
             post_image: Some(attrs),
-            user_id: super::super::data::USER_BEN,
+            user_id: crate::emulator::data::USER_BEN,
         }
     }
 
@@ -708,7 +708,7 @@ mod tests {
         assert_eq!(c["MessageName"], "Create");
         assert_eq!(c["Stage"], 40);
         assert_eq!(c["Mode"], 1);
-        assert_eq!(c["BusinessUnitId"], super::super::data::SALES_BU);
+        assert_eq!(c["BusinessUnitId"], crate::emulator::data::SALES_BU);
         assert_eq!(c["OperationCreatedOn"], "/Date(1735689600000-0000)/");
         assert_eq!(c["SecondaryEntityName"], "none");
         assert_eq!(

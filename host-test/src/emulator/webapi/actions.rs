@@ -2,9 +2,9 @@
 //! Only the ones that need no record store: publishing customizations,
 //! which real environments accept at any time and answer with 204.
 
-use super::super::response::{no_content, odata_error};
-use super::super::{EmuRequest, EmuResponse};
 use super::functions::method_not_allowed;
+use crate::emulator::response::{no_content, odata_error};
+use crate::emulator::{EmuRequest, EmuResponse};
 use serde_json::Value;
 
 /// `POST PublishXml` `{"ParameterXml": "<importexportxml>…</importexportxml>"}` → 204.

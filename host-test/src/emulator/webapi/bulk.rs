@@ -15,10 +15,10 @@
 //! modelled with `Ids`), and the code/message for a missing or mismatched
 //! `@odata.type` and for an update target without its primary key.
 
-use super::super::response::{no_content, odata_error, odata_json};
-use super::super::store::schema::EntityDef;
-use super::super::{EmuRequest, EmuResponse, State};
 use super::Caller;
+use crate::emulator::response::{no_content, odata_error, odata_json};
+use crate::emulator::store::schema::EntityDef;
+use crate::emulator::{EmuRequest, EmuResponse, State};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
@@ -207,8 +207,8 @@ fn run_target(
 
 #[cfg(test)]
 mod tests {
-    use super::super::super::{Config, Emulator, data, identity};
     use super::*;
+    use crate::emulator::{Config, Emulator, data, identity};
 
     /// A client-credentials bearer token from the emulator's own endpoint.
     async fn token(emu: &Emulator) -> String {

@@ -27,17 +27,17 @@
 //! `$count` are refused with change tracking (RetrieveEntityChanges has only
 //! columns and paging); the page cookie's format (`ct<version>.<id>`).
 
-use super::super::odata::ODataError;
-use super::super::odata::options::{Prefer, QueryOptions, decode_component, query_pairs};
-use super::super::odata::paging::{self, MAX_PAGE_SIZE};
-use super::super::odata::shape::Shaper;
-use super::super::response::odata_json;
-use super::super::store::schema::EntityDef;
-use super::super::store::values::format_datetime;
-use super::super::store::{Record, normalize_guid};
-use super::super::webhooks::iso_to_millis;
-use super::super::{EmuRequest, EmuResponse, State};
 use super::Caller;
+use crate::emulator::odata::ODataError;
+use crate::emulator::odata::options::{Prefer, QueryOptions, decode_component, query_pairs};
+use crate::emulator::odata::paging::{self, MAX_PAGE_SIZE};
+use crate::emulator::odata::shape::Shaper;
+use crate::emulator::response::odata_json;
+use crate::emulator::store::schema::EntityDef;
+use crate::emulator::store::values::format_datetime;
+use crate::emulator::store::{Record, normalize_guid};
+use crate::emulator::webhooks::iso_to_millis;
+use crate::emulator::{EmuRequest, EmuResponse, State};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 

@@ -7,13 +7,13 @@
 //! Not emulated: chunked uploads (`x-ms-transfer-mode: chunked`) and ranged
 //! downloads (`Range`); a chunked request gets 501.
 
-use super::super::odata::ODataError;
-use super::super::response::no_content;
-use super::super::store::schema::{AttributeKind, EntityDef};
-use super::super::store::{Changes, new_guid};
-use super::super::{EmuRequest, EmuResponse, State};
 use super::Caller;
 use super::records::{error, find, key_text, not_found, parse_key, store_error};
+use crate::emulator::odata::ODataError;
+use crate::emulator::response::no_content;
+use crate::emulator::store::schema::{AttributeKind, EntityDef};
+use crate::emulator::store::{Changes, new_guid};
+use crate::emulator::{EmuRequest, EmuResponse, State};
 use bytes::Bytes;
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -1,8 +1,8 @@
 //! Unbound functions (`WhoAmI`, …).
 
-use super::super::response::{odata_error, odata_json};
-use super::super::{EmuRequest, EmuResponse, State};
 use super::Caller;
+use crate::emulator::response::{odata_error, odata_json};
+use crate::emulator::{EmuRequest, EmuResponse, State};
 use serde_json::json;
 
 /// 405 for a method the resource does not support (a function called with

@@ -15,17 +15,17 @@
 //!
 //! Labels: the emulator keeps one label per item, in LanguageCode 1033.
 
-use super::super::odata::ODataError;
-use super::super::odata::filter::{CmpOp, Expr, Literal, Operand};
-use super::super::odata::options::{ExpandItem, QueryOptions, query_pairs};
-use super::super::response::{no_content, odata_error, odata_json};
-use super::super::store::normalize_guid;
-use super::super::store::schema::{
+use super::Caller;
+use crate::emulator::odata::ODataError;
+use crate::emulator::odata::filter::{CmpOp, Expr, Literal, Operand};
+use crate::emulator::odata::options::{ExpandItem, QueryOptions, query_pairs};
+use crate::emulator::response::{no_content, odata_error, odata_json};
+use crate::emulator::store::normalize_guid;
+use crate::emulator::store::schema::{
     ACTIVITY_ENTITIES, AttributeDef, AttributeKind, EntityDef, INTERSECT_ENTITIES, LookupTarget,
     Schema, stable_guid,
 };
-use super::super::{EmuRequest, EmuResponse, State};
-use super::Caller;
+use crate::emulator::{EmuRequest, EmuResponse, State};
 use serde_json::{Map, Value, json};
 
 const NS: &str = "Microsoft.Dynamics.CRM.";
@@ -1212,9 +1212,8 @@ mod tests {
         let schema = Schema::builtin();
         let account = schema.by_logical_name("account").unwrap();
         let full = entity_json(&schema, account);
-        let parse = |s: &str| {
-            super::super::super::odata::filter::parse_filter(s, &Default::default()).unwrap()
-        };
+        let parse =
+            |s: &str| crate::emulator::odata::filter::parse_filter(s, &Default::default()).unwrap();
         assert!(
             eval(
                 &parse("OwnershipType eq Microsoft.Dynamics.CRM.OwnershipTypes'UserOwned'"),

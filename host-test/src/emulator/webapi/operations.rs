@@ -6,17 +6,17 @@
 //! are how Dataverse environments get bound actions). A bound operation
 //! named without its namespace gets Dataverse's 400; an unknown one 404.
 
-use super::super::odata::ODataError;
-use super::super::odata::options::query_pairs;
-use super::super::response::{no_content, odata_json};
-use super::super::store::schema::EntityDef;
-use super::super::store::{Changes, values};
-use super::super::{EmuRequest, EmuResponse, State};
 use super::Caller;
 use super::functions::method_not_allowed;
 use super::records::{
     ReferenceError, error, find, key_text, not_found, parse_key, resolve_reference, store_error,
 };
+use crate::emulator::odata::ODataError;
+use crate::emulator::odata::options::query_pairs;
+use crate::emulator::response::{no_content, odata_json};
+use crate::emulator::store::schema::EntityDef;
+use crate::emulator::store::{Changes, values};
+use crate::emulator::{EmuRequest, EmuResponse, State};
 use serde_json::{Map, Value, json};
 
 const NAMESPACE: &str = "Microsoft.Dynamics.CRM.";

@@ -3,17 +3,17 @@
 //! upsert semantics of PATCH, conditional headers, `@odata.bind` lookups,
 //! and Dataverse's error codes.
 
-use super::super::odata::options::{Prefer, QueryOptions, query_pairs};
-use super::super::odata::paging::{self, MAX_PAGE_SIZE};
-use super::super::odata::payload::{self, Refusal, payload_error};
-use super::super::odata::shape::Shaper;
-use super::super::odata::{ODataError, eval::unknown_property};
-use super::super::response::{no_content, odata_error, odata_json};
-use super::super::store::schema::{AttributeKind, EntityDef, Navigation};
-use super::super::store::{Changes, Record, StoreError, normalize_guid};
-use super::super::webhooks::Message;
-use super::super::{EmuRequest, EmuResponse, State};
 use super::Caller;
+use crate::emulator::odata::options::{Prefer, QueryOptions, query_pairs};
+use crate::emulator::odata::paging::{self, MAX_PAGE_SIZE};
+use crate::emulator::odata::payload::{self, Refusal, payload_error};
+use crate::emulator::odata::shape::Shaper;
+use crate::emulator::odata::{ODataError, eval::unknown_property};
+use crate::emulator::response::{no_content, odata_error, odata_json};
+use crate::emulator::store::schema::{AttributeKind, EntityDef, Navigation};
+use crate::emulator::store::{Changes, Record, StoreError, normalize_guid};
+use crate::emulator::webhooks::Message;
+use crate::emulator::{EmuRequest, EmuResponse, State};
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
@@ -320,7 +320,7 @@ fn retrieve_multiple(
         && let Some((_, xml)) = pairs.iter().find(|(k, _)| k == "fetchXml")
     {
         let prefer = prefer(request);
-        return Ok(super::super::fetchxml::eval::respond(
+        return Ok(crate::emulator::fetchxml::eval::respond(
             &state.store,
             entity,
             xml,
@@ -427,7 +427,7 @@ fn retrieve_multiple(
             .filter(|p| !p.is_empty())
             .filter(|p| {
                 let name = p.split('=').next().unwrap_or("");
-                super::super::odata::options::decode_component(name) != "$skiptoken"
+                crate::emulator::odata::options::decode_component(name) != "$skiptoken"
             })
             .collect();
         let encoded = format!("$skiptoken={}", paging::encode_token_for_url(&token));

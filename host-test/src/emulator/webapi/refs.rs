@@ -9,16 +9,16 @@
 //! - `DELETE /opportunities(<o>)/<singleNav>/$ref` → 204
 //! - `GET …/<nav>/$ref` → the references (`@odata.id` of each related row).
 
-use super::super::odata::ODataError;
-use super::super::odata::options::query_pairs;
-use super::super::response::{no_content, odata_json};
-use super::super::store::schema::{EntityDef, ManyToMany, Navigation};
-use super::super::store::{Changes, Record};
-use super::super::{EmuRequest, EmuResponse, State};
 use super::Caller;
 use super::records::{
     ReferenceError, error, find, key_text, not_found, parse_key, resolve_reference, store_error,
 };
+use crate::emulator::odata::ODataError;
+use crate::emulator::odata::options::query_pairs;
+use crate::emulator::response::{no_content, odata_json};
+use crate::emulator::store::schema::{EntityDef, ManyToMany, Navigation};
+use crate::emulator::store::{Changes, Record};
+use crate::emulator::{EmuRequest, EmuResponse, State};
 use serde_json::{Value, json};
 
 /// Answers `part` = `<nav>/$ref` or `<nav>(<key>)/$ref` under `set(<raw_key>)`;
