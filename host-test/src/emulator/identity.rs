@@ -7,6 +7,7 @@
 //! `trace_id`, `correlation_id` and `error_uri` as the real service does.
 
 use super::data::{self, Directory};
+use super::dates::civil_from_days;
 use super::response::identity_json;
 use super::store::new_guid;
 use super::{EmuRequest, EmuResponse, State, origin_of};
@@ -819,19 +820,11 @@ fn aad_error_codes(
     )
 }
 
-/// `yyyy-MM-dd HH:mm:ssZ` from Unix seconds (civil-from-days, UTC).
+/// `yyyy-MM-dd HH:mm:ssZ` from Unix seconds (UTC).
 pub fn format_timestamp(secs: u64) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    let (y, m, d) = civil_from_days(days);
     format!(
         "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
         rem / 3600,

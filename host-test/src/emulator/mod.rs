@@ -14,6 +14,7 @@
 
 pub mod batch;
 pub mod data;
+pub mod dates;
 pub mod faults;
 pub mod fetchxml;
 pub mod identity;

@@ -272,7 +272,7 @@ impl<'a> Lexer<'a> {
         }
         let b = w.as_bytes();
         if b.len() >= 10 && b[4] == b'-' && b[7] == b'-' {
-            if crate::emulator::store::values::parse_datetime(&w).is_none() {
+            if crate::emulator::dates::parse_datetime(&w).is_none() {
                 return Err(self.syntax(start));
             }
             return Ok((start, Tok::Lit(Literal::DateTime(w))));

@@ -260,7 +260,7 @@ impl Store {
         if self.get(entity, &id).is_some() {
             return Err(StoreError::DuplicateKey);
         }
-        let stamp = Value::String(values::format_datetime(now as i64));
+        let stamp = Value::String(crate::emulator::dates::format_datetime(now as i64));
         let mut record = Record {
             id: id.clone(),
             version: 0,
@@ -332,7 +332,7 @@ impl Store {
         if def.attribute("modifiedon").is_some() {
             record.values.insert(
                 "modifiedon".into(),
-                Value::String(values::format_datetime(now as i64)),
+                Value::String(crate::emulator::dates::format_datetime(now as i64)),
             );
         }
         if def.attribute("modifiedby").is_some() {

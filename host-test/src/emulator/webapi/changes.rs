@@ -28,15 +28,14 @@
 //! columns and paging); the page cookie's format (`ct<version>.<id>`).
 
 use super::Caller;
+use crate::emulator::dates::{format_datetime, iso_to_millis};
 use crate::emulator::odata::ODataError;
 use crate::emulator::odata::options::{Prefer, QueryOptions, decode_component, query_pairs};
 use crate::emulator::odata::paging::{self, MAX_PAGE_SIZE};
 use crate::emulator::odata::shape::Shaper;
 use crate::emulator::response::odata_json;
 use crate::emulator::store::schema::EntityDef;
-use crate::emulator::store::values::format_datetime;
 use crate::emulator::store::{Record, normalize_guid};
-use crate::emulator::webhooks::iso_to_millis;
 use crate::emulator::{EmuRequest, EmuResponse, State};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;

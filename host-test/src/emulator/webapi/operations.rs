@@ -11,11 +11,12 @@ use super::functions::method_not_allowed;
 use super::records::{
     ReferenceError, error, find, key_text, not_found, parse_key, resolve_reference, store_error,
 };
+use crate::emulator::dates;
 use crate::emulator::odata::ODataError;
 use crate::emulator::odata::options::query_pairs;
 use crate::emulator::response::{no_content, odata_json};
+use crate::emulator::store::Changes;
 use crate::emulator::store::schema::EntityDef;
-use crate::emulator::store::{Changes, values};
 use crate::emulator::{EmuRequest, EmuResponse, State};
 use serde_json::{Map, Value, json};
 
@@ -361,7 +362,7 @@ fn calculate_rollup_field(
         })
         .count();
     let now = state.now();
-    let stamp = values::format_datetime(now as i64);
+    let stamp = dates::format_datetime(now as i64);
     // The platform writes the rollup's columns itself (they are read-only
     // to clients), so this goes straight to the store.
     let mut changes = Changes::default();
