@@ -19,8 +19,10 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
-/// The seeded confidential app used with client credentials.
-pub const CLIENT_CREDENTIALS_APP_ID: &str = "aaaaaaaa-0000-1111-2222-bbbbbbbbbbbb";
+/// The seeded confidential app used with client credentials. Its home is
+/// [`data`] (its application user is seeded data); named here too, where
+/// clients look for it.
+pub use super::data::CLIENT_CREDENTIALS_APP_ID;
 /// Its secret. Emulator-only; never valid anywhere else.
 pub const CLIENT_CREDENTIALS_SECRET: &str = "emulator-secret~value";
 /// The seeded app registration used with the authorization code flow (a
