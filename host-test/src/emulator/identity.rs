@@ -7,7 +7,7 @@
 //! `trace_id`, `correlation_id` and `error_uri` as the real service does.
 
 use super::data::{self, Directory};
-use super::dates::civil_from_days;
+use super::dates::format_datetime;
 use super::response::identity_json;
 use super::store::new_guid;
 use super::{EmuRequest, EmuResponse, State, origin_of};
@@ -822,17 +822,10 @@ fn aad_error_codes(
     )
 }
 
-/// `yyyy-MM-dd HH:mm:ssZ` from Unix seconds (UTC).
+/// `yyyy-MM-dd HH:mm:ssZ` from Unix seconds (UTC): the ISO form with a
+/// space for its `T`.
 pub fn format_timestamp(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    format_datetime(i64::try_from(secs).unwrap_or(i64::MAX)).replacen('T', " ", 1)
 }
 
 #[cfg(test)]
