@@ -11,7 +11,7 @@
 //! that is not a GUID gets `400`. Every caller may impersonate (the
 //! emulator does not model the prvActOnBehalfOfAnotherUser privilege).
 
-use super::Caller;
+use super::caller::Caller;
 use crate::emulator::response::odata_error;
 use crate::emulator::store::Changes;
 use crate::emulator::store::schema::EntityDef;

@@ -15,7 +15,8 @@
 //!
 //! Labels: the emulator keeps one label per item, in LanguageCode 1033.
 
-use super::Caller;
+use super::caller::Caller;
+use super::reply::{method_not_allowed_error as method_not_allowed, with_entity_id};
 use crate::emulator::odata::ODataError;
 use crate::emulator::odata::filter::{CmpOp, Expr, Literal, Operand};
 use crate::emulator::odata::options::{ExpandItem, QueryOptions, query_pairs};
@@ -152,20 +153,7 @@ fn find_attribute<'e>(entity: &'e EntityDef, raw: &str) -> Result<&'e AttributeD
 
 /// The concrete metadata type of an attribute kind.
 fn metadata_type(kind: &AttributeKind) -> &'static str {
-    match kind {
-        AttributeKind::Uniqueidentifier => "UniqueIdentifierAttributeMetadata",
-        AttributeKind::String { .. } => "StringAttributeMetadata",
-        AttributeKind::Memo { .. } => "MemoAttributeMetadata",
-        AttributeKind::Integer => "IntegerAttributeMetadata",
-        AttributeKind::Money => "MoneyAttributeMetadata",
-        AttributeKind::Decimal => "DecimalAttributeMetadata",
-        AttributeKind::DateTime => "DateTimeAttributeMetadata",
-        AttributeKind::Boolean => "BooleanAttributeMetadata",
-        AttributeKind::Picklist { .. } => "PicklistAttributeMetadata",
-        AttributeKind::State { .. } => "StateAttributeMetadata",
-        AttributeKind::Lookup { .. } => "LookupAttributeMetadata",
-        AttributeKind::File { .. } => "FileAttributeMetadata",
-    }
+    kind.metadata_names().2
 }
 
 /// Metadata types a cast segment may name (the abstract
@@ -295,14 +283,6 @@ fn route(
             rest.join("/")
         ))),
     }
-}
-
-fn method_not_allowed(method: &http::Method) -> ODataError {
-    ODataError::new(
-        405,
-        "0x80060888",
-        format!("The requested resource does not support http method '{method}'."),
-    )
 }
 
 fn select_suffix(options: &QueryOptions) -> String {
@@ -492,23 +472,6 @@ fn entity_json(_schema: &Schema, e: &EntityDef) -> Map<String, Value> {
     }
 }
 
-fn type_name(kind: &AttributeKind) -> &'static str {
-    match kind {
-        AttributeKind::Uniqueidentifier => "UniqueidentifierType",
-        AttributeKind::String { .. } => "StringType",
-        AttributeKind::Memo { .. } => "MemoType",
-        AttributeKind::Integer => "IntegerType",
-        AttributeKind::Money => "MoneyType",
-        AttributeKind::Decimal => "DecimalType",
-        AttributeKind::DateTime => "DateTimeType",
-        AttributeKind::Boolean => "BooleanType",
-        AttributeKind::Picklist { .. } => "PicklistType",
-        AttributeKind::State { .. } => "StateType",
-        AttributeKind::Lookup { .. } => "LookupType",
-        AttributeKind::File { .. } => "FileType",
-    }
-}
-
 fn option_set(e: &EntityDef, a: &AttributeDef) -> Value {
     let owner = format!("{}.{}", e.logical_name, a.logical_name);
     match &a.kind {
@@ -558,7 +521,7 @@ fn attribute_json(
         "SchemaName": a.schema_name,
         "EntityLogicalName": e.logical_name,
         "AttributeType": a.kind.type_name(),
-        "AttributeTypeName": {"Value": type_name(&a.kind)},
+        "AttributeTypeName": {"Value": a.kind.metadata_names().1},
         "DisplayName": label(&a.display_name, &format!("{owner}:display")),
         "Description": label("", &owner),
         "IsCustomAttribute": a.is_custom,
@@ -1095,11 +1058,7 @@ fn create_attribute(
         "{}EntityDefinitions(LogicalName='{e_logical}')/Attributes({metadata_id})",
         caller.service_root
     );
-    let mut r = no_content();
-    if let Ok(v) = http::HeaderValue::from_str(&url) {
-        r.headers_mut().insert("OData-EntityId", v);
-    }
-    Ok(r)
+    Ok(with_entity_id(no_content(), &url))
 }
 
 fn update_attribute(
@@ -1168,11 +1127,7 @@ fn update_attribute(
         "{}EntityDefinitions(LogicalName='{e_logical}')/Attributes(LogicalName='{a_logical}')",
         caller.service_root
     );
-    let mut r = no_content();
-    if let Ok(v) = http::HeaderValue::from_str(&url) {
-        r.headers_mut().insert("OData-EntityId", v);
-    }
-    Ok(r)
+    Ok(with_entity_id(no_content(), &url))
 }
 
 #[cfg(test)]

@@ -27,11 +27,12 @@
 //! failing change-set request's `Content-ID` on the single error part;
 //! `Preference-Applied: odata.continue-on-error`.
 
-use super::odata::payload;
-use super::response::odata_error;
-use super::store::new_guid;
-use super::webapi::Caller;
-use super::{EmuRequest, EmuResponse, State, route};
+use super::caller::Caller;
+use super::reply::method_not_allowed;
+use crate::emulator::odata::payload;
+use crate::emulator::response::odata_error;
+use crate::emulator::store::new_guid;
+use crate::emulator::{EmuRequest, EmuResponse, State, route, url_too_long};
 use bytes::Bytes;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -71,14 +72,7 @@ struct PartResponse {
 
 pub fn handle(state: &mut State, request: &EmuRequest, caller: &Caller) -> EmuResponse {
     if request.method() != http::Method::POST {
-        return odata_error(
-            405,
-            "0x80060888",
-            &format!(
-                "The requested resource does not support http method '{}'.",
-                request.method()
-            ),
-        );
+        return method_not_allowed(request.method());
     }
     let content_type = header(request.headers(), "content-type").unwrap_or_default();
     let Some(boundary) = boundary_of(&content_type) else {
@@ -212,7 +206,7 @@ fn execute(
         Err(reference) => return reference_error(&reference),
     };
     if url.len() > MAX_INNER_URL_LEN {
-        return super::url_too_long();
+        return url_too_long();
     }
     let path = match to_server_path(&url, caller) {
         Some(p) => p,
