@@ -39,28 +39,27 @@ impl FileBlobs {
 /// Answers `part` = `<fileColumn>` (PATCH/PUT/DELETE) or
 /// `<fileColumn>/$value` (GET); `None` for anything else.
 pub fn handle(state: &mut State, at: &UnderRow<'_>) -> Option<EmuResponse> {
-    let UnderRow {
-        request,
-        caller,
-        entity,
-        raw_key,
-        part,
-    } = *at;
-    let (column, value) = match part.strip_suffix("/$value") {
+    let (entity, raw_key) = (at.entity, at.raw_key);
+    let (column, value) = match at.part.strip_suffix("/$value") {
         Some(c) => (c, true),
-        None => (part, false),
+        None => (at.part, false),
     };
     let attr = entity.attribute(column)?;
     let AttributeKind::File { max_size_kb } = attr.kind else {
         return None;
     };
-    let method = request.method().clone();
-    let result = match (value, method) {
+    let result = match (value, at.request.method().clone()) {
         (true, http::Method::GET) => download(state, entity, raw_key, column),
-        (false, http::Method::PATCH | http::Method::PUT) => {
-            upload(state, request, caller, entity, raw_key, column, max_size_kb)
-        }
-        (false, http::Method::DELETE) => clear(state, caller, entity, raw_key, column),
+        (false, http::Method::PATCH | http::Method::PUT) => upload(
+            state,
+            at.request,
+            at.caller,
+            entity,
+            raw_key,
+            column,
+            max_size_kb,
+        ),
+        (false, http::Method::DELETE) => clear(state, at.caller, entity, raw_key, column),
         _ => return None,
     };
     Some(result.unwrap_or_else(error))

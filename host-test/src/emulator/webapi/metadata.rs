@@ -143,6 +143,16 @@ fn find_entity<'s>(schema: &'s Schema, raw: &str) -> Result<&'s EntityDef, OData
     }
 }
 
+/// [`find_entity`], for a change to its definition.
+fn find_entity_mut<'s>(schema: &'s mut Schema, raw: &str) -> Result<&'s mut EntityDef, ODataError> {
+    let logical = find_entity(schema, raw)?.logical_name;
+    schema
+        .entities
+        .iter_mut()
+        .find(|e| e.logical_name == logical)
+        .ok_or_else(|| entity_not_found(raw))
+}
+
 fn find_attribute<'e>(entity: &'e EntityDef, raw: &str) -> Result<&'e AttributeDef, ODataError> {
     let found = match parse_meta_key(raw)? {
         MetaKey::Id(id) => entity.attributes.iter().find(|a| a.metadata_id == id),
@@ -1024,14 +1034,8 @@ fn create_attribute(
     let logical = schema_name.to_ascii_lowercase();
     let display = label_text(&body, "DisplayName").unwrap_or_default();
     let schema = state.store.schema_mut();
-    let e_logical = find_entity(schema, entity_key)?.logical_name;
-    let Some(e) = schema
-        .entities
-        .iter_mut()
-        .find(|e| e.logical_name == e_logical)
-    else {
-        return Err(entity_not_found(entity_key));
-    };
+    let e = find_entity_mut(schema, entity_key)?;
+    let e_logical = e.logical_name;
     if e.attribute(&logical).is_some() {
         // Code UNCONFIRMED.
         return Err(ODataError::new(
@@ -1075,14 +1079,8 @@ fn update_attribute(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
     let schema = state.store.schema_mut();
-    let e_logical = find_entity(schema, entity_key)?.logical_name;
-    let Some(e) = schema
-        .entities
-        .iter_mut()
-        .find(|e| e.logical_name == e_logical)
-    else {
-        return Err(entity_not_found(entity_key));
-    };
+    let e = find_entity_mut(schema, entity_key)?;
+    let e_logical = e.logical_name;
     let a_logical = find_attribute(e, attr_key)?.logical_name.clone();
     let Some(a) = e
         .attributes

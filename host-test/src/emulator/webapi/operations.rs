@@ -65,23 +65,17 @@ pub fn unbound(
 /// `POST set(<key>)/Microsoft.Dynamics.CRM.<Name>`; `None` when `part` is
 /// not an operation segment (a property, a navigation property, …).
 pub fn bound(state: &mut State, at: &UnderRow<'_>) -> Option<EmuResponse> {
-    let UnderRow {
-        request,
-        caller,
-        entity,
-        raw_key,
-        part,
-    } = *at;
+    let (request, part) = (at.request, at.part);
     if part.contains('/') {
         return None;
     }
     let name = part.split('(').next().unwrap_or(part);
     let result = match name.strip_prefix(NAMESPACE) {
-        Some(op) if BOUND.contains(&op) && entity.logical_name == "account" => {
+        Some(op) if BOUND.contains(&op) && at.entity.logical_name == "account" => {
             if request.method() != http::Method::POST {
                 return Some(method_not_allowed(request.method()));
             }
-            set_credit_hold(state, request, caller, entity, raw_key)
+            set_credit_hold(state, request, at.caller, at.entity, at.raw_key)
         }
         Some(_) => Err(segment_not_found(name)),
         // [S: ACT] a bound action without its namespace.

@@ -150,10 +150,7 @@ fn retrieve_multiple(
     }
     let options = QueryOptions::parse(&pairs)?;
     let prefer = prefer(request);
-    let shaper = caller
-        .shaper(state, &prefer)
-        .paging_nested_collections(&options);
-    shaper.check(entity, &options, 0, false)?;
+    let shaper = read_shaper(state, caller, &prefer, entity, &options)?;
     let ctx = shaper.context(entity);
     let mut filter = |r: &Record| {
         related.is_none_or(|rel| {
@@ -264,6 +261,22 @@ fn retrieve_multiple(
     Ok(json_response(200, &Value::Object(body), &applied))
 }
 
+/// The shaper of a read or write answer, with `options` checked against
+/// `entity` (unknown columns, bad expands) before anything is read.
+fn read_shaper<'a>(
+    state: &'a State,
+    caller: &'a Caller,
+    prefer: &'a Prefer,
+    entity: &'a EntityDef,
+    options: &QueryOptions,
+) -> Result<Shaper<'a>, ODataError> {
+    let shaper = caller
+        .shaper(state, prefer)
+        .paging_nested_collections(options);
+    shaper.check(entity, options, 0, false)?;
+    Ok(shaper)
+}
+
 fn single_body(
     shaper: &Shaper<'_>,
     entity: &EntityDef,
@@ -289,10 +302,7 @@ fn retrieve(
     let pairs = query_pairs(request.uri().query());
     let options = QueryOptions::parse(&pairs)?;
     let prefer = prefer(request);
-    let shaper = caller
-        .shaper(state, &prefer)
-        .paging_nested_collections(&options);
-    shaper.check(entity, &options, 0, false)?;
+    let shaper = read_shaper(state, caller, &prefer, entity, &options)?;
     let record = existing(state, entity, key)?;
     if let Some(tag) = header(request, "If-None-Match")
         && tag == record.etag()
@@ -532,10 +542,7 @@ fn written(
     let pairs = query_pairs(request.uri().query());
     let mut options = QueryOptions::parse(&pairs)?;
     options.expand.clear(); // $expand is ignored on writes
-    let shaper = caller
-        .shaper(state, &prefer)
-        .paging_nested_collections(&options);
-    shaper.check(entity, &options, 0, false)?;
+    let shaper = read_shaper(state, caller, &prefer, entity, &options)?;
     let record = state
         .store
         .get(entity.logical_name, id)

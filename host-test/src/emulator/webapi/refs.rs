@@ -25,15 +25,11 @@ use serde_json::{Value, json};
 /// Answers `part` = `<nav>/$ref` or `<nav>(<key>)/$ref` under `set(<raw_key>)`;
 /// `None` when `part` is not a `$ref` path.
 pub fn handle(state: &mut State, at: &UnderRow<'_>) -> Option<EmuResponse> {
-    let UnderRow {
-        request,
-        caller,
-        entity,
-        raw_key,
-        part,
-    } = *at;
-    let nav_part = part.strip_suffix("/$ref")?;
-    Some(run(state, request, caller, entity, raw_key, nav_part).unwrap_or_else(error))
+    let nav_part = at.part.strip_suffix("/$ref")?;
+    let answer = run(
+        state, at.request, at.caller, at.entity, at.raw_key, nav_part,
+    );
+    Some(answer.unwrap_or_else(error))
 }
 
 fn run(
