@@ -938,14 +938,19 @@ fn label_text(body: &Map<String, Value>, prop: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The attribute kind a create body describes.
-fn kind_from_body(body: &Map<String, Value>) -> Result<AttributeKind, ODataError> {
+/// A body's `@odata.type` without its `#`, and that without the namespace.
+fn body_type(body: &Map<String, Value>) -> (&str, &str) {
     let t = body
         .get("@odata.type")
         .and_then(Value::as_str)
         .unwrap_or("")
         .trim_start_matches('#');
-    let short = t.strip_prefix(NS).unwrap_or(t);
+    (t, t.strip_prefix(NS).unwrap_or(t))
+}
+
+/// The attribute kind a create body describes.
+fn kind_from_body(body: &Map<String, Value>) -> Result<AttributeKind, ODataError> {
+    let (_, short) = body_type(body);
     let max_len = |d: u32| {
         body.get("MaxLength")
             .and_then(Value::as_u64)
@@ -1089,12 +1094,7 @@ fn update_attribute(
     else {
         return Err(attribute_not_found(e_logical, attr_key));
     };
-    let t = body
-        .get("@odata.type")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .trim_start_matches('#');
-    let short = t.strip_prefix(NS).unwrap_or(t);
+    let (t, short) = body_type(&body);
     if short != metadata_type(&a.kind) {
         return Err(ODataError::bad_request(format!(
             "The @odata.type '{t}' does not match the column's type {NS}{}; PUT the full definition with its own type.",

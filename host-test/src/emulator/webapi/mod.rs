@@ -17,7 +17,6 @@ mod refs;
 mod reply;
 mod rows;
 
-use super::response::odata_error;
 use super::{EmuRequest, EmuResponse, State, data, origin_of};
 use bytes::Bytes;
 pub use caller::Caller;
@@ -27,11 +26,7 @@ pub fn handle(state: &mut State, request: &EmuRequest) -> EmuResponse {
     let rest = path.trim_start_matches("/api/data/");
     let (version, resource) = rest.split_once('/').unwrap_or((rest, ""));
     if !matches!(version, "v9.0" | "v9.1" | "v9.2") {
-        return odata_error(
-            404,
-            "0x8006088a",
-            &format!("Resource not found for the segment '{version}'."),
-        );
+        return reply::error(reply::segment_not_found(version));
     }
     let caller = match authenticate(state, request) {
         Ok(user_id) => match impersonation::effective_user(state, request) {

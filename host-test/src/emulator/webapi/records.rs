@@ -2,7 +2,6 @@
 //! `GET /accounts/$count`, as Dataverse does them: server-driven paging,
 //! upsert semantics of PATCH, conditional headers, `@odata.bind` lookups,
 //! and Dataverse's error codes.
-
 //!
 //! The dispatcher of one entity set: `$ref`, file columns and bound
 //! operations under a row go to their own modules; what they share with
