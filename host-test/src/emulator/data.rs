@@ -5,6 +5,9 @@
 pub const ORGANIZATION_ID: &str = "9c0d1e2f-cccc-4d5e-8f90-a1b2c3d4e5f6";
 /// The Entra tenant the emulator's identity endpoint belongs to.
 pub const TENANT_ID: &str = "11111111-2222-3333-4444-555555555555";
+/// The seeded confidential app used with client credentials (the identity
+/// endpoint's app registration, and the `applicationid` of [`USER_APP`]).
+pub const CLIENT_CREDENTIALS_APP_ID: &str = "aaaaaaaa-0000-1111-2222-bbbbbbbbbbbb";
 
 #[derive(Debug, Clone)]
 pub struct BusinessUnit {
@@ -95,7 +98,7 @@ impl Directory {
                     fullname: "# d365-connector (application user)",
                     domainname: "d365connector@contoso.onmicrosoft.com",
                     business_unit: ROOT_BU,
-                    application_id: Some(super::identity::CLIENT_CREDENTIALS_APP_ID),
+                    application_id: Some(CLIENT_CREDENTIALS_APP_ID),
                 },
             ],
             generated_records,

@@ -7,6 +7,7 @@
 //! `trace_id`, `correlation_id` and `error_uri` as the real service does.
 
 use super::data::{self, Directory};
+use super::dates::format_datetime;
 use super::response::identity_json;
 use super::store::new_guid;
 use super::{EmuRequest, EmuResponse, State, origin_of};
@@ -18,8 +19,10 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
-/// The seeded confidential app used with client credentials.
-pub const CLIENT_CREDENTIALS_APP_ID: &str = "aaaaaaaa-0000-1111-2222-bbbbbbbbbbbb";
+/// The seeded confidential app used with client credentials. Its home is
+/// [`data`] (its application user is seeded data); named here too, where
+/// clients look for it.
+pub use super::data::CLIENT_CREDENTIALS_APP_ID;
 /// Its secret. Emulator-only; never valid anywhere else.
 pub const CLIENT_CREDENTIALS_SECRET: &str = "emulator-secret~value";
 /// The seeded app registration used with the authorization code flow (a
@@ -819,25 +822,10 @@ fn aad_error_codes(
     )
 }
 
-/// `yyyy-MM-dd HH:mm:ssZ` from Unix seconds (civil-from-days, UTC).
+/// `yyyy-MM-dd HH:mm:ssZ` from Unix seconds (UTC): the ISO form with a
+/// space for its `T`.
 pub fn format_timestamp(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    format_datetime(i64::try_from(secs).unwrap_or(i64::MAX)).replacen('T', " ", 1)
 }
 
 #[cfg(test)]

@@ -12,8 +12,8 @@
 // nothing and make every refusal harder to read.
 #![allow(clippy::result_large_err)]
 
-pub mod batch;
 pub mod data;
+pub mod dates;
 pub mod faults;
 pub mod fetchxml;
 pub mod identity;
@@ -403,7 +403,7 @@ impl Emulator {
 /// Longest path + query a top-level request may have: Dataverse's GET URL
 /// limit is commonly cited as about 32 KB (reference §4, UNCONFIRMED),
 /// which is why long FetchXML goes inside `$batch`, whose inner requests
-/// may be up to 64 KB ([`batch::MAX_INNER_URL_LEN`]).
+/// may be up to 64 KB ([`webapi::batch::MAX_INNER_URL_LEN`]).
 pub const MAX_URL_LEN: usize = 32 * 1024;
 
 /// `414 URI Too Long` (status and empty body UNCONFIRMED: the front end

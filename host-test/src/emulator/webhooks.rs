@@ -19,6 +19,7 @@
 //! (`POST serviceendpoints`) is not implemented yet: use the Rust API.
 
 use super::data::Directory;
+use super::dates::iso_to_millis;
 use super::store::new_guid;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -521,61 +522,6 @@ pub fn wcf_attributes(attributes: &Map<String, Value>) -> Value {
     Value::Array(out)
 }
 
-/// `2025-01-01T00:00:00Z` or `…00.123Z` → milliseconds since the epoch.
-/// Only the UTC forms the Web API writes; anything else is not a date.
-pub fn iso_to_millis(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 20
-        || b.get(4) != Some(&b'-')
-        || b.get(7) != Some(&b'-')
-        || b.get(10) != Some(&b'T')
-        || b.get(13) != Some(&b':')
-        || b.get(16) != Some(&b':')
-        || !s.ends_with('Z')
-    {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let t = s.get(r)?;
-        if t.bytes().all(|c| c.is_ascii_digit()) {
-            t.parse().ok()
-        } else {
-            None
-        }
-    };
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let frac = s.get(19..s.len() - 1)?;
-    let ms = match frac {
-        "" => 0,
-        f if f.starts_with('.') && f.len() >= 2 && f.len() <= 8 => {
-            let digits = f.get(1..)?;
-            if !digits.bytes().all(|c| c.is_ascii_digit()) {
-                return None;
-            }
-            let padded = format!("{digits:0<3}");
-            padded.get(..3)?.parse::<i64>().ok()?
-        }
-        _ => return None,
-    };
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 59 {
-        return None;
-    }
-    let days = days_from_civil(y, mo, d);
-    Some(((days * 86_400 + h * 3600 + mi * 60 + sec) * 1000) + ms)
-}
-
-/// (year, month, day) → days since 1970-01-01 (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// Sends one delivery: POST, 60 s timeout per attempt, one retry on
 /// 502/503/504. Plain HTTP only (the emulator's receivers are on loopback).
 pub async fn send(delivery: &Delivery, timeout: Duration) -> DeliveryRecord {
@@ -670,7 +616,7 @@ mod tests {
             attributes: attrs,
             pre_image: None,
             post_image: Some(attrs),
-            user_id: super::super::data::USER_BEN,
+            user_id: crate::emulator::data::USER_BEN,
         }
     }
 
@@ -708,7 +654,7 @@ mod tests {
         assert_eq!(c["MessageName"], "Create");
         assert_eq!(c["Stage"], 40);
         assert_eq!(c["Mode"], 1);
-        assert_eq!(c["BusinessUnitId"], super::super::data::SALES_BU);
+        assert_eq!(c["BusinessUnitId"], crate::emulator::data::SALES_BU);
         assert_eq!(c["OperationCreatedOn"], "/Date(1735689600000-0000)/");
         assert_eq!(c["SecondaryEntityName"], "none");
         assert_eq!(
@@ -823,28 +769,5 @@ mod tests {
                 .contains(&("x-ms-dynamics-msg-size-exceeded".into(), "true".into()))
         );
         assert_eq!(d[0].url.query(), Some("a=b"));
-    }
-
-    #[test]
-    fn iso_dates() {
-        assert_eq!(iso_to_millis("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(
-            iso_to_millis("2025-01-01T00:00:00Z"),
-            Some(1_735_689_600_000)
-        );
-        assert_eq!(
-            iso_to_millis("2025-01-01T00:00:00.5Z"),
-            Some(1_735_689_600_500)
-        );
-        assert_eq!(iso_to_millis("2000-02-29T12:00:00Z"), Some(951_825_600_000));
-        for bad in [
-            "2025-01-01",
-            "2025-13-01T00:00:00Z",
-            "2025-01-01T00:00:00+01:00",
-            "Ana",
-            "2025-01-01T00:00:00.Z",
-        ] {
-            assert_eq!(iso_to_millis(bad), None, "{bad}");
-        }
     }
 }

@@ -134,8 +134,8 @@ fn like(value: &str, pattern: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::parse;
     use super::*;
+    use crate::emulator::fetchxml::parse;
     use serde_json::json;
 
     fn cond(op: &str, values: &[&str]) -> Condition {
@@ -154,7 +154,7 @@ mod tests {
             .items
             .remove(0)
         {
-            super::super::FilterItem::Condition(c) => c,
+            crate::emulator::fetchxml::FilterItem::Condition(c) => c,
             other => panic!("{other:?}"),
         }
     }

@@ -5,8 +5,9 @@
 use super::ODataError;
 use super::filter::{CmpOp, Expr, Literal, Operand, Param, StringFn};
 use super::options::OrderKey;
+use crate::emulator::dates::parse_datetime;
 use crate::emulator::store::schema::{AttributeKind, EntityDef, Navigation};
-use crate::emulator::store::values::{self, compare, parse_datetime};
+use crate::emulator::store::values::{self, compare};
 use crate::emulator::store::{Record, Store};
 use serde_json::Value;
 use std::cmp::Ordering;

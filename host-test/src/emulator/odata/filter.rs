@@ -272,7 +272,7 @@ impl<'a> Lexer<'a> {
         }
         let b = w.as_bytes();
         if b.len() >= 10 && b[4] == b'-' && b[7] == b'-' {
-            if crate::emulator::store::values::parse_datetime(&w).is_none() {
+            if crate::emulator::dates::parse_datetime(&w).is_none() {
                 return Err(self.syntax(start));
             }
             return Ok((start, Tok::Lit(Literal::DateTime(w))));
@@ -350,21 +350,26 @@ impl Parser<'_> {
     }
 
     fn or(&mut self) -> Result<Expr, ODataError> {
-        let mut left = self.and()?;
-        while self.keyword("or") {
-            self.i += 1;
-            let right = self.and()?;
-            left = Expr::Or(Box::new(left), Box::new(right));
-        }
-        Ok(left)
+        self.chain("or", Self::and, Expr::Or)
     }
 
     fn and(&mut self) -> Result<Expr, ODataError> {
-        let mut left = self.unary()?;
-        while self.keyword("and") {
+        self.chain("and", Self::unary, Expr::And)
+    }
+
+    /// `next (keyword next)*`, joined from the left: `and` binds tighter
+    /// than `or` because `or` chains `and`s.
+    fn chain(
+        &mut self,
+        keyword: &str,
+        next: fn(&mut Self) -> Result<Expr, ODataError>,
+        join: fn(Box<Expr>, Box<Expr>) -> Expr,
+    ) -> Result<Expr, ODataError> {
+        let mut left = next(self)?;
+        while self.keyword(keyword) {
             self.i += 1;
-            let right = self.unary()?;
-            left = Expr::And(Box::new(left), Box::new(right));
+            let right = next(self)?;
+            left = join(Box::new(left), Box::new(right));
         }
         Ok(left)
     }

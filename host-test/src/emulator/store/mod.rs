@@ -260,7 +260,7 @@ impl Store {
         if self.get(entity, &id).is_some() {
             return Err(StoreError::DuplicateKey);
         }
-        let stamp = Value::String(values::format_datetime(now as i64));
+        let stamp = Value::String(crate::emulator::dates::format_datetime(now as i64));
         let mut record = Record {
             id: id.clone(),
             version: 0,
@@ -332,7 +332,7 @@ impl Store {
         if def.attribute("modifiedon").is_some() {
             record.values.insert(
                 "modifiedon".into(),
-                Value::String(values::format_datetime(now as i64)),
+                Value::String(crate::emulator::dates::format_datetime(now as i64)),
             );
         }
         if def.attribute("modifiedby").is_some() {
@@ -486,23 +486,11 @@ pub fn normalize_guid(s: &str) -> Option<String> {
     {
         return None;
     }
-    let h = hex.to_ascii_lowercase();
-    Some(format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    ))
+    Some(dashed(&hex.to_ascii_lowercase()))
 }
 
-/// A random version-4 GUID.
-pub fn new_guid() -> String {
-    let bytes: [u8; 16] = rand::random();
-    let mut h: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    h.replace_range(12..13, "4");
-    h.replace_range(16..17, "8");
+/// 32 hex digits in the 8-4-4-4-12 form of a GUID.
+fn dashed(h: &str) -> String {
     format!(
         "{}-{}-{}-{}-{}",
         &h[0..8],
@@ -511,6 +499,15 @@ pub fn new_guid() -> String {
         &h[16..20],
         &h[20..32]
     )
+}
+
+/// A random version-4 GUID.
+pub fn new_guid() -> String {
+    let bytes: [u8; 16] = rand::random();
+    let mut h: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    h.replace_range(12..13, "4");
+    h.replace_range(16..17, "8");
+    dashed(&h)
 }
 
 #[cfg(test)]

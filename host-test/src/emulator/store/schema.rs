@@ -72,22 +72,34 @@ pub enum AttributeKind {
 }
 
 impl AttributeKind {
+    /// The kind's names in metadata: `AttributeType`, the
+    /// `AttributeTypeName` value and the concrete `…AttributeMetadata` type.
+    pub fn metadata_names(&self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            AttributeKind::Uniqueidentifier => (
+                "Uniqueidentifier",
+                "UniqueidentifierType",
+                "UniqueIdentifierAttributeMetadata",
+            ),
+            AttributeKind::String { .. } => ("String", "StringType", "StringAttributeMetadata"),
+            AttributeKind::Memo { .. } => ("Memo", "MemoType", "MemoAttributeMetadata"),
+            AttributeKind::Integer => ("Integer", "IntegerType", "IntegerAttributeMetadata"),
+            AttributeKind::Money => ("Money", "MoneyType", "MoneyAttributeMetadata"),
+            AttributeKind::Decimal => ("Decimal", "DecimalType", "DecimalAttributeMetadata"),
+            AttributeKind::DateTime => ("DateTime", "DateTimeType", "DateTimeAttributeMetadata"),
+            AttributeKind::Boolean => ("Boolean", "BooleanType", "BooleanAttributeMetadata"),
+            AttributeKind::Picklist { .. } => {
+                ("Picklist", "PicklistType", "PicklistAttributeMetadata")
+            }
+            AttributeKind::State { .. } => ("State", "StateType", "StateAttributeMetadata"),
+            AttributeKind::Lookup { .. } => ("Lookup", "LookupType", "LookupAttributeMetadata"),
+            AttributeKind::File { .. } => ("File", "FileType", "FileAttributeMetadata"),
+        }
+    }
+
     /// The metadata `AttributeType` name.
     pub fn type_name(&self) -> &'static str {
-        match self {
-            AttributeKind::Uniqueidentifier => "Uniqueidentifier",
-            AttributeKind::String { .. } => "String",
-            AttributeKind::Memo { .. } => "Memo",
-            AttributeKind::Integer => "Integer",
-            AttributeKind::Money => "Money",
-            AttributeKind::Decimal => "Decimal",
-            AttributeKind::DateTime => "DateTime",
-            AttributeKind::Boolean => "Boolean",
-            AttributeKind::Picklist { .. } => "Picklist",
-            AttributeKind::State { .. } => "State",
-            AttributeKind::Lookup { .. } => "Lookup",
-            AttributeKind::File { .. } => "File",
-        }
+        self.metadata_names().0
     }
 
     pub fn is_lookup(&self) -> bool {
@@ -382,222 +394,267 @@ fn attr(entity: &str, logical: &str, display: &str, kind: AttributeKind) -> Attr
     }
 }
 
-fn read_only(mut a: AttributeDef) -> AttributeDef {
-    a.read_only = true;
-    a
+/// An entity's columns in order, one call a column: a table reads as its
+/// list of (logical name, display name, type), and the columns many tables
+/// share are written once ([`Columns::system`], [`Columns::stamps`]).
+pub(super) struct Columns {
+    entity: &'static str,
+    list: Vec<AttributeDef>,
 }
 
-fn string(n: u32) -> AttributeKind {
-    AttributeKind::String { max_length: n }
-}
+impl Columns {
+    pub(super) fn of(entity: &'static str) -> Self {
+        Columns {
+            entity,
+            list: Vec::new(),
+        }
+    }
 
-fn lookup(targets: &[(&str, &str, &str)]) -> AttributeKind {
-    AttributeKind::Lookup {
-        targets: targets
+    pub(super) fn col(mut self, logical: &str, display: &str, kind: AttributeKind) -> Self {
+        self.list.push(attr(self.entity, logical, display, kind));
+        self
+    }
+
+    pub(super) fn string(self, logical: &str, display: &str, max_length: u32) -> Self {
+        self.col(logical, display, AttributeKind::String { max_length })
+    }
+
+    pub(super) fn memo(self, logical: &str, display: &str, max_length: u32) -> Self {
+        self.col(logical, display, AttributeKind::Memo { max_length })
+    }
+
+    pub(super) fn integer(self, logical: &str, display: &str) -> Self {
+        self.col(logical, display, AttributeKind::Integer)
+    }
+
+    pub(super) fn money(self, logical: &str, display: &str) -> Self {
+        self.col(logical, display, AttributeKind::Money)
+    }
+
+    pub(super) fn datetime(self, logical: &str, display: &str) -> Self {
+        self.col(logical, display, AttributeKind::DateTime)
+    }
+
+    pub(super) fn boolean(self, logical: &str, display: &str) -> Self {
+        self.col(logical, display, AttributeKind::Boolean)
+    }
+
+    pub(super) fn guid(self, logical: &str, display: &str) -> Self {
+        self.col(logical, display, AttributeKind::Uniqueidentifier)
+    }
+
+    pub(super) fn picklist(
+        self,
+        logical: &str,
+        display: &str,
+        options: &[(i64, &'static str)],
+    ) -> Self {
+        let options = options.to_vec();
+        self.col(logical, display, AttributeKind::Picklist { options })
+    }
+
+    /// A lookup; each target is (entity, navigation property, relationship).
+    pub(super) fn lookup(
+        self,
+        logical: &str,
+        display: &str,
+        targets: &[(&str, &str, &str)],
+    ) -> Self {
+        let targets = targets
             .iter()
             .map(|(entity, nav, rel)| LookupTarget {
                 entity: entity.to_string(),
                 navigation_property: nav.to_string(),
                 relationship: rel.to_string(),
             })
-            .collect(),
+            .collect();
+        self.col(logical, display, AttributeKind::Lookup { targets })
+    }
+
+    /// A lookup to systemuser whose navigation property is its own name.
+    fn user(self, logical: &str, display: &str, relationship: &str) -> Self {
+        self.lookup(logical, display, &[("systemuser", logical, relationship)])
+    }
+
+    /// Marks the last column as set by the platform, never by a client.
+    pub(super) fn read_only(mut self) -> Self {
+        if let Some(a) = self.list.last_mut() {
+            a.read_only = true;
+        }
+        self
+    }
+
+    /// Marks the last column as custom, with the schema name Dataverse
+    /// gives it (the publisher prefix kept: `new_Document`).
+    pub(super) fn custom(mut self, schema_name: &str) -> Self {
+        if let Some(a) = self.list.last_mut() {
+            a.is_custom = true;
+            a.schema_name = schema_name.to_string();
+        }
+        self
+    }
+
+    /// `createdon`, `modifiedon` and `versionnumber`, read-only: what the
+    /// tables without an owner (users, business units) carry.
+    fn stamps(self) -> Self {
+        self.datetime("createdon", "Created On")
+            .read_only()
+            .datetime("modifiedon", "Modified On")
+            .read_only()
+            .integer("versionnumber", "Version Number")
+            .read_only()
+    }
+
+    /// Columns every user-owned table has; `prefix` names their
+    /// relationships (`lk_<prefix>_createdby`, `user_<prefix>`).
+    pub(super) fn system(self, prefix: &str) -> Self {
+        let rel = |suffix: &str| format!("lk_{prefix}_{suffix}");
+        let state = AttributeKind::State {
+            options: vec![(0, "Active"), (1, "Inactive")],
+        };
+        self.datetime("createdon", "Created On")
+            .read_only()
+            .datetime("modifiedon", "Modified On")
+            .read_only()
+            .user("createdby", "Created By", &rel("createdby"))
+            .read_only()
+            .user("modifiedby", "Modified By", &rel("modifiedby"))
+            .read_only()
+            .user("ownerid", "Owner", &format!("user_{prefix}"))
+            .integer("versionnumber", "Version Number")
+            .read_only()
+            .col("statecode", "Status", state)
+            .picklist(
+                "statuscode",
+                "Status Reason",
+                &[(1, "Active"), (2, "Inactive")],
+            )
+            .user(
+                "createdonbehalfby",
+                "Created By (Delegate)",
+                &rel("createdonbehalfby"),
+            )
+            .read_only()
+            .user(
+                "modifiedonbehalfby",
+                "Modified By (Delegate)",
+                &rel("modifiedonbehalfby"),
+            )
+            .read_only()
+    }
+
+    pub(super) fn done(self) -> Vec<AttributeDef> {
+        self.list
     }
 }
 
-/// Columns every user-owned table has.
-fn system_columns(entity: &str, prefix: &str) -> Vec<AttributeDef> {
-    let rel = |suffix: &str| format!("lk_{prefix}_{suffix}");
-    let owner_rel = format!("user_{prefix}");
-    vec![
-        read_only(attr(
-            entity,
-            "createdon",
-            "Created On",
-            AttributeKind::DateTime,
-        )),
-        read_only(attr(
-            entity,
-            "modifiedon",
-            "Modified On",
-            AttributeKind::DateTime,
-        )),
-        read_only(attr(
-            entity,
-            "createdby",
-            "Created By",
-            lookup(&[("systemuser", "createdby", &rel("createdby"))]),
-        )),
-        read_only(attr(
-            entity,
-            "modifiedby",
-            "Modified By",
-            lookup(&[("systemuser", "modifiedby", &rel("modifiedby"))]),
-        )),
-        attr(
-            entity,
-            "ownerid",
-            "Owner",
-            lookup(&[("systemuser", "ownerid", &owner_rel)]),
-        ),
-        read_only(attr(
-            entity,
-            "versionnumber",
-            "Version Number",
-            AttributeKind::Integer,
-        )),
-        attr(
-            entity,
-            "statecode",
-            "Status",
-            AttributeKind::State {
-                options: vec![(0, "Active"), (1, "Inactive")],
-            },
-        ),
-        attr(
-            entity,
-            "statuscode",
-            "Status Reason",
-            AttributeKind::Picklist {
-                options: vec![(1, "Active"), (2, "Inactive")],
-            },
-        ),
-        read_only(attr(
-            entity,
-            "createdonbehalfby",
-            "Created By (Delegate)",
-            lookup(&[("systemuser", "createdonbehalfby", &rel("createdonbehalfby"))]),
-        )),
-        read_only(attr(
-            entity,
-            "modifiedonbehalfby",
-            "Modified By (Delegate)",
-            lookup(&[(
-                "systemuser",
-                "modifiedonbehalfby",
-                &rel("modifiedonbehalfby"),
-            )]),
-        )),
-    ]
+/// What names an entity: everything of an [`EntityDef`] but its columns
+/// and keys.
+pub(super) struct Table {
+    pub logical_name: &'static str,
+    pub entity_set_name: &'static str,
+    pub schema_name: &'static str,
+    pub display_name: &'static str,
+    pub display_collection_name: &'static str,
+    pub description: &'static str,
+    pub primary_name: &'static str,
+    pub ownership: Ownership,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn entity(
-    logical_name: &'static str,
-    entity_set_name: &'static str,
-    schema_name: &'static str,
-    display_name: &'static str,
-    display_collection_name: &'static str,
-    description: &'static str,
-    primary_name: &'static str,
-    ownership: Ownership,
-    mut attributes: Vec<AttributeDef>,
-    keys: Vec<AlternateKey>,
-) -> EntityDef {
-    let primary_id = format!("{logical_name}id");
-    attributes.insert(
-        0,
-        attr(
+impl Table {
+    /// The entity, with its primary key `<logical name>id` as the first
+    /// column.
+    pub(super) fn entity(
+        self,
+        mut attributes: Vec<AttributeDef>,
+        keys: Vec<AlternateKey>,
+    ) -> EntityDef {
+        let logical_name = self.logical_name;
+        let primary_id = format!("{logical_name}id");
+        attributes.insert(
+            0,
+            attr(
+                logical_name,
+                &primary_id,
+                self.display_name,
+                AttributeKind::Uniqueidentifier,
+            ),
+        );
+        EntityDef {
             logical_name,
-            &primary_id,
-            display_name,
-            AttributeKind::Uniqueidentifier,
-        ),
-    );
-    EntityDef {
-        logical_name,
-        entity_set_name,
-        schema_name,
-        metadata_id: stable_guid(&format!("entity:{logical_name}")),
-        display_name,
-        display_collection_name,
-        description,
-        primary_id,
-        primary_name,
-        ownership,
-        is_custom: false,
-        attributes,
-        keys,
-        change_tracking_enabled: CHANGE_TRACKED_BY_DEFAULT.contains(&logical_name),
+            entity_set_name: self.entity_set_name,
+            schema_name: self.schema_name,
+            metadata_id: stable_guid(&format!("entity:{logical_name}")),
+            display_name: self.display_name,
+            display_collection_name: self.display_collection_name,
+            description: self.description,
+            primary_id,
+            primary_name: self.primary_name,
+            ownership: self.ownership,
+            is_custom: false,
+            attributes,
+            keys,
+            change_tracking_enabled: CHANGE_TRACKED_BY_DEFAULT.contains(&logical_name),
+        }
     }
 }
 
 fn account() -> EntityDef {
     let e = "account";
-    let mut attrs = vec![
-        attr(e, "name", "Account Name", string(160)),
-        attr(e, "accountnumber", "Account Number", string(20)),
-        attr(e, "telephone1", "Main Phone", string(50)),
-        attr(e, "emailaddress1", "Email", string(100)),
-        attr(e, "websiteurl", "Website", string(200)),
-        attr(e, "address1_city", "Address 1: City", string(80)),
-        attr(
-            e,
-            "address1_country",
-            "Address 1: Country/Region",
-            string(80),
-        ),
-        attr(
-            e,
-            "description",
-            "Description",
-            AttributeKind::Memo { max_length: 2000 },
-        ),
-        attr(e, "revenue", "Annual Revenue", AttributeKind::Money),
-        attr(
-            e,
-            "numberofemployees",
-            "Number of Employees",
-            AttributeKind::Integer,
-        ),
-        attr(e, "creditonhold", "Credit Hold", AttributeKind::Boolean),
-        attr(
-            e,
+    let attrs = Columns::of(e)
+        .string("name", "Account Name", 160)
+        .string("accountnumber", "Account Number", 20)
+        .string("telephone1", "Main Phone", 50)
+        .string("emailaddress1", "Email", 100)
+        .string("websiteurl", "Website", 200)
+        .string("address1_city", "Address 1: City", 80)
+        .string("address1_country", "Address 1: Country/Region", 80)
+        .memo("description", "Description", 2000)
+        .money("revenue", "Annual Revenue")
+        .integer("numberofemployees", "Number of Employees")
+        .boolean("creditonhold", "Credit Hold")
+        .picklist(
             "accountcategorycode",
             "Category",
-            AttributeKind::Picklist {
-                options: vec![(1, "Preferred Customer"), (2, "Standard")],
-            },
-        ),
-        attr(
-            e,
+            &[(1, "Preferred Customer"), (2, "Standard")],
+        )
+        .picklist(
             "industrycode",
             "Industry",
-            AttributeKind::Picklist {
-                options: vec![
-                    (1, "Accounting"),
-                    (2, "Agriculture and Non-petrol Natural Resource Extraction"),
-                    (3, "Broadcasting Printing and Publishing"),
-                    (4, "Brokers"),
-                    (5, "Building Supply Retail"),
-                    (6, "Business Services"),
-                    (7, "Consulting"),
-                    (8, "Consumer Services"),
-                ],
-            },
-        ),
-        attr(
-            e,
+            &[
+                (1, "Accounting"),
+                (2, "Agriculture and Non-petrol Natural Resource Extraction"),
+                (3, "Broadcasting Printing and Publishing"),
+                (4, "Brokers"),
+                (5, "Building Supply Retail"),
+                (6, "Business Services"),
+                (7, "Consulting"),
+                (8, "Consumer Services"),
+            ],
+        )
+        .lookup(
             "primarycontactid",
             "Primary Contact",
-            lookup(&[("contact", "primarycontactid", "account_primary_contact")]),
-        ),
-        attr(
-            e,
+            &[("contact", "primarycontactid", "account_primary_contact")],
+        )
+        .lookup(
             "parentaccountid",
             "Parent Account",
-            lookup(&[("account", "parentaccountid", "account_parent_account")]),
-        ),
-    ];
-    attrs.extend(system_columns(e, "account"));
-    entity(
-        e,
-        "accounts",
-        "Account",
-        "Account",
-        "Accounts",
-        "Business that represents a customer or potential customer.",
-        "name",
-        Ownership::UserOwned,
+            &[("account", "parentaccountid", "account_parent_account")],
+        )
+        .system("account")
+        .done();
+    Table {
+        logical_name: e,
+        entity_set_name: "accounts",
+        schema_name: "Account",
+        display_name: "Account",
+        display_collection_name: "Accounts",
+        description: "Business that represents a customer or potential customer.",
+        primary_name: "name",
+        ownership: Ownership::UserOwned,
+    }
+    .entity(
         attrs,
         vec![AlternateKey {
             logical_name: "accountnumber_key",
@@ -610,40 +667,22 @@ fn account() -> EntityDef {
 
 fn contact() -> EntityDef {
     let e = "contact";
-    let mut attrs = vec![
-        attr(e, "fullname", "Full Name", string(160)),
-        attr(e, "firstname", "First Name", string(50)),
-        attr(e, "lastname", "Last Name", string(50)),
-        attr(e, "emailaddress1", "Email", string(100)),
-        attr(e, "jobtitle", "Job Title", string(100)),
-        attr(e, "telephone1", "Business Phone", string(50)),
-        attr(e, "address1_city", "Address 1: City", string(80)),
-        attr(e, "birthdate", "Birthday", AttributeKind::DateTime),
-        attr(
-            e,
-            "description",
-            "Description",
-            AttributeKind::Memo { max_length: 2000 },
-        ),
-        attr(
-            e,
-            "gendercode",
-            "Gender",
-            AttributeKind::Picklist {
-                options: vec![(1, "Male"), (2, "Female")],
-            },
-        ),
-        attr(
-            e,
-            "donotemail",
-            "Do not allow Emails",
-            AttributeKind::Boolean,
-        ),
-        attr(
-            e,
+    let attrs = Columns::of(e)
+        .string("fullname", "Full Name", 160)
+        .string("firstname", "First Name", 50)
+        .string("lastname", "Last Name", 50)
+        .string("emailaddress1", "Email", 100)
+        .string("jobtitle", "Job Title", 100)
+        .string("telephone1", "Business Phone", 50)
+        .string("address1_city", "Address 1: City", 80)
+        .datetime("birthdate", "Birthday")
+        .memo("description", "Description", 2000)
+        .picklist("gendercode", "Gender", &[(1, "Male"), (2, "Female")])
+        .boolean("donotemail", "Do not allow Emails")
+        .lookup(
             "parentcustomerid",
             "Company Name",
-            lookup(&[
+            &[
                 (
                     "account",
                     "parentcustomerid_account",
@@ -654,19 +693,21 @@ fn contact() -> EntityDef {
                     "parentcustomerid_contact",
                     "contact_customer_contacts",
                 ),
-            ]),
-        ),
-    ];
-    attrs.extend(system_columns(e, "contact"));
-    entity(
-        e,
-        "contacts",
-        "Contact",
-        "Contact",
-        "Contacts",
-        "Person with whom a business unit has a relationship.",
-        "fullname",
-        Ownership::UserOwned,
+            ],
+        )
+        .system("contact")
+        .done();
+    Table {
+        logical_name: e,
+        entity_set_name: "contacts",
+        schema_name: "Contact",
+        display_name: "Contact",
+        display_collection_name: "Contacts",
+        description: "Person with whom a business unit has a relationship.",
+        primary_name: "fullname",
+        ownership: Ownership::UserOwned,
+    }
+    .entity(
         attrs,
         vec![
             AlternateKey {
@@ -687,67 +728,56 @@ fn contact() -> EntityDef {
 
 fn lead() -> EntityDef {
     let e = "lead";
-    let mut attrs = vec![
-        attr(e, "subject", "Topic", string(300)),
-        attr(e, "fullname", "Name", string(160)),
-        attr(e, "firstname", "First Name", string(50)),
-        attr(e, "lastname", "Last Name", string(50)),
-        attr(e, "companyname", "Company Name", string(100)),
-        attr(e, "emailaddress1", "Email", string(100)),
-        attr(e, "estimatedamount", "Est. Value", AttributeKind::Money),
-        attr(
-            e,
+    let attrs = Columns::of(e)
+        .string("subject", "Topic", 300)
+        .string("fullname", "Name", 160)
+        .string("firstname", "First Name", 50)
+        .string("lastname", "Last Name", 50)
+        .string("companyname", "Company Name", 100)
+        .string("emailaddress1", "Email", 100)
+        .money("estimatedamount", "Est. Value")
+        .picklist(
             "leadsourcecode",
             "Lead Source",
-            AttributeKind::Picklist {
-                options: vec![
-                    (1, "Advertisement"),
-                    (2, "Employee Referral"),
-                    (3, "External Referral"),
-                    (4, "Partner"),
-                    (8, "Web"),
-                ],
-            },
-        ),
-        attr(
-            e,
+            &[
+                (1, "Advertisement"),
+                (2, "Employee Referral"),
+                (3, "External Referral"),
+                (4, "Partner"),
+                (8, "Web"),
+            ],
+        )
+        .lookup(
             "parentaccountid",
             "Parent Account for lead",
-            lookup(&[("account", "parentaccountid", "account_originating_lead")]),
-        ),
-    ];
-    attrs.extend(system_columns(e, "lead"));
-    entity(
-        e,
-        "leads",
-        "Lead",
-        "Lead",
-        "Leads",
-        "Prospect or potential sales opportunity.",
-        "fullname",
-        Ownership::UserOwned,
-        attrs,
-        vec![],
-    )
+            &[("account", "parentaccountid", "account_originating_lead")],
+        )
+        .system("lead")
+        .done();
+    Table {
+        logical_name: e,
+        entity_set_name: "leads",
+        schema_name: "Lead",
+        display_name: "Lead",
+        display_collection_name: "Leads",
+        description: "Prospect or potential sales opportunity.",
+        primary_name: "fullname",
+        ownership: Ownership::UserOwned,
+    }
+    .entity(attrs, vec![])
 }
 
 fn opportunity() -> EntityDef {
     let e = "opportunity";
-    let mut attrs = vec![
-        attr(e, "name", "Topic", string(300)),
-        attr(e, "estimatedvalue", "Est. Revenue", AttributeKind::Money),
-        attr(
-            e,
-            "estimatedclosedate",
-            "Est. Close Date",
-            AttributeKind::DateTime,
-        ),
-        attr(e, "closeprobability", "Probability", AttributeKind::Integer),
-        attr(
-            e,
+    let attrs = Columns::of(e)
+        .string("name", "Topic", 300)
+        .money("estimatedvalue", "Est. Revenue")
+        .datetime("estimatedclosedate", "Est. Close Date")
+        .integer("closeprobability", "Probability")
+        .lookup(
             "customerid",
             "Potential Customer",
-            lookup(&[
+            &[
                 (
                     "account",
                     "customerid_account",
@@ -758,127 +788,87 @@ fn opportunity() -> EntityDef {
                     "customerid_contact",
                     "opportunity_customer_contacts",
                 ),
-            ]),
-        ),
-        attr(
-            e,
+            ],
+        )
+        .lookup(
             "parentaccountid",
             "Account",
-            lookup(&[("account", "parentaccountid", "opportunity_parent_account")]),
-        ),
-    ];
-    attrs.extend(system_columns(e, "opportunity"));
-    entity(
-        e,
-        "opportunities",
-        "Opportunity",
-        "Opportunity",
-        "Opportunities",
-        "Potential revenue-generating event, or sale to an account.",
-        "name",
-        Ownership::UserOwned,
-        attrs,
-        vec![],
-    )
+            &[("account", "parentaccountid", "opportunity_parent_account")],
+        )
+        .system("opportunity")
+        .done();
+    Table {
+        logical_name: e,
+        entity_set_name: "opportunities",
+        schema_name: "Opportunity",
+        display_name: "Opportunity",
+        display_collection_name: "Opportunities",
+        description: "Potential revenue-generating event, or sale to an account.",
+        primary_name: "name",
+        ownership: Ownership::UserOwned,
+    }
+    .entity(attrs, vec![])
 }
 
 fn systemuser() -> EntityDef {
     let e = "systemuser";
-    let attrs = vec![
-        attr(e, "fullname", "Full Name", string(200)),
-        attr(e, "domainname", "User Name", string(1024)),
-        attr(e, "internalemailaddress", "Primary Email", string(100)),
-        attr(
-            e,
-            "azureactivedirectoryobjectid",
-            "Azure AD Object ID",
-            AttributeKind::Uniqueidentifier,
-        ),
-        attr(
-            e,
-            "applicationid",
-            "Application ID",
-            AttributeKind::Uniqueidentifier,
-        ),
-        attr(e, "isdisabled", "Status", AttributeKind::Boolean),
-        attr(
-            e,
+    let attrs = Columns::of(e)
+        .string("fullname", "Full Name", 200)
+        .string("domainname", "User Name", 1024)
+        .string("internalemailaddress", "Primary Email", 100)
+        .guid("azureactivedirectoryobjectid", "Azure AD Object ID")
+        .guid("applicationid", "Application ID")
+        .boolean("isdisabled", "Status")
+        .lookup(
             "businessunitid",
             "Business Unit",
-            lookup(&[(
+            &[(
                 "businessunit",
                 "businessunitid",
                 "business_unit_system_users",
-            )]),
-        ),
-        read_only(attr(e, "createdon", "Created On", AttributeKind::DateTime)),
-        read_only(attr(
-            e,
-            "modifiedon",
-            "Modified On",
-            AttributeKind::DateTime,
-        )),
-        read_only(attr(
-            e,
-            "versionnumber",
-            "Version Number",
-            AttributeKind::Integer,
-        )),
-    ];
-    entity(
-        e,
-        "systemusers",
-        "SystemUser",
-        "User",
-        "Users",
-        "Person with access to the Microsoft CRM system and who owns objects in the Microsoft CRM database.",
-        "fullname",
-        Ownership::BusinessOwned,
-        attrs,
-        vec![],
-    )
+            )],
+        )
+        .stamps()
+        .done();
+    Table {
+        logical_name: e,
+        entity_set_name: "systemusers",
+        schema_name: "SystemUser",
+        display_name: "User",
+        display_collection_name: "Users",
+        description: "Person with access to the Microsoft CRM system and who owns objects in the Microsoft CRM database.",
+        primary_name: "fullname",
+        ownership: Ownership::BusinessOwned,
+    }
+    .entity(attrs, vec![])
 }
 
 fn businessunit() -> EntityDef {
     let e = "businessunit";
-    let attrs = vec![
-        attr(e, "name", "Name", string(160)),
-        attr(
-            e,
+    let attrs = Columns::of(e)
+        .string("name", "Name", 160)
+        .lookup(
             "parentbusinessunitid",
             "Parent Business",
-            lookup(&[(
+            &[(
                 "businessunit",
                 "parentbusinessunitid",
                 "business_unit_parent_business_unit",
-            )]),
-        ),
-        read_only(attr(e, "createdon", "Created On", AttributeKind::DateTime)),
-        read_only(attr(
-            e,
-            "modifiedon",
-            "Modified On",
-            AttributeKind::DateTime,
-        )),
-        read_only(attr(
-            e,
-            "versionnumber",
-            "Version Number",
-            AttributeKind::Integer,
-        )),
-    ];
-    entity(
-        e,
-        "businessunits",
-        "BusinessUnit",
-        "Business Unit",
-        "Business Units",
-        "Business, division, or department in the Microsoft Dynamics 365 database.",
-        "name",
-        Ownership::BusinessOwned,
-        attrs,
-        vec![],
-    )
+            )],
+        )
+        .stamps()
+        .done();
+    Table {
+        logical_name: e,
+        entity_set_name: "businessunits",
+        schema_name: "BusinessUnit",
+        display_name: "Business Unit",
+        display_collection_name: "Business Units",
+        description: "Business, division, or department in the Microsoft Dynamics 365 database.",
+        primary_name: "name",
+        ownership: Ownership::BusinessOwned,
+    }
+    .entity(attrs, vec![])
 }
 
 /// What the associate/executeAction/file-column work adds to the built-in
@@ -889,46 +879,24 @@ fn relations_additions(schema: &mut Schema) {
     for e in &mut schema.entities {
         match e.logical_name {
             "account" => {
-                let n = "account";
                 // Custom columns: the publisher prefix, schema names as
                 // Dataverse makes them. The file id and name are written
                 // only by the upload (never through a JSON body).
-                let custom = |logical: &str, schema_name: &str, display: &str, kind| {
-                    let mut a = read_only(attr(n, logical, display, kind));
-                    a.is_custom = true;
-                    a.schema_name = schema_name.into();
-                    a
-                };
-                e.attributes.push(custom(
-                    "new_document",
-                    "new_Document",
-                    "Document",
-                    AttributeKind::File { max_size_kb: 32768 },
-                ));
-                e.attributes.push(custom(
-                    "new_document_name",
-                    "new_Document_Name",
-                    "Document Name",
-                    string(260),
-                ));
-                e.attributes.push(read_only(attr(
-                    n,
-                    "opendeals",
-                    "Open Deals",
-                    AttributeKind::Integer,
-                )));
-                e.attributes.push(read_only(attr(
-                    n,
-                    "opendeals_date",
-                    "Open Deals (Last Updated On)",
-                    AttributeKind::DateTime,
-                )));
-                e.attributes.push(read_only(attr(
-                    n,
-                    "opendeals_state",
-                    "Open Deals (State)",
-                    AttributeKind::Integer,
-                )));
+                let file = AttributeKind::File { max_size_kb: 32768 };
+                let added = Columns::of("account")
+                    .col("new_document", "Document", file)
+                    .read_only()
+                    .custom("new_Document")
+                    .string("new_document_name", "Document Name", 260)
+                    .read_only()
+                    .custom("new_Document_Name")
+                    .integer("opendeals", "Open Deals")
+                    .read_only()
+                    .datetime("opendeals_date", "Open Deals (Last Updated On)")
+                    .read_only()
+                    .integer("opendeals_state", "Open Deals (State)")
+                    .read_only();
+                e.attributes.extend(added.done());
             }
             "opportunity" => {
                 for a in &mut e.attributes {
@@ -963,22 +931,22 @@ fn relations_additions(schema: &mut Schema) {
 /// associated (account, lead) pair; readable as `accountleadscollection`.
 fn intersect_accountleads() -> EntityDef {
     let e = "accountleads";
-    let mut def = entity(
-        e,
-        "accountleadscollection",
-        "AccountLeads",
-        "AccountLeads",
-        "AccountLeads",
-        "Intersect table of the accountleads_association many-to-many relationship.",
-        "accountleadid",
-        Ownership::OrganizationOwned,
-        vec![
-            attr(e, "accountid", "Account", AttributeKind::Uniqueidentifier),
-            attr(e, "leadid", "Lead", AttributeKind::Uniqueidentifier),
-        ],
-        vec![],
-    );
-    // entity() names the key `accountleadsid`; Dataverse names it accountleadid.
+    let attrs = Columns::of(e)
+        .guid("accountid", "Account")
+        .guid("leadid", "Lead")
+        .done();
+    let mut def = Table {
+        logical_name: e,
+        entity_set_name: "accountleadscollection",
+        schema_name: "AccountLeads",
+        display_name: "AccountLeads",
+        display_collection_name: "AccountLeads",
+        description: "Intersect table of the accountleads_association many-to-many relationship.",
+        primary_name: "accountleadid",
+        ownership: Ownership::OrganizationOwned,
+    }
+    .entity(attrs, vec![]);
+    // Table::entity names the key `accountleadsid`; Dataverse names it accountleadid.
     if let Some(pk) = def.attributes.first_mut() {
         pk.logical_name = "accountleadid".into();
         pk.schema_name = "AccountLeadId".into();

@@ -2,15 +2,15 @@
 //! Only the ones that need no record store: publishing customizations,
 //! which real environments accept at any time and answer with 204.
 
-use super::super::response::{no_content, odata_error};
-use super::super::{EmuRequest, EmuResponse};
-use super::functions::method_not_allowed;
+use super::reply::method_not_allowed;
+use crate::emulator::response::{no_content, odata_error};
+use crate::emulator::{EmuRequest, EmuResponse};
 use serde_json::Value;
 
 /// `POST PublishXml` `{"ParameterXml": "<importexportxml>…</importexportxml>"}` → 204.
 pub fn publish_xml(request: &EmuRequest) -> EmuResponse {
     if request.method() != http::Method::POST {
-        return method_not_allowed(request);
+        return method_not_allowed(request.method());
     }
     let body: Option<Value> = serde_json::from_slice(request.body()).ok();
     let xml = body
@@ -36,7 +36,7 @@ pub fn publish_xml(request: &EmuRequest) -> EmuResponse {
 /// `POST PublishAllXml` (no parameters) → 204.
 pub fn publish_all_xml(request: &EmuRequest) -> EmuResponse {
     if request.method() != http::Method::POST {
-        return method_not_allowed(request);
+        return method_not_allowed(request.method());
     }
     no_content()
 }

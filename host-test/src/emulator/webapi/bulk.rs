@@ -15,10 +15,12 @@
 //! modelled with `Ids`), and the code/message for a missing or mismatched
 //! `@odata.type` and for an update target without its primary key.
 
-use super::super::response::{no_content, odata_error, odata_json};
-use super::super::store::schema::EntityDef;
-use super::super::{EmuRequest, EmuResponse, State};
-use super::Caller;
+use super::caller::Caller;
+use super::records;
+use super::reply::{error, method_not_allowed, segment_not_found};
+use crate::emulator::response::{no_content, odata_error, odata_json};
+use crate::emulator::store::schema::EntityDef;
+use crate::emulator::{EmuRequest, EmuResponse, State};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
@@ -32,9 +34,21 @@ enum Message {
     Upsert,
 }
 
-/// Whether the path segment after an entity set names a bulk message.
-pub fn is_bulk(segment: &str) -> bool {
-    message(segment).is_some()
+/// Answers `<set>/Microsoft.Dynamics.CRM.<bulk message>` for an entity
+/// set of the schema; `None` for any other resource.
+pub fn route(
+    state: &mut State,
+    request: &EmuRequest,
+    caller: &Caller,
+    resource: &str,
+) -> Option<EmuResponse> {
+    let (set, segment) = resource.split_once('/')?;
+    if set.contains('(') {
+        return None;
+    }
+    let msg = message(segment)?;
+    let entity = state.store.schema().by_entity_set(set)?.clone();
+    Some(handle(state, request, caller, &entity, msg))
 }
 
 fn message(segment: &str) -> Option<Message> {
@@ -46,29 +60,15 @@ fn message(segment: &str) -> Option<Message> {
     }
 }
 
-pub fn handle(
+fn handle(
     state: &mut State,
     request: &EmuRequest,
     caller: &Caller,
     entity: &EntityDef,
-    segment: &str,
+    msg: Message,
 ) -> EmuResponse {
-    let Some(msg) = message(segment) else {
-        return odata_error(
-            404,
-            "0x8006088a",
-            &format!("Resource not found for the segment '{segment}'."),
-        );
-    };
     if request.method() != http::Method::POST {
-        return odata_error(
-            405,
-            "0x80060888",
-            &format!(
-                "The requested resource does not support http method '{}'.",
-                request.method()
-            ),
-        );
+        return method_not_allowed(request.method());
     }
     let body: Option<Value> = serde_json::from_slice(request.body()).ok();
     let Some(targets) = body
@@ -183,13 +183,8 @@ fn run_target(
     let inner = builder
         .body(Bytes::from(Value::Object(body).to_string()))
         .map_err(|e| odata_error(400, "0x0", &format!("The target is not valid: {e}.")))?;
-    let response = super::records::handle(state, &inner, caller, &resource).unwrap_or_else(|| {
-        odata_error(
-            404,
-            "0x8006088a",
-            &format!("Resource not found for the segment '{set}'."),
-        )
-    });
+    let response = records::handle(state, &inner, caller, &resource)
+        .unwrap_or_else(|| error(segment_not_found(set)));
     if !response.status().is_success() {
         return Err(response);
     }
@@ -207,8 +202,8 @@ fn run_target(
 
 #[cfg(test)]
 mod tests {
-    use super::super::super::{Config, Emulator, data, identity};
     use super::*;
+    use crate::emulator::{Config, Emulator, data, identity};
 
     /// A client-credentials bearer token from the emulator's own endpoint.
     async fn token(emu: &Emulator) -> String {

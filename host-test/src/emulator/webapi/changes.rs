@@ -27,17 +27,15 @@
 //! `$count` are refused with change tracking (RetrieveEntityChanges has only
 //! columns and paging); the page cookie's format (`ct<version>.<id>`).
 
-use super::super::odata::ODataError;
-use super::super::odata::options::{Prefer, QueryOptions, decode_component, query_pairs};
-use super::super::odata::paging::{self, MAX_PAGE_SIZE};
-use super::super::odata::shape::Shaper;
-use super::super::response::odata_json;
-use super::super::store::schema::EntityDef;
-use super::super::store::values::format_datetime;
-use super::super::store::{Record, normalize_guid};
-use super::super::webhooks::iso_to_millis;
-use super::super::{EmuRequest, EmuResponse, State};
-use super::Caller;
+use super::caller::Caller;
+use super::reply::{json_response, prefer};
+use crate::emulator::dates::{format_datetime, iso_to_millis};
+use crate::emulator::odata::ODataError;
+use crate::emulator::odata::options::{QueryOptions, decode_component, query_pairs};
+use crate::emulator::odata::paging::{self, MAX_PAGE_SIZE};
+use crate::emulator::store::schema::EntityDef;
+use crate::emulator::store::{Record, normalize_guid};
+use crate::emulator::{EmuRequest, EmuResponse, State};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -55,21 +53,11 @@ const COOKIE_PREFIX: &str = "ct";
 /// client that follows a nextLink without repeating the header still
 /// pages the same change set).
 pub fn requested(request: &EmuRequest) -> bool {
-    let prefer = prefer_of(request);
+    let prefer = prefer(request);
     prefer.track_changes
         || query_pairs(request.uri().query())
             .iter()
             .any(|(k, v)| k == DELTATOKEN || (k == SKIPTOKEN && v.starts_with(COOKIE_PREFIX)))
-}
-
-fn prefer_of(request: &EmuRequest) -> Prefer {
-    Prefer::parse(
-        request
-            .headers()
-            .get_all("Prefer")
-            .iter()
-            .filter_map(|v| v.to_str().ok()),
-    )
 }
 
 /// A delta token: the store version it covers up to, and when it was issued.
@@ -195,15 +183,8 @@ pub fn retrieve(
         }
     }
     let options = QueryOptions::parse(&rest)?;
-    let prefer = prefer_of(request);
-    let shaper = Shaper {
-        store: &state.store,
-        prefer: &prefer,
-        service_root: &caller.service_root,
-        now: state.now(),
-        user_id: &caller.user_id,
-        collection_page_size: None,
-    };
+    let prefer = prefer(request);
+    let shaper = caller.shaper(state, &prefer);
     shaper.check(entity, &options, 0, false)?;
 
     // The window: (from, upto]. The first page fixes `upto`.
@@ -312,13 +293,7 @@ pub fn retrieve(
     if let Some(n) = page_size {
         applied.push(format!("odata.maxpagesize={n}"));
     }
-    let mut response = odata_json(200, &Value::Object(body));
-    if !applied.is_empty()
-        && let Ok(v) = http::HeaderValue::from_str(&applied.join(","))
-    {
-        response.headers_mut().insert("Preference-Applied", v);
-    }
-    Ok(response)
+    Ok(json_response(200, &Value::Object(body), &applied))
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Raises the registered webhooks ([`super::super::webhooks`]) for a write
+//! Raises the registered webhooks ([`crate::emulator::webhooks`]) for a write
 //! made through the Web API: the Target is the columns the request set, the
 //! images are the whole row before and after, all as Web API JSON (lookups
 //! with their `lookuplogicalname` annotation, which the RemoteExecutionContext
@@ -7,12 +7,12 @@
 //! Not emulated: a `$batch` change set that rolls back still sends the
 //! webhooks its successful parts queued (Dataverse would not).
 
-use super::super::State;
-use super::super::odata::options::{Prefer, QueryOptions};
-use super::super::odata::shape::{LOOKUP_TYPE, Shaper};
-use super::super::store::schema::EntityDef;
-use super::super::store::{Changes, Record};
-use super::super::webhooks::{Message, Write};
+use crate::emulator::State;
+use crate::emulator::odata::options::{Prefer, QueryOptions};
+use crate::emulator::odata::shape::{LOOKUP_TYPE, Shaper};
+use crate::emulator::store::schema::EntityDef;
+use crate::emulator::store::{Changes, Record};
+use crate::emulator::webhooks::{Message, Write};
 use serde_json::{Map, Value};
 
 /// The property names (Web API form) a write sets: what goes in the Target.

@@ -7,13 +7,14 @@
 //! Not emulated: chunked uploads (`x-ms-transfer-mode: chunked`) and ranged
 //! downloads (`Range`); a chunked request gets 501.
 
-use super::super::odata::ODataError;
-use super::super::response::no_content;
-use super::super::store::schema::{AttributeKind, EntityDef};
-use super::super::store::{Changes, new_guid};
-use super::super::{EmuRequest, EmuResponse, State};
-use super::Caller;
-use super::records::{error, find, key_text, not_found, parse_key, store_error};
+use super::caller::Caller;
+use super::reply::{error, header};
+use super::rows::{self, UnderRow, existing_id};
+use crate::emulator::odata::ODataError;
+use crate::emulator::response::no_content;
+use crate::emulator::store::schema::{AttributeKind, EntityDef};
+use crate::emulator::store::{Changes, new_guid};
+use crate::emulator::{EmuRequest, EmuResponse, State};
 use bytes::Bytes;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -37,43 +38,31 @@ impl FileBlobs {
 
 /// Answers `part` = `<fileColumn>` (PATCH/PUT/DELETE) or
 /// `<fileColumn>/$value` (GET); `None` for anything else.
-pub fn handle(
-    state: &mut State,
-    request: &EmuRequest,
-    caller: &Caller,
-    entity: &EntityDef,
-    raw_key: &str,
-    part: &str,
-) -> Option<EmuResponse> {
-    let (column, value) = match part.strip_suffix("/$value") {
+pub fn handle(state: &mut State, at: &UnderRow<'_>) -> Option<EmuResponse> {
+    let (entity, raw_key) = (at.entity, at.raw_key);
+    let (column, value) = match at.part.strip_suffix("/$value") {
         Some(c) => (c, true),
-        None => (part, false),
+        None => (at.part, false),
     };
     let attr = entity.attribute(column)?;
     let AttributeKind::File { max_size_kb } = attr.kind else {
         return None;
     };
-    let method = request.method().clone();
-    let result = match (value, method) {
+    let result = match (value, at.request.method().clone()) {
         (true, http::Method::GET) => download(state, entity, raw_key, column),
-        (false, http::Method::PATCH | http::Method::PUT) => {
-            upload(state, request, caller, entity, raw_key, column, max_size_kb)
-        }
-        (false, http::Method::DELETE) => clear(state, caller, entity, raw_key, column),
+        (false, http::Method::PATCH | http::Method::PUT) => upload(
+            state,
+            at.request,
+            at.caller,
+            entity,
+            raw_key,
+            column,
+            max_size_kb,
+        ),
+        (false, http::Method::DELETE) => clear(state, at.caller, entity, raw_key, column),
         _ => return None,
     };
     Some(result.unwrap_or_else(error))
-}
-
-fn record_id(state: &State, entity: &EntityDef, raw_key: &str) -> Result<String, ODataError> {
-    let key = parse_key(entity, raw_key)?;
-    find(state, entity, &key)
-        .map(|r| r.id.clone())
-        .ok_or_else(|| not_found(entity.logical_name, &key_text(&key)))
-}
-
-fn header<'r>(request: &'r EmuRequest, name: &str) -> Option<&'r str> {
-    request.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
 fn upload(
@@ -85,7 +74,7 @@ fn upload(
     column: &str,
     max_size_kb: u32,
 ) -> Result<EmuResponse, ODataError> {
-    let id = record_id(state, entity, raw_key)?;
+    let id = existing_id(state, entity, raw_key)?;
     if header(request, "x-ms-transfer-mode").is_some() {
         return Err(ODataError::not_implemented(
             "The emulator does not implement chunked file uploads.".to_string(),
@@ -93,7 +82,6 @@ fn upload(
     }
     // Message UNCONFIRMED; Dataverse requires the file name header.
     let name = header(request, "x-ms-file-name")
-        .map(str::trim)
         .filter(|n| !n.is_empty())
         .ok_or_else(|| {
             ODataError::bad_request(
@@ -120,7 +108,7 @@ fn upload(
         .values
         .insert(column.to_string(), Value::String(file_id.clone()));
     set_name(entity, column, &mut changes, Value::String(name.clone()));
-    write(state, caller, entity, &id, changes)?;
+    rows::update(state, caller, entity.logical_name, &id, changes)?;
     if let Some(old) = old {
         state.files.0.remove(&old);
     }
@@ -136,28 +124,13 @@ fn set_name(entity: &EntityDef, column: &str, changes: &mut Changes, name: Value
     }
 }
 
-fn write(
-    state: &mut State,
-    caller: &Caller,
-    entity: &EntityDef,
-    id: &str,
-    changes: Changes,
-) -> Result<(), ODataError> {
-    let now = state.now();
-    state
-        .store
-        .update(entity.logical_name, id, changes, &caller.user_id, now)
-        .map(|_| ())
-        .map_err(store_error)
-}
-
 fn download(
     state: &State,
     entity: &EntityDef,
     raw_key: &str,
     column: &str,
 ) -> Result<EmuResponse, ODataError> {
-    let id = record_id(state, entity, raw_key)?;
+    let id = existing_id(state, entity, raw_key)?;
     let blob = state
         .store
         .get(entity.logical_name, &id)
@@ -188,7 +161,7 @@ fn clear(
     raw_key: &str,
     column: &str,
 ) -> Result<EmuResponse, ODataError> {
-    let id = record_id(state, entity, raw_key)?;
+    let id = existing_id(state, entity, raw_key)?;
     let old = state
         .store
         .get(entity.logical_name, &id)
@@ -196,7 +169,7 @@ fn clear(
     let mut changes = Changes::default();
     changes.values.insert(column.to_string(), Value::Null);
     set_name(entity, column, &mut changes, Value::Null);
-    write(state, caller, entity, &id, changes)?;
+    rows::update(state, caller, entity.logical_name, &id, changes)?;
     if let Some(old) = old {
         state.files.0.remove(&old);
     }

@@ -1,28 +1,15 @@
 //! Unbound functions (`WhoAmI`, …).
 
-use super::super::response::{odata_error, odata_json};
-use super::super::{EmuRequest, EmuResponse, State};
-use super::Caller;
+use super::caller::Caller;
+use super::reply::method_not_allowed;
+use crate::emulator::response::{odata_error, odata_json};
+use crate::emulator::{EmuRequest, EmuResponse, State};
 use serde_json::json;
-
-/// 405 for a method the resource does not support (a function called with
-/// POST, an action with GET, …). Message as OData/ASP.NET words it; the hex
-/// code is UNCONFIRMED.
-pub fn method_not_allowed(request: &EmuRequest) -> EmuResponse {
-    odata_error(
-        405,
-        "0x80060888",
-        &format!(
-            "The requested resource does not support http method '{}'.",
-            request.method()
-        ),
-    )
-}
 
 /// `GET WhoAmI` / `GET WhoAmI()`.
 pub fn who_am_i(state: &State, request: &EmuRequest, caller: &Caller) -> EmuResponse {
     if request.method() != http::Method::GET {
-        return method_not_allowed(request);
+        return method_not_allowed(request.method());
     }
     let Some(user) = state.directory.user(&caller.user_id) else {
         return odata_error(

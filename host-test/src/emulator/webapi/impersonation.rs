@@ -11,11 +11,11 @@
 //! that is not a GUID gets `400`. Every caller may impersonate (the
 //! emulator does not model the prvActOnBehalfOfAnotherUser privilege).
 
-use super::super::response::odata_error;
-use super::super::store::Changes;
-use super::super::store::schema::EntityDef;
-use super::super::{EmuRequest, EmuResponse, State};
-use super::Caller;
+use super::caller::Caller;
+use crate::emulator::response::odata_error;
+use crate::emulator::store::Changes;
+use crate::emulator::store::schema::EntityDef;
+use crate::emulator::{EmuRequest, EmuResponse, State};
 
 /// The user a request acts as: `None` without impersonation headers.
 pub fn effective_user(state: &State, request: &EmuRequest) -> Result<Option<String>, EmuResponse> {
@@ -32,7 +32,7 @@ pub fn effective_user(state: &State, request: &EmuRequest) -> Result<Option<Stri
         (None, Some(v)) => ("MSCRMCallerID", v, false),
         (None, None) => return Ok(None),
     };
-    let Some(id) = super::super::store::normalize_guid(value) else {
+    let Some(id) = crate::emulator::store::normalize_guid(value) else {
         return Err(odata_error(
             400,
             "0x80040203",

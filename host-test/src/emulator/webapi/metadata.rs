@@ -15,17 +15,18 @@
 //!
 //! Labels: the emulator keeps one label per item, in LanguageCode 1033.
 
-use super::super::odata::ODataError;
-use super::super::odata::filter::{CmpOp, Expr, Literal, Operand};
-use super::super::odata::options::{ExpandItem, QueryOptions, query_pairs};
-use super::super::response::{no_content, odata_error, odata_json};
-use super::super::store::normalize_guid;
-use super::super::store::schema::{
+use super::caller::Caller;
+use super::reply::{method_not_allowed_error as method_not_allowed, with_entity_id};
+use crate::emulator::odata::ODataError;
+use crate::emulator::odata::filter::{CmpOp, Expr, Literal, Operand};
+use crate::emulator::odata::options::{ExpandItem, QueryOptions, query_pairs};
+use crate::emulator::response::{no_content, odata_error, odata_json};
+use crate::emulator::store::normalize_guid;
+use crate::emulator::store::schema::{
     ACTIVITY_ENTITIES, AttributeDef, AttributeKind, EntityDef, INTERSECT_ENTITIES, LookupTarget,
     Schema, stable_guid,
 };
-use super::super::{EmuRequest, EmuResponse, State};
-use super::Caller;
+use crate::emulator::{EmuRequest, EmuResponse, State};
 use serde_json::{Map, Value, json};
 
 const NS: &str = "Microsoft.Dynamics.CRM.";
@@ -142,6 +143,16 @@ fn find_entity<'s>(schema: &'s Schema, raw: &str) -> Result<&'s EntityDef, OData
     }
 }
 
+/// [`find_entity`], for a change to its definition.
+fn find_entity_mut<'s>(schema: &'s mut Schema, raw: &str) -> Result<&'s mut EntityDef, ODataError> {
+    let logical = find_entity(schema, raw)?.logical_name;
+    schema
+        .entities
+        .iter_mut()
+        .find(|e| e.logical_name == logical)
+        .ok_or_else(|| entity_not_found(raw))
+}
+
 fn find_attribute<'e>(entity: &'e EntityDef, raw: &str) -> Result<&'e AttributeDef, ODataError> {
     let found = match parse_meta_key(raw)? {
         MetaKey::Id(id) => entity.attributes.iter().find(|a| a.metadata_id == id),
@@ -152,20 +163,7 @@ fn find_attribute<'e>(entity: &'e EntityDef, raw: &str) -> Result<&'e AttributeD
 
 /// The concrete metadata type of an attribute kind.
 fn metadata_type(kind: &AttributeKind) -> &'static str {
-    match kind {
-        AttributeKind::Uniqueidentifier => "UniqueIdentifierAttributeMetadata",
-        AttributeKind::String { .. } => "StringAttributeMetadata",
-        AttributeKind::Memo { .. } => "MemoAttributeMetadata",
-        AttributeKind::Integer => "IntegerAttributeMetadata",
-        AttributeKind::Money => "MoneyAttributeMetadata",
-        AttributeKind::Decimal => "DecimalAttributeMetadata",
-        AttributeKind::DateTime => "DateTimeAttributeMetadata",
-        AttributeKind::Boolean => "BooleanAttributeMetadata",
-        AttributeKind::Picklist { .. } => "PicklistAttributeMetadata",
-        AttributeKind::State { .. } => "StateAttributeMetadata",
-        AttributeKind::Lookup { .. } => "LookupAttributeMetadata",
-        AttributeKind::File { .. } => "FileAttributeMetadata",
-    }
+    kind.metadata_names().2
 }
 
 /// Metadata types a cast segment may name (the abstract
@@ -295,14 +293,6 @@ fn route(
             rest.join("/")
         ))),
     }
-}
-
-fn method_not_allowed(method: &http::Method) -> ODataError {
-    ODataError::new(
-        405,
-        "0x80060888",
-        format!("The requested resource does not support http method '{method}'."),
-    )
 }
 
 fn select_suffix(options: &QueryOptions) -> String {
@@ -492,23 +482,6 @@ fn entity_json(_schema: &Schema, e: &EntityDef) -> Map<String, Value> {
     }
 }
 
-fn type_name(kind: &AttributeKind) -> &'static str {
-    match kind {
-        AttributeKind::Uniqueidentifier => "UniqueidentifierType",
-        AttributeKind::String { .. } => "StringType",
-        AttributeKind::Memo { .. } => "MemoType",
-        AttributeKind::Integer => "IntegerType",
-        AttributeKind::Money => "MoneyType",
-        AttributeKind::Decimal => "DecimalType",
-        AttributeKind::DateTime => "DateTimeType",
-        AttributeKind::Boolean => "BooleanType",
-        AttributeKind::Picklist { .. } => "PicklistType",
-        AttributeKind::State { .. } => "StateType",
-        AttributeKind::Lookup { .. } => "LookupType",
-        AttributeKind::File { .. } => "FileType",
-    }
-}
-
 fn option_set(e: &EntityDef, a: &AttributeDef) -> Value {
     let owner = format!("{}.{}", e.logical_name, a.logical_name);
     match &a.kind {
@@ -558,7 +531,7 @@ fn attribute_json(
         "SchemaName": a.schema_name,
         "EntityLogicalName": e.logical_name,
         "AttributeType": a.kind.type_name(),
-        "AttributeTypeName": {"Value": type_name(&a.kind)},
+        "AttributeTypeName": {"Value": a.kind.metadata_names().1},
         "DisplayName": label(&a.display_name, &format!("{owner}:display")),
         "Description": label("", &owner),
         "IsCustomAttribute": a.is_custom,
@@ -965,14 +938,19 @@ fn label_text(body: &Map<String, Value>, prop: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The attribute kind a create body describes.
-fn kind_from_body(body: &Map<String, Value>) -> Result<AttributeKind, ODataError> {
+/// A body's `@odata.type` without its `#`, and that without the namespace.
+fn body_type(body: &Map<String, Value>) -> (&str, &str) {
     let t = body
         .get("@odata.type")
         .and_then(Value::as_str)
         .unwrap_or("")
         .trim_start_matches('#');
-    let short = t.strip_prefix(NS).unwrap_or(t);
+    (t, t.strip_prefix(NS).unwrap_or(t))
+}
+
+/// The attribute kind a create body describes.
+fn kind_from_body(body: &Map<String, Value>) -> Result<AttributeKind, ODataError> {
+    let (_, short) = body_type(body);
     let max_len = |d: u32| {
         body.get("MaxLength")
             .and_then(Value::as_u64)
@@ -1061,14 +1039,8 @@ fn create_attribute(
     let logical = schema_name.to_ascii_lowercase();
     let display = label_text(&body, "DisplayName").unwrap_or_default();
     let schema = state.store.schema_mut();
-    let e_logical = find_entity(schema, entity_key)?.logical_name;
-    let Some(e) = schema
-        .entities
-        .iter_mut()
-        .find(|e| e.logical_name == e_logical)
-    else {
-        return Err(entity_not_found(entity_key));
-    };
+    let e = find_entity_mut(schema, entity_key)?;
+    let e_logical = e.logical_name;
     if e.attribute(&logical).is_some() {
         // Code UNCONFIRMED.
         return Err(ODataError::new(
@@ -1095,11 +1067,7 @@ fn create_attribute(
         "{}EntityDefinitions(LogicalName='{e_logical}')/Attributes({metadata_id})",
         caller.service_root
     );
-    let mut r = no_content();
-    if let Ok(v) = http::HeaderValue::from_str(&url) {
-        r.headers_mut().insert("OData-EntityId", v);
-    }
-    Ok(r)
+    Ok(with_entity_id(no_content(), &url))
 }
 
 fn update_attribute(
@@ -1116,14 +1084,8 @@ fn update_attribute(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
     let schema = state.store.schema_mut();
-    let e_logical = find_entity(schema, entity_key)?.logical_name;
-    let Some(e) = schema
-        .entities
-        .iter_mut()
-        .find(|e| e.logical_name == e_logical)
-    else {
-        return Err(entity_not_found(entity_key));
-    };
+    let e = find_entity_mut(schema, entity_key)?;
+    let e_logical = e.logical_name;
     let a_logical = find_attribute(e, attr_key)?.logical_name.clone();
     let Some(a) = e
         .attributes
@@ -1132,12 +1094,7 @@ fn update_attribute(
     else {
         return Err(attribute_not_found(e_logical, attr_key));
     };
-    let t = body
-        .get("@odata.type")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .trim_start_matches('#');
-    let short = t.strip_prefix(NS).unwrap_or(t);
+    let (t, short) = body_type(&body);
     if short != metadata_type(&a.kind) {
         return Err(ODataError::bad_request(format!(
             "The @odata.type '{t}' does not match the column's type {NS}{}; PUT the full definition with its own type.",
@@ -1168,11 +1125,7 @@ fn update_attribute(
         "{}EntityDefinitions(LogicalName='{e_logical}')/Attributes(LogicalName='{a_logical}')",
         caller.service_root
     );
-    let mut r = no_content();
-    if let Ok(v) = http::HeaderValue::from_str(&url) {
-        r.headers_mut().insert("OData-EntityId", v);
-    }
-    Ok(r)
+    Ok(with_entity_id(no_content(), &url))
 }
 
 #[cfg(test)]
@@ -1212,9 +1165,8 @@ mod tests {
         let schema = Schema::builtin();
         let account = schema.by_logical_name("account").unwrap();
         let full = entity_json(&schema, account);
-        let parse = |s: &str| {
-            super::super::super::odata::filter::parse_filter(s, &Default::default()).unwrap()
-        };
+        let parse =
+            |s: &str| crate::emulator::odata::filter::parse_filter(s, &Default::default()).unwrap();
         assert!(
             eval(
                 &parse("OwnershipType eq Microsoft.Dynamics.CRM.OwnershipTypes'UserOwned'"),

@@ -2,7 +2,9 @@
 //! then dispatch by the first path segment.
 
 mod actions;
+pub mod batch;
 mod bulk;
+mod caller;
 pub mod changes;
 mod events;
 pub mod files;
@@ -12,33 +14,19 @@ mod metadata;
 mod operations;
 pub mod records;
 mod refs;
+mod reply;
+mod rows;
 
-use super::response::odata_error;
 use super::{EmuRequest, EmuResponse, State, data, origin_of};
 use bytes::Bytes;
-
-/// Who is calling, after the bearer check.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    /// The systemuser the token acts as.
-    pub user_id: String,
-    /// The service root the client used, e.g. `http://localhost/api/data/v9.2/`.
-    pub service_root: String,
-    /// The token's own user when the request impersonates `user_id`
-    /// (`CallerObjectId`/`MSCRMCallerID`, see [`impersonation`]).
-    pub on_behalf_of: Option<String>,
-}
+pub use caller::Caller;
 
 pub fn handle(state: &mut State, request: &EmuRequest) -> EmuResponse {
     let path = request.uri().path();
     let rest = path.trim_start_matches("/api/data/");
     let (version, resource) = rest.split_once('/').unwrap_or((rest, ""));
     if !matches!(version, "v9.0" | "v9.1" | "v9.2") {
-        return odata_error(
-            404,
-            "0x8006088a",
-            &format!("Resource not found for the segment '{version}'."),
-        );
+        return reply::error(reply::segment_not_found(version));
     }
     let caller = match authenticate(state, request) {
         Ok(user_id) => match impersonation::effective_user(state, request) {
@@ -57,17 +45,15 @@ pub fn handle(state: &mut State, request: &EmuRequest) -> EmuResponse {
         "WhoAmI" => functions::who_am_i(state, request, &caller),
         "PublishXml" => actions::publish_xml(request),
         "PublishAllXml" => actions::publish_all_xml(request),
-        "$batch" => super::batch::handle(state, request, &caller),
+        "$batch" => batch::handle(state, request, &caller),
         "EntityDefinitions" => metadata::handle(state, request, &caller, resource),
         n if operations::is_unbound(n) => operations::unbound(state, request, &caller, resource),
-        "" => odata_error(404, "0x8006088a", "Resource not found for the segment ''."),
-        other => records::handle(state, request, &caller, resource).unwrap_or_else(|| {
-            odata_error(
-                404,
-                "0x8006088a",
-                &format!("Resource not found for the segment '{other}'."),
-            )
-        }),
+        "" => reply::error(reply::segment_not_found("")),
+        // Bulk messages before the record endpoints they run each target
+        // through, so that `records` need not know them.
+        other => bulk::route(state, request, &caller, resource)
+            .or_else(|| records::handle(state, request, &caller, resource))
+            .unwrap_or_else(|| reply::error(reply::segment_not_found(other))),
     }
 }
 

@@ -6,17 +6,16 @@
 //! are how Dataverse environments get bound actions). A bound operation
 //! named without its namespace gets Dataverse's 400; an unknown one 404.
 
-use super::super::odata::ODataError;
-use super::super::odata::options::query_pairs;
-use super::super::response::{no_content, odata_json};
-use super::super::store::schema::EntityDef;
-use super::super::store::{Changes, values};
-use super::super::{EmuRequest, EmuResponse, State};
-use super::Caller;
-use super::functions::method_not_allowed;
-use super::records::{
-    ReferenceError, error, find, key_text, not_found, parse_key, resolve_reference, store_error,
-};
+use super::caller::Caller;
+use super::reply::{error, method_not_allowed, segment_not_found, store_error};
+use super::rows::{self, ReferenceError, UnderRow, existing, parse_key, resolve_reference};
+use crate::emulator::dates;
+use crate::emulator::odata::ODataError;
+use crate::emulator::odata::options::query_pairs;
+use crate::emulator::response::{no_content, odata_json};
+use crate::emulator::store::Changes;
+use crate::emulator::store::schema::EntityDef;
+use crate::emulator::{EmuRequest, EmuResponse, State};
 use serde_json::{Map, Value, json};
 
 const NAMESPACE: &str = "Microsoft.Dynamics.CRM.";
@@ -51,7 +50,7 @@ pub fn unbound(
         http::Method::POST
     };
     if request.method() != expected {
-        return method_not_allowed(request);
+        return method_not_allowed(request.method());
     }
     let result = match name {
         "WinOpportunity" => win_opportunity(state, request, caller),
@@ -65,24 +64,18 @@ pub fn unbound(
 
 /// `POST set(<key>)/Microsoft.Dynamics.CRM.<Name>`; `None` when `part` is
 /// not an operation segment (a property, a navigation property, …).
-pub fn bound(
-    state: &mut State,
-    request: &EmuRequest,
-    caller: &Caller,
-    entity: &EntityDef,
-    raw_key: &str,
-    part: &str,
-) -> Option<EmuResponse> {
+pub fn bound(state: &mut State, at: &UnderRow<'_>) -> Option<EmuResponse> {
+    let (request, part) = (at.request, at.part);
     if part.contains('/') {
         return None;
     }
     let name = part.split('(').next().unwrap_or(part);
     let result = match name.strip_prefix(NAMESPACE) {
-        Some(op) if BOUND.contains(&op) && entity.logical_name == "account" => {
+        Some(op) if BOUND.contains(&op) && at.entity.logical_name == "account" => {
             if request.method() != http::Method::POST {
-                return Some(method_not_allowed(request));
+                return Some(method_not_allowed(request.method()));
             }
-            set_credit_hold(state, request, caller, entity, raw_key)
+            set_credit_hold(state, request, at.caller, at.entity, at.raw_key)
         }
         Some(_) => Err(segment_not_found(name)),
         // [S: ACT] a bound action without its namespace.
@@ -92,14 +85,6 @@ pub fn bound(
         None => return None,
     };
     Some(result.unwrap_or_else(error))
-}
-
-fn segment_not_found(segment: &str) -> ODataError {
-    ODataError::new(
-        404,
-        "0x8006088a",
-        format!("Resource not found for the segment '{segment}'."),
-    )
 }
 
 fn unresolved() -> ODataError {
@@ -173,11 +158,7 @@ fn win_opportunity(
     let mut changes = Changes::default();
     changes.values.insert("statecode".into(), json!(1));
     changes.values.insert("statuscode".into(), json!(status));
-    let now = state.now();
-    state
-        .store
-        .update("opportunity", &id, changes, &caller.user_id, now)
-        .map_err(store_error)?;
+    rows::update(state, caller, "opportunity", &id, changes)?;
     Ok(no_content())
 }
 
@@ -361,7 +342,7 @@ fn calculate_rollup_field(
         })
         .count();
     let now = state.now();
-    let stamp = values::format_datetime(now as i64);
+    let stamp = dates::format_datetime(now as i64);
     // The platform writes the rollup's columns itself (they are read-only
     // to clients), so this goes straight to the store.
     let mut changes = Changes::default();
@@ -439,8 +420,7 @@ fn set_credit_hold(
     raw_key: &str,
 ) -> Result<EmuResponse, ODataError> {
     let key = parse_key(entity, raw_key)?;
-    let record =
-        find(state, entity, &key).ok_or_else(|| not_found(entity.logical_name, &key_text(&key)))?;
+    let record = existing(state, entity, &key)?;
     let id = record.id.clone();
     let previous = record.get("creditonhold").as_bool().unwrap_or(false);
     let body = json_body(request)?;
@@ -450,11 +430,7 @@ fn set_credit_hold(
         .ok_or_else(unresolved)?;
     let mut changes = Changes::default();
     changes.values.insert("creditonhold".into(), json!(on_hold));
-    let now = state.now();
-    state
-        .store
-        .update("account", &id, changes, &caller.user_id, now)
-        .map_err(store_error)?;
+    rows::update(state, caller, "account", &id, changes)?;
     Ok(odata_json(
         200,
         &json!({

@@ -2,68 +2,34 @@
 //! `GET /accounts/$count`, as Dataverse does them: server-driven paging,
 //! upsert semantics of PATCH, conditional headers, `@odata.bind` lookups,
 //! and Dataverse's error codes.
+//!
+//! The dispatcher of one entity set: `$ref`, file columns and bound
+//! operations under a row go to their own modules; what they share with
+//! this one ([`rows`], [`reply`]) lives apart, so the imports run one way.
+//! (The bulk messages, which run each target back through [`handle`], are
+//! routed by [`super::handle`].)
 
-use super::super::odata::options::{Prefer, QueryOptions, query_pairs};
-use super::super::odata::paging::{self, MAX_PAGE_SIZE};
-use super::super::odata::payload::{self, Refusal, payload_error};
-use super::super::odata::shape::Shaper;
-use super::super::odata::{ODataError, eval::unknown_property};
-use super::super::response::{no_content, odata_error, odata_json};
-use super::super::store::schema::{AttributeKind, EntityDef, Navigation};
-use super::super::store::{Changes, Record, StoreError, normalize_guid};
-use super::super::webhooks::Message;
-use super::super::{EmuRequest, EmuResponse, State};
-use super::Caller;
+use super::caller::Caller;
+use super::reply::{
+    error, header, json_response, method_not_allowed, not_found, prefer, store_error,
+    with_entity_id,
+};
+use super::rows::{
+    self, Key, ReferenceError, UnderRow, existing, key_text, parse_key, resolve_reference,
+};
+use super::{changes, events, files, impersonation, operations, refs};
+use crate::emulator::odata::options::{Prefer, QueryOptions, decode_component, query_pairs};
+use crate::emulator::odata::paging::{self, MAX_PAGE_SIZE};
+use crate::emulator::odata::payload::{self, Refusal, payload_error};
+use crate::emulator::odata::shape::Shaper;
+use crate::emulator::odata::{ODataError, eval::unknown_property};
+use crate::emulator::response::{no_content, odata_json};
+use crate::emulator::store::schema::{AttributeKind, EntityDef, Navigation};
+use crate::emulator::store::{Changes, Record, StoreError, normalize_guid};
+use crate::emulator::webhooks::Message;
+use crate::emulator::{EmuRequest, EmuResponse, State};
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
-
-/// The record a URL key names.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) enum Key {
-    Id(String),
-    /// Attribute logical names and values.
-    Alternate(Vec<(String, Value)>),
-}
-
-pub(super) fn error(e: ODataError) -> EmuResponse {
-    odata_error(e.status, &e.code, &e.message)
-}
-
-pub fn not_found(entity: &str, id: &str) -> ODataError {
-    ODataError::new(
-        404,
-        "0x80040217",
-        format!("{entity} With Id = {id} Does Not Exist"),
-    )
-}
-
-pub(super) fn store_error(e: StoreError) -> ODataError {
-    match e {
-        StoreError::NotFound { entity, id } => not_found(&entity, &id),
-        StoreError::DuplicateKey => ODataError::new(
-            412,
-            "0x80040237",
-            "A record with matching key values already exists.",
-        ),
-        StoreError::UnknownEntity(name) => ODataError::new(
-            404,
-            "0x8006088a",
-            format!("Resource not found for the segment '{name}'."),
-        ),
-        StoreError::InvalidValue { message, .. } if message.starts_with("A validation error") => {
-            ODataError::new(400, "0x80044331", message)
-        }
-        StoreError::InvalidValue { message, .. } => ODataError::bad_request(message),
-    }
-}
-
-fn method_not_allowed(method: &http::Method) -> EmuResponse {
-    odata_error(
-        405,
-        "0x80060888",
-        &format!("The requested resource does not support http method '{method}'."),
-    )
-}
 
 /// Answers a request whose first segment is an entity set; `None` when
 /// `segment` names no entity set.
@@ -82,22 +48,28 @@ pub fn handle(
         None => (head, None),
     };
     let entity = state.store.schema().by_entity_set(set)?.clone();
-    if let (Some(raw), Some(part)) = (raw_key, rest)
-        && let Some(answer) = super::refs::handle(state, request, caller, &entity, raw, part)
-            .or_else(|| super::files::handle(state, request, caller, &entity, raw, part))
-            .or_else(|| super::operations::bound(state, request, caller, &entity, raw, part))
-    {
-        return Some(answer);
+    if let (Some(raw), Some(part)) = (raw_key, rest) {
+        let at = UnderRow {
+            request,
+            caller,
+            entity: &entity,
+            raw_key: raw,
+            part,
+        };
+        let answer = refs::handle(state, &at)
+            .or_else(|| files::handle(state, &at))
+            .or_else(|| operations::bound(state, &at));
+        if answer.is_some() {
+            return answer;
+        }
     }
     let method = request.method().clone();
     if raw_key.is_none()
         && rest.is_none()
         && method == http::Method::GET
-        && super::changes::requested(request)
+        && changes::requested(request)
     {
-        return Some(
-            super::changes::retrieve(state, request, caller, &entity).unwrap_or_else(error),
-        );
+        return Some(changes::retrieve(state, request, caller, &entity).unwrap_or_else(error));
     }
     let result = match (raw_key, rest) {
         (None, None) => match method {
@@ -127,164 +99,11 @@ pub fn handle(
             parse_key(&entity, raw)
                 .and_then(|key| retrieve_part(state, request, caller, &entity, &key, part))
         }
-        (None, Some(op)) if super::bulk::is_bulk(op) => {
-            Ok(super::bulk::handle(state, request, caller, &entity, op))
-        }
         (_, Some(other)) => Err(ODataError::not_implemented(format!(
             "The emulator does not serve '{set}/…/{other}' yet."
         ))),
     };
     Some(result.unwrap_or_else(error))
-}
-
-/// Parses the text inside `(…)`: a GUID, or `name='value',name2=2`.
-pub(super) fn parse_key(entity: &EntityDef, raw: &str) -> Result<Key, ODataError> {
-    let text = percent_encoding::percent_decode_str(raw)
-        .decode_utf8_lossy()
-        .into_owned();
-    if let Some(id) = normalize_guid(&text) {
-        return Ok(Key::Id(id));
-    }
-    let bad = || {
-        ODataError::bad_request(format!(
-            "Bad Request - Error in query syntax: the key '{text}' is not valid for '{}'.",
-            entity.entity_set_name
-        ))
-    };
-    let chars: Vec<char> = text.chars().collect();
-    let mut i = 0;
-    let mut pairs = Vec::new();
-    while i < chars.len() {
-        let start = i;
-        while i < chars.len() && chars[i] != '=' {
-            i += 1;
-        }
-        let name: String = chars[start..i]
-            .iter()
-            .collect::<String>()
-            .trim()
-            .to_string();
-        if i >= chars.len() || name.is_empty() {
-            return Err(bad());
-        }
-        i += 1;
-        let value = if chars.get(i) == Some(&'\'') {
-            i += 1;
-            let mut s = String::new();
-            loop {
-                match chars.get(i) {
-                    None => return Err(bad()),
-                    Some('\'') if chars.get(i + 1) == Some(&'\'') => {
-                        s.push('\'');
-                        i += 2;
-                    }
-                    Some('\'') => {
-                        i += 1;
-                        break;
-                    }
-                    Some(c) => {
-                        s.push(*c);
-                        i += 1;
-                    }
-                }
-            }
-            Value::String(s)
-        } else {
-            let start = i;
-            while i < chars.len() && chars[i] != ',' {
-                i += 1;
-            }
-            let word: String = chars[start..i]
-                .iter()
-                .collect::<String>()
-                .trim()
-                .to_string();
-            if let Some(g) = normalize_guid(&word) {
-                Value::String(g)
-            } else if let Ok(n) = word.parse::<i64>() {
-                Value::from(n)
-            } else if let Ok(f) = word.parse::<f64>() {
-                Value::from(f)
-            } else if word == "true" || word == "false" {
-                Value::Bool(word == "true")
-            } else {
-                return Err(bad());
-            }
-        };
-        let attr = entity
-            .property(&name)
-            .ok_or_else(|| unknown_property(entity, &name))?;
-        pairs.push((attr.logical_name.clone(), value));
-        while chars.get(i).is_some_and(|c| c.is_whitespace()) {
-            i += 1;
-        }
-        match chars.get(i) {
-            Some(',') => i += 1,
-            None => {}
-            Some(_) => return Err(bad()),
-        }
-    }
-    let mut names: Vec<&str> = pairs.iter().map(|(n, _)| n.as_str()).collect();
-    names.sort_unstable();
-    let defined = entity.keys.iter().any(|k| {
-        let mut a = k.attributes.clone();
-        a.sort_unstable();
-        a == names
-    });
-    if !defined {
-        return Err(ODataError::bad_request(format!(
-            "Invalid alternate key: ({}) is not a key defined for entity {}.",
-            names.join(","),
-            entity.logical_name
-        )));
-    }
-    Ok(Key::Alternate(pairs))
-}
-
-pub(super) fn find<'s>(state: &'s State, entity: &EntityDef, key: &Key) -> Option<&'s Record> {
-    match key {
-        Key::Id(id) => state.store.get(entity.logical_name, id),
-        Key::Alternate(pairs) => state.store.find_by_key(entity.logical_name, pairs),
-    }
-}
-
-pub(super) fn key_text(key: &Key) -> String {
-    match key {
-        Key::Id(id) => id.clone(),
-        Key::Alternate(pairs) => pairs
-            .iter()
-            .map(|(n, v)| format!("{n}={v}"))
-            .collect::<Vec<_>>()
-            .join(","),
-    }
-}
-
-fn prefer(request: &EmuRequest) -> Prefer {
-    Prefer::parse(
-        request
-            .headers()
-            .get_all("Prefer")
-            .iter()
-            .filter_map(|v| v.to_str().ok()),
-    )
-}
-
-fn header<'r>(request: &'r EmuRequest, name: &str) -> Option<&'r str> {
-    request
-        .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-}
-
-fn json_response(status: u16, body: &Value, applied: &[String]) -> EmuResponse {
-    let mut response = odata_json(status, body);
-    if !applied.is_empty()
-        && let Ok(v) = http::HeaderValue::from_str(&applied.join(","))
-    {
-        response.headers_mut().insert("Preference-Applied", v);
-    }
-    response
 }
 
 fn annotations_applied(prefer: &Prefer) -> Option<String> {
@@ -320,7 +139,7 @@ fn retrieve_multiple(
         && let Some((_, xml)) = pairs.iter().find(|(k, _)| k == "fetchXml")
     {
         let prefer = prefer(request);
-        return Ok(super::super::fetchxml::eval::respond(
+        return Ok(crate::emulator::fetchxml::eval::respond(
             &state.store,
             entity,
             xml,
@@ -330,16 +149,7 @@ fn retrieve_multiple(
     }
     let options = QueryOptions::parse(&pairs)?;
     let prefer = prefer(request);
-    let shaper = Shaper {
-        store: &state.store,
-        prefer: &prefer,
-        service_root: &caller.service_root,
-        now: state.now(),
-        user_id: &caller.user_id,
-        collection_page_size: None,
-    }
-    .paging_nested_collections(&options);
-    shaper.check(entity, &options, 0, false)?;
+    let shaper = read_shaper(state, caller, &prefer, entity, &options)?;
     let ctx = shaper.context(entity);
     let mut filter = |r: &Record| {
         related.is_none_or(|rel| {
@@ -427,7 +237,7 @@ fn retrieve_multiple(
             .filter(|p| !p.is_empty())
             .filter(|p| {
                 let name = p.split('=').next().unwrap_or("");
-                super::super::odata::options::decode_component(name) != "$skiptoken"
+                decode_component(name) != "$skiptoken"
             })
             .collect();
         let encoded = format!("$skiptoken={}", paging::encode_token_for_url(&token));
@@ -448,6 +258,22 @@ fn retrieve_multiple(
     }
     applied.extend(annotations_applied(&prefer));
     Ok(json_response(200, &Value::Object(body), &applied))
+}
+
+/// The shaper of a read or write answer, with `options` checked against
+/// `entity` (unknown columns, bad expands) before anything is read.
+fn read_shaper<'a>(
+    state: &'a State,
+    caller: &'a Caller,
+    prefer: &'a Prefer,
+    entity: &'a EntityDef,
+    options: &QueryOptions,
+) -> Result<Shaper<'a>, ODataError> {
+    let shaper = caller
+        .shaper(state, prefer)
+        .paging_nested_collections(options);
+    shaper.check(entity, options, 0, false)?;
+    Ok(shaper)
 }
 
 fn single_body(
@@ -475,18 +301,8 @@ fn retrieve(
     let pairs = query_pairs(request.uri().query());
     let options = QueryOptions::parse(&pairs)?;
     let prefer = prefer(request);
-    let shaper = Shaper {
-        store: &state.store,
-        prefer: &prefer,
-        service_root: &caller.service_root,
-        now: state.now(),
-        user_id: &caller.user_id,
-        collection_page_size: None,
-    }
-    .paging_nested_collections(&options);
-    shaper.check(entity, &options, 0, false)?;
-    let record =
-        find(state, entity, key).ok_or_else(|| not_found(entity.logical_name, &key_text(key)))?;
+    let shaper = read_shaper(state, caller, &prefer, entity, &options)?;
+    let record = existing(state, entity, key)?;
     if let Some(tag) = header(request, "If-None-Match")
         && tag == record.etag()
         && options.expand.is_empty()
@@ -513,8 +329,7 @@ fn retrieve_part(
     key: &Key,
     part: &str,
 ) -> Result<EmuResponse, ODataError> {
-    let record =
-        find(state, entity, key).ok_or_else(|| not_found(entity.logical_name, &key_text(key)))?;
+    let record = existing(state, entity, key)?;
     let schema = state.store.schema();
     match schema.navigation(entity, part) {
         Some(Navigation::Collection {
@@ -679,54 +494,6 @@ fn parse_body(
     Ok((changes, id))
 }
 
-/// Why an entity reference did not resolve; each caller words it as its
-/// context (`@odata.bind`, `$ref`, an action parameter) needs.
-pub(super) enum ReferenceError {
-    /// Not `[…/api/data/vX/]<set>(<key>)`.
-    Malformed,
-    /// No such entity set.
-    UnknownSet(String),
-    /// The set exists but holds another entity (its logical name).
-    WrongEntity(String),
-    /// The key names no existing row.
-    Missing(ODataError),
-    /// The key does not parse for that entity.
-    BadKey(ODataError),
-}
-
-/// Resolves an entity reference — `/set(<id>)`, `set(<id>)`, an absolute
-/// `…/api/data/vX/set(<id>)` or a key form `set(k='v')` — to the id of an
-/// existing `target` row. The one parser behind `@odata.bind`, `$ref`
-/// bodies and entity-typed action parameters.
-pub(super) fn resolve_reference(
-    state: &State,
-    text: &str,
-    target: &str,
-) -> Result<String, ReferenceError> {
-    let path = match text.find("/api/data/") {
-        Some(i) => text
-            .get(i + "/api/data/".len()..)
-            .and_then(|rest| rest.split_once('/'))
-            .map(|(_, r)| r)
-            .ok_or(ReferenceError::Malformed)?,
-        None => text.trim_start_matches('/'),
-    };
-    let (set, raw_key) = path.split_once('(').ok_or(ReferenceError::Malformed)?;
-    let raw_key = raw_key.strip_suffix(')').ok_or(ReferenceError::Malformed)?;
-    let def = state
-        .store
-        .schema()
-        .by_entity_set(set)
-        .ok_or_else(|| ReferenceError::UnknownSet(set.to_string()))?;
-    if def.logical_name != target {
-        return Err(ReferenceError::WrongEntity(def.logical_name.to_string()));
-    }
-    let key = parse_key(def, raw_key).map_err(ReferenceError::BadKey)?;
-    find(state, def, &key)
-        .map(|r| r.id.clone())
-        .ok_or_else(|| ReferenceError::Missing(not_found(def.logical_name, &key_text(&key))))
-}
-
 /// Resolves an `@odata.bind` URL to the id of an existing `target` row.
 fn resolve_bind(state: &State, text: &str, target: &str) -> Result<String, ODataError> {
     resolve_reference(state, text, target).map_err(|e| match e {
@@ -755,13 +522,6 @@ fn entity_id_url(caller: &Caller, entity: &EntityDef, key_form: &str) -> String 
     )
 }
 
-fn with_entity_id(mut response: EmuResponse, url: &str) -> EmuResponse {
-    if let Ok(v) = http::HeaderValue::from_str(url) {
-        response.headers_mut().insert("OData-EntityId", v);
-    }
-    response
-}
-
 fn written(
     state: &State,
     request: &EmuRequest,
@@ -781,16 +541,7 @@ fn written(
     let pairs = query_pairs(request.uri().query());
     let mut options = QueryOptions::parse(&pairs)?;
     options.expand.clear(); // $expand is ignored on writes
-    let shaper = Shaper {
-        store: &state.store,
-        prefer: &prefer,
-        service_root: &caller.service_root,
-        now: state.now(),
-        user_id: &caller.user_id,
-        collection_page_size: None,
-    }
-    .paging_nested_collections(&options);
-    shaper.check(entity, &options, 0, false)?;
+    let shaper = read_shaper(state, caller, &prefer, entity, &options)?;
     let record = state
         .store
         .get(entity.logical_name, id)
@@ -812,23 +563,8 @@ fn create(
     entity: &EntityDef,
 ) -> Result<EmuResponse, ODataError> {
     let (mut changes, id) = parse_body(state, entity, request.body())?;
-    super::impersonation::stamp(&mut changes, entity, caller, true);
-    let now = state.now();
-    let changed = super::events::changed_columns(entity, &changes);
-    let record = state
-        .store
-        .create(entity.logical_name, id, changes, &caller.user_id, now)
-        .map_err(store_error)?;
-    let id = record.id.clone();
-    super::events::raise(
-        state,
-        Message::Create,
-        entity,
-        &id,
-        None,
-        &changed,
-        &caller.user_id,
-    );
+    impersonation::stamp(&mut changes, entity, caller, true);
+    let id = create_row(state, caller, entity, id, changes)?;
     written(state, request, caller, entity, &id, 201, &id)
 }
 
@@ -843,24 +579,14 @@ fn patch(
     let (mut changes, body_id) = parse_body(state, entity, request.body())?;
     let if_match = header(request, "If-Match").map(str::to_string);
     let if_none_match = header(request, "If-None-Match").map(str::to_string);
-    let existing = find(state, entity, key).cloned();
-    super::impersonation::stamp(&mut changes, entity, caller, existing.is_none());
-    let now = state.now();
+    let existing = rows::find(state, entity, key).cloned();
+    impersonation::stamp(&mut changes, entity, caller, existing.is_none());
     match existing {
         Some(record) => {
             if if_none_match.as_deref() == Some("*") {
                 return Err(store_error(StoreError::DuplicateKey));
             }
-            if let Some(tag) = if_match.as_deref()
-                && tag != "*"
-                && tag != record.etag()
-            {
-                return Err(ODataError::new(
-                    412,
-                    "0x80060882",
-                    "The version of the existing record doesn't match the RowVersion property provided.",
-                ));
-            }
+            check_if_match(if_match.as_deref(), &record)?;
             if let Some(b) = body_id
                 && b != record.id
             {
@@ -875,18 +601,9 @@ fn patch(
                     changes.values.remove(name);
                 }
             }
-            let changed = super::events::changed_columns(entity, &changes);
-            state
-                .store
-                .update(
-                    entity.logical_name,
-                    &record.id,
-                    changes,
-                    &caller.user_id,
-                    now,
-                )
-                .map_err(store_error)?;
-            super::events::raise(
+            let changed = events::changed_columns(entity, &changes);
+            rows::update(state, caller, entity.logical_name, &record.id, changes)?;
+            events::raise(
                 state,
                 Message::Update,
                 entity,
@@ -913,21 +630,7 @@ fn patch(
                     body_id
                 }
             };
-            let changed = super::events::changed_columns(entity, &changes);
-            let record = state
-                .store
-                .create(entity.logical_name, id, changes, &caller.user_id, now)
-                .map_err(store_error)?;
-            let id = record.id.clone();
-            super::events::raise(
-                state,
-                Message::Create,
-                entity,
-                &id,
-                None,
-                &changed,
-                &caller.user_id,
-            );
+            let id = create_row(state, caller, entity, id, changes)?;
             written(state, request, caller, entity, &id, 201, raw_key)
         }
     }
@@ -940,24 +643,13 @@ fn delete(
     entity: &EntityDef,
     key: &Key,
 ) -> Result<EmuResponse, ODataError> {
-    let record = find(state, entity, key)
-        .ok_or_else(|| not_found(entity.logical_name, &key_text(key)))?
-        .clone();
-    if let Some(tag) = header(request, "If-Match")
-        && tag != "*"
-        && tag != record.etag()
-    {
-        return Err(ODataError::new(
-            412,
-            "0x80060882",
-            "The version of the existing record doesn't match the RowVersion property provided.",
-        ));
-    }
+    let record = existing(state, entity, key)?.clone();
+    check_if_match(header(request, "If-Match"), &record)?;
     state
         .store
         .delete(entity.logical_name, &record.id)
         .map_err(store_error)?;
-    super::events::raise(
+    events::raise(
         state,
         Message::Delete,
         entity,
@@ -967,4 +659,40 @@ fn delete(
         &caller.user_id,
     );
     Ok(no_content())
+}
+
+/// An `If-Match` other than `*` must be the row's current ETag.
+fn check_if_match(tag: Option<&str>, record: &Record) -> Result<(), ODataError> {
+    match tag {
+        Some(tag) if tag != "*" && tag != record.etag() => Err(ODataError::new(
+            412,
+            "0x80060882",
+            "The version of the existing record doesn't match the RowVersion property provided.",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Creates a row as the caller and raises its Create webhooks; its id.
+fn create_row(
+    state: &mut State,
+    caller: &Caller,
+    entity: &EntityDef,
+    id: Option<String>,
+    changes: Changes,
+) -> Result<String, ODataError> {
+    let changed = events::changed_columns(entity, &changes);
+    let id = rows::create(state, caller, entity.logical_name, id, changes)?
+        .id
+        .clone();
+    events::raise(
+        state,
+        Message::Create,
+        entity,
+        &id,
+        None,
+        &changed,
+        &caller.user_id,
+    );
+    Ok(id)
 }

@@ -9,30 +9,27 @@
 //! - `DELETE /opportunities(<o>)/<singleNav>/$ref` → 204
 //! - `GET …/<nav>/$ref` → the references (`@odata.id` of each related row).
 
-use super::super::odata::ODataError;
-use super::super::odata::options::query_pairs;
-use super::super::response::{no_content, odata_json};
-use super::super::store::schema::{EntityDef, ManyToMany, Navigation};
-use super::super::store::{Changes, Record};
-use super::super::{EmuRequest, EmuResponse, State};
-use super::Caller;
-use super::records::{
-    ReferenceError, error, find, key_text, not_found, parse_key, resolve_reference, store_error,
+use super::caller::Caller;
+use super::reply::{error, method_not_allowed_error, not_found, segment_not_found, store_error};
+use super::rows::{
+    self, ReferenceError, UnderRow, existing, existing_id, parse_key, resolve_reference,
 };
+use crate::emulator::odata::ODataError;
+use crate::emulator::odata::options::query_pairs;
+use crate::emulator::response::{no_content, odata_json};
+use crate::emulator::store::schema::{EntityDef, ManyToMany, Navigation};
+use crate::emulator::store::{Changes, Record};
+use crate::emulator::{EmuRequest, EmuResponse, State};
 use serde_json::{Value, json};
 
 /// Answers `part` = `<nav>/$ref` or `<nav>(<key>)/$ref` under `set(<raw_key>)`;
 /// `None` when `part` is not a `$ref` path.
-pub fn handle(
-    state: &mut State,
-    request: &EmuRequest,
-    caller: &Caller,
-    entity: &EntityDef,
-    raw_key: &str,
-    part: &str,
-) -> Option<EmuResponse> {
-    let nav_part = part.strip_suffix("/$ref")?;
-    Some(run(state, request, caller, entity, raw_key, nav_part).unwrap_or_else(error))
+pub fn handle(state: &mut State, at: &UnderRow<'_>) -> Option<EmuResponse> {
+    let nav_part = at.part.strip_suffix("/$ref")?;
+    let answer = run(
+        state, at.request, at.caller, at.entity, at.raw_key, nav_part,
+    );
+    Some(answer.unwrap_or_else(error))
 }
 
 fn run(
@@ -54,9 +51,7 @@ fn run(
         None => (nav_part, None),
     };
     let key = parse_key(entity, raw_key)?;
-    let source = find(state, entity, &key)
-        .ok_or_else(|| not_found(entity.logical_name, &key_text(&key)))?
-        .clone();
+    let source = existing(state, entity, &key)?.clone();
     let navigation = state
         .store
         .schema()
@@ -138,20 +133,8 @@ fn run(
         (Navigation::ManyToMany(m), method) => many_to_many(
             state, request, caller, entity, &source, m, target_key, method,
         ),
-        (_, method) => Err(ODataError::new(
-            405,
-            "0x80060888",
-            format!("The requested resource does not support http method '{method}'."),
-        )),
+        (_, method) => Err(method_not_allowed_error(&method)),
     }
-}
-
-fn segment_not_found(segment: &str) -> ODataError {
-    ODataError::new(
-        404,
-        "0x8006088a",
-        format!("Resource not found for the segment '{segment}'."),
-    )
 }
 
 fn entity_def<'s>(state: &'s State, logical: &str) -> Result<&'s EntityDef, ODataError> {
@@ -225,11 +208,7 @@ fn write(
     id: &str,
     changes: Changes,
 ) -> Result<EmuResponse, ODataError> {
-    let now = state.now();
-    state
-        .store
-        .update(entity, id, changes, &caller.user_id, now)
-        .map_err(store_error)?;
+    rows::update(state, caller, entity, id, changes)?;
     Ok(no_content())
 }
 
@@ -247,21 +226,30 @@ fn list_refs(
         return Err(segment_not_found(_nav));
     };
     let def = entity_def(state, child)?;
-    let value: Vec<Value> = state
+    let ids = state
         .store
         .records(child)
         .filter(|r| linked(r, &attribute, entity.logical_name) == Some(source.id.as_str()))
-        .map(|r| {
-            json!({"@odata.id": format!("{}{}({})", caller.service_root, def.entity_set_name, r.id)})
-        })
+        .map(|r| r.id.as_str());
+    Ok(ref_collection(caller, def.entity_set_name, ids))
+}
+
+/// `GET …/<collection nav>/$ref`: an `@odata.id` per related row.
+fn ref_collection<'i>(
+    caller: &Caller,
+    set: &str,
+    ids: impl Iterator<Item = &'i str>,
+) -> EmuResponse {
+    let value: Vec<Value> = ids
+        .map(|id| json!({"@odata.id": format!("{}{set}({id})", caller.service_root)}))
         .collect();
-    Ok(odata_json(
+    odata_json(
         200,
         &json!({
             "@odata.context": format!("{}$metadata#Collection($ref)", caller.service_root),
             "value": value,
         }),
-    ))
+    )
 }
 
 /// The related record a collection `DELETE …/$ref` names: by key in the
@@ -275,10 +263,7 @@ fn delete_target(
     match target_key {
         Some(raw) => {
             let def = entity_def(state, child)?.clone();
-            let key = parse_key(&def, raw)?;
-            find(state, &def, &key)
-                .map(|r| r.id.clone())
-                .ok_or_else(|| not_found(child, &key_text(&key)))
+            existing_id(state, &def, raw)
         }
         None => {
             let pairs = query_pairs(request.uri().query());
@@ -326,20 +311,12 @@ fn many_to_many(
     match method {
         http::Method::GET if target_key.is_none() => {
             let def = entity_def(state, other)?;
-            let value: Vec<Value> = state
+            let ids = state
                 .store
                 .records(m.intersect)
                 .filter(|r| r.get(this_attr).as_str() == Some(source.id.as_str()))
-                .filter_map(|r| r.get(other_attr).as_str())
-                .map(|id| json!({"@odata.id": format!("{}{}({id})", caller.service_root, def.entity_set_name)}))
-                .collect();
-            Ok(odata_json(
-                200,
-                &json!({
-                    "@odata.context": format!("{}$metadata#Collection($ref)", caller.service_root),
-                    "value": value,
-                }),
-            ))
+                .filter_map(|r| r.get(other_attr).as_str());
+            Ok(ref_collection(caller, def.entity_set_name, ids))
         }
         http::Method::POST if target_key.is_none() => {
             let other_id = resolve_id(state, &body_id(request)?, other)?;
@@ -358,11 +335,7 @@ fn many_to_many(
             changes
                 .values
                 .insert(other_attr.into(), Value::String(other_id));
-            let now = state.now();
-            state
-                .store
-                .create(m.intersect, None, changes, &caller.user_id, now)
-                .map_err(store_error)?;
+            rows::create(state, caller, m.intersect, None, changes)?;
             Ok(no_content())
         }
         http::Method::DELETE => {
@@ -374,10 +347,6 @@ fn many_to_many(
             }
             Ok(no_content())
         }
-        method => Err(ODataError::new(
-            405,
-            "0x80060888",
-            format!("The requested resource does not support http method '{method}'."),
-        )),
+        method => Err(method_not_allowed_error(&method)),
     }
 }

@@ -4,7 +4,7 @@
 //! column of each type) and `new_project_contact`, the intersect table of
 //! the `new_project_contact` many-to-many relationship.
 
-use super::{AttributeKind, EntityDef, Ownership, attr, entity, lookup, string, system_columns};
+use super::{AttributeKind, Columns, EntityDef, Ownership, Table};
 
 /// Intersect tables (`IsIntersect`): the hidden tables behind many-to-many
 /// relationships. Not valid for Advanced Find and never "top level".
@@ -33,72 +33,49 @@ fn custom(mut e: EntityDef) -> EntityDef {
 
 fn new_project() -> EntityDef {
     let e = "new_project";
-    let mut attrs = vec![
-        attr(e, "new_name", "Project Name", string(100)),
-        attr(
-            e,
-            "new_description",
-            "Description",
-            AttributeKind::Memo { max_length: 4000 },
-        ),
-        attr(e, "new_budget", "Budget", AttributeKind::Money),
-        attr(e, "new_hours", "Planned Hours", AttributeKind::Integer),
-        attr(e, "new_rate", "Hourly Rate", AttributeKind::Decimal),
-        attr(e, "new_startdate", "Start Date", AttributeKind::DateTime),
-        attr(e, "new_isbillable", "Billable", AttributeKind::Boolean),
-        attr(
-            e,
-            "new_stage",
-            "Stage",
-            AttributeKind::Picklist {
-                options: vec![
-                    (100000000, "Planned"),
-                    (100000001, "Running"),
-                    (100000002, "Done"),
-                ],
-            },
-        ),
-        attr(
-            e,
+    let stages = [
+        (100000000, "Planned"),
+        (100000001, "Running"),
+        (100000002, "Done"),
+    ];
+    let attrs = Columns::of(e)
+        .string("new_name", "Project Name", 100)
+        .custom("new_Name")
+        .memo("new_description", "Description", 4000)
+        .custom("new_Description")
+        .money("new_budget", "Budget")
+        .custom("new_Budget")
+        .integer("new_hours", "Planned Hours")
+        .custom("new_Hours")
+        .col("new_rate", "Hourly Rate", AttributeKind::Decimal)
+        .custom("new_Rate")
+        .datetime("new_startdate", "Start Date")
+        .custom("new_StartDate")
+        .boolean("new_isbillable", "Billable")
+        .custom("new_IsBillable")
+        .picklist("new_stage", "Stage", &stages)
+        .custom("new_Stage")
+        .lookup(
             "new_accountid",
             "Customer Account",
-            lookup(&[("account", "new_accountid", "new_account_new_project")]),
-        ),
-        attr(
-            e,
-            "new_externalid",
-            "External ID",
-            AttributeKind::Uniqueidentifier,
-        ),
-    ];
-    for a in &mut attrs {
-        a.schema_name = match a.logical_name.as_str() {
-            "new_name" => "new_Name".into(),
-            "new_description" => "new_Description".into(),
-            "new_budget" => "new_Budget".into(),
-            "new_hours" => "new_Hours".into(),
-            "new_rate" => "new_Rate".into(),
-            "new_startdate" => "new_StartDate".into(),
-            "new_isbillable" => "new_IsBillable".into(),
-            "new_stage" => "new_Stage".into(),
-            "new_accountid" => "new_AccountId".into(),
-            "new_externalid" => "new_ExternalId".into(),
-            _ => a.schema_name.clone(),
-        };
+            &[("account", "new_accountid", "new_account_new_project")],
+        )
+        .custom("new_AccountId")
+        .guid("new_externalid", "External ID")
+        .custom("new_ExternalId")
+        .system("new_project")
+        .done();
+    let mut def = Table {
+        logical_name: e,
+        entity_set_name: "new_projects",
+        schema_name: "new_Project",
+        display_name: "Project",
+        display_collection_name: "Projects",
+        description: "A customer project (custom table).",
+        primary_name: "new_name",
+        ownership: Ownership::UserOwned,
     }
-    attrs.extend(system_columns(e, "new_project"));
-    let mut def = entity(
-        e,
-        "new_projects",
-        "new_Project",
-        "Project",
-        "Projects",
-        "A customer project (custom table).",
-        "new_name",
-        Ownership::UserOwned,
-        attrs,
-        vec![],
-    );
+    .entity(attrs, vec![]);
     if let Some(id) = def.attributes.first_mut() {
         id.schema_name = "new_ProjectId".into();
     }
@@ -107,26 +84,20 @@ fn new_project() -> EntityDef {
 
 fn new_project_contact() -> EntityDef {
     let e = "new_project_contact";
-    let attrs = vec![
-        attr(
-            e,
-            "new_projectid",
-            "Project",
-            AttributeKind::Uniqueidentifier,
-        ),
-        attr(e, "contactid", "Contact", AttributeKind::Uniqueidentifier),
-    ];
-    let def = entity(
-        e,
-        "new_project_contactset",
-        "new_project_contact",
-        "",
-        "",
-        "",
-        "",
-        Ownership::OrganizationOwned,
-        attrs,
-        vec![],
-    );
+    let attrs = Columns::of(e)
+        .guid("new_projectid", "Project")
+        .guid("contactid", "Contact")
+        .done();
+    let def = Table {
+        logical_name: e,
+        entity_set_name: "new_project_contactset",
+        schema_name: "new_project_contact",
+        display_name: "",
+        display_collection_name: "",
+        description: "",
+        primary_name: "",
+        ownership: Ownership::OrganizationOwned,
+    }
+    .entity(attrs, vec![]);
     custom(def)
 }

@@ -5,7 +5,7 @@
 //! cases) by the lookups Dataverse has. Kept apart from `schema.rs` so the
 //! built-in list stays one registration line.
 
-use super::{AttributeKind, EntityDef, Ownership, attr, entity, lookup, string, system_columns};
+use super::{Columns, EntityDef, Ownership, Table};
 
 /// The entities this file adds to the built-in schema.
 pub fn entities() -> Vec<EntityDef> {
@@ -19,122 +19,114 @@ pub fn entities() -> Vec<EntityDef> {
     ]
 }
 
-fn memo(n: u32) -> AttributeKind {
-    AttributeKind::Memo { max_length: n }
-}
-
-/// `customerid`: account or contact, navigation `customerid_account` /
-/// `customerid_contact`, relationships `<rel>_customer_accounts` / `…_contacts`.
-fn customer(e: &str, rel: &str) -> super::AttributeDef {
-    attr(
-        e,
-        "customerid",
-        "Customer",
-        lookup(&[
-            (
-                "account",
-                "customerid_account",
-                &format!("{rel}_customer_accounts"),
-            ),
-            (
-                "contact",
-                "customerid_contact",
-                &format!("{rel}_customer_contacts"),
-            ),
-        ]),
-    )
+impl Columns {
+    /// `customerid`: account or contact, navigation `customerid_account` /
+    /// `customerid_contact`, relationships `<rel>_customer_accounts` / `…_contacts`.
+    fn customer(self, rel: &str) -> Self {
+        self.lookup(
+            "customerid",
+            "Customer",
+            &[
+                (
+                    "account",
+                    "customerid_account",
+                    &format!("{rel}_customer_accounts"),
+                ),
+                (
+                    "contact",
+                    "customerid_contact",
+                    &format!("{rel}_customer_contacts"),
+                ),
+            ],
+        )
+    }
 }
 
 fn customeraddress() -> EntityDef {
     let e = "customeraddress";
-    let mut attrs = vec![
-        attr(e, "name", "Address Name", string(200)),
-        attr(e, "line1", "Street 1", string(250)),
-        attr(e, "line2", "Street 2", string(250)),
-        attr(e, "city", "City", string(80)),
-        attr(e, "postalcode", "ZIP/Postal Code", string(20)),
-        attr(e, "telephone1", "Main Phone", string(50)),
-        attr(e, "addressnumber", "Address Number", AttributeKind::Integer),
-        attr(
-            e,
+    let attrs = Columns::of(e)
+        .string("name", "Address Name", 200)
+        .string("line1", "Street 1", 250)
+        .string("line2", "Street 2", 250)
+        .string("city", "City", 80)
+        .string("postalcode", "ZIP/Postal Code", 20)
+        .string("telephone1", "Main Phone", 50)
+        .integer("addressnumber", "Address Number")
+        .lookup(
             "parentid",
             "Parent",
-            lookup(&[
+            &[
                 ("account", "parentid_account", "Account_CustomerAddress"),
                 ("contact", "parentid_contact", "Contact_CustomerAddress"),
-            ]),
-        ),
-    ];
-    attrs.extend(system_columns(e, "customeraddress"));
-    entity(
-        e,
-        "customeraddresses",
-        "CustomerAddress",
-        "Address",
-        "Addresses",
-        "Address and shipping information of a customer.",
-        "name",
-        Ownership::UserOwned,
-        attrs,
-        Vec::new(),
-    )
+            ],
+        )
+        .system("customeraddress")
+        .done();
+    Table {
+        logical_name: e,
+        entity_set_name: "customeraddresses",
+        schema_name: "CustomerAddress",
+        display_name: "Address",
+        display_collection_name: "Addresses",
+        description: "Address and shipping information of a customer.",
+        primary_name: "name",
+        ownership: Ownership::UserOwned,
+    }
+    .entity(attrs, Vec::new())
 }
 
 fn annotation() -> EntityDef {
     let e = "annotation";
-    let mut attrs = vec![
-        attr(e, "subject", "Title", string(500)),
-        attr(e, "notetext", "Description", memo(100_000)),
-        attr(e, "filename", "File Name", string(255)),
-        attr(
-            e,
+    let attrs = Columns::of(e)
+        .string("subject", "Title", 500)
+        .memo("notetext", "Description", 100_000)
+        .string("filename", "File Name", 255)
+        .lookup(
             "objectid",
             "Regarding",
-            lookup(&[
+            &[
                 ("account", "objectid_account", "Account_Annotation"),
                 ("contact", "objectid_contact", "Contact_Annotation"),
                 ("lead", "objectid_lead", "Lead_Annotation"),
                 ("incident", "objectid_incident", "Incident_Annotation"),
-            ]),
-        ),
-    ];
-    attrs.extend(system_columns(e, "annotation"));
-    entity(
-        e,
-        "annotations",
-        "Annotation",
-        "Note",
-        "Notes",
-        "Note that is attached to one or more objects.",
-        "subject",
-        Ownership::UserOwned,
-        attrs,
-        Vec::new(),
-    )
+            ],
+        )
+        .system("annotation")
+        .done();
+    Table {
+        logical_name: e,
+        entity_set_name: "annotations",
+        schema_name: "Annotation",
+        display_name: "Note",
+        display_collection_name: "Notes",
+        description: "Note that is attached to one or more objects.",
+        primary_name: "subject",
+        ownership: Ownership::UserOwned,
+    }
+    .entity(attrs, Vec::new())
 }
 
 fn incident() -> EntityDef {
     let e = "incident";
-    let mut attrs = vec![
-        attr(e, "title", "Case Title", string(200)),
-        attr(e, "ticketnumber", "Case Number", string(100)),
-        attr(e, "description", "Description", memo(2000)),
-        attr(e, "emailaddress", "Email Address", string(100)),
-        customer(e, "incident"),
-    ];
-    attrs.extend(system_columns(e, "incident"));
-    entity(
-        e,
-        "incidents",
-        "Incident",
-        "Case",
-        "Cases",
-        "Service request case associated with a contract.",
-        "title",
-        Ownership::UserOwned,
-        attrs,
-        Vec::new(),
-    )
+    let attrs = Columns::of(e)
+        .string("title", "Case Title", 200)
+        .string("ticketnumber", "Case Number", 100)
+        .memo("description", "Description", 2000)
+        .string("emailaddress", "Email Address", 100)
+        .customer("incident")
+        .system("incident")
+        .done();
+    Table {
+        logical_name: e,
+        entity_set_name: "incidents",
+        schema_name: "Incident",
+        display_name: "Case",
+        display_collection_name: "Cases",
+        description: "Service request case associated with a contract.",
+        primary_name: "title",
+        ownership: Ownership::UserOwned,
+    }
+    .entity(attrs, Vec::new())
 }
 
 /// Quotes, orders and invoices share their bill-to/ship-to columns.
@@ -145,33 +137,32 @@ fn sales_document(
     plural: &'static str,
     rel: &str,
 ) -> EntityDef {
-    let mut attrs = vec![
-        attr(e, "name", "Name", string(300)),
-        attr(e, "totalamount", "Total Amount", AttributeKind::Money),
-        attr(e, "billto_name", "Bill To Name", string(200)),
-        attr(e, "billto_line1", "Bill To Street 1", string(250)),
-        attr(e, "billto_city", "Bill To City", string(80)),
-        attr(e, "billto_telephone", "Bill To Phone", string(50)),
-        attr(e, "shipto_line1", "Ship To Street 1", string(250)),
-        attr(e, "emailaddress", "Email Address", string(100)),
-        customer(e, rel),
-    ];
-    attrs.extend(system_columns(e, e));
+    let attrs = Columns::of(e)
+        .string("name", "Name", 300)
+        .money("totalamount", "Total Amount")
+        .string("billto_name", "Bill To Name", 200)
+        .string("billto_line1", "Bill To Street 1", 250)
+        .string("billto_city", "Bill To City", 80)
+        .string("billto_telephone", "Bill To Phone", 50)
+        .string("shipto_line1", "Ship To Street 1", 250)
+        .string("emailaddress", "Email Address", 100)
+        .customer(rel)
+        .system(e)
+        .done();
     let schema_name = match e {
         "quote" => "Quote",
         "salesorder" => "SalesOrder",
         _ => "Invoice",
     };
-    entity(
-        e,
-        set,
+    Table {
+        logical_name: e,
+        entity_set_name: set,
         schema_name,
-        display,
-        plural,
-        "Sales document with the customer's billing and shipping details.",
-        "name",
-        Ownership::UserOwned,
-        attrs,
-        Vec::new(),
-    )
+        display_name: display,
+        display_collection_name: plural,
+        description: "Sales document with the customer's billing and shipping details.",
+        primary_name: "name",
+        ownership: Ownership::UserOwned,
+    }
+    .entity(attrs, Vec::new())
 }

@@ -27,11 +27,12 @@
 //! failing change-set request's `Content-ID` on the single error part;
 //! `Preference-Applied: odata.continue-on-error`.
 
-use super::odata::payload;
-use super::response::odata_error;
-use super::store::new_guid;
-use super::webapi::Caller;
-use super::{EmuRequest, EmuResponse, State, route};
+use super::caller::Caller;
+use super::reply::method_not_allowed;
+use crate::emulator::odata::payload;
+use crate::emulator::response::odata_error;
+use crate::emulator::store::new_guid;
+use crate::emulator::{EmuRequest, EmuResponse, State, route, url_too_long};
 use bytes::Bytes;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -71,14 +72,7 @@ struct PartResponse {
 
 pub fn handle(state: &mut State, request: &EmuRequest, caller: &Caller) -> EmuResponse {
     if request.method() != http::Method::POST {
-        return odata_error(
-            405,
-            "0x80060888",
-            &format!(
-                "The requested resource does not support http method '{}'.",
-                request.method()
-            ),
-        );
+        return method_not_allowed(request.method());
     }
     let content_type = header(request.headers(), "content-type").unwrap_or_default();
     let Some(boundary) = boundary_of(&content_type) else {
@@ -212,7 +206,7 @@ fn execute(
         Err(reference) => return reference_error(&reference),
     };
     if url.len() > MAX_INNER_URL_LEN {
-        return super::url_too_long();
+        return url_too_long();
     }
     let path = match to_server_path(&url, caller) {
         Some(p) => p,
@@ -656,8 +650,8 @@ fn canonical(name: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Config, Emulator, identity};
     use super::*;
+    use crate::emulator::{Config, Emulator, identity};
 
     /// A client-credentials bearer token from the emulator's own endpoint.
     pub(crate) async fn token(emu: &Emulator) -> String {
@@ -668,7 +662,7 @@ mod tests {
         );
         let req = http::Request::post(format!(
             "/{}/oauth2/v2.0/token",
-            super::super::data::TENANT_ID
+            crate::emulator::data::TENANT_ID
         ))
         .header("Host", "localhost")
         .header("Content-Type", "application/x-www-form-urlencoded")
@@ -755,7 +749,7 @@ mod tests {
                     .any(|(k, v)| k == "OData-Version" && v == "4.0")
             );
             let v: Value = serde_json::from_str(&body).unwrap();
-            assert_eq!(v["UserId"], super::super::data::USER_APP);
+            assert_eq!(v["UserId"], crate::emulator::data::USER_APP);
         }
         // One logged request: the batch itself.
         assert_eq!(
@@ -870,7 +864,7 @@ Content-Type: application/json; type=entry
         let before = emu.state().directory.users.len();
         let outer = batch_request(&t, "", None);
         let caller = Caller {
-            user_id: super::super::data::USER_APP.into(),
+            user_id: crate::emulator::data::USER_APP.into(),
             service_root: "http://localhost/api/data/v9.2/".into(),
             on_behalf_of: None,
         };
@@ -884,7 +878,7 @@ Content-Type: application/json; type=entry
         state
             .directory
             .business_units
-            .push(super::super::data::BusinessUnit {
+            .push(crate::emulator::data::BusinessUnit {
                 id: "x",
                 name: "temp",
                 parent: None,
