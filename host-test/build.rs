@@ -111,7 +111,11 @@ fn ensure_wasm_target(root: &std::path::Path) {
         .args(["target", "list", "--installed"])
         .output();
     let Ok(listed) = installed else { return };
-    if !listed.status.success() || String::from_utf8_lossy(&listed.stdout).lines().any(|l| l.trim() == TARGET) {
+    if !listed.status.success()
+        || String::from_utf8_lossy(&listed.stdout)
+            .lines()
+            .any(|l| l.trim() == TARGET)
+    {
         return;
     }
     println!("cargo:warning=installing the {TARGET} target with rustup (once)");
@@ -120,7 +124,9 @@ fn ensure_wasm_target(root: &std::path::Path) {
         .args(["target", "add", TARGET])
         .status();
     if !matches!(added, Ok(s) if s.success()) {
-        println!("cargo:warning=`rustup target add {TARGET}` failed; the component build below will fail too");
+        println!(
+            "cargo:warning=`rustup target add {TARGET}` failed; the component build below will fail too"
+        );
     }
 }
 
