@@ -66,9 +66,9 @@ fn plausible(u: &mut Unstructured<'_>, key: &str) -> arbitrary::Result<Option<Va
 fn input_value(
     u: &mut Unstructured<'_>,
     key: &str,
-    ty: catalog::InputType,
+    ty: catalog::def::InputType,
 ) -> arbitrary::Result<Value> {
-    use catalog::InputType as T;
+    use catalog::def::InputType as T;
     if u.ratio(1u8, 6u8)? {
         return json(u, 2);
     }
