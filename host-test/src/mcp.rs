@@ -223,7 +223,7 @@ pub async fn serve(options: Options) -> Result<()> {
     // routed to the tool call that made the request (see `PAGES`).
     crate::host::route::set_observer(Some(Arc::new(|method, uri| {
         if cli::is_follow_up_page(method, uri) {
-            let _ = PAGES.try_with(|sink| sink.page());
+            let _ = PAGES.try_with(|sink| sink.page(uri));
         }
     })));
     match options.http {
@@ -234,7 +234,7 @@ pub async fn serve(options: Options) -> Result<()> {
                 .context("MCP initialization over stdio")?;
             running.waiting().await.context("MCP over stdio")?;
         }
-        Some(port) => http::serve(server, port).await?,
+        Some(port) => http_transport::serve(server, port).await?,
     }
     Ok(())
 }
@@ -349,6 +349,7 @@ impl Server {
             .map(|token| Progress::start(token, context.peer.clone()));
         let sink = Arc::new(PageSink {
             pages: AtomicUsize::new(1),
+            last: Default::default(),
             tx: progress.as_ref().map(|p| p.tx.clone()),
         });
         let run = cli::run_action(
@@ -438,11 +439,21 @@ tokio::task_local! {
 /// Counts a call's follow-up pages and forwards them as progress.
 struct PageSink {
     pages: AtomicUsize,
+    /// The last page's URL: the same URL again is a retry (after a 429,
+    /// say), not another page.
+    last: std::sync::Mutex<String>,
     tx: Option<mpsc::UnboundedSender<usize>>,
 }
 
 impl PageSink {
-    fn page(&self) {
+    fn page(&self, uri: &http::Uri) {
+        {
+            let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+            if *last == uri.to_string() {
+                return;
+            }
+            *last = uri.to_string();
+        }
         let n = self.pages.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some(tx) = &self.tx {
             let _ = tx.send(n);
@@ -552,7 +563,7 @@ getEntityMetadata before querying or writing it. Set a lookup with \
 A failed call returns isError with a JSON error (kind, status, code, message, hint).";
 
 /// The streamable HTTP transport on 127.0.0.1, served by hyper.
-mod http {
+mod http_transport {
     use super::Server;
     use anyhow::{Context as _, Result};
     use hyper_util::rt::TokioIo;
