@@ -470,6 +470,76 @@ async fn an_agent_describes_queries_gets_creates_and_updates() {
     org.finish();
 }
 
+/// The canary test's gateway, under MCP: a proxy that quotes each request
+/// it refuses, bearer token included, answers every other Web API request.
+/// The tool errors quote it; neither the secret nor any token the session
+/// held reaches stdout or stderr.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_or_token_in_the_transcript_when_a_gateway_echoes_them() {
+    let org = Org::new("echo", Default::default()).await;
+    {
+        let mut state = org.emulator.state();
+        for app in state.identity.apps.iter_mut() {
+            if app.client_id == emulator::identity::CLIENT_CREDENTIALS_APP_ID {
+                app.secret = Some(SECRET.into());
+            }
+        }
+    }
+    org.emulator
+        .set_faults(Faults::default().with_error(Trigger::Every(2), Injected::EchoRequest));
+    let conn = org.connection("echo", json!({"clientSecret": SECRET}));
+    let report = session(
+        &["--connection", conn.to_str().unwrap()],
+        json!([
+            {"op": "call", "name": "getCurrentUser", "arguments": {}},
+            {"op": "call", "name": "queryEntities", "arguments": {"entityType": "accounts", "top": 2}},
+            {"op": "call", "name": "rawRequest", "arguments": {"url": "/api/data/v9.2/WhoAmI"}},
+            {"op": "call", "name": "createEntity", "arguments": {
+                "entityType": "accounts", "fieldValues": {"name": "Echoed"}}},
+            {"op": "call", "name": "getEntity", "arguments": {"entityType": "accounts"}},
+        ]),
+    )
+    .await;
+    let results: Vec<bool> = (0..5)
+        .map(|i| step(&report, i)["isError"].as_bool().unwrap())
+        .collect();
+    assert!(
+        results.iter().any(|e| *e) && results.iter().any(|e| !*e),
+        "both answers and echoed refusals: {results:?}"
+    );
+    // The gateway did quote the token it was sent.
+    let echoed = org
+        .emulator
+        .log()
+        .into_iter()
+        .filter(|l| l.status == 400)
+        .map(|l| String::from_utf8_lossy(&l.response_body).to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let token = cli::read_connection(&conn)
+        .unwrap()
+        .state
+        .expect("token state saved")
+        .access_token;
+    assert!(echoed.contains(&token), "the gateway quoted no token");
+    let transcript = transcript_text(&report);
+    // What the gateway quoted reached the client, with the token masked.
+    assert!(
+        (0..5).any(|i| step(&report, i)["isError"] == true
+            && step(&report, i)["text"]
+                .as_str()
+                .unwrap()
+                .contains("Bearer ***")),
+        "{transcript}"
+    );
+    assert!(!transcript.contains(SECRET), "the client secret leaked");
+    assert!(
+        !transcript.contains(&token),
+        "the access token leaked:\n{transcript}"
+    );
+    org.finish();
+}
+
 /// `--read-only`: only reads are listed; a write called anyway is refused
 /// as a tool error, and nothing reaches the org.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
