@@ -150,7 +150,7 @@ fn step(report: &Value, i: usize) -> &Value {
 }
 
 /// A successful tool call's structured output.
-fn ok<'a>(report: &'a Value, i: usize) -> &'a Value {
+fn ok(report: &Value, i: usize) -> &Value {
     let s = step(report, i);
     assert_eq!(
         s["isError"], false,
