@@ -359,9 +359,12 @@ impl Server {
             Some(&file),
             Some(self.inner.route.clone()),
         );
-        // Cancellation drops the call: the store and instance go with it,
-        // so the component sends no further request. A write already sent
-        // may still have been applied by the server.
+        // Cancellation (notifications/cancelled) drops the call: the store
+        // and instance go with it, so the component sends no further
+        // request, and a request under way is abandoned (a write already
+        // sent may still be applied by Dataverse). The SDK drops the
+        // response to a cancelled request, as MCP specifies, so the error
+        // below reaches no one.
         let outcome = tokio::select! {
             outcome = PAGES.scope(sink.clone(), run) => outcome,
             _ = context.ct.cancelled() => {
