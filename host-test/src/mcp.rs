@@ -12,7 +12,7 @@
 //! this server may run at all ([`Permits`]).
 
 use crate::cli;
-use crate::emulator::Emulator;
+use crate::emulator::{self, Emulator};
 use crate::host::{ConnectionFile, ConnectorHost, Route, trap};
 use anyhow::{Context as _, Result, bail};
 use rmcp::model::{
@@ -279,10 +279,17 @@ impl Server {
             Some(path) => (cli::read_connection(path)?, Route::Network),
             None => (
                 cli::emulator_connection(cli::IN_PROCESS_ORIGIN),
-                Route::InProcess(Emulator::new(Default::default())),
+                // One emulator for the session (a record created by one call
+                // is there for the next), keeping only recent log entries, as
+                // `d365 emulator` does: a server may run for hours.
+                Route::InProcess(Emulator::new(emulator::Config {
+                    log_retention: emulator::LogRetention::RECENT,
+                    ..Default::default()
+                })),
             ),
         };
-        // Refuse a connection the component would refuse, before serving.
+        // An unknown connection type fails here rather than on every call
+        // (the component checks the rest of the settings on each call).
         file.connection()?;
         let permits = Permits {
             allowed_operations: allowed_operations(&file)?,
