@@ -207,14 +207,19 @@ pub fn describe_action(catalog_json: &str, key: &str) -> Result<String> {
 pub fn progress_observer() -> crate::host::route::Observer {
     let pages = std::sync::atomic::AtomicUsize::new(1);
     std::sync::Arc::new(move |method, uri| {
-        let query = uri.query().unwrap_or("");
-        if method == http::Method::GET
-            && (query.contains("$skiptoken") || query.contains("%24skiptoken"))
-        {
+        if is_follow_up_page(method, uri) {
             let n = pages.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             eprintln!("page {n} … {}", uri.path());
         }
     })
+}
+
+/// A request for the second or a later page of a paged query (a GET of a
+/// nextLink, which carries `$skiptoken`): what `d365 run` prints and
+/// `d365 mcp` reports as progress.
+pub fn is_follow_up_page(method: &http::Method, uri: &http::Uri) -> bool {
+    let query = uri.query().unwrap_or("");
+    method == http::Method::GET && (query.contains("$skiptoken") || query.contains("%24skiptoken"))
 }
 
 pub fn read_connection(path: &Path) -> Result<ConnectionFile> {

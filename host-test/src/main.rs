@@ -41,6 +41,26 @@ enum Command {
         #[arg(long)]
         connection: Option<PathBuf>,
     },
+    /// Serve every action the connection permits as a Model Context
+    /// Protocol tool, over stdio (or streamable HTTP with --http). Without
+    /// --connection, an embedded emulator answers in-process.
+    Mcp {
+        /// Connection file, as for `run`; a refreshed token state is written back.
+        #[arg(long)]
+        connection: Option<PathBuf>,
+        /// Serve only the actions that read (no create, update, delete,
+        /// raw request, batch or custom action).
+        #[arg(long)]
+        read_only: bool,
+        /// Serve only these action keys (on top of the connection's
+        /// allowedOperations).
+        #[arg(long, value_delimiter = ',', value_name = "KEY,KEY…")]
+        allow: Vec<String>,
+        /// Serve the streamable HTTP transport on 127.0.0.1:PORT (0 picks
+        /// one; the URL is printed on stderr) instead of stdio.
+        #[arg(long, value_name = "PORT")]
+        http: Option<u16>,
+    },
     /// Serve the Dataverse emulator on 127.0.0.1 until interrupted.
     Emulator {
         /// Port to listen on; 0 picks a free one.
@@ -197,6 +217,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     Ok(ExitCode::from(1))
                 }
             }
+        }
+        Command::Mcp {
+            connection,
+            read_only,
+            allow,
+            http,
+        } => {
+            host_test::mcp::serve(host_test::mcp::Options {
+                connection,
+                read_only,
+                allow,
+                http,
+            })
+            .await?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Emulator {
             port,
