@@ -203,13 +203,19 @@ pub fn describe_action(catalog_json: &str, key: &str) -> Result<String> {
 }
 
 /// Progress for long runs on stderr: one line per follow-up page of a
-/// paged query (requests carrying a `$skiptoken`).
+/// paged query (requests carrying a `$skiptoken`). The same URL again is
+/// the page retried (after a 429 or a 503), not a new page.
 pub fn progress_observer() -> crate::host::route::Observer {
-    let pages = std::sync::atomic::AtomicUsize::new(1);
+    let last = std::sync::Mutex::new((1usize, String::new()));
     std::sync::Arc::new(move |method, uri| {
         if is_follow_up_page(method, uri) {
-            let n = pages.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            eprintln!("page {n} … {}", uri.path());
+            let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
+            let url = uri.to_string();
+            if last.1 != url {
+                last.0 += 1;
+                last.1 = url;
+                eprintln!("page {} … {}", last.0, uri.path());
+            }
         }
     })
 }

@@ -58,6 +58,49 @@ fn cli_shows_fetch_all_progress_on_stderr() {
     );
 }
 
+/// A page retried after a 429 is the same page: progress counts it once.
+#[test]
+fn cli_progress_counts_a_retried_page_once() {
+    let dir = std::env::temp_dir().join(format!("d365-progress-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conn_path = dir.join("conn.json");
+    // Every second Web API request is a 429 (Retry-After: 1): pages 2 and
+    // 3 of the three are each answered 429 once, then served.
+    let mut server = d365()
+        .args(["emulator", "--port", "0", "--inject-429-every", "2"])
+        .args(["--retry-after", "1", "--connection-out"])
+        .arg(&conn_path)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.trim().starts_with("http://127.0.0.1:"), "{line}");
+    let out = d365()
+        .args(["run", "queryEntities", "--connection"])
+        .arg(&conn_path)
+        .args([
+            "--input",
+            r#"{"entityType":"contacts","fieldNames":["fullname"],"fetchAll":true,"pageSize":50}"#,
+        ])
+        .output()
+        .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["count"], seed::CONTACTS);
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("page ")).collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(
+        lines[0].starts_with("page 2") && lines[1].starts_with("page 3"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn cli_run_get_current_user_on_the_embedded_emulator() {
     let (v, _) = d365_ok(&["run", "getCurrentUser"]);

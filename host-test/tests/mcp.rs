@@ -29,7 +29,12 @@ fn install_client() {
             node.as_ref().is_ok_and(|o| o.status.success()),
             "Node.js is required for the MCP client test (apt-get install nodejs)"
         );
-        if !dir.join("node_modules/@modelcontextprotocol/sdk").exists() {
+        let installed = ["sdk", "inspector"].iter().all(|p| {
+            dir.join("node_modules/@modelcontextprotocol")
+                .join(p)
+                .exists()
+        });
+        if !installed {
             let status = Command::new("npm")
                 .args(["ci", "--no-audit", "--no-fund"])
                 .current_dir(&dir)
@@ -806,6 +811,51 @@ async fn without_a_connection_the_embedded_emulator_answers() {
     .await;
     ok(&report, 0);
     assert_eq!(ok(&report, 1)["name"], "Embedded");
+}
+
+/// The official MCP Inspector's CLI (pinned in `js-mcp`) lists the tools
+/// `d365 mcp` serves: every catalog action without a connection file (the
+/// embedded emulator), only the reads with `--read-only`.
+#[tokio::test]
+async fn the_mcp_inspector_cli_lists_the_tools() {
+    install_client();
+    let actions = catalog().await;
+    let cli = js_dir().join("node_modules/@modelcontextprotocol/inspector/cli/build/cli.js");
+    let list = |extra: &[&str]| {
+        let mut args = vec![
+            cli.to_str().unwrap().to_string(),
+            "--cli".to_string(),
+            env!("CARGO_BIN_EXE_d365").to_string(),
+            "mcp".to_string(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args.extend(["--method".to_string(), "tools/list".to_string()]);
+        let out = Command::new("node")
+            .args(&args)
+            .output()
+            .expect("node runs");
+        assert!(
+            out.status.success(),
+            "the Inspector failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let listed: Value = serde_json::from_slice(&out.stdout).expect("the Inspector prints JSON");
+        listed["tools"]
+            .as_array()
+            .expect("a tools list")
+            .iter()
+            .map(|t| {
+                assert!(t["inputSchema"]["type"] == "object", "{t}");
+                t["name"].as_str().unwrap().to_string()
+            })
+            .collect::<BTreeSet<String>>()
+    };
+    assert_eq!(list(&[]), keys(&actions));
+    let reads: BTreeSet<String> = keys(&actions)
+        .into_iter()
+        .filter(|k| effect(k) == Effect::Read)
+        .collect();
+    assert_eq!(list(&["--read-only"]), reads);
 }
 
 /// Every catalog action has a deliberate entry in the effects table (the
