@@ -13,6 +13,7 @@ mod raw;
 mod record_changes;
 mod records;
 mod relationships;
+mod search;
 mod user;
 
 use crate::catalog::def::{ActionDef, TriggerDef, TriggerKind};
@@ -49,6 +50,10 @@ pub static ACTIONS: &[Action] = &[
     relationships::ASSOCIATE,
     relationships::DISASSOCIATE,
     execute::EXECUTE_ACTION,
+    search::SEARCH_RECORDS,
+    search::SUGGEST_RECORDS,
+    search::AUTOCOMPLETE_SEARCH,
+    search::GET_SEARCH_STATUS,
     batch::RUN_BATCH,
 ];
 
