@@ -34,6 +34,8 @@ pub struct ODataQuery {
     pub expand: Vec<Expand>,
     pub top: Option<u32>,
     pub count: bool,
+    /// `$apply`, checked by [`parse_apply`].
+    pub apply: Option<String>,
 }
 
 /// Checks `$select` names (`name`, `_parentaccountid_value`).
@@ -251,6 +253,9 @@ impl ODataQuery {
         if self.count {
             parts.push("$count=true".to_string());
         }
+        if let Some(a) = &self.apply {
+            parts.push(format!("$apply={}", encode_query(a)));
+        }
         parts.join("&")
     }
 
@@ -263,6 +268,119 @@ impl ODataQuery {
             format!("{relative}?{q}")
         }
     }
+}
+
+/// The aggregate functions Dataverse's `$apply` takes (Microsoft Learn,
+/// "Aggregate data using the Web API").
+const AGGREGATES: [&str; 5] = ["sum", "average", "min", "max", "countdistinct"];
+
+/// Checks an `$apply` expression of the forms Dataverse supports, so that a
+/// typo is an error naming the input before anything is sent:
+/// `groupby((col,…))`, `groupby((col,…),aggregate(…))`, `aggregate(…)` and
+/// `filter(…)` steps joined with `/`; an aggregate is `col with
+/// sum|average|min|max|countdistinct as alias` or `$count as alias`.
+pub fn parse_apply(input: &str, text: &str) -> Result<String> {
+    let text = text.trim();
+    let bad = |why: String| ConnectorError::invalid_input(input, why);
+    if text.is_empty() {
+        return Err(bad("is empty".into()));
+    }
+    if !balanced(text) {
+        return Err(bad("has unbalanced parentheses or quotes".into()));
+    }
+    for step in split_top(text, '/') {
+        let step = step.trim();
+        let (name, args) = call_parts(step).ok_or_else(|| {
+            bad(format!(
+                "'{step}' is not groupby(…), aggregate(…) or filter(…)"
+            ))
+        })?;
+        match name {
+            "filter" if !args.trim().is_empty() => {}
+            "aggregate" => check_aggregates(args).map_err(bad)?,
+            "groupby" => {
+                let parts = split_top(args, ',');
+                let columns = parts.first().map(|c| c.trim()).unwrap_or("");
+                let listed = columns
+                    .strip_prefix('(')
+                    .and_then(|c| c.strip_suffix(')'))
+                    .is_some_and(|c| c.split(',').all(|n| n.trim().split('/').all(is_identifier)));
+                if !listed {
+                    return Err(bad(format!(
+                        "groupby takes a parenthesised list of columns first, e.g. groupby((statecode)); got '{columns}'"
+                    )));
+                }
+                match parts.get(1..).unwrap_or_default() {
+                    [] => {}
+                    [rest] => match call_parts(rest.trim()) {
+                        Some(("aggregate", a)) => check_aggregates(a).map_err(bad)?,
+                        _ => {
+                            return Err(bad(format!(
+                                "after groupby's columns comes aggregate(…), got '{}'",
+                                rest.trim()
+                            )));
+                        }
+                    },
+                    _ => return Err(bad("groupby takes the columns and one aggregate(…)".into())),
+                }
+            }
+            other => {
+                return Err(bad(format!(
+                    "'{other}' is not a transformation Dataverse supports (groupby, aggregate, filter)"
+                )));
+            }
+        }
+    }
+    Ok(text.to_string())
+}
+
+/// `name(args)` → (`name`, `args`).
+fn call_parts(step: &str) -> Option<(&str, &str)> {
+    let open = step.find('(')?;
+    let inner = step.get(open + 1..)?.strip_suffix(')')?;
+    Some((step.get(..open)?.trim(), inner))
+}
+
+/// Whether parentheses and quotes pair up (outside quotes, `(` before `)`).
+fn balanced(text: &str) -> bool {
+    let (mut depth, mut quoted) = (0i32, false);
+    for c in text.chars() {
+        match c {
+            '\'' => quoted = !quoted,
+            '(' if !quoted => depth += 1,
+            ')' if !quoted => {
+                depth -= 1;
+                if depth < 0 {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+    }
+    depth == 0 && !quoted
+}
+
+fn check_aggregates(args: &str) -> std::result::Result<(), String> {
+    for item in split_top(args, ',') {
+        let words: Vec<&str> = item.split_whitespace().collect();
+        let ok = match words.as_slice() {
+            ["$count", "as", alias] => is_identifier(alias),
+            [column, "with", function, "as", alias] => {
+                column.split('/').all(is_identifier)
+                    && AGGREGATES.contains(function)
+                    && is_identifier(alias)
+            }
+            _ => false,
+        };
+        if !ok {
+            return Err(format!(
+                "'{}' is not an aggregate: <column> with {} as <alias>, or $count as <alias>",
+                item.trim(),
+                AGGREGATES.join("|")
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The `Prefer` header value for reads: page size and annotations.
@@ -356,6 +474,7 @@ mod tests {
             expand: parse_expand("expand", "primarycontactid($select=fullname),contact_customer_accounts($select=fullname;$top=2)").unwrap(),
             top: Some(5),
             count: true,
+            apply: None,
         };
         let s = q.to_query_string();
         assert_eq!(
@@ -462,6 +581,45 @@ mod tests {
         assert_eq!(
             prefer_header(Some(10), Some("*")).unwrap(),
             "odata.maxpagesize=10,odata.include-annotations=\"*\""
+        );
+    }
+
+    #[test]
+    fn apply_expressions_are_checked_before_sending() {
+        for ok in [
+            "groupby((statecode),aggregate($count as n))",
+            "aggregate(revenue with sum as total)",
+            "filter(statecode eq 0)/groupby((industrycode),aggregate(revenue with average as avg,$count as n))",
+            "groupby((primarycontactid/fullname))",
+            "aggregate(revenue with countdistinct as kinds,revenue with max as top)",
+            "filter(name eq 'a/b (c)')/aggregate($count as n)",
+        ] {
+            assert_eq!(parse_apply("apply", ok).unwrap(), ok);
+        }
+        for bad in [
+            "",
+            "groupby(statecode)",
+            "groupby((statecode),aggregate($count as n)",
+            "groupby((statecode),aggregate(revenue with total as n))",
+            "aggregate(revenue as total)",
+            "grupby((statecode))",
+            "groupby((statecode),filter(x))",
+            "filter()",
+            "aggregate($count as n))",
+        ] {
+            let e = parse_apply("apply", bad).unwrap_err();
+            assert!(
+                matches!(e.kind, crate::error::ErrorKind::InvalidInput { ref input } if input == "apply"),
+                "{bad}"
+            );
+        }
+        let q = ODataQuery {
+            apply: Some("groupby((statecode),aggregate($count as n))".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            q.to_query_string(),
+            "$apply=groupby((statecode),aggregate($count%20as%20n))"
         );
     }
 }

@@ -26,6 +26,27 @@ const FETCH_ALL: &str = "fetchAll";
 const PAGE_SIZE: &str = "pageSize";
 const NEXT_PAGE: &str = "nextPage";
 const TOP: &str = "top";
+const COUNT: &str = "count";
+const APPLY: &str = "apply";
+
+/// What `count` asks Dataverse for besides `$count=true`.
+const COUNT_ANNOTATIONS: &str =
+    "Microsoft.Dynamics.CRM.totalrecordcount,Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded";
+
+/// Dataverse's code for an aggregate over more than 50,000 rows
+/// (AggregateQueryRecordLimit; Microsoft Learn, "Aggregate data using the
+/// Web API" and "… using FetchXml": 0x8004E023).
+const AGGREGATE_LIMIT_CODE: &str = "0x8004e023";
+
+/// An aggregate over too many rows gets a hint on what to do instead.
+fn explain_aggregate_limit(e: ConnectorError) -> ConnectorError {
+    let code = e.code.as_deref().unwrap_or("").to_ascii_lowercase();
+    if code == AGGREGATE_LIMIT_CODE || e.message.contains("AggregateQueryRecordLimit") {
+        e.with_hint("An aggregate ($apply) reads at most 50,000 rows: narrow it with a filter (filter(…)/groupby(…) or the filter input), or aggregate page by page with runFetchXml.")
+    } else {
+        e
+    }
+}
 
 fn entity_type() -> InputDef {
     let text =
@@ -197,6 +218,18 @@ fn query_inputs() -> Vec<InputDef> {
         )
         .range(1, i64::from(u32::MAX)),
         include_annotations(),
+        input(
+            COUNT,
+            "Return Total Count",
+            InputType::Boolean,
+            "Ask for $count=true: totalCount is the number of matching rows (Dataverse stops counting at 5,000: totalCountLimitExceeded then says so).",
+        )
+        .default(json!(false)),
+        {
+            let text = "An $apply aggregation instead of rows: groupby((statecode),aggregate($count as n)), aggregate(revenue with sum as total), or filter(…)/groupby(…). Functions: sum, average, min, max, countdistinct, $count. At most 50,000 rows are aggregated.";
+            input(APPLY, "Aggregate ($apply)", InputType::String, text)
+                .example(json!("groupby((statecode),aggregate(revenue with sum as total))"))
+        },
     ]
 }
 
@@ -511,7 +544,21 @@ fn query(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
     let page_size = inputs.expect_u64(PAGE_SIZE)?.clamp(1, 5000) as u32;
     let top = inputs.u64(TOP)?.map(|t| t.min(u64::from(u32::MAX)) as u32);
     let fetch_all = inputs.bool(FETCH_ALL)?;
-    let annotations = annotations_of(inputs)?;
+    let count = inputs.bool(COUNT)?;
+    let apply = match inputs.str(APPLY)?.filter(|a| !a.trim().is_empty()) {
+        Some(a) => Some(odata::parse_apply(APPLY, a)?),
+        None => None,
+    };
+    let mut annotations = annotations_of(inputs)?;
+    if count {
+        // Whether the count stopped at Dataverse's 5,000 (Microsoft Learn,
+        // "Count rows": the annotations come only when asked for).
+        annotations = Some(match annotations {
+            Some(a) if a.split(',').any(|x| x.trim() == "*") => a,
+            Some(a) => format!("{a},{COUNT_ANNOTATIONS}"),
+            None => COUNT_ANNOTATIONS.to_string(),
+        });
+    }
     // Dataverse ignores $top when odata.maxpagesize is sent, so the total
     // is capped here; a page never needs to be larger than what is left.
     let page = top.map_or(page_size, |t| t.min(page_size));
@@ -535,7 +582,8 @@ fn query(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
                     None => Vec::new(),
                 },
                 top,
-                count: false,
+                count,
+                apply,
             };
             session
                 .web_api()
@@ -554,6 +602,7 @@ fn query(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
     };
     let limit = top.map_or(usize::MAX, |t| t as usize);
     let mut count_annotation = None;
+    let mut limit_exceeded = None;
     let paged = page::read_pages(
         session,
         records,
@@ -567,11 +616,14 @@ fn query(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
             if let Some(p) = &prefer {
                 request = request.header("Prefer", p.clone());
             }
-            session.send_ok(request)
+            session.send_ok(request).map_err(explain_aggregate_limit)
         },
         |_, _, body, records| {
             if count_annotation.is_none() {
                 count_annotation = body.annotation("@odata.count").cloned();
+                limit_exceeded = body
+                    .annotation("@Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded")
+                    .and_then(Value::as_bool);
             }
             for record in body
                 .records
@@ -593,6 +645,16 @@ fn query(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
     let records = paged.records;
     let next_link = paged.next.map(|(_, link)| link);
     let mut envelope = Map::new();
+    if count {
+        envelope.insert(
+            "totalCount".into(),
+            count_annotation.clone().unwrap_or(Value::Null),
+        );
+        envelope.insert(
+            "totalCountLimitExceeded".into(),
+            limit_exceeded.map_or(Value::Null, Value::from),
+        );
+    }
     if let Some(c) = count_annotation {
         envelope.insert("@odata.count".into(), c);
     }
