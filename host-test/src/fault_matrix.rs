@@ -195,6 +195,10 @@ pub const ACTIONS: &[&str] = &[
     "associate",
     "disassociate",
     "executeAction",
+    "searchRecords",
+    "suggestRecords",
+    "autocompleteSearch",
+    "getSearchStatus",
     "runBatch",
 ];
 
@@ -330,6 +334,13 @@ fn prepare(action: &str, emulator: &Emulator) -> Prepared {
                 ),
             )
         }
+        "searchRecords" => (
+            json!({"search": "contoso", "entities": ["account"], "count": true}),
+            Check::Read(whole),
+        ),
+        "suggestRecords" => (json!({"search": "Fabri"}), Check::Read(whole)),
+        "autocompleteSearch" => (json!({"search": "woodgr"}), Check::Read(whole)),
+        "getSearchStatus" => (json!({}), Check::Read(whole)),
         "runBatch" => (
             json!({"batchActions": [
                 {"collection": "accounts", "action": "create", "data": {"name": MARK}},

@@ -1,6 +1,7 @@
 //! Injectable faults, switched on per test ([`super::Emulator::set_faults`])
 //! or from the CLI (`d365 emulator --inject-429-every N`). They apply to Web
-//! API requests only (`/api/data/…`; the token endpoint is never faulted),
+//! API and search requests only (`/api/data/…`, `/api/search/…`; the token
+//! endpoint is never faulted),
 //! counted from the moment the faults were set, and every arrival is
 //! counted ([`FaultStats`]) so tests can assert how many attempts a client
 //! made — including attempts it abandoned on a timeout.
@@ -336,7 +337,7 @@ impl Faults {
     }
 
     pub fn applies_to(&self, path: &str) -> bool {
-        path.starts_with("/api/data/")
+        (path.starts_with("/api/data/") || path.starts_with("/api/search/"))
             && self
                 .path_contains
                 .as_deref()

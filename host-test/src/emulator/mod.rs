@@ -20,6 +20,7 @@ pub mod identity;
 pub mod log;
 pub mod odata;
 pub mod response;
+pub mod search;
 pub mod server;
 pub mod store;
 pub mod webapi;
@@ -49,6 +50,9 @@ pub struct Config {
     pub generated_records: usize,
     /// How much of the request log to keep (see [`log`]).
     pub log_retention: LogRetention,
+    /// Whether Dataverse search is provisioned ([`search`]); off, its
+    /// status says `notprovisioned` and its queries fail.
+    pub search_enabled: bool,
 }
 
 impl Default for Config {
@@ -57,6 +61,7 @@ impl Default for Config {
             access_token_lifetime: 3599,
             generated_records: 0,
             log_retention: LogRetention::All,
+            search_enabled: true,
         }
     }
 }
@@ -201,7 +206,7 @@ impl Emulator {
             .collect();
         let body_len = request.body().len();
         let path = request.uri().path().to_string();
-        let body = if path.starts_with("/api/data/") {
+        let body = if path.starts_with("/api/data/") || path.starts_with("/api/search/") {
             request.body().clone()
         } else {
             Bytes::new()
@@ -456,6 +461,8 @@ fn route(state: &mut State, request: &EmuRequest) -> EmuResponse {
     }
     if path.starts_with("/api/data/") {
         webapi::handle(state, request)
+    } else if path.starts_with("/api/search/") {
+        search::handle(state, request)
     } else if path.contains("/oauth2/") {
         identity::handle(state, request)
     } else {

@@ -1,8 +1,9 @@
 //! System query options (`$select`, `$filter`, `$orderby`, `$top`,
-//! `$expand` with nested options, `$count`, `$skiptoken`) and the `Prefer`
+//! `$expand` with nested options, `$count`, `$skiptoken`, `$apply`) and the `Prefer`
 //! header, parsed into typed values.
 
 use super::ODataError;
+use super::apply::{Apply, parse_apply};
 use super::filter::{Expr, parse_filter};
 use std::collections::HashMap;
 
@@ -27,6 +28,8 @@ pub struct QueryOptions {
     pub expand: Vec<ExpandItem>,
     pub count: bool,
     pub skiptoken: Option<String>,
+    /// `$apply` (see [`super::apply`]).
+    pub apply: Option<Apply>,
 }
 
 /// Splits `s` at `sep` outside parentheses, brackets and quotes.
@@ -202,7 +205,8 @@ impl QueryOptions {
                     "The query parameter $skip is not supported".to_string(),
                 ));
             }
-            "$apply" | "$search" | "$levels" | "$format" | "$deltatoken" => {
+            "$apply" if !nested => self.apply = Some(parse_apply(value, aliases)?),
+            "$search" | "$levels" | "$format" | "$deltatoken" => {
                 return Err(ODataError::not_implemented(format!(
                     "The query option '{name}' is not supported by the emulator."
                 )));

@@ -166,6 +166,28 @@ pub struct EntityDef {
     pub change_tracking_enabled: bool,
 }
 
+impl EntityDef {
+    /// The table's ObjectTypeCode: Dataverse's numbers for the system
+    /// tables, and for custom ones a stable code from 10000 up (metadata and
+    /// search both report it).
+    pub fn object_type_code(&self) -> i64 {
+        match self.logical_name {
+            "account" => 1,
+            "contact" => 2,
+            "opportunity" => 3,
+            "lead" => 4,
+            "systemuser" => 8,
+            "businessunit" => 10,
+            other => {
+                let h = other
+                    .bytes()
+                    .fold(0u32, |h, b| h.wrapping_mul(31) ^ u32::from(b));
+                10000 + i64::from(h % 5000)
+            }
+        }
+    }
+}
+
 /// Tables the emulator seeds with "Track changes" on (as in environments
 /// where Mobile Offline or Synapse Link use them); others start without it.
 pub const CHANGE_TRACKED_BY_DEFAULT: &[&str] = &["account", "contact", "lead", "opportunity"];

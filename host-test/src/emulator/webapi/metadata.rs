@@ -419,24 +419,6 @@ fn managed(value: bool, name: &str) -> Value {
     json!({"Value": value, "CanBeChanged": true, "ManagedPropertyLogicalName": name})
 }
 
-fn object_type_code(e: &EntityDef) -> i64 {
-    match e.logical_name {
-        "account" => 1,
-        "contact" => 2,
-        "opportunity" => 3,
-        "lead" => 4,
-        "systemuser" => 8,
-        "businessunit" => 10,
-        other => {
-            // Custom tables get codes from 10000 up, stable per name.
-            let h = other
-                .bytes()
-                .fold(0u32, |h, b| h.wrapping_mul(31) ^ u32::from(b));
-            10000 + i64::from(h % 5000)
-        }
-    }
-}
-
 /// Every scalar property of one table's EntityMetadata.
 fn entity_json(_schema: &Schema, e: &EntityDef) -> Map<String, Value> {
     let intersect = INTERSECT_ENTITIES.contains(&e.logical_name);
@@ -453,7 +435,7 @@ fn entity_json(_schema: &Schema, e: &EntityDef) -> Map<String, Value> {
         "EntitySetName": e.entity_set_name,
         "LogicalCollectionName": e.entity_set_name,
         "CollectionSchemaName": format!("{}s", e.schema_name),
-        "ObjectTypeCode": object_type_code(e),
+        "ObjectTypeCode": e.object_type_code(),
         "DisplayName": label(e.display_name, &format!("entity:{}:display", e.logical_name)),
         "DisplayCollectionName": label(e.display_collection_name, &format!("entity:{}:collection", e.logical_name)),
         "Description": label(e.description, &format!("entity:{}:description", e.logical_name)),

@@ -59,7 +59,7 @@ pub fn handle(state: &mut State, request: &EmuRequest) -> EmuResponse {
 
 /// Checks `Authorization: Bearer …`; a missing, unknown or expired token gets
 /// 401 with the `WWW-Authenticate` challenge clients use to find the tenant.
-fn authenticate(state: &State, request: &EmuRequest) -> Result<String, EmuResponse> {
+pub(crate) fn authenticate(state: &State, request: &EmuRequest) -> Result<String, EmuResponse> {
     let token = request
         .headers()
         .get(http::header::AUTHORIZATION)

@@ -160,6 +160,19 @@ fn retrieve_multiple(
     };
     let order = ctx.order(&options.orderby);
     let rows = state.store.query(entity.logical_name, &mut filter, &order);
+    if let Some(apply) = &options.apply {
+        // An aggregation answers its rows in one page.
+        apply.check(&ctx)?;
+        let value: Vec<Value> = apply.rows(&ctx, &rows)?.into_iter().map(Value::Object).collect();
+        let mut body = Map::new();
+        body.insert(
+            "@odata.context".into(),
+            Value::String(shaper.context_url(entity, &options, false)),
+        );
+        body.insert("value".into(), Value::Array(value));
+        let applied: Vec<String> = annotations_applied(&prefer).into_iter().collect();
+        return Ok(json_response(200, &Value::Object(body), &applied));
+    }
     let total = rows.len();
 
     // $top is ignored when odata.maxpagesize is sent (Dataverse's rule).
