@@ -273,7 +273,7 @@ pub fn match_record(
     if positive.is_empty() {
         return None;
     }
-    let found: Vec<bool> = positive.iter().map(|t| matched(t)).collect();
+    let found: Vec<bool> = positive.iter().map(|t| matched(*t)).collect();
     let required_ok = positive
         .iter()
         .zip(&found)

@@ -548,15 +548,18 @@ fn suggest(state: &State, body: &Map<String, Value>) -> Result<Value, EmuRespons
                 .and_then(|h| h.get(0))
                 .cloned()
                 .unwrap_or(Value::Null);
-            json!({
-                "Text": text,
-                "Document": {
-                    "@search.objectid": f.record.id,
-                    "@search.entityname": entity.logical_name,
-                    "@search.objecttypecode": entity.object_type_code(),
-                    entity.primary_name: f.record.get(entity.primary_name),
-                },
-            })
+            let mut document = Map::new();
+            document.insert("@search.objectid".into(), Value::from(f.record.id.as_str()));
+            document.insert("@search.entityname".into(), Value::from(entity.logical_name));
+            document.insert(
+                "@search.objecttypecode".into(),
+                Value::from(entity.object_type_code()),
+            );
+            document.insert(
+                entity.primary_name.to_string(),
+                f.record.get(entity.primary_name).clone(),
+            );
+            json!({"Text": text, "Document": document})
         })
         .collect();
     Ok(json!({"Error": null, "Value": value, "QueryContext": null}))
