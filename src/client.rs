@@ -152,8 +152,13 @@ impl<'p> Session<'p> {
             let elapsed = self.platform.monotonic_ms().saturating_sub(started);
             let jitter = jitter_from(&self.platform.random_bytes(8));
             let maybe_applied = may_have_been_applied(outcome);
-            match plan.decide(request.method, retries, elapsed, outcome, jitter) {
-                Decision::Stop if maybe_applied && !is_idempotent(request.method) => {
+            let retry_as = if request.reads_only {
+                Method::Get
+            } else {
+                request.method
+            };
+            match plan.decide(retry_as, retries, elapsed, outcome, jitter) {
+                Decision::Stop if maybe_applied && !is_idempotent(retry_as) => {
                     return self.scrub_answer(result).map_err(maybe_applied_write);
                 }
                 Decision::Stop => return self.scrub_answer(result),

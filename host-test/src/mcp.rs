@@ -100,6 +100,11 @@ pub const EFFECTS: &[(&str, Effect)] = &[
     // A custom action may do anything; a function would be a read, but the
     // catalog cannot tell which one the caller names.
     ("executeAction", ANY),
+    // Dataverse search: POSTs that only read the index.
+    ("searchRecords", READ),
+    ("suggestRecords", READ),
+    ("autocompleteSearch", READ),
+    ("getSearchStatus", READ),
     // Any mix of creates, updates and deletes.
     ("runBatch", ANY),
 ];

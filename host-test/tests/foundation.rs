@@ -435,10 +435,13 @@ async fn loopback_server_route_over_real_sockets() {
 /// 512 KiB (see host-test/benches/RESULTS.md), and this budget catches a
 /// build setting lost or a dependency added without anyone deciding to
 /// (unstripped it is ~3.5 MB; without `--compress-relocations`, ~978 KB).
-/// Raise it on purpose, with the reason in the commit.
+/// Raise it on purpose, with the reason in the commit. The guide's ceiling
+/// is 1 MiB. 920,000 → 960,000 bought Dataverse search (four actions,
+/// ~31 KB) and queryEntities' count and apply (~10 KB), measured at
+/// 952,742 bytes.
 #[test]
 fn component_stays_within_its_size_budget() {
-    const BUDGET: usize = 920_000;
+    const BUDGET: usize = 960_000;
     let size = host_test::host::COMPONENT_WASM.len();
     eprintln!("component: {size} bytes (budget {BUDGET})");
     assert!(

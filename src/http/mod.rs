@@ -67,6 +67,9 @@ pub struct Request {
     pub body: Vec<u8>,
     /// Bounds connect, first byte and the gap between body chunks.
     pub timeout_ms: u64,
+    /// A POST that only reads (a search): repeating it is safe, so the
+    /// retry policy treats it as the GET it could have been.
+    pub reads_only: bool,
 }
 
 impl Request {
@@ -77,7 +80,14 @@ impl Request {
             headers: Vec::new(),
             body: Vec::new(),
             timeout_ms: DEFAULT_TIMEOUT_MS,
+            reads_only: false,
         }
+    }
+
+    /// See [`Request::reads_only`].
+    pub fn reads_only(mut self) -> Self {
+        self.reads_only = true;
+        self
     }
 
     pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
