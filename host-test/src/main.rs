@@ -87,6 +87,10 @@ enum Command {
         /// Answer every Nth Web API request with 503 Service Unavailable.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
         inject_503_every: Option<u64>,
+        /// Serve as an environment where Dataverse search is off: its status
+        /// says notprovisioned and search queries are refused.
+        #[arg(long)]
+        no_search: bool,
     },
     /// List the connector's actions as the component reports them.
     Actions {
@@ -240,9 +244,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             inject_429_every,
             retry_after,
             inject_503_every,
+            no_search,
         } => {
             let emulator = Emulator::new(emulator::Config {
                 generated_records: records,
+                search_enabled: !no_search,
                 // A server answering for hours must not keep every page it sent.
                 log_retention: emulator::LogRetention::RECENT,
                 ..Default::default()

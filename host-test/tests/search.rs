@@ -35,7 +35,12 @@ async fn a_misspelled_company_name_is_found_with_a_highlight() {
     for r in results {
         assert_eq!(r["entityName"], "account");
         assert_eq!(r["objectTypeCode"], 1);
-        assert!(r["attributes"]["name"].as_str().unwrap().starts_with("Fabrikam"));
+        assert!(
+            r["attributes"]["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("Fabrikam")
+        );
         let hl = r["highlights"]["name"][0].as_str().unwrap();
         assert!(hl.contains("{crmhit}Fabrikam{/crmhit}"), "{hl}");
         assert!(r["score"].as_f64().unwrap() > 0.0);
@@ -92,7 +97,10 @@ async fn facets_by_statecode_add_up_to_the_total_count() {
     assert_eq!(inactive["Count"], 2);
     // Without count, no total (Dataverse's -1 becomes null).
     let plain = env
-        .ok("searchRecords", r#"{"search":"fabrikam","entities":["account"]}"#)
+        .ok(
+            "searchRecords",
+            r#"{"search":"fabrikam","entities":["account"]}"#,
+        )
         .await;
     assert_eq!(plain["totalCount"], Value::Null);
 }
@@ -129,7 +137,10 @@ async fn suggest_autocomplete_and_status_answer_in_their_shapes() {
         .iter()
         .map(|t| t["entityName"].as_str().unwrap())
         .collect();
-    assert!(tables.contains(&"account") && tables.contains(&"contact"), "{tables:?}");
+    assert!(
+        tables.contains(&"account") && tables.contains(&"contact"),
+        "{tables:?}"
+    );
 }
 
 #[tokio::test]
@@ -145,7 +156,10 @@ async fn search_off_is_the_coded_error_with_where_to_turn_it_on() {
         assert_eq!(e["kind"], "dataverse", "{key}: {e}");
         assert_eq!(e["code"], "0x80048d0b", "{key}");
         assert!(
-            e["hint"].as_str().unwrap().contains("Power Platform admin center"),
+            e["hint"]
+                .as_str()
+                .unwrap()
+                .contains("Power Platform admin center"),
             "{key}: {e}"
         );
     }
@@ -161,8 +175,16 @@ async fn bad_search_inputs_are_named_and_caught_before_sending() {
     for (key, inputs, input) in [
         ("searchRecords", r#"{"search":"  "}"#, "search"),
         ("searchRecords", r#"{"search":"x","top":101}"#, "top"),
-        ("searchRecords", r#"{"search":"x","entities":["Account"]}"#, "entities[0]"),
-        ("searchRecords", r#"{"search":"x","orderBy":["name sideways"]}"#, "orderBy"),
+        (
+            "searchRecords",
+            r#"{"search":"x","entities":["Account"]}"#,
+            "entities[0]",
+        ),
+        (
+            "searchRecords",
+            r#"{"search":"x","orderBy":["name sideways"]}"#,
+            "orderBy",
+        ),
         ("suggestRecords", r#"{"search":"ab"}"#, "search"),
     ] {
         let e = env.err(key, inputs).await;
@@ -293,4 +315,65 @@ async fn an_apply_typo_is_refused_before_sending_and_past_the_limit_gets_a_hint(
         )
         .await;
     assert!(ok["value"][0]["n"].as_i64().unwrap() > 0);
+}
+
+/// The emulator's search endpoint on the wire: answers wrapped as JSON
+/// text in `response`, statistics counting the indexed rows, search off
+/// refusing queries but not status.
+#[tokio::test]
+async fn the_emulator_answers_search_in_the_documented_wire_shapes() {
+    use common::wire::{Req, Wire};
+    let env = Env::new();
+    let wire = Wire::new(&env).await;
+    let unwrap = |body: &Value| -> Value {
+        serde_json::from_str(body["response"].as_str().expect("response is JSON text")).unwrap()
+    };
+    let q = wire
+        .send(
+            Req::new("POST", "http://localhost/api/search/v2.0/query").json(
+                json!({"search": "contoso", "entities": "[{\"name\":\"account\"}]", "count": true}),
+            ),
+        )
+        .await;
+    assert_eq!(q.status, 200, "{}", q.body);
+    let inner = unwrap(&q.body);
+    assert_eq!(inner["Count"], 3);
+    assert_eq!(inner["Value"][0]["EntityName"], "account");
+    let stats = wire
+        .send(Req::get("http://localhost/api/search/v2.0/statistics"))
+        .await;
+    let inner = unwrap(&stats.body);
+    let state = env.emulator.state();
+    let indexed: usize = ["account", "contact", "opportunity", "lead"]
+        .iter()
+        .map(|t| state.store.count(t))
+        .sum();
+    drop(state);
+    assert_eq!(inner["value"]["documentcount"], indexed);
+    assert!(inner["value"]["storagesizeinbytes"].as_u64().unwrap() > 0);
+    // A POST the index does not serve, and a method it refuses.
+    let top = wire
+        .send(
+            Req::new("POST", "http://localhost/api/search/v2.0/query")
+                .json(json!({"search": "x", "top": 101})),
+        )
+        .await;
+    assert_eq!(top.status, 400);
+    let get = wire
+        .send(Req::get("http://localhost/api/search/v2.0/query"))
+        .await;
+    assert_eq!(get.status, 405);
+    env.emulator.state().config.search_enabled = false;
+    let off = wire
+        .send(
+            Req::new("POST", "http://localhost/api/search/v2.0/query")
+                .json(json!({"search": "contoso"})),
+        )
+        .await;
+    assert_eq!(off.status, 400);
+    assert_eq!(off.body["error"]["code"], "0x80048d0b");
+    let status = wire
+        .send(Req::get("http://localhost/api/search/v2.0/status"))
+        .await;
+    assert_eq!(unwrap(&status.body)["value"]["status"], "notprovisioned");
 }

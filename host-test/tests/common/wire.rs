@@ -182,10 +182,16 @@ impl Wire {
     }
 
     pub async fn send(&self, req: Req) -> Reply {
-        let target = req.target.strip_prefix(ROOT).unwrap_or(&req.target);
+        // A path under the Web API root, or a whole URL elsewhere on the
+        // emulator (`http://localhost/api/search/v2.0/…`).
+        let uri = match req.target.strip_prefix(ROOT) {
+            Some(target) => format!("{ROOT}{target}"),
+            None if req.target.starts_with("http://") => req.target.clone(),
+            None => format!("{ROOT}{}", req.target),
+        };
         let mut builder = http::Request::builder()
             .method(req.method)
-            .uri(format!("{ROOT}{target}"))
+            .uri(uri)
             .header("Host", "localhost")
             .header("Authorization", format!("Bearer {}", self.token));
         for (k, v) in &req.headers {

@@ -162,7 +162,9 @@ pub fn parse_apply(text: &str, aliases: &HashMap<String, String>) -> Result<Appl
                     .and_then(|c| c.strip_suffix(')'))
                     .ok_or_else(|| syntax(args))?;
                 for column in columns.split(',') {
-                    apply.group_by.push(path(column).ok_or_else(|| syntax(columns))?);
+                    apply
+                        .group_by
+                        .push(path(column).ok_or_else(|| syntax(columns))?);
                 }
                 match parts.get(1..).unwrap_or_default() {
                     [] => {}

@@ -47,7 +47,15 @@ pub const INDEXED: &[(&str, &[&str])] = &[
     ),
     (
         "lead",
-        &["fullname", "subject", "companyname", "emailaddress1", "statecode", "createdon", "modifiedon"],
+        &[
+            "fullname",
+            "subject",
+            "companyname",
+            "emailaddress1",
+            "statecode",
+            "createdon",
+            "modifiedon",
+        ],
     ),
 ];
 
@@ -274,10 +282,7 @@ pub fn match_record(
         return None;
     }
     let found: Vec<bool> = positive.iter().map(|t| matched(*t)).collect();
-    let required_ok = positive
-        .iter()
-        .zip(&found)
-        .all(|(t, f)| !t.required || *f);
+    let required_ok = positive.iter().zip(&found).all(|(t, f)| !t.required || *f);
     let ok = if all {
         found.iter().all(|f| *f)
     } else {
@@ -330,7 +335,12 @@ pub fn highlight(text: &str, hits: &[bool]) -> String {
             }
         } else {
             if in_word {
-                close(&mut out, word_start, i, hits.get(index).copied().unwrap_or(false));
+                close(
+                    &mut out,
+                    word_start,
+                    i,
+                    hits.get(index).copied().unwrap_or(false),
+                );
                 index += 1;
                 in_word = false;
             }
@@ -338,7 +348,12 @@ pub fn highlight(text: &str, hits: &[bool]) -> String {
         }
     }
     if in_word {
-        close(&mut out, word_start, text.len(), hits.get(index).copied().unwrap_or(false));
+        close(
+            &mut out,
+            word_start,
+            text.len(),
+            hits.get(index).copied().unwrap_or(false),
+        );
     }
     out
 }
@@ -348,9 +363,10 @@ pub fn highlight(text: &str, hits: &[bool]) -> String {
 /// Dataverse's spell correction does; returns the corrections made.
 pub fn correct(terms: &mut [Term], vocabulary: &[String]) -> Vec<(String, String)> {
     let mut corrections = Vec::new();
-    for term in terms.iter_mut().filter(|t| {
-        t.words.len() == 1 && !t.prefix && t.fuzzy.is_none() && !t.excluded
-    }) {
+    for term in terms
+        .iter_mut()
+        .filter(|t| t.words.len() == 1 && !t.prefix && t.fuzzy.is_none() && !t.excluded)
+    {
         let word = term.words[0].clone();
         if vocabulary.iter().any(|v| *v == word) {
             continue;

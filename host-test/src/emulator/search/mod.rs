@@ -57,6 +57,7 @@ pub fn handle(state: &mut State, request: &EmuRequest) -> EmuResponse {
     let method = request.method().clone();
     let result = match (operation, method) {
         ("status", http::Method::GET) => Ok(status(state)),
+        ("statistics", http::Method::GET) if state.config.search_enabled => Ok(statistics(state)),
         ("query" | "suggest" | "autocomplete", http::Method::POST) => {
             if !state.config.search_enabled {
                 Err(error(400, NOT_ENABLED_CODE, NOT_ENABLED.to_string()))
@@ -68,7 +69,10 @@ pub fn handle(state: &mut State, request: &EmuRequest) -> EmuResponse {
                 })
             }
         }
-        ("status" | "query" | "suggest" | "autocomplete", m) => Err(error(
+        ("statistics", http::Method::GET) => {
+            Err(error(400, NOT_ENABLED_CODE, NOT_ENABLED.to_string()))
+        }
+        ("status" | "statistics" | "query" | "suggest" | "autocomplete", m) => Err(error(
             405,
             "0x80060888",
             format!("The HTTP method '{m}' is not allowed for '{operation}'."),
@@ -128,7 +132,11 @@ fn list_param(body: &Map<String, Value>, name: &str) -> Result<Vec<Value>, EmuRe
 }
 
 fn search_text(body: &Map<String, Value>, min_chars: usize) -> Result<String, EmuResponse> {
-    let text = body.get("search").and_then(Value::as_str).unwrap_or("").trim();
+    let text = body
+        .get("search")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .trim();
     let n = text.chars().count();
     if n < min_chars {
         return Err(bad(format!(
@@ -147,10 +155,11 @@ fn search_text(body: &Map<String, Value>, min_chars: usize) -> Result<String, Em
 fn usize_param(body: &Map<String, Value>, name: &str) -> Result<Option<usize>, EmuResponse> {
     match body.get(name) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_u64()
-            .map(|n| Some(n as usize))
-            .ok_or_else(|| bad(format!("The parameter '{name}' must be a non-negative integer."))),
+        Some(v) => v.as_u64().map(|n| Some(n as usize)).ok_or_else(|| {
+            bad(format!(
+                "The parameter '{name}' must be a non-negative integer."
+            ))
+        }),
     }
 }
 
@@ -172,7 +181,9 @@ fn scopes<'a>(state: &'a State, body: &Map<String, Value>) -> Result<Vec<Scope<'
             .ok_or_else(|| {
                 // UNCONFIRMED: Dataverse's text for a table not enabled for
                 // search.
-                bad(format!("The entity '{name}' is not enabled for Dataverse search."))
+                bad(format!(
+                    "The entity '{name}' is not enabled for Dataverse search."
+                ))
             })
     };
     let items = list_param(body, "entities")?;
@@ -199,7 +210,11 @@ fn scopes<'a>(state: &'a State, body: &Map<String, Value>) -> Result<Vec<Scope<'
             let name = item.get("name").and_then(Value::as_str).unwrap_or("");
             let entity = entity_of(name)?;
             let columns = |field: &str| -> Result<Vec<String>, EmuResponse> {
-                let list = item.get(field).and_then(Value::as_array).cloned().unwrap_or_default();
+                let list = item
+                    .get(field)
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
                 list.iter()
                     .map(|c| {
                         let c = c.as_str().unwrap_or("");
@@ -217,9 +232,10 @@ fn scopes<'a>(state: &'a State, body: &Map<String, Value>) -> Result<Vec<Scope<'
                 search_columns.push(entity.primary_name.to_string());
             }
             let filter = match item.get("filter").and_then(Value::as_str) {
-                Some(f) if !f.trim().is_empty() => Some(parse_filter(f, &HashMap::new()).map_err(
-                    |e| error(e.status, &e.code, e.message),
-                )?),
+                Some(f) if !f.trim().is_empty() => Some(
+                    parse_filter(f, &HashMap::new())
+                        .map_err(|e| error(e.status, &e.code, e.message))?,
+                ),
                 _ => None,
             };
             Ok(Scope {
@@ -235,17 +251,26 @@ fn scopes<'a>(state: &'a State, body: &Map<String, Value>) -> Result<Vec<Scope<'
 /// The request-wide `filter`: `table:expr` for one table, or `expr` for
 /// every table that has its columns.
 fn global_filter(body: &Map<String, Value>) -> Result<Option<(Option<String>, Expr)>, EmuResponse> {
-    let Some(text) = body.get("filter").and_then(Value::as_str).filter(|f| !f.trim().is_empty())
+    let Some(text) = body
+        .get("filter")
+        .and_then(Value::as_str)
+        .filter(|f| !f.trim().is_empty())
     else {
         return Ok(None);
     };
     let (table, expr) = match text.split_once(':') {
-        Some((t, rest)) if !t.trim().is_empty() && t.trim().chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
+        Some((t, rest))
+            if !t.trim().is_empty()
+                && t.trim()
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+        {
             (Some(t.trim().to_string()), rest)
         }
         _ => (None, text),
     };
-    let expr = parse_filter(expr, &HashMap::new()).map_err(|e| error(e.status, &e.code, e.message))?;
+    let expr =
+        parse_filter(expr, &HashMap::new()).map_err(|e| error(e.status, &e.code, e.message))?;
     Ok(Some((table, expr)))
 }
 
@@ -283,7 +308,10 @@ fn find<'a>(
         let cols = columns(scope);
         let col_refs: Vec<&str> = cols.iter().map(String::as_str).collect();
         for record in state.store.records(scope.entity.logical_name) {
-            if scope.filter.as_ref().is_some_and(|f| !ctx.matches(f, record))
+            if scope
+                .filter
+                .as_ref()
+                .is_some_and(|f| !ctx.matches(f, record))
                 || global.is_some_and(|f| !ctx.matches(f, record))
             {
                 continue;
@@ -386,7 +414,11 @@ fn query(state: &State, body: &Map<String, Value>) -> Result<Value, EmuResponse>
 
 /// Results by `orderby` (`@search.score` or a column, asc/desc), else by
 /// score, best first; ties by id so that answers are stable.
-fn sort(found: &mut [Found<'_>], scopes: &[Scope<'_>], orderby: &[Value]) -> Result<(), EmuResponse> {
+fn sort(
+    found: &mut [Found<'_>],
+    scopes: &[Scope<'_>],
+    orderby: &[Value],
+) -> Result<(), EmuResponse> {
     let mut keys = Vec::new();
     for clause in orderby {
         let clause = clause.as_str().unwrap_or("");
@@ -406,7 +438,10 @@ fn sort(found: &mut [Found<'_>], scopes: &[Scope<'_>], orderby: &[Value]) -> Res
     found.sort_by(|a, b| {
         for (column, descending) in &keys {
             let o = if column == "@search.score" {
-                a.hit.score.partial_cmp(&b.hit.score).unwrap_or(Ordering::Equal)
+                a.hit
+                    .score
+                    .partial_cmp(&b.hit.score)
+                    .unwrap_or(Ordering::Equal)
             } else {
                 compare(a.record.get(column), b.record.get(column))
             };
@@ -456,7 +491,11 @@ fn result(scope: &Scope<'_>, f: &Found<'_>) -> Value {
 /// `facets`: each `field[,count:N][,sort:count|-count|value|-value]`;
 /// `entityname` groups by table. Buckets are `{Type: "Value", Value,
 /// Count}`. (Ranges, `values:` and `interval:`, are not modelled: 400.)
-fn facets(found: &[Found<'_>], scopes: &[Scope<'_>], specs: &[Value]) -> Result<Value, EmuResponse> {
+fn facets(
+    found: &[Found<'_>],
+    scopes: &[Scope<'_>],
+    specs: &[Value],
+) -> Result<Value, EmuResponse> {
     let mut out = Map::new();
     for spec in specs {
         let spec = spec.as_str().unwrap_or("");
@@ -466,10 +505,17 @@ fn facets(found: &[Found<'_>], scopes: &[Scope<'_>], specs: &[Value]) -> Result<
         for p in parts {
             match p.trim().split_once(':') {
                 Some(("count", n)) => {
-                    limit = n.trim().parse().map_err(|_| bad(format!("The facet '{spec}' is not valid.")))?;
+                    limit = n
+                        .trim()
+                        .parse()
+                        .map_err(|_| bad(format!("The facet '{spec}' is not valid.")))?;
                 }
                 Some(("sort", s)) => order = s.trim().to_string(),
-                _ => return Err(bad(format!("The facet option in '{spec}' is not supported."))),
+                _ => {
+                    return Err(bad(format!(
+                        "The facet option in '{spec}' is not supported."
+                    )));
+                }
             }
         }
         let (table, column) = match field.split_once(':') {
@@ -479,7 +525,10 @@ fn facets(found: &[Found<'_>], scopes: &[Scope<'_>], specs: &[Value]) -> Result<
         let mut buckets: Vec<(Value, usize)> = Vec::new();
         for f in found {
             let scope = &scopes[f.scope];
-            if table.as_deref().is_some_and(|t| t != scope.entity.logical_name) {
+            if table
+                .as_deref()
+                .is_some_and(|t| t != scope.entity.logical_name)
+            {
                 continue;
             }
             let value = if column == "entityname" {
@@ -519,7 +568,9 @@ fn suggest(state: &State, body: &Map<String, Value>) -> Result<Value, EmuRespons
     let text = search_text(body, 3)?;
     let top = usize_param(body, "top")?.unwrap_or(5);
     if top > MAX_TOP {
-        return Err(bad(format!("The value of top must be at most {MAX_TOP}, got {top}.")));
+        return Err(bad(format!(
+            "The value of top must be at most {MAX_TOP}, got {top}."
+        )));
     }
     let fuzzy = body.get("fuzzy").and_then(Value::as_bool).unwrap_or(false);
     let scopes = scopes(state, body)?;
@@ -550,7 +601,10 @@ fn suggest(state: &State, body: &Map<String, Value>) -> Result<Value, EmuRespons
                 .unwrap_or(Value::Null);
             let mut document = Map::new();
             document.insert("@search.objectid".into(), Value::from(f.record.id.as_str()));
-            document.insert("@search.entityname".into(), Value::from(entity.logical_name));
+            document.insert(
+                "@search.entityname".into(),
+                Value::from(entity.logical_name),
+            );
             document.insert(
                 "@search.objecttypecode".into(),
                 Value::from(entity.object_type_code()),
@@ -604,7 +658,12 @@ fn status(state: &State) -> Value {
             let fields: Map<String, Value> = index::indexed_columns(e)
                 .iter()
                 .enumerate()
-                .map(|(i, c)| ((*c).to_string(), json!({"indexfieldname": format!("a{i:x}")})))
+                .map(|(i, c)| {
+                    (
+                        (*c).to_string(),
+                        json!({"indexfieldname": format!("a{i:x}")}),
+                    )
+                })
                 .collect();
             json!({
                 "entitylogicalname": e.logical_name,
@@ -620,5 +679,32 @@ fn status(state: &State) -> Value {
         "status": "provisioned",
         "lockboxstatus": "Disabled",
         "cmkstatus": "Disabled",
+    }})
+}
+
+/// The statistics operation: documents in the index and its size (the
+/// documented shape; the size is the indexed text's, an emulator's guess
+/// at what an index would take).
+fn statistics(state: &State) -> Value {
+    let schema = state.store.schema();
+    let (mut documents, mut bytes) = (0usize, 0usize);
+    for (name, _) in index::INDEXED {
+        let Some(entity) = schema.by_logical_name(name) else {
+            continue;
+        };
+        let columns = index::indexed_columns(entity);
+        for record in state.store.records(name) {
+            documents += 1;
+            bytes += columns
+                .iter()
+                .filter_map(|c| index::text_of(record.get(c)))
+                .map(|t| t.len())
+                .sum::<usize>();
+        }
+    }
+    json!({"value": {
+        "storagesizeinbytes": bytes,
+        "storagesizeinmb": bytes >> 20,
+        "documentcount": documents,
     }})
 }

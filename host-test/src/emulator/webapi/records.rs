@@ -163,7 +163,11 @@ fn retrieve_multiple(
     if let Some(apply) = &options.apply {
         // An aggregation answers its rows in one page.
         apply.check(&ctx)?;
-        let value: Vec<Value> = apply.rows(&ctx, &rows)?.into_iter().map(Value::Object).collect();
+        let value: Vec<Value> = apply
+            .rows(&ctx, &rows)?
+            .into_iter()
+            .map(Value::Object)
+            .collect();
         let mut body = Map::new();
         body.insert(
             "@odata.context".into(),
