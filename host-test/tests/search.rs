@@ -343,12 +343,13 @@ async fn the_emulator_answers_search_in_the_documented_wire_shapes() {
         .send(Req::get("http://localhost/api/search/v2.0/statistics"))
         .await;
     let inner = unwrap(&stats.body);
-    let state = env.emulator.state();
-    let indexed: usize = ["account", "contact", "opportunity", "lead"]
-        .iter()
-        .map(|t| state.store.count(t))
-        .sum();
-    drop(state);
+    let indexed: usize = {
+        let state = env.emulator.state();
+        ["account", "contact", "opportunity", "lead"]
+            .iter()
+            .map(|t| state.store.count(t))
+            .sum()
+    };
     assert_eq!(inner["value"]["documentcount"], indexed);
     assert!(inner["value"]["storagesizeinbytes"].as_u64().unwrap() > 0);
     // A POST the index does not serve, and a method it refuses.

@@ -281,7 +281,7 @@ pub fn match_record(
     if positive.is_empty() {
         return None;
     }
-    let found: Vec<bool> = positive.iter().map(|t| matched(*t)).collect();
+    let found: Vec<bool> = positive.iter().map(|t| matched(t)).collect();
     let required_ok = positive.iter().zip(&found).all(|(t, f)| !t.required || *f);
     let ok = if all {
         found.iter().all(|f| *f)
@@ -368,7 +368,7 @@ pub fn correct(terms: &mut [Term], vocabulary: &[String]) -> Vec<(String, String
         .filter(|t| t.words.len() == 1 && !t.prefix && t.fuzzy.is_none() && !t.excluded)
     {
         let word = term.words[0].clone();
-        if vocabulary.iter().any(|v| *v == word) {
+        if vocabulary.contains(&word) {
             continue;
         }
         let max = if word.chars().count() <= 4 { 1 } else { 2 };
