@@ -1,5 +1,5 @@
 //! OData query pieces and key escaping: `$select`/`$orderby`/`$expand`/
-//! annotation parsing, the query string they render, entity set names,
+//! `$apply`/annotation parsing, the query string they render, entity set names,
 //! record keys and their URL segment, string literals and percent-encoding.
 #![no_main]
 
@@ -20,6 +20,7 @@ struct Input<'a> {
     filter: Option<&'a str>,
     top: Option<u32>,
     count: bool,
+    apply: &'a str,
     set: &'a str,
     key: &'a str,
     text: &'a str,
@@ -54,6 +55,11 @@ fuzz_target!(|i: Input<'_>| {
         let prefer = odata::prefer_header(Some(5000), Some(&a)).unwrap_or_default();
         assert!(!prefer.contains(['\r', '\n']));
     }
+    // $apply: refused or kept as written, never a panic.
+    let apply = odata::parse_apply("apply", i.apply).ok();
+    if let Some(a) = &apply {
+        assert_eq!(a, i.apply.trim());
+    }
     let query = ODataQuery {
         select: select.unwrap_or_default(),
         filter: i.filter.map(str::to_string),
@@ -61,6 +67,7 @@ fuzz_target!(|i: Input<'_>| {
         expand: expand.unwrap_or_default(),
         top: i.top,
         count: i.count,
+        apply,
     };
     let qs = query.to_query_string();
     // Every value is encoded: nothing that would end the query or split an
