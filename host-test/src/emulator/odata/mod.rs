@@ -3,6 +3,7 @@
 //! `$expand` and annotations ([`shape`]), Dataverse's paging cookie
 //! ([`paging`]) and write payload checks ([`payload`]). Independent of HTTP: the Web API layer calls it.
 
+pub mod aggregate;
 pub mod apply;
 pub mod eval;
 pub mod filter;

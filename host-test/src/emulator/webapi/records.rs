@@ -18,6 +18,7 @@ use super::rows::{
     self, Key, ReferenceError, UnderRow, existing, key_text, parse_key, resolve_reference,
 };
 use super::{changes, events, files, impersonation, operations, refs};
+use crate::emulator::odata::aggregate;
 use crate::emulator::odata::options::{Prefer, QueryOptions, decode_component, query_pairs};
 use crate::emulator::odata::paging::{self, MAX_PAGE_SIZE};
 use crate::emulator::odata::payload::{self, Refusal, payload_error};
@@ -162,9 +163,8 @@ fn retrieve_multiple(
     let rows = state.store.query(entity.logical_name, &mut filter, &order);
     if let Some(apply) = &options.apply {
         // An aggregation answers its rows in one page.
-        apply.check(&ctx)?;
-        let value: Vec<Value> = apply
-            .rows(&ctx, &rows)?
+        aggregate::check(apply, &ctx)?;
+        let value: Vec<Value> = aggregate::rows(apply, &ctx, &rows)?
             .into_iter()
             .map(Value::Object)
             .collect();
