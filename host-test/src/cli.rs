@@ -256,8 +256,8 @@ pub fn loose_permissions_warning(path: &Path, meta: &std::fs::Metadata) -> Optio
         let mode = meta.permissions().mode() & 0o777;
         (mode & 0o077 != 0).then(|| {
             format!(
-                "warning: {} has mode {mode:04o}: others can read its client secret and tokens. \
-                 Run: chmod 600 {}",
+                "warning: {} has mode {mode:04o}, so group or others can access the client \
+                 secret and tokens it holds; fix with: chmod 600 {}",
                 path.display(),
                 path.display()
             )
