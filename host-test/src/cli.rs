@@ -228,16 +228,135 @@ pub fn is_follow_up_page(method: &http::Method, uri: &http::Uri) -> bool {
     method == http::Method::GET && (query.contains("$skiptoken") || query.contains("%24skiptoken"))
 }
 
+/// Reads a connection file, warning on stderr (as ssh does for keys) when
+/// others may read it: it holds a client secret and tokens.
 pub fn read_connection(path: &Path) -> Result<ConnectionFile> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let read = || -> std::io::Result<String> {
+        let mut f = std::fs::File::open(path)?;
+        // The mode of the file we read, not of whatever the path names later.
+        if let Some(warning) = loose_permissions_warning(path, &f.metadata()?) {
+            eprintln!("{warning}");
+        }
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut f, &mut text)?;
+        Ok(text)
+    };
+    let text = read().with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text)
         .with_context(|| format!("{} is not a connection file", path.display()))
 }
 
+/// The warning for a secret-holding file that group or others may access
+/// (any bit of 0o077), naming the file, its mode and the fix; never its
+/// contents. `None` where permissions are fine, and off Unix.
+pub fn loose_permissions_warning(path: &Path, meta: &std::fs::Metadata) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = meta.permissions().mode() & 0o777;
+        (mode & 0o077 != 0).then(|| {
+            format!(
+                "warning: {} has mode {mode:04o}, so group or others can access the client \
+                 secret and tokens it holds; fix with: chmod 600 {}",
+                path.display(),
+                path.display()
+            )
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, meta);
+        None
+    }
+}
+
+/// Writes a connection file only its owner can read, atomically (see
+/// [`write_private`]): concurrent `d365 run`s saving a refreshed token each
+/// replace the whole file, so it is never torn or empty.
 pub fn write_connection(path: &Path, file: &ConnectionFile) -> Result<()> {
-    let text = serde_json::to_string_pretty(file)?;
-    std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))
+    let text = serde_json::to_string_pretty(file)? + "\n";
+    write_private(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Replaces `path` with `bytes` as a file of mode 0600 (on Unix): a new
+/// temporary file in the same folder (same filesystem, so the rename is
+/// atomic), created exclusively with 0600 before any byte is written,
+/// synced, then renamed over `path`. On failure the temporary file is
+/// removed and `path` is left as it was. A symlink is followed, as
+/// `std::fs::write` did, so the file it points to is replaced.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let target = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(path)?,
+        _ => path.to_path_buf(),
+    };
+    let (tmp, mut file) = create_temp_beside(&target)?;
+    let written = (|| {
+        #[cfg(unix)]
+        {
+            // `mode` is filtered by the umask; the file must be exactly 0600.
+            use std::os::unix::fs::PermissionsExt as _;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, &target)
+    })();
+    match written {
+        Ok(()) => {
+            // The rename itself survives a crash once the folder is synced;
+            // the file is complete either way, so a failure here is ignored.
+            #[cfg(unix)]
+            if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
+                let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+            }
+            Ok(())
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// A new, exclusively created file next to `target`, named
+/// `.<name>.<pid>.<n>.tmp` (pid and a per-process counter keep concurrent
+/// writers apart; `create_new` guards against a name left by a crash).
+fn create_temp_beside(target: &Path) -> std::io::Result<(std::path::PathBuf, std::fs::File)> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let name = target.file_name().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the path does not name a file",
+        )
+    })?;
+    let dir = target
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut attempts = 0;
+    loop {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!(
+            ".{}.{}.{n}.tmp",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(&tmp) {
+            Ok(file) => return Ok((tmp, file)),
+            // A stale file from a crashed process with the same pid.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempts < 100 => {
+                attempts += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// The catalog as connector.yaml holds it.
@@ -285,4 +404,126 @@ pub fn catalog_table(catalog_json: &str) -> Result<String> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh folder of the test's own under the temp dir, removed on drop.
+    struct Folder(std::path::PathBuf);
+    impl Folder {
+        fn new(name: &str) -> Self {
+            let dir =
+                std::env::temp_dir().join(format!("d365-cli-unit-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            Folder(dir)
+        }
+        fn entries(&self) -> Vec<String> {
+            let mut names: Vec<String> = std::fs::read_dir(&self.0)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        }
+    }
+    impl Drop for Folder {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[cfg(unix)]
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn write_connection_replaces_a_loose_file_with_a_private_one() {
+        let folder = Folder::new("replace");
+        let path = folder.0.join("conn.json");
+        std::fs::write(&path, "old").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        let conn = emulator_connection("http://127.0.0.1:1");
+        write_connection(&path, &conn).unwrap();
+        let back = read_connection(&path).unwrap();
+        assert_eq!(back.settings, conn.settings);
+        #[cfg(unix)]
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(folder.entries(), ["conn.json"], "no temporary file left");
+    }
+
+    /// The rename fails (the target is a folder): the target is untouched
+    /// and the temporary file, already written, is removed.
+    #[test]
+    fn failed_write_leaves_the_old_target_and_no_temporary_file() {
+        let folder = Folder::new("fail");
+        let target = folder.0.join("conn.json");
+        std::fs::create_dir(&target).unwrap();
+        std::fs::write(target.join("inside"), "kept").unwrap();
+        assert!(write_private(&target, b"new secret").is_err());
+        assert_eq!(
+            std::fs::read_to_string(target.join("inside")).unwrap(),
+            "kept"
+        );
+        assert_eq!(folder.entries(), ["conn.json"], "temporary file removed");
+    }
+
+    /// A folder that does not exist: an error, and nothing created.
+    #[test]
+    fn write_into_a_missing_folder_fails_cleanly() {
+        let folder = Folder::new("missing");
+        let path = folder.0.join("absent").join("conn.json");
+        assert!(write_connection(&path, &emulator_connection("http://x")).is_err());
+        assert!(folder.entries().is_empty());
+    }
+
+    /// A symlinked connection file keeps its link; the file it names is
+    /// replaced (what `std::fs::write` did before).
+    #[cfg(unix)]
+    #[test]
+    fn write_follows_a_symlink() {
+        let folder = Folder::new("symlink");
+        let real = folder.0.join("real.json");
+        let link = folder.0.join("link.json");
+        std::fs::write(&real, "old").unwrap();
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        write_private(&link, b"new").unwrap();
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read_to_string(&real).unwrap(), "new");
+        assert_eq!(mode(&real), 0o600);
+        assert_eq!(folder.entries(), ["link.json", "real.json"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn loose_permissions_are_named_with_the_fix() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let folder = Folder::new("loose");
+        let path = folder.0.join("conn.json");
+        std::fs::write(&path, "{}").unwrap();
+        for (bits, warns) in [(0o600, false), (0o400, false), (0o640, true), (0o604, true)] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(bits)).unwrap();
+            let meta = std::fs::metadata(&path).unwrap();
+            let warning = loose_permissions_warning(&path, &meta);
+            assert_eq!(warning.is_some(), warns, "{bits:o}: {warning:?}");
+            if let Some(w) = warning {
+                assert!(w.contains(&path.display().to_string()), "{w}");
+                assert!(w.contains(&format!("{bits:04o}")), "{w}");
+                assert!(w.contains("chmod 600"), "{w}");
+            }
+        }
+    }
 }
