@@ -91,6 +91,13 @@ enum Command {
         /// says notprovisioned and search queries are refused.
         #[arg(long)]
         no_search: bool,
+        /// Enforce Dataverse's service protection limits per user, scaled:
+        /// e.g. requests=600,window=30s,concurrent=8,execution=120s (any
+        /// subset; the rest as documented: 6000 requests and 20 min of
+        /// execution per 300 s, 52 at once). `--limits ""` for the
+        /// documented limits as they are.
+        #[arg(long, value_name = "SPEC", value_parser = parse_limits)]
+        limits: Option<emulator::limits::Limits>,
     },
     /// List the connector's actions as the component reports them.
     Actions {
@@ -245,10 +252,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             retry_after,
             inject_503_every,
             no_search,
+            limits,
         } => {
+            if let Some(l) = &limits {
+                eprintln!("service protection limits: {l}");
+            }
             let emulator = Emulator::new(emulator::Config {
                 generated_records: records,
                 search_enabled: !no_search,
+                limits,
                 // A server answering for hours must not keep every page it sent.
                 log_retention: emulator::LogRetention::RECENT,
                 ..Default::default()
@@ -548,4 +560,9 @@ async fn login(path: &std::path::Path) -> Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// `--limits`: the emulator's scaled service protection limits.
+fn parse_limits(text: &str) -> Result<emulator::limits::Limits, String> {
+    text.parse()
 }

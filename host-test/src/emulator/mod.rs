@@ -17,6 +17,7 @@ pub mod dates;
 pub mod faults;
 pub mod fetchxml;
 pub mod identity;
+pub mod limits;
 pub mod log;
 pub mod odata;
 pub mod response;
@@ -53,6 +54,8 @@ pub struct Config {
     /// Whether Dataverse search is provisioned ([`search`]); off, its
     /// status says `notprovisioned` and its queries fail.
     pub search_enabled: bool,
+    /// Service protection limits ([`limits`]); none by default.
+    pub limits: Option<limits::Limits>,
 }
 
 impl Default for Config {
@@ -62,6 +65,7 @@ impl Default for Config {
             generated_records: 0,
             log_retention: LogRetention::All,
             search_enabled: true,
+            limits: None,
         }
     }
 }
@@ -83,6 +87,9 @@ pub struct State {
     pub webhooks: Webhooks,
     /// Contents of file columns, by file id.
     pub files: webapi::files::FileBlobs,
+    /// Service protection: the limits in force and every user's usage
+    /// (none unless [`Config::limits`] is set).
+    pub limiter: Option<limits::Limiter>,
 }
 
 /// A copy of the emulator's data, taken before a `$batch` change set so a
@@ -162,6 +169,7 @@ impl Emulator {
             .unwrap_or(0);
         let store = store::seed::seeded(&directory, config.generated_records, now);
         let log = RequestLog::new(config.log_retention);
+        let limiter = config.limits.map(limits::Limiter::new);
         Emulator {
             state: Arc::new(Mutex::new(State {
                 config,
@@ -174,6 +182,7 @@ impl Emulator {
                 clock_offset_secs: 0,
                 webhooks,
                 files: Default::default(),
+                limiter,
             })),
         }
     }
@@ -225,12 +234,60 @@ impl Emulator {
         let mut response = match (&plan.error, &plan.error_after_processing) {
             (Some(injected), _) => injected.answer(&request),
             (None, after) => {
-                let real = if target.len() > MAX_URL_LEN {
-                    url_too_long()
-                } else {
-                    let mut state = self.state();
-                    route(&mut state, &request)
+                let admission = self.admit(&request, &path);
+                if let Some((_, limits::Admission::Admitted { cost_ms, .. }, _)) = &admission {
+                    // The simulated execution, outside the lock (tokio's
+                    // clock: paused in tests).
+                    tokio::time::sleep(std::time::Duration::from_millis(*cost_ms)).await;
+                }
+                let mut real = match &admission {
+                    Some((
+                        _,
+                        limits::Admission::Refused {
+                            exceeded,
+                            retry_after_secs,
+                        },
+                        l,
+                    )) => throttled(*exceeded, *retry_after_secs, l),
+                    _ if target.len() > MAX_URL_LEN => url_too_long(),
+                    _ => {
+                        let mut state = self.state();
+                        route(&mut state, &request)
+                    }
                 };
+                if let Some((
+                    user,
+                    limits::Admission::Admitted {
+                        requests_left,
+                        time_left_ms,
+                        ..
+                    },
+                    l,
+                )) = &admission
+                {
+                    if let Some(limiter) = self.state().limiter.as_mut() {
+                        limiter.release(user);
+                    }
+                    // The documented debug headers, and the recommended
+                    // degree of parallelism (Microsoft Learn, "Service
+                    // protection API limits", "Send parallel requests").
+                    let headers = real.headers_mut();
+                    for (name, value) in [
+                        (
+                            "x-ms-ratelimit-burst-remaining-xrm-requests",
+                            requests_left.to_string(),
+                        ),
+                        (
+                            "x-ms-ratelimit-time-remaining-xrm-requests",
+                            time_left_ms.to_string(),
+                        ),
+                        ("x-ms-dop-hint", l.dop_hint.to_string()),
+                    ] {
+                        if let Ok(v) = http::HeaderValue::from_str(&value) {
+                            headers.insert(name, v);
+                        }
+                    }
+                }
                 after.as_ref().map_or(real, |a| a.answer(&request))
             }
         };
@@ -272,6 +329,37 @@ impl Emulator {
             self.dispatch_webhooks(pending).await;
         }
         response
+    }
+
+    /// Service protection for one request: `None` when no limits are set,
+    /// or the request is not an API call by a known token (those are
+    /// answered as usual: the token endpoint, a 401).
+    fn admit(
+        &self,
+        request: &EmuRequest,
+        path: &str,
+    ) -> Option<(String, limits::Admission, limits::Limits)> {
+        if !(path.starts_with("/api/data/") || path.starts_with("/api/search/")) {
+            return None;
+        }
+        let token = request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))?
+            .trim();
+        let mut state = self.state();
+        let now = state.now();
+        let now_ms = u64::try_from(state.now_ms()).unwrap_or(0);
+        let user = state
+            .identity
+            .check_access_token(token, now)?
+            .user_id
+            .clone();
+        let cost = limits::cost_ms(request.method(), request.body().len());
+        let limiter = state.limiter.as_mut()?;
+        let admission = limiter.admit(&user, now_ms, cost);
+        Some((user, admission, limiter.limits))
     }
 
     /// Sends queued deliveries: synchronous steps before returning (as
@@ -475,4 +563,14 @@ fn route(state: &mut State, request: &EmuRequest) -> EmuResponse {
             ),
         )
     }
+}
+
+/// A service protection 429 as Dataverse answers it: `Retry-After` and the
+/// documented code and message (wire reference §7.3).
+fn throttled(exceeded: limits::Exceeded, retry_after_secs: u64, l: &limits::Limits) -> EmuResponse {
+    let mut response = response::odata_error(429, exceeded.code(), &exceeded.message(l));
+    if let Ok(v) = http::HeaderValue::from_str(&retry_after_secs.to_string()) {
+        response.headers_mut().insert(http::header::RETRY_AFTER, v);
+    }
+    response
 }
