@@ -813,6 +813,49 @@ async fn without_a_connection_the_embedded_emulator_answers() {
     assert_eq!(ok(&report, 1)["name"], "Embedded");
 }
 
+/// The SDK client checks every call's `structuredContent` against the
+/// tool's `outputSchema` once it has listed the tools: the search tools,
+/// and queryEntities with count and apply, answer in their schemas.
+#[tokio::test]
+async fn search_and_aggregate_outputs_match_their_output_schemas() {
+    let report = session(
+        &[],
+        json!([
+            {"op": "list"},
+            {"op": "call", "name": "searchRecords", "arguments": {
+                "search": "contoso", "entities": ["account"], "count": true, "facets": ["statecode"]}},
+            {"op": "call", "name": "suggestRecords", "arguments": {"search": "Fabri"}},
+            {"op": "call", "name": "autocompleteSearch", "arguments": {"search": "woodgr"}},
+            {"op": "call", "name": "getSearchStatus", "arguments": {}},
+            {"op": "call", "name": "queryEntities", "arguments": {
+                "entityType": "accounts", "count": true, "top": 2}},
+            {"op": "call", "name": "queryEntities", "arguments": {
+                "entityType": "accounts", "apply": "groupby((industrycode),aggregate($count as n))"}},
+        ]),
+    )
+    .await;
+    let listed = step(&report, 0)["tools"].as_array().unwrap().clone();
+    for name in [
+        "searchRecords",
+        "suggestRecords",
+        "autocompleteSearch",
+        "getSearchStatus",
+    ] {
+        let tool = listed.iter().find(|t| t["name"] == name).unwrap();
+        assert_eq!(
+            tool["outputSchema"]["type"], "object",
+            "{name} has an output schema"
+        );
+        assert_eq!(tool["annotations"]["readOnlyHint"], true, "{name}");
+    }
+    assert_eq!(ok(&report, 1)["totalCount"], 3);
+    assert!(!ok(&report, 2)["results"].as_array().unwrap().is_empty());
+    assert_eq!(ok(&report, 3)["value"], "woodgrove");
+    assert_eq!(ok(&report, 4)["enabled"], true);
+    assert_eq!(ok(&report, 5)["totalCount"], 60);
+    assert!(!ok(&report, 6)["value"].as_array().unwrap().is_empty());
+}
+
 /// The official MCP Inspector's CLI (pinned in `js-mcp`) lists the tools
 /// `d365 mcp` serves: every catalog action without a connection file (the
 /// embedded emulator), only the reads with `--read-only`.
