@@ -10,7 +10,6 @@ use host_test::cli;
 use host_test::emulator::{self, data, store::seed};
 use host_test::host::Route;
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 fn d365() -> Command {
@@ -66,18 +65,10 @@ fn cli_progress_counts_a_retried_page_once() {
     let conn_path = dir.join("conn.json");
     // Every second Web API request is a 429 (Retry-After: 1): pages 2 and
     // 3 of the three are each answered 429 once, then served.
-    let mut server = d365()
-        .args(["emulator", "--port", "0", "--inject-429-every", "2"])
-        .args(["--retry-after", "1", "--connection-out"])
-        .arg(&conn_path)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.trim().starts_with("http://127.0.0.1:"), "{line}");
+    let mut server = common::spawn_cli_emulator(
+        &["--inject-429-every", "2", "--retry-after", "1"],
+        &conn_path,
+    );
     let out = d365()
         .args(["run", "queryEntities", "--connection"])
         .arg(&conn_path)
@@ -198,17 +189,7 @@ fn cli_emulator_server_and_connection_file() {
     let dir = std::env::temp_dir().join(format!("d365-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let conn_path = dir.join("conn.json");
-    let mut server = d365()
-        .args(["emulator", "--port", "0", "--connection-out"])
-        .arg(&conn_path)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.trim().starts_with("http://127.0.0.1:"), "{line}");
+    let mut server = common::spawn_cli_emulator(&[], &conn_path);
     let run = || {
         d365()
             .args(["run", "getCurrentUser", "--connection"])

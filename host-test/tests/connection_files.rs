@@ -7,9 +7,10 @@
 
 #![cfg(unix)]
 
+mod common;
+
 use host_test::emulator::identity::CLIENT_CREDENTIALS_SECRET;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -36,18 +37,8 @@ impl Fixture {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let conn = dir.join("conn.json");
-        let mut server = d365()
-            .args(["emulator", "--port", "0", "--connection-out"])
-            .arg(&conn)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
         // The server prints its URL once the connection file is written.
-        let mut line = String::new();
-        BufReader::new(server.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.trim().starts_with("http://127.0.0.1:"), "{line}");
+        let server = common::spawn_cli_emulator(&[], &conn);
         Fixture { dir, conn, server }
     }
 

@@ -233,3 +233,24 @@ fn seed_big_accounts(env: &Env, n: usize, bytes: usize) {
             .expect("a big account");
     }
 }
+
+/// `d365 emulator --port 0 EXTRA… --connection-out CONN`, started as a
+/// child process; returns once it printed its base URL (after writing the
+/// connection file). Kill it when done.
+pub fn spawn_cli_emulator(extra: &[&str], conn: &std::path::Path) -> std::process::Child {
+    use std::io::{BufRead, BufReader};
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_d365"))
+        .args(["emulator", "--port", "0"])
+        .args(extra)
+        .arg("--connection-out")
+        .arg(conn)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("d365 starts");
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("a first line");
+    assert!(line.trim().starts_with("http://127.0.0.1:"), "{line}");
+    server
+}
