@@ -3,13 +3,13 @@
 
 use crate::actions::action::Action;
 use crate::catalog::def::{ActionDef, InputDef, InputType, input};
-use crate::client::{Session, parse_json};
+use crate::client::{Session, answer_error, parse_json};
 use crate::error::{ConnectorError, ErrorKind, Result};
 use crate::http::{Method, Response};
 use crate::inputs::Inputs;
 use crate::odata::{self, ODataQuery};
 use crate::page::{self, Follow, Next, Output, RawRecords};
-use crate::types::{EntityKey, EntitySet, Guid, encode_query};
+use crate::types::{ETag, EntityKey, EntitySet, Guid, encode_query};
 use serde_json::{Map, Value, json};
 
 // Input keys, each written once: the definitions and `run` use these.
@@ -28,6 +28,26 @@ const NEXT_PAGE: &str = "nextPage";
 const TOP: &str = "top";
 const COUNT: &str = "count";
 const APPLY: &str = "apply";
+const IF_MATCH: &str = "ifMatch";
+const IF_NONE_MATCH: &str = "ifNoneMatch";
+const UPSERT_MODE: &str = "upsertMode";
+
+// upsertMode's choices.
+const CREATE_OR_UPDATE: &str = "createOrUpdate";
+const CREATE_ONLY: &str = "createOnly";
+const UPDATE_ONLY: &str = "updateOnly";
+
+/// Dataverse's code for a write whose If-Match ETag is no longer the
+/// record's (ConcurrencyVersionMismatch, -2147088254; Microsoft Learn,
+/// "DeleteRequest.ConcurrencyBehavior" and "Optimistic concurrency"). The
+/// Web API answers it with 412 ("Perform conditional operations using the
+/// Web API"), whose example shows an empty code: the connector then fills
+/// this one in, so a flow can branch on one code either way.
+const VERSION_MISMATCH_CODE: &str = "0x80060882";
+
+/// Dataverse's code for a record that already exists (DuplicateRecord /
+/// matching key values): the 412 an `If-None-Match: *` upsert gets.
+const DUPLICATE_KEY_CODE: &str = "0x80040237";
 
 /// What `count` asks Dataverse for besides `$count=true`.
 const COUNT_ANNOTATIONS: &str =
@@ -98,6 +118,29 @@ fn include_annotations() -> InputDef {
     )
 }
 
+fn if_match() -> InputDef {
+    let text = "Write only if nobody changed the record since you read it: its @odata.etag as getEntity or queryEntities returned it, e.g. W/\"4410023\" (sent as If-Match). A record changed since is a conflict error (412) and is left as it is; * only asks that the record exists.";
+    input(IF_MATCH, "If Match (ETag)", InputType::String, text).example(json!("W/\"4410023\""))
+}
+
+fn if_none_match() -> InputDef {
+    let text = "The @odata.etag of the copy you already hold, e.g. W/\"4410023\" (sent as If-None-Match): while the record is unchanged, the output is {\"notModified\": true, \"etag\": …} instead of the record. Dataverse always returns the record when expand or includeAnnotations is given.";
+    input(
+        IF_NONE_MATCH,
+        "If None Match (ETag)",
+        InputType::String,
+        text,
+    )
+    .example(json!("W/\"4410023\""))
+}
+
+fn upsert_mode() -> InputDef {
+    let text = "createOrUpdate: update the record, or create it when absent. createOnly: create it; when it exists, a conflict error and nothing changes (If-None-Match: *). updateOnly: update it; when absent, a not-found error and nothing is created (If-Match: *).";
+    input(UPSERT_MODE, "Upsert Mode", InputType::String, text)
+        .default(json!(CREATE_OR_UPDATE))
+        .choices(&[CREATE_OR_UPDATE, CREATE_ONLY, UPDATE_ONLY])
+}
+
 pub const CREATE_ENTITY: Action = Action {
     def: ActionDef {
         key: "createEntity",
@@ -122,6 +165,7 @@ pub const GET_ENTITY: Action = Action {
                 field_names(),
                 expand(),
                 include_annotations(),
+                if_none_match(),
             ]
         },
     },
@@ -132,31 +176,40 @@ pub const UPDATE_ENTITY: Action = Action {
     def: ActionDef {
         key: "updateEntity",
         label: "Update Entity",
-        description: "Updates an existing record (PATCH with If-Match: *, so a missing record is not-found and never created).",
+        description: "Updates an existing record (PATCH with If-Match: *, so a missing record is not-found and never created); with ifMatch, only if nobody changed it since it was read.",
         deprecated: false,
-        input_defs: write_inputs,
+        input_defs: || {
+            let mut inputs = write_inputs();
+            // Update-only unless an ETag asks for more.
+            inputs.push(if_match().default(json!("*")));
+            inputs
+        },
     },
-    run: |s, i| update(s, i, true).map(Output::from),
+    run: |s, i| update(s, i).map(Output::from),
 };
 
 pub const UPSERT_ENTITY: Action = Action {
     def: ActionDef {
         key: "upsertEntity",
         label: "Upsert Entity",
-        description: "Updates the record, or creates it with that GUID or those alternate key values when it does not exist (PATCH without If-Match).",
+        description: "Updates the record, or creates it with that GUID or those alternate key values when it does not exist (PATCH without If-Match); upsertMode createOnly or updateOnly allows only one of the two.",
         deprecated: false,
-        input_defs: write_inputs,
+        input_defs: || {
+            let mut inputs = write_inputs();
+            inputs.push(upsert_mode());
+            inputs
+        },
     },
-    run: |s, i| update(s, i, false).map(Output::from),
+    run: |s, i| upsert(s, i).map(Output::from),
 };
 
 pub const DELETE_ENTITY: Action = Action {
     def: ActionDef {
         key: "deleteEntity",
         label: "Delete Entity",
-        description: "Deletes one record by GUID or alternate key.",
+        description: "Deletes one record by GUID or alternate key; with ifMatch, only if nobody changed it since it was read.",
         deprecated: false,
-        input_defs: || vec![entity_type(), entity_id()],
+        input_defs: || vec![entity_type(), entity_id(), if_match()],
     },
     run: |s, i| delete(s, i).map(Output::from),
 };
@@ -172,7 +225,7 @@ pub const QUERY_ENTITIES: Action = Action {
     run: query,
 };
 
-/// updateEntity's and upsertEntity's inputs.
+/// What updateEntity and upsertEntity share.
 fn write_inputs() -> Vec<InputDef> {
     vec![entity_type(), entity_id(), field_values(), dynamic_values()]
 }
@@ -479,12 +532,128 @@ fn get(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
     if let Some(p) = odata::prefer_header(None, annotations_of(inputs)?.as_deref()) {
         request = request.header("Prefer", p);
     }
+    let held = etag_of(inputs, IF_NONE_MATCH)?;
+    if let Some(tag) = &held {
+        request = request.header("If-None-Match", tag.as_str());
+    }
+    let response = session.send(request)?;
+    // 304 Not Modified, without a body: the copy the caller holds is
+    // current (Microsoft Learn, "Perform conditional operations using the
+    // Web API", Conditional retrievals).
+    if let (Some(tag), 304) = (&held, response.status) {
+        return Ok(Output::Value(
+            json!({"notModified": true, "etag": tag.as_str()}),
+        ));
+    }
+    if !response.is_success() {
+        return Err(answer_error(Method::Get, &response));
+    }
     // The record as Dataverse sent it: validated, not re-encoded.
-    let response = session.send_ok(request)?;
     Ok(Output::Json(page::raw_json(&response)?))
 }
 
-fn update(session: &mut Session<'_>, inputs: &Inputs, must_exist: bool) -> Result<Value> {
+/// An optional ETag input.
+fn etag_of(inputs: &Inputs, key: &str) -> Result<Option<ETag>> {
+    inputs.str(key)?.map(|t| ETag::parse(key, t)).transpose()
+}
+
+/// ifMatch: `*` or an ETag.
+fn if_match_of(inputs: &Inputs) -> Result<Option<IfMatch>> {
+    Ok(match inputs.str(IF_MATCH)? {
+        Some(t) if t.trim() == "*" => Some(IfMatch::Exists),
+        Some(t) => Some(IfMatch::Unchanged(ETag::parse(IF_MATCH, t)?)),
+        None => None,
+    })
+}
+
+/// What an `If-Match` header asks of the record.
+enum IfMatch {
+    /// `*`: that it exists.
+    Exists,
+    /// That it is unchanged since this version was read.
+    Unchanged(ETag),
+}
+
+impl IfMatch {
+    fn header(&self) -> &str {
+        match self {
+            IfMatch::Exists => "*",
+            IfMatch::Unchanged(tag) => tag.as_str(),
+        }
+    }
+
+    /// A 412 for an ETag is a record changed since it was read
+    /// (ConcurrencyVersionMismatch): nothing was `done`; re-read first.
+    fn explain(&self, e: ConnectorError, done: &str) -> ConnectorError {
+        let IfMatch::Unchanged(tag) = self else {
+            return e;
+        };
+        let duplicate = e
+            .code
+            .as_deref()
+            .is_some_and(|c| c.eq_ignore_ascii_case(DUPLICATE_KEY_CODE));
+        if e.status != Some(412) || duplicate {
+            return e;
+        }
+        let e = if e.code.is_none() {
+            e.with_code(VERSION_MISMATCH_CODE)
+        } else {
+            e
+        };
+        e.with_hint(format!(
+            "The record changed since it was read (its ETag is no longer {tag}), so nothing was {done}. Read it again (getEntity), decide on what it holds now, and send its new @odata.etag as ifMatch."
+        ))
+    }
+}
+
+fn update(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
+    let condition = if_match_of(inputs)?
+        .ok_or_else(|| ConnectorError::invalid_input(IF_MATCH, "is required"))?;
+    let (out, _) = patch(session, inputs, Some(("If-Match", condition.header())))
+        .map_err(|e| match e.kind {
+            ErrorKind::NotFound => e.with_hint(
+                "No record has this id or key; updateEntity never creates one (use upsertEntity to create when absent).",
+            ),
+            _ => condition.explain(e, "updated"),
+        })?;
+    Ok(out)
+}
+
+/// upsertEntity: a PATCH without a condition, or with the one its mode
+/// names (Microsoft Learn, "Perform conditional operations using the Web
+/// API", Limit upsert operations: `If-None-Match: *` prevents an update,
+/// `If-Match: *` a create).
+fn upsert(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
+    let mode = inputs.expect_str(UPSERT_MODE)?;
+    let create_only = mode.eq_ignore_ascii_case(CREATE_ONLY);
+    let update_only = mode.eq_ignore_ascii_case(UPDATE_ONLY);
+    let condition = if create_only {
+        Some(("If-None-Match", "*"))
+    } else if update_only {
+        Some(("If-Match", "*"))
+    } else {
+        None
+    };
+    let (mut out, status) = patch(session, inputs, condition).map_err(|e| {
+        if create_only && e.status == Some(412) {
+            e.with_hint("upsertMode createOnly: a record with this id or key already exists, and it was left unchanged. Use updateEntity (or upsertMode createOrUpdate) to change it.")
+        } else if update_only && e.kind == ErrorKind::NotFound {
+            e.with_hint("upsertMode updateOnly: no record has this id or key, and none was created. Check the id or key, or use upsertMode createOrUpdate to create it.")
+        } else {
+            e
+        }
+    })?;
+    out["created"] = Value::Bool(status == 201);
+    Ok(out)
+}
+
+/// PATCHes the record with `condition` (a header) and returns
+/// `{id, record}` and the answer's status.
+fn patch(
+    session: &mut Session<'_>,
+    inputs: &Inputs,
+    condition: Option<(&str, &str)>,
+) -> Result<(Value, u16)> {
     let set = set_of(inputs)?;
     let key = key_of(inputs)?;
     let body = body_of(inputs)?;
@@ -492,16 +661,11 @@ fn update(session: &mut Session<'_>, inputs: &Inputs, must_exist: bool) -> Resul
         .request(Method::Patch, &format!("{set}{}", key.to_segment()))?
         .header("Prefer", "return=representation")
         .json_body(&Value::Object(body.clone()));
-    if must_exist {
-        request = request.header("If-Match", "*");
+    if let Some((name, value)) = condition {
+        request = request.header(name, value);
     }
     let response = match session.send_ok(request) {
         Ok(r) => r,
-        Err(e) if e.kind == ErrorKind::NotFound && must_exist => {
-            return Err(e.with_hint(
-                "No record has this id or key; updateEntity never creates one (use upsertEntity to create when absent).",
-            ));
-        }
         Err(e) => return Err(explain_write_error(session, &set, &body, e)),
     };
     let record = json_body(&response)?;
@@ -509,28 +673,29 @@ fn update(session: &mut Session<'_>, inputs: &Inputs, must_exist: bool) -> Resul
         EntityKey::Id(g) => Some(g.to_string()),
         EntityKey::Alternate(_) => id_of(&response, &set, record.as_ref()),
     };
-    let mut out = json!({"id": id, "record": record});
-    if !must_exist {
-        out["created"] = Value::Bool(response.status == 201);
-    }
-    Ok(out)
+    Ok((json!({"id": id, "record": record}), response.status))
 }
 
 fn delete(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
     let set = set_of(inputs)?;
     let key = key_of(inputs)?;
-    let request = session.request(Method::Delete, &format!("{set}{}", key.to_segment()))?;
+    let condition = if_match_of(inputs)?;
+    let mut request = session.request(Method::Delete, &format!("{set}{}", key.to_segment()))?;
+    if let Some(c) = &condition {
+        request = request.header("If-Match", c.header());
+    }
     let response = session.send(request)?;
     // A 404 after retrying an attempt that may have been applied means
     // that attempt deleted the record: the outcome the caller asked for.
     let deleted_by_earlier_attempt =
         response.status == 404 && session.retried_after_maybe_applied();
     if !response.is_success() && !deleted_by_earlier_attempt {
-        return Err(ConnectorError::from_web_api(
-            response.status,
-            response.retry_after(),
-            &response.body,
-        ));
+        let e =
+            ConnectorError::from_web_api(response.status, response.retry_after(), &response.body);
+        return Err(match &condition {
+            Some(c) => c.explain(e, "deleted"),
+            None => e,
+        });
     }
     let id = match &key {
         EntityKey::Id(g) => Value::String(g.to_string()),
