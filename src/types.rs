@@ -260,10 +260,11 @@ impl EntityKey {
 /// An entity tag as Dataverse writes it in `@odata.etag` and the `ETag`
 /// header: weak, `W/"<opaque>"` (Microsoft Learn, "Perform conditional
 /// operations using the Web API": `W/"468026"`; only equality is
-/// meaningful). What goes inside the quotes is checked against HTTP's
-/// `etagc` (RFC 9110 §8.8.3: visible ASCII but `"`), so the header is
-/// well formed; anything else (`123`, `W/123`, a strong `"123"`, which
-/// Dataverse never issues) is refused before a request is sent.
+/// meaningful). What goes inside the quotes is HTTP's `etagc` (RFC 9110
+/// §8.8.3: visible ASCII but `"`) less `\`, so the header is well formed
+/// and escaping the two quotes makes the tag a JSON string. Anything else
+/// (`123`, `W/123`, a strong `"123"`, which Dataverse never issues) is
+/// refused before a request is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ETag(String);
 
@@ -273,7 +274,7 @@ impl ETag {
         let t = s.trim();
         let opaque = t.strip_prefix("W/\"").and_then(|r| r.strip_suffix('"'));
         match opaque {
-            Some(o) if !o.is_empty() && o.bytes().all(|b| b.is_ascii_graphic() && b != b'"') => {
+            Some(o) if !o.is_empty() && o.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') => {
                 Ok(ETag(t.to_string()))
             }
             _ => Err(ConnectorError::invalid_input(
@@ -477,6 +478,7 @@ mod tests {
             "W/\"1\"2\"",
             "W/\"1 2\"",
             "W/\"1\r\n\"",
+            "W/\"1\\\\\"",
             "w/\"1\"",
             "*",
         ] {

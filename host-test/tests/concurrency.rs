@@ -372,6 +372,14 @@ async fn malformed_etags_and_modes_are_refused_before_sending() {
             assert_eq!(e["input"], key, "{action} {bad:?}: {e}");
         }
     }
+    // A number is not an ETag either (nor is it taken as "no ifMatch").
+    let e = env
+        .err(
+            "deleteEntity",
+            &json!({"entityType":"accounts","entityId":id,"ifMatch":123}).to_string(),
+        )
+        .await;
+    assert_eq!(e["input"], "ifMatch", "{e}");
     // `*` is an If-Match (the record exists), never an If-None-Match here.
     let e = env
         .err(

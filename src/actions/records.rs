@@ -3,7 +3,7 @@
 
 use crate::actions::action::Action;
 use crate::catalog::def::{ActionDef, InputDef, InputType, input};
-use crate::client::{Session, answer_error, parse_json};
+use crate::client::{Session, parse_json};
 use crate::error::{ConnectorError, ErrorKind, Result};
 use crate::http::{Method, Response};
 use crate::inputs::Inputs;
@@ -179,10 +179,13 @@ pub const UPDATE_ENTITY: Action = Action {
         description: "Updates an existing record (PATCH with If-Match: *, so a missing record is not-found and never created); with ifMatch, only if nobody changed it since it was read.",
         deprecated: false,
         input_defs: || {
-            let mut inputs = write_inputs();
-            // Update-only unless an ETag asks for more.
-            inputs.push(if_match().default(json!("*")));
-            inputs
+            vec![
+                entity_type(),
+                entity_id(),
+                field_values(),
+                dynamic_values(),
+                if_match().default(json!("*")),
+            ]
         },
     },
     run: |s, i| update(s, i).map(Output::from),
@@ -195,9 +198,13 @@ pub const UPSERT_ENTITY: Action = Action {
         description: "Updates the record, or creates it with that GUID or those alternate key values when it does not exist (PATCH without If-Match); upsertMode createOnly or updateOnly allows only one of the two.",
         deprecated: false,
         input_defs: || {
-            let mut inputs = write_inputs();
-            inputs.push(upsert_mode());
-            inputs
+            vec![
+                entity_type(),
+                entity_id(),
+                field_values(),
+                dynamic_values(),
+                upsert_mode(),
+            ]
         },
     },
     run: |s, i| upsert(s, i).map(Output::from),
@@ -224,11 +231,6 @@ pub const QUERY_ENTITIES: Action = Action {
     },
     run: query,
 };
-
-/// What updateEntity and upsertEntity share.
-fn write_inputs() -> Vec<InputDef> {
-    vec![entity_type(), entity_id(), field_values(), dynamic_values()]
-}
 
 fn query_inputs() -> Vec<InputDef> {
     vec![
@@ -536,18 +538,20 @@ fn get(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
     if let Some(tag) = &held {
         request = request.header("If-None-Match", tag.as_str());
     }
-    let response = session.send(request)?;
     // 304 Not Modified, without a body: the copy the caller holds is
     // current (Microsoft Learn, "Perform conditional operations using the
     // Web API", Conditional retrievals).
-    if let (Some(tag), 304) = (&held, response.status) {
-        return Ok(Output::Value(
-            json!({"notModified": true, "etag": tag.as_str()}),
-        ));
-    }
-    if !response.is_success() {
-        return Err(answer_error(Method::Get, &response));
-    }
+    let response = match (session.send_ok(request), &held) {
+        (Err(e), Some(tag)) if e.status == Some(304) => {
+            // An ETag's only `"` are the two around its opaque part, and
+            // it holds no `\` (ETag::parse): escaping those makes it JSON.
+            let tag = tag.as_str().replace('"', "\\\"");
+            return Ok(Output::Json(format!(
+                "{{\"notModified\":true,\"etag\":\"{tag}\"}}"
+            )));
+        }
+        (response, _) => response?,
+    };
     // The record as Dataverse sent it: validated, not re-encoded.
     Ok(Output::Json(page::raw_json(&response)?))
 }
@@ -625,27 +629,44 @@ fn update(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
 /// `If-Match: *` a create).
 fn upsert(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
     let mode = inputs.expect_str(UPSERT_MODE)?;
-    let create_only = mode.eq_ignore_ascii_case(CREATE_ONLY);
-    let update_only = mode.eq_ignore_ascii_case(UPDATE_ONLY);
-    let condition = if create_only {
-        Some(("If-None-Match", "*"))
-    } else if update_only {
-        Some(("If-Match", "*"))
-    } else {
-        None
-    };
-    let (mut out, status) = patch(session, inputs, condition).map_err(|e| {
-        if create_only && e.status == Some(412) {
-            e.with_hint("upsertMode createOnly: a record with this id or key already exists, and it was left unchanged. Use updateEntity (or upsertMode createOrUpdate) to change it.")
-        } else if update_only && e.kind == ErrorKind::NotFound {
-            e.with_hint("upsertMode updateOnly: no record has this id or key, and none was created. Check the id or key, or use upsertMode createOrUpdate to create it.")
-        } else {
-            e
-        }
-    })?;
+    // createOrUpdate has no condition.
+    let condition = UPSERT_CONDITIONS
+        .iter()
+        .find(|c| c.mode.eq_ignore_ascii_case(mode));
+    let (mut out, status) = patch(session, inputs, condition.map(|c| (c.header, "*"))).map_err(
+        |e| match condition {
+            Some(c) if e.status == Some(c.refused) => e.with_hint(c.hint),
+            _ => e,
+        },
+    )?;
     out["created"] = Value::Bool(status == 201);
     Ok(out)
 }
+
+/// What an upsertMode other than createOrUpdate sends, and how Dataverse
+/// refuses a record that is not as it asks.
+struct UpsertCondition {
+    mode: &'static str,
+    /// Sent with the value `*`.
+    header: &'static str,
+    refused: u16,
+    hint: &'static str,
+}
+
+const UPSERT_CONDITIONS: [UpsertCondition; 2] = [
+    UpsertCondition {
+        mode: CREATE_ONLY,
+        header: "If-None-Match",
+        refused: 412,
+        hint: "upsertMode createOnly: a record with this id or key already exists, and it was left unchanged. Use updateEntity (or upsertMode createOrUpdate) to change it.",
+    },
+    UpsertCondition {
+        mode: UPDATE_ONLY,
+        header: "If-Match",
+        refused: 404,
+        hint: "upsertMode updateOnly: no record has this id or key, and none was created. Check the id or key, or use upsertMode createOrUpdate to create it.",
+    },
+];
 
 /// PATCHes the record with `condition` (a header) and returns
 /// `{id, record}` and the answer's status.
