@@ -39,10 +39,10 @@ const UPDATE_ONLY: &str = "updateOnly";
 
 /// Dataverse's code for a write whose If-Match ETag is no longer the
 /// record's (ConcurrencyVersionMismatch, -2147088254; Microsoft Learn,
-/// "DeleteRequest.ConcurrencyBehavior" and "Optimistic concurrency"). The
-/// Web API answers it with 412 ("Perform conditional operations using the
-/// Web API"), whose example shows an empty code: the connector then fills
-/// this one in, so a flow can branch on one code either way.
+/// "DeleteRequest.ConcurrencyBehavior"). The Web API answers it with 412
+/// ("Perform conditional operations using the Web API"), whose example
+/// shows an empty code: the connector then fills this one in, so a flow
+/// can branch on one code either way.
 const VERSION_MISMATCH_CODE: &str = "0x80060882";
 
 /// Dataverse's code for a record that already exists (DuplicateRecord /
