@@ -916,18 +916,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn an_undeclared_bind_gets_the_navigation_property_from_metadata() {
+    /// A session against canned answers, with a token that needs no fetch.
+    fn fake_session(platform: &mut crate::http::fake::ByUrl) -> Session<'_> {
         use crate::connection::{ConnectionType, Settings, TokenState};
-        let undeclared = r#"{"error":{"code":"0x80060888","message":"An undeclared property 'parentcustomerid' which only has property annotations in the payload but no property value was found in the payload."}}"#;
-        let metadata = r#"{"value":[{"LogicalName":"contact","ManyToOneRelationships":[
-            {"ReferencingAttribute":"parentcustomerid","ReferencingEntityNavigationPropertyName":"parentcustomerid_account","ReferencedEntity":"account"},
-            {"ReferencingAttribute":"parentcustomerid","ReferencingEntityNavigationPropertyName":"parentcustomerid_contact","ReferencedEntity":"contact"},
-            {"ReferencingAttribute":"ownerid","ReferencingEntityNavigationPropertyName":"ownerid","ReferencedEntity":"systemuser"}]}]}"#;
-        let mut platform = crate::http::fake::ByUrl::new(vec![
-            ("EntityDefinitions", 200, metadata.to_string()),
-            ("/contacts", 400, undeclared.to_string()),
-        ]);
         let settings = Settings::parse(
             ConnectionType::ClientCredentials,
             r#"{"webApiUrl":"https://contoso.crm.dynamics.com","tokenUrl":"https://login.microsoftonline.com/t/oauth2/v2.0/token","clientId":"c","clientSecret":"s"}"#,
@@ -939,7 +930,50 @@ mod tests {
             refresh_token: None,
             scope: None,
         };
-        let mut session = Session::new(&mut platform, settings, Some(token));
+        Session::new(platform, settings, Some(token))
+    }
+
+    #[test]
+    fn a_stale_etag_without_a_code_gets_the_documented_one() {
+        // The 412 as "Perform conditional operations using the Web API"
+        // shows it: an empty code.
+        let mismatch = r#"{"error":{"code":"","message":"The version of the existing record doesn't match the RowVersion property provided."}}"#;
+        let mut platform =
+            crate::http::fake::ByUrl::new(vec![("/accounts(", 412, mismatch.to_string())]);
+        let mut session = fake_session(&mut platform);
+        let def = UPDATE_ENTITY.def;
+        let inputs = Inputs::parse(
+            &def,
+            r#"{"entityType":"accounts","entityId":"a0000000-0000-4000-8000-000000000001","fieldValues":{"name":"x"},"ifMatch":"W/\"7\""}"#,
+        )
+        .unwrap();
+        let e = update(&mut session, &inputs).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Conflict);
+        assert_eq!(e.status, Some(412));
+        assert_eq!(e.code.as_deref(), Some(VERSION_MISMATCH_CODE));
+        assert!(e.hint.unwrap().contains("W/\"7\""));
+        // A duplicate key keeps its own code and hint.
+        let duplicate = r#"{"error":{"code":"0x80040237","message":"A record with matching key values already exists."}}"#;
+        let mut platform =
+            crate::http::fake::ByUrl::new(vec![("/accounts(", 412, duplicate.to_string())]);
+        let mut session = fake_session(&mut platform);
+        let e = update(&mut session, &inputs).unwrap_err();
+        assert_eq!(e.code.as_deref(), Some(DUPLICATE_KEY_CODE));
+        assert!(!e.hint.unwrap_or_default().contains("changed since"));
+    }
+
+    #[test]
+    fn an_undeclared_bind_gets_the_navigation_property_from_metadata() {
+        let undeclared = r#"{"error":{"code":"0x80060888","message":"An undeclared property 'parentcustomerid' which only has property annotations in the payload but no property value was found in the payload."}}"#;
+        let metadata = r#"{"value":[{"LogicalName":"contact","ManyToOneRelationships":[
+            {"ReferencingAttribute":"parentcustomerid","ReferencingEntityNavigationPropertyName":"parentcustomerid_account","ReferencedEntity":"account"},
+            {"ReferencingAttribute":"parentcustomerid","ReferencingEntityNavigationPropertyName":"parentcustomerid_contact","ReferencedEntity":"contact"},
+            {"ReferencingAttribute":"ownerid","ReferencingEntityNavigationPropertyName":"ownerid","ReferencedEntity":"systemuser"}]}]}"#;
+        let mut platform = crate::http::fake::ByUrl::new(vec![
+            ("EntityDefinitions", 200, metadata.to_string()),
+            ("/contacts", 400, undeclared.to_string()),
+        ]);
+        let mut session = fake_session(&mut platform);
         let def = CREATE_ENTITY.def;
         let inputs = Inputs::parse(
             &def,
