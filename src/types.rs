@@ -257,6 +257,45 @@ impl EntityKey {
     }
 }
 
+/// An entity tag as Dataverse writes it in `@odata.etag` and the `ETag`
+/// header: weak, `W/"<opaque>"` (Microsoft Learn, "Perform conditional
+/// operations using the Web API": `W/"468026"`; only equality is
+/// meaningful). What goes inside the quotes is HTTP's `etagc` (RFC 9110
+/// §8.8.3: visible ASCII but `"`) less `\`, so the header is well formed
+/// and escaping the two quotes makes the tag a JSON string. Anything else
+/// (`123`, `W/123`, a strong `"123"`, which Dataverse never issues) is
+/// refused before a request is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ETag(String);
+
+impl ETag {
+    /// `input` names the action input for errors.
+    pub fn parse(input: &str, s: &str) -> Result<ETag> {
+        let t = s.trim();
+        let opaque = t.strip_prefix("W/\"").and_then(|r| r.strip_suffix('"'));
+        match opaque {
+            Some(o) if !o.is_empty() && o.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') => {
+                Ok(ETag(t.to_string()))
+            }
+            _ => Err(ConnectorError::invalid_input(
+                input,
+                format!("'{}' is not an ETag", crate::error::clip(t, 80)),
+            )
+            .with_hint("Give the record's @odata.etag exactly as getEntity or queryEntities returned it, e.g. W/\"4410023\" (with W/ and the quotes).")),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ETag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// An OData string literal: quoted, with `'` doubled. The only place
 /// quotes are escaped.
 pub fn string_literal(s: &str) -> String {
@@ -421,6 +460,35 @@ mod tests {
                     input: "entityId".into()
                 },
                 "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn etags_are_weak_and_quoted() {
+        let tag = ETag::parse("ifMatch", " W/\"4410023\" ").unwrap();
+        assert_eq!(tag.as_str(), "W/\"4410023\"");
+        assert_eq!(tag.to_string(), "W/\"4410023\"");
+        for bad in [
+            "",
+            "123",
+            "W/123",
+            "\"123\"",
+            "W/\"\"",
+            "W/\"1\"2\"",
+            "W/\"1 2\"",
+            "W/\"1\r\n\"",
+            "W/\"1\\\\\"",
+            "w/\"1\"",
+            "*",
+        ] {
+            let e = ETag::parse("ifMatch", bad).unwrap_err();
+            assert_eq!(
+                e.kind,
+                crate::error::ErrorKind::InvalidInput {
+                    input: "ifMatch".into()
+                },
+                "{bad:?}"
             );
         }
     }

@@ -9,7 +9,7 @@ use crate::http::{Method, Response};
 use crate::inputs::Inputs;
 use crate::odata::{self, ODataQuery};
 use crate::page::{self, Follow, Next, Output, RawRecords};
-use crate::types::{EntityKey, EntitySet, Guid, encode_query};
+use crate::types::{ETag, EntityKey, EntitySet, Guid, encode_query};
 use serde_json::{Map, Value, json};
 
 // Input keys, each written once: the definitions and `run` use these.
@@ -28,6 +28,26 @@ const NEXT_PAGE: &str = "nextPage";
 const TOP: &str = "top";
 const COUNT: &str = "count";
 const APPLY: &str = "apply";
+const IF_MATCH: &str = "ifMatch";
+const IF_NONE_MATCH: &str = "ifNoneMatch";
+const UPSERT_MODE: &str = "upsertMode";
+
+// upsertMode's choices.
+const CREATE_OR_UPDATE: &str = "createOrUpdate";
+const CREATE_ONLY: &str = "createOnly";
+const UPDATE_ONLY: &str = "updateOnly";
+
+/// Dataverse's code for a write whose If-Match ETag is no longer the
+/// record's (ConcurrencyVersionMismatch, -2147088254; Microsoft Learn,
+/// "DeleteRequest.ConcurrencyBehavior"). The Web API answers it with 412
+/// ("Perform conditional operations using the Web API"), whose example
+/// shows an empty code: the connector then fills this one in, so a flow
+/// can branch on one code either way.
+const VERSION_MISMATCH_CODE: &str = "0x80060882";
+
+/// Dataverse's code for a record that already exists (DuplicateRecord /
+/// matching key values): the 412 an `If-None-Match: *` upsert gets.
+const DUPLICATE_KEY_CODE: &str = "0x80040237";
 
 /// What `count` asks Dataverse for besides `$count=true`.
 const COUNT_ANNOTATIONS: &str =
@@ -98,6 +118,29 @@ fn include_annotations() -> InputDef {
     )
 }
 
+fn if_match() -> InputDef {
+    let text = "Write only if nobody changed the record since you read it: its @odata.etag as getEntity or queryEntities returned it, e.g. W/\"4410023\" (sent as If-Match). A record changed since is a conflict error (412) and is left as it is; * only asks that the record exists.";
+    input(IF_MATCH, "If Match (ETag)", InputType::String, text).example(json!("W/\"4410023\""))
+}
+
+fn if_none_match() -> InputDef {
+    let text = "The @odata.etag of the copy you already hold, e.g. W/\"4410023\" (sent as If-None-Match): while the record is unchanged, the output is {\"notModified\": true, \"etag\": …} instead of the record. Dataverse always returns the record when expand or includeAnnotations is given.";
+    input(
+        IF_NONE_MATCH,
+        "If None Match (ETag)",
+        InputType::String,
+        text,
+    )
+    .example(json!("W/\"4410023\""))
+}
+
+fn upsert_mode() -> InputDef {
+    let text = "createOrUpdate: update the record, or create it when absent. createOnly: create it; when it exists, a conflict error and nothing changes (If-None-Match: *). updateOnly: update it; when absent, a not-found error and nothing is created (If-Match: *).";
+    input(UPSERT_MODE, "Upsert Mode", InputType::String, text)
+        .default(json!(CREATE_OR_UPDATE))
+        .choices(&[CREATE_OR_UPDATE, CREATE_ONLY, UPDATE_ONLY])
+}
+
 pub const CREATE_ENTITY: Action = Action {
     def: ActionDef {
         key: "createEntity",
@@ -122,6 +165,7 @@ pub const GET_ENTITY: Action = Action {
                 field_names(),
                 expand(),
                 include_annotations(),
+                if_none_match(),
             ]
         },
     },
@@ -132,31 +176,47 @@ pub const UPDATE_ENTITY: Action = Action {
     def: ActionDef {
         key: "updateEntity",
         label: "Update Entity",
-        description: "Updates an existing record (PATCH with If-Match: *, so a missing record is not-found and never created).",
+        description: "Updates an existing record (PATCH with If-Match: *, so a missing record is not-found and never created); with ifMatch, only if nobody changed it since it was read.",
         deprecated: false,
-        input_defs: write_inputs,
+        input_defs: || {
+            vec![
+                entity_type(),
+                entity_id(),
+                field_values(),
+                dynamic_values(),
+                if_match().default(json!("*")),
+            ]
+        },
     },
-    run: |s, i| update(s, i, true).map(Output::from),
+    run: |s, i| update(s, i).map(Output::from),
 };
 
 pub const UPSERT_ENTITY: Action = Action {
     def: ActionDef {
         key: "upsertEntity",
         label: "Upsert Entity",
-        description: "Updates the record, or creates it with that GUID or those alternate key values when it does not exist (PATCH without If-Match).",
+        description: "Updates the record, or creates it with that GUID or those alternate key values when it does not exist (PATCH without If-Match); upsertMode createOnly or updateOnly allows only one of the two.",
         deprecated: false,
-        input_defs: write_inputs,
+        input_defs: || {
+            vec![
+                entity_type(),
+                entity_id(),
+                field_values(),
+                dynamic_values(),
+                upsert_mode(),
+            ]
+        },
     },
-    run: |s, i| update(s, i, false).map(Output::from),
+    run: |s, i| upsert(s, i).map(Output::from),
 };
 
 pub const DELETE_ENTITY: Action = Action {
     def: ActionDef {
         key: "deleteEntity",
         label: "Delete Entity",
-        description: "Deletes one record by GUID or alternate key.",
+        description: "Deletes one record by GUID or alternate key; with ifMatch, only if nobody changed it since it was read.",
         deprecated: false,
-        input_defs: || vec![entity_type(), entity_id()],
+        input_defs: || vec![entity_type(), entity_id(), if_match()],
     },
     run: |s, i| delete(s, i).map(Output::from),
 };
@@ -171,11 +231,6 @@ pub const QUERY_ENTITIES: Action = Action {
     },
     run: query,
 };
-
-/// updateEntity's and upsertEntity's inputs.
-fn write_inputs() -> Vec<InputDef> {
-    vec![entity_type(), entity_id(), field_values(), dynamic_values()]
-}
 
 fn query_inputs() -> Vec<InputDef> {
     vec![
@@ -479,12 +534,147 @@ fn get(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
     if let Some(p) = odata::prefer_header(None, annotations_of(inputs)?.as_deref()) {
         request = request.header("Prefer", p);
     }
+    let held = etag_of(inputs, IF_NONE_MATCH)?;
+    if let Some(tag) = &held {
+        request = request.header("If-None-Match", tag.as_str());
+    }
+    // 304 Not Modified, without a body: the copy the caller holds is
+    // current (Microsoft Learn, "Perform conditional operations using the
+    // Web API", Conditional retrievals).
+    let response = match (session.send_ok(request), &held) {
+        (Err(e), Some(tag)) if e.status == Some(304) => {
+            // An ETag's only `"` are the two around its opaque part, and
+            // it holds no `\` (ETag::parse): escaping those makes it JSON.
+            let tag = tag.as_str().replace('"', "\\\"");
+            return Ok(Output::Json(format!(
+                "{{\"notModified\":true,\"etag\":\"{tag}\"}}"
+            )));
+        }
+        (response, _) => response?,
+    };
     // The record as Dataverse sent it: validated, not re-encoded.
-    let response = session.send_ok(request)?;
     Ok(Output::Json(page::raw_json(&response)?))
 }
 
-fn update(session: &mut Session<'_>, inputs: &Inputs, must_exist: bool) -> Result<Value> {
+/// An optional ETag input.
+fn etag_of(inputs: &Inputs, key: &str) -> Result<Option<ETag>> {
+    inputs.str(key)?.map(|t| ETag::parse(key, t)).transpose()
+}
+
+/// ifMatch: `*` or an ETag.
+fn if_match_of(inputs: &Inputs) -> Result<Option<IfMatch>> {
+    Ok(match inputs.str(IF_MATCH)? {
+        Some(t) if t.trim() == "*" => Some(IfMatch::Exists),
+        Some(t) => Some(IfMatch::Unchanged(ETag::parse(IF_MATCH, t)?)),
+        None => None,
+    })
+}
+
+/// What an `If-Match` header asks of the record.
+enum IfMatch {
+    /// `*`: that it exists.
+    Exists,
+    /// That it is unchanged since this version was read.
+    Unchanged(ETag),
+}
+
+impl IfMatch {
+    fn header(&self) -> &str {
+        match self {
+            IfMatch::Exists => "*",
+            IfMatch::Unchanged(tag) => tag.as_str(),
+        }
+    }
+
+    /// A 412 for an ETag is a record changed since it was read
+    /// (ConcurrencyVersionMismatch): nothing was `done`; re-read first.
+    fn explain(&self, e: ConnectorError, done: &str) -> ConnectorError {
+        let IfMatch::Unchanged(tag) = self else {
+            return e;
+        };
+        let duplicate = e
+            .code
+            .as_deref()
+            .is_some_and(|c| c.eq_ignore_ascii_case(DUPLICATE_KEY_CODE));
+        if e.status != Some(412) || duplicate {
+            return e;
+        }
+        let e = if e.code.is_none() {
+            e.with_code(VERSION_MISMATCH_CODE)
+        } else {
+            e
+        };
+        e.with_hint(format!(
+            "The record changed since it was read (its ETag is no longer {tag}), so nothing was {done}. Read it again (getEntity), decide on what it holds now, and send its new @odata.etag as ifMatch."
+        ))
+    }
+}
+
+fn update(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
+    let condition = if_match_of(inputs)?
+        .ok_or_else(|| ConnectorError::invalid_input(IF_MATCH, "is required"))?;
+    let (out, _) = patch(session, inputs, Some(("If-Match", condition.header())))
+        .map_err(|e| match e.kind {
+            ErrorKind::NotFound => e.with_hint(
+                "No record has this id or key; updateEntity never creates one (use upsertEntity to create when absent).",
+            ),
+            _ => condition.explain(e, "updated"),
+        })?;
+    Ok(out)
+}
+
+/// upsertEntity: a PATCH without a condition, or with the one its mode
+/// names (Microsoft Learn, "Perform conditional operations using the Web
+/// API", Limit upsert operations: `If-None-Match: *` prevents an update,
+/// `If-Match: *` a create).
+fn upsert(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
+    let mode = inputs.expect_str(UPSERT_MODE)?;
+    // createOrUpdate has no condition.
+    let condition = UPSERT_CONDITIONS
+        .iter()
+        .find(|c| c.mode.eq_ignore_ascii_case(mode));
+    let (mut out, status) = patch(session, inputs, condition.map(|c| (c.header, "*"))).map_err(
+        |e| match condition {
+            Some(c) if e.status == Some(c.refused) => e.with_hint(c.hint),
+            _ => e,
+        },
+    )?;
+    out["created"] = Value::Bool(status == 201);
+    Ok(out)
+}
+
+/// What an upsertMode other than createOrUpdate sends, and how Dataverse
+/// refuses a record that is not as it asks.
+struct UpsertCondition {
+    mode: &'static str,
+    /// Sent with the value `*`.
+    header: &'static str,
+    refused: u16,
+    hint: &'static str,
+}
+
+const UPSERT_CONDITIONS: [UpsertCondition; 2] = [
+    UpsertCondition {
+        mode: CREATE_ONLY,
+        header: "If-None-Match",
+        refused: 412,
+        hint: "upsertMode createOnly: a record with this id or key already exists, and it was left unchanged. Use updateEntity (or upsertMode createOrUpdate) to change it.",
+    },
+    UpsertCondition {
+        mode: UPDATE_ONLY,
+        header: "If-Match",
+        refused: 404,
+        hint: "upsertMode updateOnly: no record has this id or key, and none was created. Check the id or key, or use upsertMode createOrUpdate to create it.",
+    },
+];
+
+/// PATCHes the record with `condition` (a header) and returns
+/// `{id, record}` and the answer's status.
+fn patch(
+    session: &mut Session<'_>,
+    inputs: &Inputs,
+    condition: Option<(&str, &str)>,
+) -> Result<(Value, u16)> {
     let set = set_of(inputs)?;
     let key = key_of(inputs)?;
     let body = body_of(inputs)?;
@@ -492,16 +682,11 @@ fn update(session: &mut Session<'_>, inputs: &Inputs, must_exist: bool) -> Resul
         .request(Method::Patch, &format!("{set}{}", key.to_segment()))?
         .header("Prefer", "return=representation")
         .json_body(&Value::Object(body.clone()));
-    if must_exist {
-        request = request.header("If-Match", "*");
+    if let Some((name, value)) = condition {
+        request = request.header(name, value);
     }
     let response = match session.send_ok(request) {
         Ok(r) => r,
-        Err(e) if e.kind == ErrorKind::NotFound && must_exist => {
-            return Err(e.with_hint(
-                "No record has this id or key; updateEntity never creates one (use upsertEntity to create when absent).",
-            ));
-        }
         Err(e) => return Err(explain_write_error(session, &set, &body, e)),
     };
     let record = json_body(&response)?;
@@ -509,28 +694,29 @@ fn update(session: &mut Session<'_>, inputs: &Inputs, must_exist: bool) -> Resul
         EntityKey::Id(g) => Some(g.to_string()),
         EntityKey::Alternate(_) => id_of(&response, &set, record.as_ref()),
     };
-    let mut out = json!({"id": id, "record": record});
-    if !must_exist {
-        out["created"] = Value::Bool(response.status == 201);
-    }
-    Ok(out)
+    Ok((json!({"id": id, "record": record}), response.status))
 }
 
 fn delete(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
     let set = set_of(inputs)?;
     let key = key_of(inputs)?;
-    let request = session.request(Method::Delete, &format!("{set}{}", key.to_segment()))?;
+    let condition = if_match_of(inputs)?;
+    let mut request = session.request(Method::Delete, &format!("{set}{}", key.to_segment()))?;
+    if let Some(c) = &condition {
+        request = request.header("If-Match", c.header());
+    }
     let response = session.send(request)?;
     // A 404 after retrying an attempt that may have been applied means
     // that attempt deleted the record: the outcome the caller asked for.
     let deleted_by_earlier_attempt =
         response.status == 404 && session.retried_after_maybe_applied();
     if !response.is_success() && !deleted_by_earlier_attempt {
-        return Err(ConnectorError::from_web_api(
-            response.status,
-            response.retry_after(),
-            &response.body,
-        ));
+        let e =
+            ConnectorError::from_web_api(response.status, response.retry_after(), &response.body);
+        return Err(match &condition {
+            Some(c) => c.explain(e, "deleted"),
+            None => e,
+        });
     }
     let id = match &key {
         EntityKey::Id(g) => Value::String(g.to_string()),
@@ -730,18 +916,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn an_undeclared_bind_gets_the_navigation_property_from_metadata() {
+    /// A session against canned answers, with a token that needs no fetch.
+    fn fake_session(platform: &mut crate::http::fake::ByUrl) -> Session<'_> {
         use crate::connection::{ConnectionType, Settings, TokenState};
-        let undeclared = r#"{"error":{"code":"0x80060888","message":"An undeclared property 'parentcustomerid' which only has property annotations in the payload but no property value was found in the payload."}}"#;
-        let metadata = r#"{"value":[{"LogicalName":"contact","ManyToOneRelationships":[
-            {"ReferencingAttribute":"parentcustomerid","ReferencingEntityNavigationPropertyName":"parentcustomerid_account","ReferencedEntity":"account"},
-            {"ReferencingAttribute":"parentcustomerid","ReferencingEntityNavigationPropertyName":"parentcustomerid_contact","ReferencedEntity":"contact"},
-            {"ReferencingAttribute":"ownerid","ReferencingEntityNavigationPropertyName":"ownerid","ReferencedEntity":"systemuser"}]}]}"#;
-        let mut platform = crate::http::fake::ByUrl::new(vec![
-            ("EntityDefinitions", 200, metadata.to_string()),
-            ("/contacts", 400, undeclared.to_string()),
-        ]);
         let settings = Settings::parse(
             ConnectionType::ClientCredentials,
             r#"{"webApiUrl":"https://contoso.crm.dynamics.com","tokenUrl":"https://login.microsoftonline.com/t/oauth2/v2.0/token","clientId":"c","clientSecret":"s"}"#,
@@ -753,7 +930,50 @@ mod tests {
             refresh_token: None,
             scope: None,
         };
-        let mut session = Session::new(&mut platform, settings, Some(token));
+        Session::new(platform, settings, Some(token))
+    }
+
+    #[test]
+    fn a_stale_etag_without_a_code_gets_the_documented_one() {
+        // The 412 as "Perform conditional operations using the Web API"
+        // shows it: an empty code.
+        let mismatch = r#"{"error":{"code":"","message":"The version of the existing record doesn't match the RowVersion property provided."}}"#;
+        let mut platform =
+            crate::http::fake::ByUrl::new(vec![("/accounts(", 412, mismatch.to_string())]);
+        let mut session = fake_session(&mut platform);
+        let def = UPDATE_ENTITY.def;
+        let inputs = Inputs::parse(
+            &def,
+            r#"{"entityType":"accounts","entityId":"a0000000-0000-4000-8000-000000000001","fieldValues":{"name":"x"},"ifMatch":"W/\"7\""}"#,
+        )
+        .unwrap();
+        let e = update(&mut session, &inputs).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Conflict);
+        assert_eq!(e.status, Some(412));
+        assert_eq!(e.code.as_deref(), Some(VERSION_MISMATCH_CODE));
+        assert!(e.hint.unwrap().contains("W/\"7\""));
+        // A duplicate key keeps its own code and hint.
+        let duplicate = r#"{"error":{"code":"0x80040237","message":"A record with matching key values already exists."}}"#;
+        let mut platform =
+            crate::http::fake::ByUrl::new(vec![("/accounts(", 412, duplicate.to_string())]);
+        let mut session = fake_session(&mut platform);
+        let e = update(&mut session, &inputs).unwrap_err();
+        assert_eq!(e.code.as_deref(), Some(DUPLICATE_KEY_CODE));
+        assert!(!e.hint.unwrap_or_default().contains("changed since"));
+    }
+
+    #[test]
+    fn an_undeclared_bind_gets_the_navigation_property_from_metadata() {
+        let undeclared = r#"{"error":{"code":"0x80060888","message":"An undeclared property 'parentcustomerid' which only has property annotations in the payload but no property value was found in the payload."}}"#;
+        let metadata = r#"{"value":[{"LogicalName":"contact","ManyToOneRelationships":[
+            {"ReferencingAttribute":"parentcustomerid","ReferencingEntityNavigationPropertyName":"parentcustomerid_account","ReferencedEntity":"account"},
+            {"ReferencingAttribute":"parentcustomerid","ReferencingEntityNavigationPropertyName":"parentcustomerid_contact","ReferencedEntity":"contact"},
+            {"ReferencingAttribute":"ownerid","ReferencingEntityNavigationPropertyName":"ownerid","ReferencedEntity":"systemuser"}]}]}"#;
+        let mut platform = crate::http::fake::ByUrl::new(vec![
+            ("EntityDefinitions", 200, metadata.to_string()),
+            ("/contacts", 400, undeclared.to_string()),
+        ]);
+        let mut session = fake_session(&mut platform);
         let def = CREATE_ENTITY.def;
         let inputs = Inputs::parse(
             &def,

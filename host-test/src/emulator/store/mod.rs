@@ -538,6 +538,35 @@ mod tests {
     }
 
     #[test]
+    fn every_write_gives_the_row_a_new_etag() {
+        let mut store = seed::seeded(&crate::emulator::Directory::seeded(0), 0, 1_700_000_000);
+        let id = seed::account_id(1);
+        let etag = |store: &Store| store.get("account", &id).map(Record::etag);
+        let before = etag(&store).unwrap();
+        assert!(
+            before.starts_with("W/\"") && before.ends_with('"'),
+            "{before}"
+        );
+        // Even a write that changes no column is a new version.
+        store
+            .update(
+                "account",
+                &id,
+                Changes::default(),
+                crate::emulator::data::USER_ANA,
+                2,
+            )
+            .unwrap();
+        let after = etag(&store).unwrap();
+        assert_ne!(before, after);
+        let other = seed::account_id(2);
+        let v = store.version();
+        store.delete("account", &other).unwrap();
+        assert!(store.version() > v, "a delete is a write too");
+        assert_eq!(etag(&store).unwrap(), after, "other rows keep theirs");
+    }
+
+    #[test]
     fn alternate_keys_are_unique_and_versions_increase() {
         let mut store = seed::seeded(&crate::emulator::Directory::seeded(0), 0, 1_700_000_000);
         let mut changes = Changes::default();

@@ -320,6 +320,10 @@ fn retrieve(
     let prefer = prefer(request);
     let shaper = read_shaper(state, caller, &prefer, entity, &options)?;
     let record = existing(state, entity, key)?;
+    // Conditional retrieval (Microsoft Learn, "Perform conditional
+    // operations using the Web API", Conditional retrievals): the ETag the
+    // caller holds is still the record's → 304 Not Modified, no body. Never
+    // for a query with $expand or a Prefer asking for annotations.
     if let Some(tag) = header(request, "If-None-Match")
         && tag == record.etag()
         && options.expand.is_empty()
@@ -599,6 +603,12 @@ fn patch(
     let existing = rows::find(state, entity, key).cloned();
     impersonation::stamp(&mut changes, entity, caller, existing.is_none());
     match existing {
+        // Microsoft Learn, "Perform conditional operations using the Web
+        // API": If-None-Match: * on an existing record is 412 (Prevent
+        // update in upsert; 0x80040237, "A record with matching key values
+        // already exists.", see `store_error`); If-Match: * (or an ETag) on
+        // a missing one is 404 (Prevent create in upsert; for an ETag the
+        // 404 is UNCONFIRMED).
         Some(record) => {
             if if_none_match.as_deref() == Some("*") {
                 return Err(store_error(StoreError::DuplicateKey));
@@ -678,7 +688,15 @@ fn delete(
     Ok(no_content())
 }
 
-/// An `If-Match` other than `*` must be the row's current ETag.
+/// An `If-Match` other than `*` must be the row's current ETag (Microsoft
+/// Learn, "Perform conditional operations using the Web API", Apply
+/// optimistic concurrency: 412 Precondition Failed, "The version of the
+/// existing record doesn't match the RowVersion property provided."). The
+/// page's example shows an empty `code`; the hex code here is
+/// ConcurrencyVersionMismatch, -2147088254 = 0x80060882 (Learn,
+/// "DeleteRequest.ConcurrencyBehavior"); that the Web API body carries it
+/// is UNCONFIRMED (the wire reference, 7.2). Every write gives the row a
+/// new version ([`Record::etag`]), so any change since the read fails it.
 fn check_if_match(tag: Option<&str>, record: &Record) -> Result<(), ODataError> {
     match tag {
         Some(tag) if tag != "*" && tag != record.etag() => Err(ODataError::new(
