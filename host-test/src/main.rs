@@ -99,6 +99,35 @@ enum Command {
         #[arg(long, value_name = "SPEC", value_parser = parse_limits)]
         limits: Option<emulator::limits::Limits>,
     },
+    /// Run concurrent workflows on one connection against the loopback
+    /// emulator with scaled service protection limits, and report
+    /// throughput against the limits' ceiling, 429s by limit, latencies,
+    /// errors, and the duplicate and lost writes found in the store.
+    Load {
+        /// Concurrent workflows (each call a fresh component instance).
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=512))]
+        workers: u64,
+        /// How long to run.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        seconds: u64,
+        /// The emulator's limits (see `d365 emulator --limits`); default
+        /// requests=200,window=5s,concurrent=16,execution=10s.
+        #[arg(long, value_name = "SPEC", value_parser = parse_limits)]
+        limits: Option<emulator::limits::Limits>,
+        /// Print the report as JSON (keys include duplicates, lost and
+        /// ceilingFraction).
+        #[arg(long)]
+        json: bool,
+        /// Instead: a soak of --calls getEntity calls, one after another
+        /// (a fresh instance each), sampling the host's RSS and open
+        /// descriptors every --every calls.
+        #[arg(long)]
+        soak: bool,
+        #[arg(long, default_value_t = 1_000_000, requires = "soak")]
+        calls: u64,
+        #[arg(long, default_value_t = 10_000, requires = "soak")]
+        every: u64,
+    },
     /// List the connector's actions as the component reports them.
     Actions {
         /// Print the whole catalog as JSON.
@@ -331,6 +360,60 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Login { connection } => login(&connection).await,
+        Command::Load {
+            workers,
+            seconds,
+            limits,
+            json,
+            soak,
+            calls,
+            every,
+        } => {
+            let host = ConnectorHost::shared().map_err(trap)?;
+            if soak {
+                let report = host_test::load::soak(host, calls, every).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                } else {
+                    println!("call\tRSS KiB\tfds");
+                    for s in &report.samples {
+                        println!("{}\t{}\t{}", s.call, s.rss_kib, s.fds);
+                    }
+                    println!(
+                        "{} calls in {:.0} s, {} errors; RSS growth from 10 % of the calls to the end {:+.1} %, descriptors {:+}",
+                        report.calls,
+                        report.seconds,
+                        report.errors,
+                        report.rss_growth * 100.0,
+                        report.fd_growth
+                    );
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let limits = match limits {
+                Some(l) => l,
+                None => host_test::load::DEFAULT_LIMITS
+                    .parse()
+                    .map_err(anyhow::Error::msg)?,
+            };
+            let config = host_test::load::LoadConfig {
+                workers: workers as usize,
+                seconds,
+                limits,
+            };
+            let report = host_test::load::run(host, &config).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", host_test::load::render(&report));
+            }
+            let clean = report.duplicates == 0 && report.lost == 0;
+            Ok(if clean {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Bench {
             quick,
             json,

@@ -211,6 +211,9 @@ pub struct Limiter {
     users: HashMap<String, Usage>,
     /// 429s answered, by limit (for reports and tests).
     pub refused: HashMap<&'static str, u64>,
+    /// Requests admitted, and their simulated execution time in all.
+    pub admitted: u64,
+    pub cost_total_ms: u64,
 }
 
 impl Limiter {
@@ -219,6 +222,8 @@ impl Limiter {
             limits,
             users: HashMap::new(),
             refused: HashMap::new(),
+            admitted: 0,
+            cost_total_ms: 0,
         }
     }
 
@@ -267,6 +272,8 @@ impl Limiter {
         }
         usage.arrivals.push_back((now_ms, cost_ms));
         usage.in_flight += 1;
+        self.admitted += 1;
+        self.cost_total_ms += cost_ms;
         Admission::Admitted {
             cost_ms,
             requests_left: l.requests - count - 1,
