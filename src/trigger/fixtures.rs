@@ -1,6 +1,7 @@
 //! Test fixtures the unit tests here and the end-to-end tests in
-//! `host-test/tests/webhook.rs` share, so that one table serves both. Not
-//! built into the component.
+//! `host-test/tests/webhook.rs` share, so that one table serves both. Built
+//! only for tests (the `test-fixtures` feature, which host-test's tests turn
+//! on), never into the component: it may panic on a malformed table.
 
 use serde_json::Value;
 

@@ -15,7 +15,7 @@
 //! (`src/actions/record_changes.rs`, with its design note).
 
 pub mod context;
-#[cfg(not(target_family = "wasm"))]
+#[cfg(any(test, feature = "test-fixtures"))]
 #[doc(hidden)]
 pub mod fixtures;
 pub mod wcf_date;
