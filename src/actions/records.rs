@@ -725,6 +725,14 @@ fn delete(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
     Ok(json!({"deleted": true, "id": id}))
 }
 
+/// A page of a query to read: the query's own URL, or a link (nextPage, or
+/// a nextLink Dataverse returned), checked against the connection's
+/// environment before it is sent.
+enum PageTarget {
+    Query(url::Url),
+    Link(String),
+}
+
 fn query(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
     let set = set_of(inputs)?;
     let page_size = inputs.expect_u64(PAGE_SIZE)?.clamp(1, 5000) as u32;
@@ -750,11 +758,8 @@ fn query(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
     let page = top.map_or(page_size, |t| t.min(page_size));
     let prefer = odata::prefer_header(Some(page), annotations.as_deref());
 
-    // A page is read by its URL's text: the nextPage given, or the query's.
-    // Every one is checked against the connection's environment before it
-    // is sent (resolve_next_link), the first included.
     let first = match inputs.str(NEXT_PAGE)?.filter(|s| !s.trim().is_empty()) {
-        Some(link) => link.to_string(),
+        Some(link) => PageTarget::Link(link.to_string()),
         None => {
             let query = ODataQuery {
                 select: select_of(inputs)?,
@@ -771,10 +776,7 @@ fn query(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
                 count,
                 apply,
             };
-            session
-                .web_api()
-                .resource(&query.append_to(set.as_str()))?
-                .into()
+            PageTarget::Query(session.web_api().resource(&query.append_to(set.as_str()))?)
         }
     };
     let records = RawRecords::new(
@@ -796,8 +798,13 @@ fn query(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
         follow,
         "a query",
         "nextLink",
-        |session, link: &String| {
-            let url = odata::resolve_next_link(session.web_api(), NEXT_PAGE, link)?;
+        |session, page: &PageTarget| {
+            let url = match page {
+                PageTarget::Query(url) => url.clone(),
+                PageTarget::Link(link) => {
+                    odata::resolve_next_link(session.web_api(), NEXT_PAGE, link)?
+                }
+            };
             let mut request = session.request_to(Method::Get, url);
             if let Some(p) = &prefer {
                 request = request.header("Prefer", p.clone());
@@ -821,7 +828,7 @@ fn query(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
             let next = body.annotation("@odata.nextLink").and_then(Value::as_str);
             Ok(match next {
                 Some(next) if records.len() < limit => Next::Page {
-                    cursor: next.to_string(),
+                    cursor: PageTarget::Link(next.to_string()),
                     mark: next.to_string(),
                 },
                 _ => Next::Done,
