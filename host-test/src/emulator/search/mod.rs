@@ -49,11 +49,9 @@ pub fn handle(state: &mut State, request: &EmuRequest) -> EmuResponse {
             ),
         );
     };
-    let user = match webapi::authenticate(state, request) {
-        Ok(user) => user,
-        Err(refused) => return refused,
-    };
-    let _ = user;
+    if let Err(refused) = webapi::authenticate(state, request) {
+        return refused;
+    }
     let method = request.method().clone();
     let result = match (operation, method) {
         ("status", http::Method::GET) => Ok(status(state)),
@@ -394,7 +392,7 @@ fn query(state: &State, body: &Map<String, Value>) -> Result<Value, EmuResponse>
             });
         }
     }
-    sort(&mut found, &scopes, &list_param(body, "orderby")?)?;
+    sort(&mut found, &list_param(body, "orderby")?)?;
     let facets = facets(&found, &scopes, &list_param(body, "facets")?)?;
     let total = found.len();
     let value: Vec<Value> = found
@@ -414,11 +412,7 @@ fn query(state: &State, body: &Map<String, Value>) -> Result<Value, EmuResponse>
 
 /// Results by `orderby` (`@search.score` or a column, asc/desc), else by
 /// score, best first; ties by id so that answers are stable.
-fn sort(
-    found: &mut [Found<'_>],
-    scopes: &[Scope<'_>],
-    orderby: &[Value],
-) -> Result<(), EmuResponse> {
+fn sort(found: &mut [Found<'_>], orderby: &[Value]) -> Result<(), EmuResponse> {
     let mut keys = Vec::new();
     for clause in orderby {
         let clause = clause.as_str().unwrap_or("");
@@ -434,7 +428,6 @@ fn sort(
     if keys.is_empty() {
         keys.push(("@search.score".to_string(), true));
     }
-    let _ = scopes;
     found.sort_by(|a, b| {
         for (column, descending) in &keys {
             let o = if column == "@search.score" {
@@ -586,7 +579,7 @@ fn suggest(state: &State, body: &Map<String, Value>) -> Result<Value, EmuRespons
     }
     let primary = |s: &Scope<'_>| vec![s.entity.primary_name.to_string()];
     let mut found = find(state, &scopes, &terms, true, global.as_ref(), primary);
-    sort(&mut found, &scopes, &list_param(body, "orderby")?)?;
+    sort(&mut found, &list_param(body, "orderby")?)?;
     let value: Vec<Value> = found
         .iter()
         .take(top)
