@@ -203,21 +203,43 @@ pub fn describe_action(catalog_json: &str, key: &str) -> Result<String> {
 }
 
 /// Progress for long runs on stderr: one line per follow-up page of a
-/// paged query (requests carrying a `$skiptoken`). The same URL again is
-/// the page retried (after a 429 or a 503), not a new page.
+/// paged query (requests carrying a `$skiptoken`).
 pub fn progress_observer() -> crate::host::route::Observer {
-    let last = std::sync::Mutex::new((1usize, String::new()));
+    let pages = PageCounter::default();
     std::sync::Arc::new(move |method, uri| {
-        if is_follow_up_page(method, uri) {
-            let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
-            let url = uri.to_string();
-            if last.1 != url {
-                last.0 += 1;
-                last.1 = url;
-                eprintln!("page {} … {}", last.0, uri.path());
-            }
+        if let Some(n) = pages.count(method, uri) {
+            eprintln!("page {n} … {}", uri.path());
         }
     })
+}
+
+/// Numbers the pages of a paged query as their requests go out, for
+/// `d365 run`'s progress and `d365 mcp`'s: the first page is 1, each
+/// follow-up page ([`is_follow_up_page`]) the next number, and the same
+/// URL again is that page retried (after a 429 or a 503), not a new one.
+#[derive(Debug, Default)]
+pub struct PageCounter {
+    /// The last page counted (0: none yet, so the first follow-up is 2)
+    /// and its URL.
+    last: std::sync::Mutex<(usize, String)>,
+}
+
+impl PageCounter {
+    /// The number of the page this request reads, when it is a new
+    /// follow-up page.
+    pub fn count(&self, method: &http::Method, uri: &http::Uri) -> Option<usize> {
+        if !is_follow_up_page(method, uri) {
+            return None;
+        }
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let url = uri.to_string();
+        if last.1 == url {
+            return None;
+        }
+        last.0 = last.0.max(1) + 1;
+        last.1 = url;
+        Some(last.0)
+    }
 }
 
 /// A request for the second or a later page of a paged query (a GET of a
@@ -408,6 +430,28 @@ pub fn catalog_table(catalog_json: &str) -> Result<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn pages_are_counted_once_each_from_two() {
+        let c = super::PageCounter::default();
+        let get = http::Method::GET;
+        let first: http::Uri = "http://h/api/data/v9.2/accounts".parse().unwrap();
+        let p2: http::Uri = "http://h/api/data/v9.2/accounts?$skiptoken=a"
+            .parse()
+            .unwrap();
+        let p3: http::Uri = "http://h/api/data/v9.2/accounts?%24skiptoken=b"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            c.count(&get, &first),
+            None,
+            "the first page is not a follow-up"
+        );
+        assert_eq!(c.count(&get, &p2), Some(2));
+        assert_eq!(c.count(&get, &p2), None, "a retry of page 2");
+        assert_eq!(c.count(&http::Method::POST, &p3), None);
+        assert_eq!(c.count(&get, &p3), Some(3));
+    }
+
     use super::*;
 
     /// A fresh folder of the test's own under the temp dir, removed on drop.

@@ -27,7 +27,6 @@ use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::mpsc;
 
 /// What an action does to the organisation: the source of each tool's
@@ -227,9 +226,7 @@ pub async fn serve(options: Options) -> Result<()> {
     // Progress of a fetch-all: the same request observer as `d365 run`,
     // routed to the tool call that made the request (see `PAGES`).
     crate::host::route::set_observer(Some(Arc::new(|method, uri| {
-        if cli::is_follow_up_page(method, uri) {
-            let _ = PAGES.try_with(|sink| sink.page(uri));
-        }
+        let _ = PAGES.try_with(|sink| sink.page(method, uri));
     })));
     match options.http {
         None => {
@@ -360,8 +357,7 @@ impl Server {
             .get_progress_token()
             .map(|token| Progress::start(token, context.peer.clone()));
         let sink = Arc::new(PageSink {
-            pages: AtomicUsize::new(1),
-            last: Default::default(),
+            pages: cli::PageCounter::default(),
             tx: progress.as_ref().map(|p| p.tx.clone()),
         });
         let run = cli::run_action(
@@ -453,24 +449,13 @@ tokio::task_local! {
 
 /// Counts a call's follow-up pages and forwards them as progress.
 struct PageSink {
-    pages: AtomicUsize,
-    /// The last page's URL: the same URL again is a retry (after a 429,
-    /// say), not another page.
-    last: std::sync::Mutex<String>,
+    pages: cli::PageCounter,
     tx: Option<mpsc::UnboundedSender<usize>>,
 }
 
 impl PageSink {
-    fn page(&self, uri: &http::Uri) {
-        {
-            let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-            if *last == uri.to_string() {
-                return;
-            }
-            *last = uri.to_string();
-        }
-        let n = self.pages.fetch_add(1, Ordering::Relaxed) + 1;
-        if let Some(tx) = &self.tx {
+    fn page(&self, method: &http::Method, uri: &http::Uri) {
+        if let (Some(n), Some(tx)) = (self.pages.count(method, uri), &self.tx) {
             let _ = tx.send(n);
         }
     }
