@@ -35,6 +35,7 @@ pub mod bytes;
 pub mod catalog;
 pub mod client;
 pub mod connection;
+pub mod controls;
 pub mod error;
 pub mod fetchxml;
 pub mod http;

@@ -11,11 +11,13 @@
 //! one with its Dataverse error, the others as rolled back.
 
 use crate::actions::action::Action;
+use crate::actions::controls;
 use crate::batch::{
     self, BatchAction, BatchItem, BatchPart, InnerRequest, ItemResult, PartResponse,
 };
 use crate::catalog::def::{ActionDef, InputType, input};
 use crate::client::Session;
+use crate::controls::OPERATION_KEYS;
 use crate::error::{ConnectorError, Result};
 use crate::http::Method;
 use crate::inputs::Inputs;
@@ -39,7 +41,7 @@ pub const RUN_BATCH: Action = Action {
         input_defs: || {
             vec![
                 {
-                    let text = "Up to 1000 items {collection, action: create/update/upsert/delete/get, key, data, returnRepresentation, headers, query}. collection is the entity set (accounts); key a GUID, alternate key (accountnumber='A-1' or {\"accountnumber\": \"A-1\"}) or $n; data the columns to write; query the OData options of a get ($select=name&$filter=…). Every item is checked before anything is sent.";
+                    let text = "Up to 1000 items {collection, action: create/update/upsert/delete/get, key, data, returnRepresentation, headers, query}. collection is the entity set (accounts); key a GUID, alternate key (accountnumber='A-1' or {\"accountnumber\": \"A-1\"}) or $n; data the columns to write; query the OData options of a get ($select=name&$filter=…). An item may carry its own write controls (impersonateUserId, bypassBusinessLogic, suppressFlowTriggers, duplicateDetection, tag; partitionId on get and delete), which win over the action's. Every item is checked before anything is sent.";
                     input(BATCH_ACTIONS, "Batch Actions", InputType::Json, text).required().raw().example(json!([ {"collection": "accounts", "action": "create", "data": {"name": "Fabrikam"}}, {"collection": "contacts", "action": "create", "data": {"lastname": "Smith", "parentcustomerid_account@odata.bind": "$1"}} ]))
                 },
                 {
@@ -63,6 +65,9 @@ pub const RUN_BATCH: Action = Action {
                         .default(json!(false))
                 },
             ]
+            .into_iter()
+            .chain(controls::inputs(OPERATION_KEYS))
+            .collect()
         },
     },
     run: run_batch,
@@ -72,6 +77,7 @@ fn run_batch(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
     let atomic = inputs.bool(ATOMIC)?;
     let continue_on_error = inputs.bool(CONTINUE_ON_ERROR)?;
     let bulk = inputs.bool(BULK)?;
+    let c = controls::of(inputs, OPERATION_KEYS)?;
     let raw = inputs
         .raw(BATCH_ACTIONS)?
         .ok_or_else(|| ConnectorError::invalid_input(BATCH_ACTIONS, "is required"))?;
@@ -100,6 +106,22 @@ fn run_batch(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
             }
         })
         .collect::<Result<Vec<_>>>()?;
+    // The action's own controls go on every part (and bulk request) that
+    // does not set them itself.
+    let mut requests = requests;
+    for (_, r) in &mut requests {
+        for (name, value) in &c.headers {
+            if !r.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+                r.headers.push((name.to_string(), value.clone()));
+            }
+        }
+        for (name, value) in c.query(false) {
+            if !r.url.contains(&format!("{name}=")) {
+                let sep = if r.url.contains('?') { '&' } else { '?' };
+                r.url.push_str(&format!("{sep}{name}={value}"));
+            }
+        }
+    }
     let parts = into_parts(requests, atomic);
     let sent_at = send_positions(&parts, &groups, items.len());
     let encoded = batch::encode(&parts);
@@ -307,7 +329,11 @@ fn bulk_eligible(item: &BatchItem, referenced: bool) -> bool {
         BatchAction::Update | BatchAction::Upsert => item.record_id().is_some(),
         _ => false,
     };
-    action_ok && item.headers.is_empty() && !item.return_representation && !item.has_content_refs()
+    action_ok
+        && item.headers.is_empty()
+        && item.options.is_empty()
+        && !item.return_representation
+        && !item.has_content_refs()
 }
 
 /// Consecutive eligible items with the same table and action form one

@@ -4,13 +4,15 @@
 //! operations get the `Microsoft.Dynamics.CRM.` namespace they require.
 
 use crate::actions::action::Action;
+use crate::actions::controls;
 use crate::catalog::def::{ActionDef, InputType, input};
 use crate::client::{Session, parse_json};
+use crate::controls::OPERATION_KEYS;
 use crate::error::{ConnectorError, Result};
 use crate::http::Method;
 use crate::inputs::Inputs;
 use crate::page::Output;
-use crate::types::{EntityKey, EntitySet, encode_query, is_identifier, string_literal};
+use crate::types::{EntityKey, EntitySet, Guid, encode_query, is_identifier, string_literal};
 use serde_json::{Map, Value, json};
 
 // Input keys, each written once: the definitions and `run` use these.
@@ -19,6 +21,8 @@ const KIND: &str = "kind";
 const BOUND_ENTITY_SET: &str = "boundEntitySet";
 const BOUND_ID: &str = "boundId";
 const PARAMETERS: &str = "parameters";
+const RUN_IN_BACKGROUND: &str = "runInBackground";
+const BACKGROUND_OPERATION_ID: &str = "backgroundOperationId";
 
 const NAMESPACE: &str = "Microsoft.Dynamics.CRM.";
 
@@ -59,10 +63,40 @@ pub const EXECUTE_ACTION: Action = Action {
                     input(PARAMETERS, "Parameters", InputType::Json, text)
                         .example(json!({"EntityNames": ["account"]}))
                 },
+                {
+                    let text = "Run it as a background operation (Prefer: respond-async): the answer is {backgroundOperationId, location} at once, and getBackgroundOperation reads its status and result. Custom APIs only; privileges prvReadbackgroundoperation and prvWritebackgroundoperation.";
+                    input(RUN_IN_BACKGROUND, "Run in Background", InputType::Boolean, text)
+                        .default(json!(false))
+                },
             ]
+            .into_iter()
+            .chain(controls::inputs(OPERATION_KEYS))
+            .collect()
         },
     },
     run: |s, i| execute(s, i).map(Output::from),
+};
+
+pub const GET_BACKGROUND_OPERATION: Action = Action {
+    def: ActionDef {
+        key: "getBackgroundOperation",
+        label: "Get Background Operation",
+        description: "Reads a background operation's state, status and, once it completed, its output parameters or error (the backgroundoperations table).",
+        deprecated: false,
+        input_defs: || {
+            let text = "The backgroundOperationId executeAction returned with runInBackground, or its location URL.";
+            vec![
+                input(
+                    BACKGROUND_OPERATION_ID,
+                    "Background Operation ID",
+                    InputType::String,
+                    text,
+                )
+                .required(),
+            ]
+        },
+    },
+    run: |s, i| background_operation(s, i).map(Output::from),
 };
 
 /// The operation name without its namespace, validated.
@@ -168,13 +202,117 @@ fn execute(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
             ));
         }
     };
-    let response = session.send_ok(request)?;
+    let c = controls::of(inputs, OPERATION_KEYS)?;
+    let mut request = c.apply(request);
+    let background = inputs.bool(RUN_IN_BACKGROUND)?;
+    if background {
+        request = request.header("Prefer", "respond-async");
+    }
+    let response = session.send_ok(request).map_err(|e| {
+        let e = c.explain(e);
+        if background && e.status == Some(400) {
+            e.with_hint("Only custom APIs run as background operations; run this one without runInBackground.")
+        } else {
+            e
+        }
+    })?;
+    // "Background operations": 202 Accepted, the operation's id in
+    // x-ms-dyn-backgroundoperationid and its status monitor in Location.
+    if background && response.status == 202 {
+        let location = response.header("Location").unwrap_or("").to_string();
+        let id = response
+            .header("x-ms-dyn-backgroundoperationid")
+            .and_then(Guid::parse)
+            .or_else(|| location.rsplit('/').next().and_then(Guid::parse))
+            .map(Guid::into_string);
+        return Ok(json!({"status": 202, "backgroundOperationId": id, "location": location}));
+    }
     let result = if response.body.is_empty() {
         Value::Null
     } else {
         parse_json(&response)?
     };
     Ok(json!({"status": response.status, "result": result}))
+}
+
+/// The documented labels of `backgroundoperationstatecode` and
+/// `backgroundoperationstatuscode` ("Background operations", Background
+/// operations table).
+fn background_label(code: i64) -> &'static str {
+    match code {
+        0 => "Waiting For Resources",
+        20 => "In Progress",
+        22 => "Canceling",
+        30 => "Succeeded",
+        31 => "Failed",
+        32 => "Canceled",
+        _ => "Unknown",
+    }
+}
+
+fn background_operation(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
+    let given = inputs.expect_str(BACKGROUND_OPERATION_ID)?.trim();
+    // An id, or the status monitor URL ending in one.
+    let tail = given
+        .trim_end_matches('/')
+        .rsplit(['/', '('])
+        .next()
+        .unwrap_or("");
+    let id = Guid::parse(given)
+        .or_else(|| Guid::parse(tail.trim_end_matches(')')))
+        .ok_or_else(|| {
+            ConnectorError::invalid_input(
+                BACKGROUND_OPERATION_ID,
+                format!("'{given}' is neither a GUID nor a background operation's location"),
+            )
+        })?;
+    let path = format!(
+        "backgroundoperations({id})?$select=name,backgroundoperationstatecode,backgroundoperationstatuscode,outputparameters,errorcode,errormessage,starttime,endtime"
+    );
+    let request = session.request(Method::Get, &path)?;
+    let row = session.send_json(request).map_err(|e| {
+        if e.status == Some(404) {
+            e.with_hint("No background operation has this id: it may have passed its time to live (90 days by default), or be in another environment.")
+        } else {
+            e
+        }
+    })?;
+    let int = |k: &str| row.get(k).and_then(Value::as_i64);
+    let state = int("backgroundoperationstatecode");
+    let status = int("backgroundoperationstatuscode").unwrap_or(-1);
+    // outputparameters: a JSON array of {Key, Value}, as text.
+    let output = row
+        .get("outputparameters")
+        .and_then(Value::as_str)
+        .and_then(|t| serde_json::from_str::<Vec<Value>>(t).ok())
+        .map(|pairs| {
+            let mut out = Map::new();
+            for p in pairs {
+                if let Some(k) = p.get("Key").and_then(Value::as_str) {
+                    out.insert(
+                        k.to_string(),
+                        p.get("Value").cloned().unwrap_or(Value::Null),
+                    );
+                }
+            }
+            Value::Object(out)
+        })
+        .unwrap_or(Value::Null);
+    Ok(json!({
+        "backgroundOperationId": id.as_str(),
+        "name": row.get("name").cloned().unwrap_or(Value::Null),
+        "state": match state { Some(0) => "Ready", Some(2) => "Locked", Some(3) => "Completed", _ => "Unknown" },
+        "status": background_label(status),
+        "stateCode": state,
+        "statusCode": status,
+        "done": state == Some(3),
+        "succeeded": status == 30,
+        "output": output,
+        "errorCode": row.get("errorcode").cloned().unwrap_or(Value::Null),
+        "errorMessage": row.get("errormessage").cloned().unwrap_or(Value::Null),
+        "startTime": row.get("starttime").cloned().unwrap_or(Value::Null),
+        "endTime": row.get("endtime").cloned().unwrap_or(Value::Null),
+    }))
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! `includeAnnotations` says, so that no page is missed.
 
 use crate::actions::action::Action;
+use crate::actions::controls;
 use crate::batch;
 use crate::catalog::def::{ActionDef, InputType, input};
 use crate::client::Session;
@@ -17,51 +18,29 @@ use crate::http::Method;
 use crate::inputs::Inputs;
 use crate::odata;
 use crate::page::{self, Follow, Next, Output, RawRecords};
-use crate::types::{EntitySet, Guid};
+use crate::types::EntitySet;
 use serde_json::{Map, Value, json};
 
 // Input keys, each written once: the definitions and `run` use these.
 const ENTITY_TYPE: &str = "entityType";
 const FETCH_XML: &str = "fetchXml";
 const INCLUDE_ANNOTATIONS: &str = "includeAnnotations";
-const IMPERSONATE_USER_ID: &str = "impersonateUserId";
-const IMPERSONATION_HEADER: &str = "impersonationHeader";
 const FETCH_ALL: &str = "fetchAll";
 const PAGE_NUMBER: &str = "pageNumber";
 const NEXT_PAGE: &str = "nextPage";
 
+/// The controls a FetchXML query takes: who runs it, and the session token
+/// of an elastic table's write (the URL is built by the query's paging, so
+/// partitions are named in the query's own filter).
+const CONTROLS: &[&str] = &[
+    crate::controls::IMPERSONATE_USER_ID,
+    crate::controls::IMPERSONATION_HEADER,
+    crate::controls::SESSION_TOKEN,
+];
+
 /// The annotations paging needs (reference §4).
 const PAGING_ANNOTATIONS: &str =
     "Microsoft.Dynamics.CRM.fetchxmlpagingcookie,Microsoft.Dynamics.CRM.morerecords";
-
-/// Which header carries `impersonateUserId` (reference §2.2, §2.9).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum CallerHeader {
-    /// `CallerObjectId`: the user's Microsoft Entra object id (preferred).
-    ObjectId,
-    /// `MSCRMCallerID`: the user's systemuserid (legacy).
-    SystemUserId,
-}
-
-impl CallerHeader {
-    fn parse(text: Option<&str>) -> Result<Self> {
-        match text.map(str::trim).unwrap_or("") {
-            "" | "CallerObjectId" => Ok(Self::ObjectId),
-            "MSCRMCallerID" => Ok(Self::SystemUserId),
-            other => Err(ConnectorError::invalid_input(
-                IMPERSONATION_HEADER,
-                format!("'{other}' is not CallerObjectId or MSCRMCallerID"),
-            )),
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Self::ObjectId => "CallerObjectId",
-            Self::SystemUserId => "MSCRMCallerID",
-        }
-    }
-}
 
 pub const RUN_FETCH_XML: Action = Action {
     def: ActionDef {
@@ -87,23 +66,6 @@ pub const RUN_FETCH_XML: Action = Action {
                     InputType::String,
                     "Prefer odata.include-annotations value, e.g. OData.Community.Display.V1.FormattedValue (display text of choices, money, dates and lookups), Microsoft.Dynamics.CRM.lookuplogicalname, or * for all. The paging annotations are always asked for as well.",
                 ),
-                input(
-                    IMPERSONATE_USER_ID,
-                    "Impersonate User ID",
-                    InputType::String,
-                    "Run the query as this user (GUID). By default it is the user's Microsoft Entra object id, sent as CallerObjectId; set Impersonation Header to MSCRMCallerID to give a systemuserid instead. The connection's user needs the Act on Behalf of Another User privilege.",
-                ),
-                {
-                    let text = "Which id Impersonate User ID is: CallerObjectId (the Entra object id, Microsoft's recommended header) or MSCRMCallerID (the systemuserid).";
-                    input(
-                        IMPERSONATION_HEADER,
-                        "Impersonation Header",
-                        InputType::String,
-                        text,
-                    )
-                    .default(json!("CallerObjectId"))
-                    .choices(&["CallerObjectId", "MSCRMCallerID"])
-                },
                 {
                     let text = "Follow the paging cookie to the last page and return every record once, in order. At most 127 MiB of records in one answer: past that, an error asks for fewer attributes or rows.";
                     input(FETCH_ALL, "Fetch All", InputType::Boolean, text).default(json!(false))
@@ -120,6 +82,9 @@ pub const RUN_FETCH_XML: Action = Action {
                     "The nextPage value an earlier call returned (page number and paging cookie), to read the following page. Wins over Page Number. Dataverse's raw @Microsoft.Dynamics.CRM.fetchxmlpagingcookie value is accepted too.",
                 ),
             ]
+            .into_iter()
+            .chain(controls::inputs(CONTROLS))
+            .collect()
         },
     },
     run: run_fetch_xml,
@@ -143,15 +108,8 @@ fn run_fetch_xml(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
         None => None,
     };
     let mut headers = vec![("Prefer".to_string(), prefer_value(annotations.as_deref()))];
-    if let Some(user) = inputs
-        .str(IMPERSONATE_USER_ID)?
-        .filter(|s| !s.trim().is_empty())
-    {
-        let id = Guid::parse(user).ok_or_else(|| {
-            ConnectorError::invalid_input(IMPERSONATE_USER_ID, format!("'{user}' is not a GUID"))
-        })?;
-        let header = CallerHeader::parse(inputs.str(IMPERSONATION_HEADER)?)?;
-        headers.push((header.name().to_string(), id.to_string()));
+    for (name, value) in controls::of(inputs, CONTROLS)?.headers {
+        headers.push((name.to_string(), value));
     }
     let fetch_all = inputs.bool(FETCH_ALL)?;
     let start = match inputs.str(NEXT_PAGE)?.filter(|s| !s.trim().is_empty()) {
@@ -340,15 +298,5 @@ mod tests {
             prefer_value(Some("*")),
             "odata.include-annotations=\"*\"".to_string()
         );
-    }
-
-    #[test]
-    fn impersonation_header_defaults_to_caller_object_id() {
-        assert_eq!(CallerHeader::parse(None).unwrap().name(), "CallerObjectId");
-        assert_eq!(
-            CallerHeader::parse(Some("MSCRMCallerID")).unwrap().name(),
-            "MSCRMCallerID"
-        );
-        assert!(CallerHeader::parse(Some("x")).is_err());
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod action;
 mod batch;
+mod controls;
 mod execute;
 mod fetchxml;
 mod metadata;
@@ -50,6 +51,7 @@ pub static ACTIONS: &[Action] = &[
     relationships::ASSOCIATE,
     relationships::DISASSOCIATE,
     execute::EXECUTE_ACTION,
+    execute::GET_BACKGROUND_OPERATION,
     search::SEARCH_RECORDS,
     search::SUGGEST_RECORDS,
     search::AUTOCOMPLETE_SEARCH,

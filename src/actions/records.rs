@@ -2,14 +2,16 @@
 //! entities, with server-driven paging.
 
 use crate::actions::action::Action;
+use crate::actions::controls;
 use crate::catalog::def::{ActionDef, InputDef, InputType, input};
 use crate::client::{Session, parse_json};
+use crate::controls::{Controls, READ_KEYS as READ, WRITE_KEYS as WRITE};
 use crate::error::{ConnectorError, ErrorKind, Result};
 use crate::http::{Method, Response};
 use crate::inputs::Inputs;
 use crate::odata::{self, ODataQuery};
 use crate::page::{self, Follow, Next, Output, RawRecords};
-use crate::types::{ETag, EntityKey, EntitySet, Guid, encode_query};
+use crate::types::{ETag, EntityKey, EntitySet, Guid, encode_path, encode_query, string_literal};
 use serde_json::{Map, Value, json};
 
 // Input keys, each written once: the definitions and `run` use these.
@@ -147,7 +149,7 @@ pub const CREATE_ENTITY: Action = Action {
         label: "Create Entity",
         description: "Creates a record and returns it (Prefer: return=representation), or at least its id.",
         deprecated: false,
-        input_defs: || vec![entity_type(), field_values(), dynamic_values()],
+        input_defs: || with_controls(vec![entity_type(), field_values(), dynamic_values()], WRITE),
     },
     run: |s, i| create(s, i).map(Output::from),
 };
@@ -159,14 +161,15 @@ pub const GET_ENTITY: Action = Action {
         description: "Retrieves one record by GUID or alternate key.",
         deprecated: false,
         input_defs: || {
-            vec![
+            let inputs = vec![
                 entity_type(),
                 entity_id(),
                 field_names(),
                 expand(),
                 include_annotations(),
                 if_none_match(),
-            ]
+            ];
+            with_controls(inputs, READ)
         },
     },
     run: get,
@@ -179,13 +182,14 @@ pub const UPDATE_ENTITY: Action = Action {
         description: "Updates an existing record (PATCH with If-Match: *, so a missing record is not-found and never created); with ifMatch, only if nobody changed it since it was read.",
         deprecated: false,
         input_defs: || {
-            vec![
+            let inputs = vec![
                 entity_type(),
                 entity_id(),
                 field_values(),
                 dynamic_values(),
                 if_match().default(json!("*")),
-            ]
+            ];
+            with_controls(inputs, WRITE)
         },
     },
     run: |s, i| update(s, i).map(Output::from),
@@ -198,13 +202,14 @@ pub const UPSERT_ENTITY: Action = Action {
         description: "Updates the record, or creates it with that GUID or those alternate key values when it does not exist (PATCH without If-Match); upsertMode createOnly or updateOnly allows only one of the two.",
         deprecated: false,
         input_defs: || {
-            vec![
+            let inputs = vec![
                 entity_type(),
                 entity_id(),
                 field_values(),
                 dynamic_values(),
                 upsert_mode(),
-            ]
+            ];
+            with_controls(inputs, WRITE)
         },
     },
     run: |s, i| upsert(s, i).map(Output::from),
@@ -216,7 +221,7 @@ pub const DELETE_ENTITY: Action = Action {
         label: "Delete Entity",
         description: "Deletes one record by GUID or alternate key; with ifMatch, only if nobody changed it since it was read.",
         deprecated: false,
-        input_defs: || vec![entity_type(), entity_id(), if_match()],
+        input_defs: || with_controls(vec![entity_type(), entity_id(), if_match()], WRITE),
     },
     run: |s, i| delete(s, i).map(Output::from),
 };
@@ -232,8 +237,14 @@ pub const QUERY_ENTITIES: Action = Action {
     run: query,
 };
 
+/// An action's own inputs followed by the write (or read) controls.
+fn with_controls(mut inputs: Vec<InputDef>, keys: &[&str]) -> Vec<InputDef> {
+    inputs.extend(controls::inputs(keys));
+    inputs
+}
+
 fn query_inputs() -> Vec<InputDef> {
-    vec![
+    let inputs = vec![
         entity_type(),
         field_names(),
         input(
@@ -285,7 +296,8 @@ fn query_inputs() -> Vec<InputDef> {
             input(APPLY, "Aggregate ($apply)", InputType::String, text)
                 .example(json!("groupby((statecode),aggregate(revenue with sum as total))"))
         },
-    ]
+    ];
+    with_controls(inputs, READ)
 }
 
 fn set_of(inputs: &Inputs) -> Result<EntitySet> {
@@ -502,18 +514,50 @@ fn json_body(response: &Response) -> Result<Option<Value>> {
 
 fn create(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
     let set = set_of(inputs)?;
-    let body = body_of(inputs)?;
+    let mut body = body_of(inputs)?;
+    let c = controls::of(inputs, WRITE)?;
+    if let Some(p) = &c.partition_id {
+        controls::elastic(session, &set, &c)?;
+        // "Use elastic tables using code": a create names its partition in
+        // the body's partitionid column.
+        match body.get("partitionid") {
+            Some(Value::String(given)) if given != p => {
+                return Err(ConnectorError::invalid_input(
+                    c.partition_input.clone(),
+                    format!("'{p}' differs from the partitionid '{given}' in the record's values"),
+                ));
+            }
+            _ => {
+                body.insert("partitionid".into(), Value::String(p.clone()));
+            }
+        }
+    }
     let request = session
         .request(Method::Post, set.as_str())?
         .header("Prefer", "return=representation")
         .json_body(&Value::Object(body.clone()));
-    let response = match session.send_ok(request) {
+    let response = match session.send_ok(c.apply(request)) {
         Ok(r) => r,
-        Err(e) => return Err(explain_write_error(session, &set, &body, e)),
+        Err(e) => return Err(write_error(session, &set, &body, &c, e)),
     };
     let record = json_body(&response)?;
     let id = id_of(&response, &set, record.as_ref());
-    Ok(json!({"id": id, "record": record}))
+    let mut out = json!({"id": id, "record": record});
+    controls::add_session_token(&mut out, &response);
+    Ok(out)
+}
+
+/// A refused write, explained: its values (lookups), then its controls
+/// (privileges, the records a duplicate matched).
+fn write_error(
+    session: &mut Session<'_>,
+    set: &EntitySet,
+    body: &Map<String, Value>,
+    c: &Controls,
+    e: ConnectorError,
+) -> ConnectorError {
+    let e = explain_write_error(session, set, body, e);
+    c.explain(controls::name_duplicates(session, set, body, e))
 }
 
 fn get(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
@@ -527,10 +571,12 @@ fn get(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
         },
         ..Default::default()
     };
-    let mut request = session.request(
+    let c = controls::of(inputs, READ)?;
+    controls::elastic(session, &set, &c)?;
+    let mut request = c.apply(session.request(
         Method::Get,
         &query.append_to(&format!("{set}{}", key.to_segment())),
-    )?;
+    )?);
     if let Some(p) = odata::prefer_header(None, annotations_of(inputs)?.as_deref()) {
         request = request.header("Prefer", p);
     }
@@ -550,7 +596,7 @@ fn get(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
                 "{{\"notModified\":true,\"etag\":\"{tag}\"}}"
             )));
         }
-        (response, _) => response?,
+        (response, _) => response.map_err(|e| c.explain(e))?,
     };
     // The record as Dataverse sent it: validated, not re-encoded.
     Ok(Output::Json(page::raw_json(&response)?))
@@ -678,34 +724,56 @@ fn patch(
     let set = set_of(inputs)?;
     let key = key_of(inputs)?;
     let body = body_of(inputs)?;
+    let c = controls::of(inputs, WRITE)?;
+    let segment = match (controls::elastic(session, &set, &c)?, &c.partition_id, &key) {
+        // "Use elastic tables using code": PATCH names the partition in the
+        // key (KeyForNoSqlEntityWithPKPartitionId); partitionId as a query
+        // option is ignored there.
+        (Some(table), Some(p), EntityKey::Id(g)) => format!(
+            "({}={g},partitionid={})",
+            table.primary_id,
+            encode_path(&string_literal(p))
+        ),
+        (Some(_), _, _) => {
+            return Err(ConnectorError::invalid_input(
+                c.partition_input.clone(),
+                "needs entityId as a GUID; with an alternate key, put partitionid in the key instead",
+            ));
+        }
+        _ => key.to_segment(),
+    };
     let mut request = session
-        .request(Method::Patch, &format!("{set}{}", key.to_segment()))?
+        .request(Method::Patch, &format!("{set}{segment}"))?
         .header("Prefer", "return=representation")
         .json_body(&Value::Object(body.clone()));
     if let Some((name, value)) = condition {
         request = request.header(name, value);
     }
-    let response = match session.send_ok(request) {
+    let response = match session.send_ok(c.apply(request)) {
         Ok(r) => r,
-        Err(e) => return Err(explain_write_error(session, &set, &body, e)),
+        Err(e) => return Err(write_error(session, &set, &body, &c, e)),
     };
     let record = json_body(&response)?;
     let id = match &key {
         EntityKey::Id(g) => Some(g.to_string()),
         EntityKey::Alternate(_) => id_of(&response, &set, record.as_ref()),
     };
-    Ok((json!({"id": id, "record": record}), response.status))
+    let mut out = json!({"id": id, "record": record});
+    controls::add_session_token(&mut out, &response);
+    Ok((out, response.status))
 }
 
 fn delete(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
     let set = set_of(inputs)?;
     let key = key_of(inputs)?;
     let condition = if_match_of(inputs)?;
+    let controls = controls::of(inputs, WRITE)?;
+    controls::elastic(session, &set, &controls)?;
     let mut request = session.request(Method::Delete, &format!("{set}{}", key.to_segment()))?;
     if let Some(c) = &condition {
         request = request.header("If-Match", c.header());
     }
-    let response = session.send(request)?;
+    let response = session.send(controls.apply(request))?;
     // A 404 after retrying an attempt that may have been applied means
     // that attempt deleted the record: the outcome the caller asked for.
     let deleted_by_earlier_attempt =
@@ -713,10 +781,10 @@ fn delete(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
     if !response.is_success() && !deleted_by_earlier_attempt {
         let e =
             ConnectorError::from_web_api(response.status, response.retry_after(), &response.body);
-        return Err(match &condition {
+        return Err(controls.explain(match &condition {
             Some(c) => c.explain(e, "deleted"),
             None => e,
-        });
+        }));
     }
     let id = match &key {
         EntityKey::Id(g) => Value::String(g.to_string()),
@@ -735,6 +803,8 @@ enum PageTarget {
 
 fn query(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
     let set = set_of(inputs)?;
+    let c = controls::of(inputs, READ)?;
+    controls::elastic(session, &set, &c)?;
     let page_size = inputs.expect_u64(PAGE_SIZE)?.clamp(1, 5000) as u32;
     let top = inputs.u64(TOP)?.map(|t| t.min(u64::from(u32::MAX)) as u32);
     let fetch_all = inputs.bool(FETCH_ALL)?;
@@ -805,7 +875,7 @@ fn query(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
                     odata::resolve_next_link(session.web_api(), NEXT_PAGE, link)?
                 }
             };
-            let mut request = session.request_to(Method::Get, url);
+            let mut request = c.apply(session.request_to(Method::Get, url));
             if let Some(p) = &prefer {
                 request = request.header("Prefer", p.clone());
             }

@@ -5,8 +5,10 @@
 //! a single-valued lookup takes `PUT …/{nav}/$ref` and `DELETE …/{nav}/$ref`.
 
 use crate::actions::action::Action;
+use crate::actions::controls;
 use crate::catalog::def::{ActionDef, InputDef, InputType, input};
 use crate::client::Session;
+use crate::controls::OPERATION_KEYS;
 use crate::error::{ConnectorError, Result};
 use crate::http::Method;
 use crate::inputs::Inputs;
@@ -75,6 +77,9 @@ fn inputs(target_required: bool) -> Vec<InputDef> {
             .default(json!(false))
         },
     ]
+    .into_iter()
+    .chain(controls::inputs(OPERATION_KEYS))
+    .collect()
 }
 
 pub const ASSOCIATE: Action = Action {
@@ -200,7 +205,10 @@ fn associate(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
     let request = session
         .request(method, &format!("{}/$ref", link.nav_path()))?
         .json_body(&body);
-    session.send_ok(request)?;
+    let c = controls::of(inputs, OPERATION_KEYS)?;
+    session
+        .send_ok(c.apply(request))
+        .map_err(|e| c.explain(e))?;
     link.summary(session, "associated")
 }
 
@@ -223,7 +231,10 @@ fn disassociate(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
         }
     };
     let request = session.request(Method::Delete, &path)?;
-    session.send_ok(request)?;
+    let c = controls::of(inputs, OPERATION_KEYS)?;
+    session
+        .send_ok(c.apply(request))
+        .map_err(|e| c.explain(e))?;
     link.summary(session, "disassociated")
 }
 

@@ -3,6 +3,7 @@
 //! batch parts.
 
 use super::*;
+use crate::controls::{self, Controls};
 use crate::error::{ConnectorError, Result};
 use crate::percent;
 use crate::rawjson;
@@ -147,6 +148,9 @@ pub struct BatchItem<'a> {
     pub headers: Vec<(String, String)>,
     /// OData query options for `get` (`$select=name&$filter=…`).
     pub query: Option<String>,
+    /// Query options of the item's write controls (`tag`, `partitionId`),
+    /// encoded.
+    pub options: Vec<(&'static str, String)>,
 }
 
 /// An item's `data`: the text of a JSON object, as the input wrote it, and
@@ -218,6 +222,15 @@ pub const ITEM_FIELDS: &[&str] = &[
     "returnRepresentation",
     "headers",
     "query",
+    // The write controls (crate::controls::WRITE_KEYS), for this item only.
+    "impersonateUserId",
+    "impersonationHeader",
+    "bypassBusinessLogic",
+    "bypassStepIds",
+    "suppressFlowTriggers",
+    "duplicateDetection",
+    "partitionId",
+    "tag",
 ];
 
 /// Headers an item may not set: the batch framing and the connection own them.
@@ -505,6 +518,37 @@ fn parse_item<'a>(
             ));
         }
     };
+    // Write controls: parsed only when an item has one (1,000 items).
+    let mut headers = headers;
+    let mut options = Vec::new();
+    if members
+        .iter()
+        .any(|(k, _)| controls::WRITE_KEYS.contains(&k.as_ref()))
+    {
+        let c = Controls::parse(
+            |key| {
+                Ok(present(key)
+                    .map(|r| value_of(i, key, r))
+                    .transpose()?
+                    .as_ref()
+                    .and_then(controls::text_of))
+            },
+            |k| format!("{INPUT}[{i}].{k}"),
+        )?;
+        let get_or_delete = matches!(action, BatchAction::Get | BatchAction::Delete);
+        if c.partition_id.is_some() && !get_or_delete {
+            return Err(field_error(
+                i,
+                controls::PARTITION_ID,
+                "is for get and delete items; a create names its partition in data (partitionid), an update or upsert in the key ({\"<table>id\": \"<GUID>\", \"partitionid\": \"…\"})",
+            ));
+        }
+        for (name, value) in c.headers.iter().cloned() {
+            headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+            headers.push((name.to_string(), value));
+        }
+        options = c.query(get_or_delete);
+    }
     let query = match present("query").map(|r| (r, rawjson::string(r))) {
         None => None,
         Some((_, Some(q))) if action == BatchAction::Get => {
@@ -527,6 +571,7 @@ fn parse_item<'a>(
         return_representation,
         headers,
         query,
+        options,
     })
 }
 
@@ -598,6 +643,7 @@ impl BatchItem<'_> {
             return_representation: self.return_representation,
             headers: self.headers,
             query: self.query,
+            options: self.options,
         }
     }
 
@@ -652,6 +698,15 @@ impl BatchItem<'_> {
                 }
             }
         };
+        let mut url = url;
+        for (i, (name, value)) in self.options.iter().enumerate() {
+            let sep = if i == 0 && !url.contains('?') {
+                '?'
+            } else {
+                '&'
+            };
+            url.push_str(&format!("{sep}{name}={value}"));
+        }
         let mut headers = Vec::new();
         if self.action == BatchAction::Update {
             headers.push(("If-Match".to_string(), "*".to_string()));
