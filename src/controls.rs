@@ -258,9 +258,15 @@ impl Controls {
                 .as_deref()
                 .is_some_and(|c| c.eq_ignore_ascii_case(DUPLICATE_CODE))
         {
-            let mut e = e.with_hint(
-                "A duplicate detection rule matched an existing record, so nothing was written. Change the values, or send duplicateDetection false to write it anyway.",
+            // Keeps what is known already (the matching records' ids).
+            let hint = format!(
+                "{}A duplicate detection rule matched an existing record, so nothing was written. Change the values, or send duplicateDetection false to write it anyway.",
+                e.hint
+                    .as_deref()
+                    .map(|h| format!("{h} "))
+                    .unwrap_or_default()
             );
+            let mut e = e.with_hint(hint);
             e.kind = ErrorKind::Conflict;
             e.retryable = false;
             return e;

@@ -207,11 +207,6 @@ pub fn name_duplicates(
     if ids.is_empty() {
         return e;
     }
-    let hint = format!(
-        "It duplicates {} {}. {}",
-        t.logical_name,
-        ids.join(", "),
-        e.hint.as_deref().unwrap_or("")
-    );
-    e.with_hint(hint.trim_end().to_string())
+    let hint = format!("It duplicates {} {}.", t.logical_name, ids.join(", "));
+    e.with_hint(hint)
 }

@@ -27,6 +27,10 @@ pub struct SystemUser {
     pub business_unit: &'static str,
     /// Application users have the app's client id.
     pub application_id: Option<&'static str>,
+    /// Holds the System Administrator role: the only role with
+    /// prvBypassCustomBusinessLogic by default ("Bypass custom Dataverse
+    /// logic").
+    pub system_administrator: bool,
 }
 
 /// Organization, business units and users.
@@ -75,6 +79,7 @@ impl Directory {
                     domainname: "ana@contoso.onmicrosoft.com",
                     business_unit: ROOT_BU,
                     application_id: None,
+                    system_administrator: true,
                 },
                 SystemUser {
                     id: USER_BEN,
@@ -83,6 +88,7 @@ impl Directory {
                     domainname: "ben@contoso.onmicrosoft.com",
                     business_unit: SALES_BU,
                     application_id: None,
+                    system_administrator: false,
                 },
                 SystemUser {
                     id: USER_CARA,
@@ -91,6 +97,7 @@ impl Directory {
                     domainname: "cara@contoso.onmicrosoft.com",
                     business_unit: SALES_BU,
                     application_id: None,
+                    system_administrator: false,
                 },
                 SystemUser {
                     id: USER_APP,
@@ -99,6 +106,7 @@ impl Directory {
                     domainname: "d365connector@contoso.onmicrosoft.com",
                     business_unit: ROOT_BU,
                     application_id: Some(CLIENT_CREDENTIALS_APP_ID),
+                    system_administrator: true,
                 },
             ],
             generated_records,

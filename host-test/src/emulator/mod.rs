@@ -56,6 +56,10 @@ pub struct Config {
     pub search_enabled: bool,
     /// Service protection limits ([`limits`]); none by default.
     pub limits: Option<limits::Limits>,
+    /// Elastic tables: how long (seconds) a write stays unseen by reads
+    /// without a session token at least as new (`webapi/plugins.rs`,
+    /// `visible`); 0, the default, makes every write visible at once.
+    pub elastic_read_lag_secs: u64,
 }
 
 impl Default for Config {
@@ -66,6 +70,7 @@ impl Default for Config {
             log_retention: LogRetention::All,
             search_enabled: true,
             limits: None,
+            elastic_read_lag_secs: 0,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! what an `EntityDefinitions` endpoint needs to describe them (schema names,
 //! metadata ids, display names, ownership).
 
+mod controls;
 mod custom;
 pub use custom::{ACTIVITY_ENTITIES, INTERSECT_ENTITIES};
 mod sales;
@@ -164,6 +165,9 @@ pub struct EntityDef {
     /// `ChangeTrackingEnabled`: whether `Prefer: odata.track-changes` and
     /// delta links work on this table (`webapi/changes.rs`).
     pub change_tracking_enabled: bool,
+    /// `TableType`: `Standard`, or `Elastic` for a partitioned table
+    /// ("Use elastic tables using code").
+    pub table_type: &'static str,
 }
 
 impl EntityDef {
@@ -365,6 +369,7 @@ impl Schema {
             .into_iter()
             .chain(custom::custom_entities())
             .chain(sales::entities())
+            .chain(controls::entities())
             .collect(),
         };
         relations_additions(&mut schema);
@@ -617,6 +622,7 @@ impl Table {
             attributes,
             keys,
             change_tracking_enabled: CHANGE_TRACKED_BY_DEFAULT.contains(&logical_name),
+            table_type: "Standard",
         }
     }
 }

@@ -864,6 +864,7 @@ Content-Type: application/json; type=entry
         let before = emu.state().directory.users.len();
         let outer = batch_request(&t, "", None);
         let caller = Caller {
+            logic: Default::default(),
             user_id: crate::emulator::data::USER_APP.into(),
             service_root: "http://localhost/api/data/v9.2/".into(),
             on_behalf_of: None,

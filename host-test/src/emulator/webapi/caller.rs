@@ -17,6 +17,30 @@ pub struct Caller {
     /// The token's own user when the request impersonates `user_id`
     /// (`CallerObjectId`/`MSCRMCallerID`, see [`super::impersonation`]).
     pub on_behalf_of: Option<String>,
+    /// What the request asked of the org's custom logic
+    /// ([`super::plugins`]).
+    pub logic: Logic,
+}
+
+/// The write controls a request carries, as headers and query options
+/// (read by [`super::plugins::logic_of`]).
+#[derive(Debug, Clone, Default)]
+pub struct Logic {
+    /// `MSCRM.BypassBusinessLogicExecution: CustomSync` (or the older
+    /// `MSCRM.BypassCustomPluginExecution: true`).
+    pub skip_sync: bool,
+    /// `… CustomAsync`.
+    pub skip_async: bool,
+    /// `MSCRM.BypassBusinessLogicExecutionStepIds`.
+    pub skip_steps: Vec<String>,
+    /// `MSCRM.SuppressCallbackRegistrationExpanderJob: true`.
+    pub suppress_flows: bool,
+    /// `MSCRM.SuppressDuplicateDetection: false`.
+    pub detect_duplicates: bool,
+    /// The `tag` query option, the plug-ins' shared variable.
+    pub tag: Option<String>,
+    /// The version an `MSCRM.SessionToken` header names (elastic tables).
+    pub session_version: Option<u64>,
 }
 
 impl Caller {

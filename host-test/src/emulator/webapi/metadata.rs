@@ -441,6 +441,7 @@ fn entity_json(_schema: &Schema, e: &EntityDef) -> Map<String, Value> {
         "Description": label(e.description, &format!("entity:{}:description", e.logical_name)),
         "IsCustomEntity": e.is_custom,
         "IsManaged": !e.is_custom,
+        "TableType": e.table_type,
         "OwnershipType": ownership,
         "IsIntersect": intersect,
         "IsActivity": activity,

@@ -12,6 +12,7 @@ mod functions;
 pub mod impersonation;
 mod metadata;
 mod operations;
+pub mod plugins;
 pub mod records;
 mod refs;
 mod reply;
@@ -30,11 +31,20 @@ pub fn handle(state: &mut State, request: &EmuRequest) -> EmuResponse {
     }
     let caller = match authenticate(state, request) {
         Ok(user_id) => match impersonation::effective_user(state, request) {
-            Ok(acting) => Caller {
-                on_behalf_of: acting.as_ref().map(|_| user_id.clone()),
-                user_id: acting.unwrap_or(user_id),
-                service_root: format!("{}/api/data/{version}/", origin_of(request)),
-            },
+            Ok(acting) => {
+                let on_behalf_of = acting.as_ref().map(|_| user_id.clone());
+                let user_id = acting.unwrap_or(user_id);
+                let logic = match plugins::logic_of(state, request, &user_id) {
+                    Ok(l) => l,
+                    Err(response) => return response,
+                };
+                Caller {
+                    on_behalf_of,
+                    user_id,
+                    service_root: format!("{}/api/data/{version}/", origin_of(request)),
+                    logic,
+                }
+            }
             Err(response) => return response,
         },
         Err(response) => return response,
@@ -45,6 +55,7 @@ pub fn handle(state: &mut State, request: &EmuRequest) -> EmuResponse {
         "WhoAmI" => functions::who_am_i(state, request, &caller),
         "PublishXml" => actions::publish_xml(request),
         "PublishAllXml" => actions::publish_all_xml(request),
+        "RetrieveDuplicates" => plugins::retrieve_duplicates(state, request, &caller, resource),
         "$batch" => batch::handle(state, request, &caller),
         "EntityDefinitions" => metadata::handle(state, request, &caller, resource),
         n if operations::is_unbound(n) => operations::unbound(state, request, &caller, resource),

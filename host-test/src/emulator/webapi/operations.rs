@@ -52,6 +52,9 @@ pub fn unbound(
     if request.method() != expected {
         return method_not_allowed(request.method());
     }
+    if respond_async(request) {
+        return error(not_a_custom_api(name));
+    }
     let result = match name {
         "WinOpportunity" => win_opportunity(state, request, caller),
         other => function_parameters(request, inline).and_then(|params| match other {
@@ -75,7 +78,11 @@ pub fn bound(state: &mut State, at: &UnderRow<'_>) -> Option<EmuResponse> {
             if request.method() != http::Method::POST {
                 return Some(method_not_allowed(request.method()));
             }
-            set_credit_hold(state, request, at.caller, at.entity, at.raw_key)
+            if respond_async(request) {
+                queue_background(state, request, at.caller, at.entity, at.raw_key, op)
+            } else {
+                set_credit_hold(state, request, at.caller, at.entity, at.raw_key)
+            }
         }
         Some(_) => Err(segment_not_found(name)),
         // [S: ACT] a bound action without its namespace.
@@ -85,6 +92,155 @@ pub fn bound(state: &mut State, at: &UnderRow<'_>) -> Option<EmuResponse> {
         None => return None,
     };
     Some(result.unwrap_or_else(error))
+}
+
+/// Whether the request asks to run in the background (`Prefer:
+/// respond-async`, "Background operations").
+fn respond_async(request: &EmuRequest) -> bool {
+    request
+        .headers()
+        .get_all("Prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim().eq_ignore_ascii_case("respond-async"))
+}
+
+/// Only custom APIs run in the background ("Background operations"). The
+/// code and message are UNCONFIRMED.
+fn not_a_custom_api(name: &str) -> ODataError {
+    ODataError::bad_request(format!(
+        "The message {name} cannot be processed in the background: only custom APIs can."
+    ))
+}
+
+/// Queues a custom API call as a `backgroundoperation` row and answers 202
+/// with the status monitor's `Location` and the row's id in
+/// `x-ms-dyn-backgroundoperationid`. The row advances each time it is
+/// read ([`advance_background`]).
+fn queue_background(
+    state: &mut State,
+    request: &EmuRequest,
+    caller: &Caller,
+    entity: &EntityDef,
+    raw_key: &str,
+    op: &str,
+) -> Result<EmuResponse, ODataError> {
+    let key = parse_key(entity, raw_key)?;
+    let target = existing(state, entity, &key)?.id.clone();
+    let body = json_body(request)?;
+    let mut inputs =
+        vec![json!({"Key": "Target", "Value": format!("{}({target})", entity.entity_set_name)})];
+    for (k, v) in body {
+        inputs.push(json!({"Key": k, "Value": v}));
+    }
+    let mut changes = Changes::default();
+    for (k, v) in [
+        ("name", json!(op)),
+        ("displayname", json!("Set Credit Hold")),
+        ("backgroundoperationstatecode", json!(0)),
+        ("backgroundoperationstatuscode", json!(0)),
+        ("inputparameters", json!(Value::Array(inputs).to_string())),
+        ("runas", json!(caller.user_id)),
+        ("retrycount", json!(0)),
+        ("ttlinseconds", json!(7_776_000)),
+    ] {
+        changes.values.insert(k.into(), v);
+    }
+    let id = rows::create(state, caller, "backgroundoperation", None, changes)?
+        .id
+        .clone();
+    let origin = caller.service_root.split("/api/data/").next().unwrap_or("");
+    Ok(http::Response::builder()
+        .status(202)
+        .header("Location", format!("{origin}/api/backgroundoperation/{id}"))
+        .header("x-ms-dyn-backgroundoperationid", id.as_str())
+        .header("Preference-Applied", "respond-async")
+        .header("OData-Version", "4.0")
+        .body(bytes::Bytes::new())
+        .unwrap_or_default())
+}
+
+/// Moves a background operation one step on: Ready → Locked (In Progress)
+/// → Completed (Succeeded, with its output parameters, or Failed with the
+/// error's code and message). Called on every read of its row, so a poller
+/// sees each state once.
+pub fn advance_background(state: &mut State, caller: &Caller, raw_key: &str) {
+    let Some(id) = crate::emulator::store::normalize_guid(raw_key) else {
+        return;
+    };
+    let Some(row) = state.store.get("backgroundoperation", &id) else {
+        return;
+    };
+    let code = |k: &str| row.values.get(k).and_then(Value::as_i64);
+    let now = json!(dates::format_datetime(state.now() as i64));
+    let mut changes = Changes::default();
+    match code("backgroundoperationstatecode") {
+        Some(0) => {
+            changes
+                .values
+                .insert("backgroundoperationstatecode".into(), json!(2));
+            changes
+                .values
+                .insert("backgroundoperationstatuscode".into(), json!(20));
+            changes.values.insert("starttime".into(), now);
+        }
+        Some(2) => {
+            let inputs: Vec<Value> = row
+                .values
+                .get("inputparameters")
+                .and_then(Value::as_str)
+                .and_then(|t| serde_json::from_str(t).ok())
+                .unwrap_or_default();
+            let input = |k: &str| {
+                inputs
+                    .iter()
+                    .find(|p| p.get("Key").and_then(Value::as_str) == Some(k))
+                    .and_then(|p| p.get("Value"))
+                    .cloned()
+            };
+            let target = input("Target")
+                .and_then(|t| t.as_str().map(str::to_string))
+                .and_then(|t| {
+                    t.split_once('(')
+                        .map(|(_, k)| k.trim_end_matches(')').to_string())
+                })
+                .unwrap_or_default();
+            let result = match input("OnHold").and_then(|v| v.as_bool()) {
+                Some(on_hold) => apply_credit_hold(state, caller, &target, on_hold),
+                None => Err(unresolved()),
+            };
+            changes
+                .values
+                .insert("backgroundoperationstatecode".into(), json!(3));
+            changes.values.insert("endtime".into(), now);
+            match result {
+                Ok(previous) => {
+                    changes
+                        .values
+                        .insert("backgroundoperationstatuscode".into(), json!(30));
+                    let out = json!([{"Key": "PreviousValue", "Value": previous}]);
+                    changes
+                        .values
+                        .insert("outputparameters".into(), json!(out.to_string()));
+                }
+                Err(e) => {
+                    changes
+                        .values
+                        .insert("backgroundoperationstatuscode".into(), json!(31));
+                    let code = i64::from_str_radix(e.code.trim_start_matches("0x"), 16)
+                        .map(|c| c as i32 as i64)
+                        .unwrap_or(0);
+                    changes.values.insert("errorcode".into(), json!(code));
+                    changes
+                        .values
+                        .insert("errormessage".into(), json!(e.message));
+                }
+            }
+        }
+        _ => return,
+    }
+    let _ = rows::update(state, caller, "backgroundoperation", &id, changes);
 }
 
 fn unresolved() -> ODataError {
@@ -420,17 +576,13 @@ fn set_credit_hold(
     raw_key: &str,
 ) -> Result<EmuResponse, ODataError> {
     let key = parse_key(entity, raw_key)?;
-    let record = existing(state, entity, &key)?;
-    let id = record.id.clone();
-    let previous = record.get("creditonhold").as_bool().unwrap_or(false);
+    let id = existing(state, entity, &key)?.id.clone();
     let body = json_body(request)?;
     let on_hold = body
         .get("OnHold")
         .and_then(Value::as_bool)
         .ok_or_else(unresolved)?;
-    let mut changes = Changes::default();
-    changes.values.insert("creditonhold".into(), json!(on_hold));
-    rows::update(state, caller, "account", &id, changes)?;
+    let previous = apply_credit_hold(state, caller, &id, on_hold)?;
     Ok(odata_json(
         200,
         &json!({
@@ -438,6 +590,28 @@ fn set_credit_hold(
             "PreviousValue": previous,
         }),
     ))
+}
+
+/// new_SetCreditHold's work: sets the account's creditonhold; the value
+/// it had.
+fn apply_credit_hold(
+    state: &mut State,
+    caller: &Caller,
+    id: &str,
+    on_hold: bool,
+) -> Result<bool, ODataError> {
+    let record = state.store.get("account", id).ok_or_else(|| {
+        ODataError::new(
+            404,
+            "0x80040217",
+            format!("account With Id = {id} Does Not Exist"),
+        )
+    })?;
+    let previous = record.get("creditonhold").as_bool().unwrap_or(false);
+    let mut changes = Changes::default();
+    changes.values.insert("creditonhold".into(), json!(on_hold));
+    rows::update(state, caller, "account", id, changes)?;
+    Ok(previous)
 }
 
 #[cfg(test)]

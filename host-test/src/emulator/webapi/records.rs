@@ -17,7 +17,7 @@ use super::reply::{
 use super::rows::{
     self, Key, ReferenceError, UnderRow, existing, key_text, parse_key, resolve_reference,
 };
-use super::{changes, events, files, impersonation, operations, refs};
+use super::{changes, events, files, impersonation, operations, plugins, refs};
 use crate::emulator::odata::aggregate;
 use crate::emulator::odata::options::{Prefer, QueryOptions, decode_component, query_pairs};
 use crate::emulator::odata::paging::{self, MAX_PAGE_SIZE};
@@ -49,6 +49,11 @@ pub fn handle(
         None => (head, None),
     };
     let entity = state.store.schema().by_entity_set(set)?.clone();
+    if let (Some(raw), None, "backgroundoperation") = (raw_key, rest, entity.logical_name)
+        && request.method() == http::Method::GET
+    {
+        operations::advance_background(state, caller, raw);
+    }
     if let (Some(raw), Some(part)) = (raw_key, rest) {
         let at = UnderRow {
             request,
@@ -319,7 +324,7 @@ fn retrieve(
     let options = QueryOptions::parse(&pairs)?;
     let prefer = prefer(request);
     let shaper = read_shaper(state, caller, &prefer, entity, &options)?;
-    let record = existing(state, entity, key)?;
+    let record = in_partition(state, request, caller, entity, key)?;
     // Conditional retrieval (Microsoft Learn, "Perform conditional
     // operations using the Web API", Conditional retrievals): the ETag the
     // caller holds is still the record's → 304 Not Modified, no body. Never
@@ -553,6 +558,38 @@ fn written(
     key_form: &str,
 ) -> Result<EmuResponse, ODataError> {
     let prefer = prefer(request);
+    let mut response = written_answer(
+        state,
+        request,
+        caller,
+        entity,
+        id,
+        status_with_body,
+        key_form,
+        &prefer,
+    )?;
+    // Elastic tables answer every write with its session token ("Use
+    // elastic tables using code").
+    if entity.table_type == "Elastic"
+        && let Some(record) = state.store.get(entity.logical_name, id)
+        && let Ok(v) = http::HeaderValue::from_str(&plugins::session_token(record.version))
+    {
+        response.headers_mut().insert("x-ms-session-token", v);
+    }
+    Ok(response)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn written_answer(
+    state: &State,
+    request: &EmuRequest,
+    caller: &Caller,
+    entity: &EntityDef,
+    id: &str,
+    status_with_body: u16,
+    key_form: &str,
+    prefer: &Prefer,
+) -> Result<EmuResponse, ODataError> {
     if !prefer.return_representation {
         return Ok(with_entity_id(
             no_content(),
@@ -562,14 +599,14 @@ fn written(
     let pairs = query_pairs(request.uri().query());
     let mut options = QueryOptions::parse(&pairs)?;
     options.expand.clear(); // $expand is ignored on writes
-    let shaper = read_shaper(state, caller, &prefer, entity, &options)?;
+    let shaper = read_shaper(state, caller, prefer, entity, &options)?;
     let record = state
         .store
         .get(entity.logical_name, id)
         .ok_or_else(|| not_found(entity.logical_name, id))?;
     let body = single_body(&shaper, entity, record, &options);
     let mut applied = vec!["return=representation".to_string()];
-    applied.extend(annotations_applied(&prefer));
+    applied.extend(annotations_applied(prefer));
     let mut response = json_response(status_with_body, &body, &applied);
     if let Ok(v) = http::HeaderValue::from_str(&record.etag()) {
         response.headers_mut().insert("ETag", v);
@@ -585,6 +622,7 @@ fn create(
 ) -> Result<EmuResponse, ODataError> {
     let (mut changes, id) = parse_body(state, entity, request.body())?;
     impersonation::stamp(&mut changes, entity, caller, true);
+    plugins::check_duplicates(state, caller, entity, &changes, None)?;
     let id = create_row(state, caller, entity, id, changes)?;
     written(state, request, caller, entity, &id, 201, &id)
 }
@@ -628,6 +666,7 @@ fn patch(
                     changes.values.remove(name);
                 }
             }
+            plugins::check_duplicates(state, caller, entity, &changes, Some(&record.id))?;
             let changed = events::changed_columns(entity, &changes);
             rows::update(state, caller, entity.logical_name, &record.id, changes)?;
             events::raise(
@@ -657,6 +696,7 @@ fn patch(
                     body_id
                 }
             };
+            plugins::check_duplicates(state, caller, entity, &changes, None)?;
             let id = create_row(state, caller, entity, id, changes)?;
             written(state, request, caller, entity, &id, 201, raw_key)
         }
@@ -670,7 +710,7 @@ fn delete(
     entity: &EntityDef,
     key: &Key,
 ) -> Result<EmuResponse, ODataError> {
-    let record = existing(state, entity, key)?.clone();
+    let record = in_partition(state, request, caller, entity, key)?.clone();
     check_if_match(header(request, "If-Match"), &record)?;
     state
         .store
@@ -686,6 +726,36 @@ fn delete(
         &caller.user_id,
     );
     Ok(no_content())
+}
+
+/// The row `key` names, when the request may see it: in the partition a
+/// `partitionId` query option names (elastic tables, "Use elastic tables
+/// using code": GET and DELETE), and, for a read, replicated to this
+/// reader ([`plugins::visible`]). Else Dataverse's 404.
+fn in_partition<'s>(
+    state: &'s State,
+    request: &EmuRequest,
+    caller: &Caller,
+    entity: &EntityDef,
+    key: &Key,
+) -> Result<&'s Record, ODataError> {
+    let record = existing(state, entity, key)?;
+    let partition = query_pairs(request.uri().query())
+        .into_iter()
+        .find(|(k, _)| k == "partitionId")
+        .map(|(_, v)| v.trim().trim_matches('\'').replace("''", "'"));
+    let in_it = match (&partition, entity.table_type == "Elastic") {
+        (Some(p), true) => {
+            record.values.get("partitionid").and_then(Value::as_str) == Some(p.as_str())
+        }
+        _ => true,
+    };
+    // Writes go to the primary copy: only reads can lag behind.
+    let read = request.method() == http::Method::GET;
+    if !in_it || (read && !plugins::visible(state, caller, entity, record)) {
+        return Err(not_found(entity.logical_name, &key_text(key)));
+    }
+    Ok(record)
 }
 
 /// An `If-Match` other than `*` must be the row's current ETag (Microsoft
@@ -729,5 +799,6 @@ fn create_row(
         &changed,
         &caller.user_id,
     );
+    plugins::after_create(state, caller, entity, &id);
     Ok(id)
 }
