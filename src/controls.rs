@@ -88,16 +88,17 @@ impl Controls {
     /// Reads the controls from `get` (a key → its value as text: lists
     /// comma-separated, booleans `true`/`false`; `None` when absent).
     /// `name` turns a key into the input name errors carry.
+    // Size: `dyn`, not generic; the three callers would each get a copy.
     pub fn parse(
-        get: impl Fn(&'static str) -> Result<Option<String>>,
-        name: impl Fn(&str) -> String,
+        get: &dyn Fn(&'static str) -> Result<Option<String>>,
+        name: &dyn Fn(&str) -> String,
     ) -> Result<Controls> {
         let bad = |key: &str, message: String| ConnectorError::invalid_input(name(key), message);
         let mut c = Controls {
             partition_input: name(PARTITION_ID),
             ..Controls::default()
         };
-        let given = |key| -> Result<Option<String>> {
+        let given = |key: &'static str| -> Result<Option<String>> {
             Ok(get(key)?
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty()))
@@ -277,8 +278,8 @@ impl Controls {
 
 /// A boolean control: `true`/`false` (any case) or absent.
 fn flag(
-    given: &impl Fn(&'static str) -> Result<Option<String>>,
-    bad: &impl Fn(&str, String) -> ConnectorError,
+    given: &dyn Fn(&'static str) -> Result<Option<String>>,
+    bad: &dyn Fn(&str, String) -> ConnectorError,
     key: &'static str,
 ) -> Result<bool> {
     match given(key)?.as_deref() {
@@ -317,7 +318,7 @@ mod tests {
     use serde_json::{Value, json};
 
     fn parse(v: Value) -> Result<Controls> {
-        Controls::parse(|k| Ok(v.get(k).and_then(text_of)), |k| k.to_string())
+        Controls::parse(&|k| Ok(v.get(k).and_then(text_of)), &|k| k.to_string())
     }
 
     #[test]

@@ -195,6 +195,7 @@ pub const ACTIONS: &[&str] = &[
     "associate",
     "disassociate",
     "executeAction",
+    "getBackgroundOperation",
     "searchRecords",
     "suggestRecords",
     "autocompleteSearch",
@@ -333,6 +334,37 @@ fn prepare(action: &str, emulator: &Emulator) -> Prepared {
                     1,
                 ),
             )
+        }
+        "getBackgroundOperation" => {
+            // A completed operation: reading it again changes nothing.
+            let mut values = serde_json::Map::new();
+            for (k, v) in [
+                ("name", json!("new_SetCreditHold")),
+                ("backgroundoperationstatecode", json!(3)),
+                ("backgroundoperationstatuscode", json!(30)),
+                (
+                    "outputparameters",
+                    json!(r#"[{"Key":"PreviousValue","Value":false}]"#),
+                ),
+            ] {
+                values.insert(k.into(), v);
+            }
+            let id = "0b0b0b0b-0000-4000-8000-000000000b0b";
+            let changes = crate::emulator::store::Changes {
+                values,
+                lookups: Default::default(),
+            };
+            let mut state = emulator.state();
+            let now = state.now();
+            let created = state.store.create(
+                "backgroundoperation",
+                Some(id.to_string()),
+                changes,
+                crate::emulator::data::USER_APP,
+                now,
+            );
+            assert!(created.is_ok(), "a background operation to read");
+            (json!({"backgroundOperationId": id}), Check::Read(whole))
         }
         "searchRecords" => (
             json!({"search": "contoso", "entities": ["account"], "count": true}),

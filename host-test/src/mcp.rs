@@ -99,6 +99,8 @@ pub const EFFECTS: &[(&str, Effect)] = &[
     // A custom action may do anything; a function would be a read, but the
     // catalog cannot tell which one the caller names.
     ("executeAction", ANY),
+    // Reads a background operation's row (Dataverse advances it, not the read).
+    ("getBackgroundOperation", READ),
     // Dataverse search: POSTs that only read the index.
     ("searchRecords", READ),
     ("suggestRecords", READ),

@@ -201,7 +201,13 @@ async fn get_entities_metadata_filters_by_names_and_labels_and_marks_selected() 
         .await;
     assert_eq!(
         names(&out),
-        vec!["account", "new_project", "new_project_contact"]
+        vec![
+            "account",
+            "contoso_sensordata",
+            "new_auditentry",
+            "new_project",
+            "new_project_contact"
+        ]
     );
     assert_eq!(find(&out, "new_project")["IsCustomEntity"], true);
 
@@ -758,7 +764,10 @@ async fn emulator_metadata_filters_expands_casts_and_errors() {
         "GET",
     )
     .await;
-    assert_eq!(names(&body), vec!["new_project"]);
+    assert_eq!(
+        names(&body),
+        vec!["new_project", "contoso_sensordata", "new_auditentry"]
+    );
 
     // $expand=Attributes with nested $select and an AttributeTypeCode filter.
     let (status, body) = raw(

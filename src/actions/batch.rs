@@ -22,7 +22,7 @@ use crate::error::{ConnectorError, Result};
 use crate::http::Method;
 use crate::inputs::Inputs;
 use crate::page::Output;
-use crate::types::{EntitySet, Guid, encode_query};
+use crate::types::{EntitySet, Guid};
 use serde_json::{Map, Value, json};
 
 // Input keys, each written once: the definitions and `run` use these.
@@ -407,25 +407,12 @@ fn logical_names(
         if out.iter().any(|(s, _)| s == set) {
             continue;
         }
-        let name = metadata_logical_name(session, set).unwrap_or_else(|| singular(set.as_str()));
+        let name = controls::table(session, set)
+            .map(|(t, _)| t.logical_name)
+            .unwrap_or_else(|| singular(set.as_str()));
         out.push((set.clone(), name));
     }
     out
-}
-
-fn metadata_logical_name(session: &mut Session<'_>, set: &EntitySet) -> Option<String> {
-    let query = format!(
-        "EntityDefinitions?$select=LogicalName&$filter={}",
-        encode_query(&format!("EntitySetName eq '{}'", set.as_str()))
-    );
-    let request = session.request(Method::Get, &query).ok()?;
-    let body = session.send_json(request).ok()?;
-    body.get("value")?
-        .as_array()?
-        .first()?
-        .get("LogicalName")?
-        .as_str()
-        .map(str::to_string)
 }
 
 /// Dataverse's default entity set name is the logical name's English

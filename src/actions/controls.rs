@@ -91,13 +91,13 @@ fn definition(key: &str) -> Option<InputDef> {
 /// (as given to [`inputs`]).
 pub fn of(inputs: &Inputs, keys: &[&str]) -> Result<Controls> {
     Controls::parse(
-        |key| {
+        &|key| {
             if !keys.contains(&key) {
                 return Ok(None);
             }
             Ok(inputs.get(key)?.and_then(controls::text_of))
         },
-        str::to_string,
+        &str::to_string,
     )
 }
 

@@ -270,7 +270,7 @@ fn background_operation(session: &mut Session<'_>, inputs: &Inputs) -> Result<Va
         "backgroundoperations({id})?$select=name,backgroundoperationstatecode,backgroundoperationstatuscode,outputparameters,errorcode,errormessage,starttime,endtime"
     );
     let request = session.request(Method::Get, &path)?;
-    let row = session.send_json(request).map_err(|e| {
+    let mut row = session.send_json(request).map_err(|e| {
         if e.status == Some(404) {
             e.with_hint("No background operation has this id: it may have passed its time to live (90 days by default), or be in another environment.")
         } else {
@@ -278,41 +278,41 @@ fn background_operation(session: &mut Session<'_>, inputs: &Inputs) -> Result<Va
         }
     })?;
     let int = |k: &str| row.get(k).and_then(Value::as_i64);
-    let state = int("backgroundoperationstatecode");
+    let state = int("backgroundoperationstatecode").unwrap_or(-1);
     let status = int("backgroundoperationstatuscode").unwrap_or(-1);
     // outputparameters: a JSON array of {Key, Value}, as text.
-    let output = row
+    let mut output = Map::new();
+    if let Some(Value::Array(pairs)) = row
         .get("outputparameters")
         .and_then(Value::as_str)
-        .and_then(|t| serde_json::from_str::<Vec<Value>>(t).ok())
-        .map(|pairs| {
-            let mut out = Map::new();
-            for p in pairs {
-                if let Some(k) = p.get("Key").and_then(Value::as_str) {
-                    out.insert(
-                        k.to_string(),
-                        p.get("Value").cloned().unwrap_or(Value::Null),
-                    );
-                }
+        .and_then(|t| serde_json::from_str(t).ok())
+    {
+        for p in pairs {
+            if let (Some(Value::String(k)), Some(v)) = (p.get("Key"), p.get("Value")) {
+                output.insert(k.clone(), v.clone());
             }
-            Value::Object(out)
-        })
-        .unwrap_or(Value::Null);
-    Ok(json!({
-        "backgroundOperationId": id.as_str(),
-        "name": row.get("name").cloned().unwrap_or(Value::Null),
-        "state": match state { Some(0) => "Ready", Some(2) => "Locked", Some(3) => "Completed", _ => "Unknown" },
-        "status": background_label(status),
-        "stateCode": state,
-        "statusCode": status,
-        "done": state == Some(3),
-        "succeeded": status == 30,
-        "output": output,
-        "errorCode": row.get("errorcode").cloned().unwrap_or(Value::Null),
-        "errorMessage": row.get("errormessage").cloned().unwrap_or(Value::Null),
-        "startTime": row.get("starttime").cloned().unwrap_or(Value::Null),
-        "endTime": row.get("endtime").cloned().unwrap_or(Value::Null),
-    }))
+        }
+    }
+    // The row as Dataverse sent it, plus what a flow branches on.
+    if let Some(map) = row.as_object_mut() {
+        let state_label = match state {
+            0 => "Ready",
+            2 => "Locked",
+            3 => "Completed",
+            _ => "Unknown",
+        };
+        for (k, v) in [
+            ("backgroundOperationId", Value::from(id.as_str())),
+            ("state", Value::from(state_label)),
+            ("status", Value::from(background_label(status))),
+            ("done", Value::Bool(state == 3)),
+            ("succeeded", Value::Bool(status == 30)),
+            ("output", Value::Object(output)),
+        ] {
+            map.insert(k.into(), v);
+        }
+    }
+    Ok(row)
 }
 
 #[cfg(test)]

@@ -526,14 +526,14 @@ fn parse_item<'a>(
         .any(|(k, _)| controls::WRITE_KEYS.contains(&k.as_ref()))
     {
         let c = Controls::parse(
-            |key| {
+            &|key| {
                 Ok(present(key)
                     .map(|r| value_of(i, key, r))
                     .transpose()?
                     .as_ref()
                     .and_then(controls::text_of))
             },
-            |k| format!("{INPUT}[{i}].{k}"),
+            &|k| format!("{INPUT}[{i}].{k}"),
         )?;
         let get_or_delete = matches!(action, BatchAction::Get | BatchAction::Delete);
         if c.partition_id.is_some() && !get_or_delete {

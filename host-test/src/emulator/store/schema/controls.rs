@@ -10,8 +10,8 @@ pub fn entities() -> Vec<EntityDef> {
 
 /// `contoso_sensordata`, the elastic table of Microsoft Learn's "Use
 /// elastic tables using code": `partitionid` and `ttlinseconds` columns,
-/// and the `KeyForNoSqlEntityWithPKPartitionId` alternate key (primary key
-/// + partitionid) every elastic table has ("Create elastic tables",
+/// and the `KeyForNoSqlEntityWithPKPartitionId` alternate key (the primary
+/// key and partitionid) every elastic table has ("Create elastic tables",
 /// Alternate keys).
 fn sensor_data() -> EntityDef {
     let e = "contoso_sensordata";
