@@ -622,3 +622,91 @@ async fn bad_controls_are_refused_naming_the_input_before_anything_is_sent() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn each_batch_item_carries_its_own_controls_and_no_other_part_does() {
+    let mut env = Env::new();
+    let sensor = env
+        .ok(
+            "createEntity",
+            &json!({"entityType":"contoso_sensordatas","partitionId":"dev-9",
+                    "fieldValues":{"contoso_deviceid":"dev-9","contoso_value":1}})
+            .to_string(),
+        )
+        .await["id"]
+        .as_str()
+        .expect("an id")
+        .to_string();
+    let out = env
+        .ok(
+            "runBatch",
+            &json!({"batchActions": [
+                {"collection":"accounts","action":"create","data":{"name":"Item Sync"},
+                 "bypassBusinessLogic":"CustomSync"},
+                {"collection":"accounts","action":"create","data":{"name":"Item Flowless"},
+                 "suppressFlowTriggers": true},
+                {"collection":"accounts","action":"create","data":{"name":"Item Tagged"},
+                 "tag":"wave 2"},
+                {"collection":"contoso_sensordatas","action":"get","key": sensor,
+                 "partitionId":"dev-9","query":"$select=contoso_value"},
+                {"collection":"accounts","action":"create","data":{"name":"Item Plain"}},
+            ]})
+            .to_string(),
+        )
+        .await;
+    assert_eq!(out["succeeded"], 5, "{out}");
+    assert_eq!(out["results"][3]["record"]["contoso_value"], 1, "{out}");
+    let parts = last_batch_parts(&env);
+    let controls = [
+        "MSCRM.BypassBusinessLogicExecution",
+        "MSCRM.SuppressCallbackRegistrationExpanderJob",
+    ];
+    let carried: Vec<Vec<&str>> = parts
+        .iter()
+        .map(|p| {
+            controls
+                .iter()
+                .copied()
+                .filter(|h| part_header(p, h).is_some())
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        carried,
+        vec![vec![controls[0]], vec![controls[1]], vec![], vec![], vec![]],
+        "each header on its own item's part only"
+    );
+    let query_of = |i: usize| {
+        percent_encoding::percent_decode_str(&parts[i].url)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    assert!(query_of(2).ends_with("?tag=wave 2"), "{}", query_of(2));
+    assert!(
+        query_of(3).contains("partitionId='dev-9'"),
+        "{}",
+        query_of(3)
+    );
+    for i in [0, 1, 4] {
+        assert!(!parts[i].url.contains('?'), "{}", parts[i].url);
+    }
+    // What each control did.
+    let id = |name: &str| accounts_named(&env, name).pop().expect("created");
+    assert_eq!(
+        sources(&audit_of(&env, &id("Item Sync"))),
+        ["flow", "plugin:async"]
+    );
+    assert_eq!(
+        sources(&audit_of(&env, &id("Item Flowless"))),
+        ["plugin:async", "plugin:sync"]
+    );
+    let tagged = audit_of(&env, &id("Item Tagged"));
+    assert!(
+        tagged.iter().all(|(_, t)| t.as_deref() == Some("wave 2")),
+        "{tagged:?}"
+    );
+    assert_eq!(
+        sources(&audit_of(&env, &id("Item Plain"))),
+        ["flow", "plugin:async", "plugin:sync"]
+    );
+}
