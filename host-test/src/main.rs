@@ -98,6 +98,11 @@ enum Command {
         /// documented limits as they are.
         #[arg(long, value_name = "SPEC", value_parser = parse_limits)]
         limits: Option<emulator::limits::Limits>,
+        /// Elastic tables (contoso_sensordatas): a write stays unseen for
+        /// this many seconds by reads without a session token at least as
+        /// new, as Dataverse's session consistency allows (0: seen at once).
+        #[arg(long, value_name = "SECS", default_value_t = 0)]
+        elastic_lag: u64,
     },
     /// Run concurrent workflows on one connection against the loopback
     /// emulator with scaled service protection limits, and report
@@ -282,6 +287,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             inject_503_every,
             no_search,
             limits,
+            elastic_lag,
         } => {
             if let Some(l) = &limits {
                 eprintln!("service protection limits: {l}");
@@ -290,6 +296,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 generated_records: records,
                 search_enabled: !no_search,
                 limits,
+                elastic_read_lag_secs: elastic_lag,
                 // A server answering for hours must not keep every page it sent.
                 log_retention: emulator::LogRetention::RECENT,
                 ..Default::default()
