@@ -40,6 +40,15 @@ enum Command {
         /// …settings…, "state": {…}}. A refreshed token state is written back.
         #[arg(long)]
         connection: Option<PathBuf>,
+        /// Read a local file into an input as base64, e.g.
+        /// `--file fileContent=./report.pdf` for uploadFile (repeatable).
+        #[arg(long = "file", value_name = "KEY=PATH", value_parser = cli::parse_file_arg)]
+        files: Vec<(String, PathBuf)>,
+        /// Write the output's fileContent, decoded, to this file (mode 0600)
+        /// instead of printing it, e.g. `--save ./out.pdf` for downloadFile;
+        /// the printed output then says where and how many bytes.
+        #[arg(long, value_name = "PATH")]
+        save: Option<PathBuf>,
     },
     /// Serve every action the connection permits as a Model Context
     /// Protocol tool, over stdio (or streamable HTTP with --http). Without
@@ -231,6 +240,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             input,
             input_file,
             connection,
+            files,
+            save,
         } => {
             let inputs = match (input, input_file) {
                 (Some(i), _) => i,
@@ -238,6 +249,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     .with_context(|| format!("reading {}", f.display()))?,
                 (None, None) => "{}".to_string(),
             };
+            let inputs = cli::attach_files(&inputs, &files)?;
             let file = connection
                 .as_deref()
                 .map(cli::read_connection)
@@ -249,6 +261,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     if let (Some(path), Some(updated)) = (&connection, refreshed) {
                         cli::write_connection(path, &updated)?;
                     }
+                    let output = match &save {
+                        Some(path) => cli::save_content(output, path)?,
+                        None => output,
+                    };
                     println!("{}", serde_json::to_string_pretty(&output)?);
                     Ok(ExitCode::SUCCESS)
                 }
