@@ -510,13 +510,24 @@ fn download(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
                 ));
             }
         }
-        let total = match (response.status, file_size(&response)) {
-            (200, _) => response.body.len(),
-            (_, Some(t)) => t,
-            (_, None) => {
-                return Err(ConnectorError::transport(
-                    "a partial download (206) did not say the file's size (x-ms-file-size)",
-                ));
+        // Every answer names the file's size, the same each time; a whole
+        // file (200) is exactly that long. Anything else (a proxy's page)
+        // is not the file.
+        let known = first.as_ref().and_then(file_size);
+        let total = match file_size(&response) {
+            Some(t)
+                if known.is_none_or(|k| k == t)
+                    && (response.status == 206 || t == response.body.len()) =>
+            {
+                t
+            }
+            _ => {
+                return Err(ConnectorError::transport(format!(
+                    "the answer for bytes from {from} is not the file (HTTP {}, {} bytes, x-ms-file-size {})",
+                    response.status,
+                    response.body.len(),
+                    response.header("x-ms-file-size").unwrap_or("absent")
+                )));
             }
         };
         if total.div_ceil(3) * 4 + 1024 > MAX_OUTPUT_BYTES {
@@ -533,13 +544,7 @@ fn download(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
                 .and_then(|r| r.trim().strip_prefix("bytes "))
                 .and_then(|r| r.split('-').next())
                 .and_then(|s| s.trim().parse::<usize>().ok());
-            if starts.is_some_and(|s| s != from)
-                || response.body.is_empty()
-                || first
-                    .as_ref()
-                    .and_then(file_size)
-                    .is_some_and(|t| t != total)
-            {
+            if starts.is_some_and(|s| s != from) || response.body.is_empty() {
                 return Err(ConnectorError::transport(format!(
                     "the partial download at byte {from} of {total} did not continue the file (range {}, {} bytes)",
                     response.header("Content-Range").unwrap_or("absent"),

@@ -697,6 +697,61 @@ fn download(
         .unwrap_or_default())
 }
 
+/// Puts a file in a record's file or image column as an upload by the
+/// application user would (fixtures: the fault matrix, benchmarks).
+pub fn put_file(
+    state: &mut State,
+    entity: &str,
+    id: &str,
+    column: &str,
+    name: &str,
+    bytes: Bytes,
+) -> Result<(), String> {
+    let def = state
+        .store
+        .schema()
+        .by_logical_name(entity)
+        .cloned()
+        .ok_or_else(|| format!("no table {entity}"))?;
+    let limits = match def.attribute(column).map(|a| &a.kind) {
+        Some(AttributeKind::File { max_size_kb }) => Limits {
+            max_size_kb: *max_size_kb,
+            image: None,
+        },
+        Some(AttributeKind::Image {
+            max_size_kb,
+            can_store_full_image,
+        }) => Limits {
+            max_size_kb: *max_size_kb,
+            image: Some(*can_store_full_image),
+        },
+        _ => return Err(format!("{entity}.{column} is not a file or image column")),
+    };
+    let caller = Caller {
+        user_id: crate::emulator::data::USER_APP.to_string(),
+        service_root: String::new(),
+        on_behalf_of: None,
+    };
+    let at = At {
+        entity: &def,
+        id: id.to_string(),
+        column,
+        limits,
+    };
+    store(state, &caller, &at, name.to_string(), bytes).map_err(|e| e.message)
+}
+
+/// The bytes in a record's file column (a file, or an image's full size
+/// when kept); `None` when it holds none.
+pub fn file_bytes(state: &State, entity: &str, id: &str, column: &str) -> Option<Bytes> {
+    let row = state.store.get(entity, id)?;
+    let key = match row.get(&format!("{column}id")).as_str() {
+        Some(image) => format!("full:{image}"),
+        None => row.get(column).as_str()?.to_string(),
+    };
+    state.files.get(&key).map(|b| b.bytes.clone())
+}
+
 /// Whether `name` is a block-download message this module answers.
 pub fn is_block_message(name: &str) -> bool {
     matches!(name, "InitializeFileBlocksDownload" | "DownloadBlock")
