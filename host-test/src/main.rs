@@ -172,7 +172,7 @@ enum Command {
         /// Print the report as JSON instead of the table.
         #[arg(long)]
         json: bool,
-        /// Run only these scenarios (numbers 1–6, comma-separated), e.g. to
+        /// Run only these scenarios (numbers 1–7, comma-separated), e.g. to
         /// profile one.
         #[arg(long, value_delimiter = ',', value_name = "N,...")]
         only: Vec<u8>,
@@ -441,8 +441,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 host_test::bench::Sizes::FULL
             };
-            if let Some(bad) = only.iter().find(|n| !(1..=6).contains(*n)) {
-                anyhow::bail!("--only: scenario {bad} does not exist (1–6)");
+            if let Some(bad) = only.iter().find(|n| !(1..=7).contains(*n)) {
+                anyhow::bail!("--only: scenario {bad} does not exist (1–7)");
             }
             let before = host_test::bench::machine::Machine::now();
             let report = host_test::bench::run(sizes, &only).await?;
