@@ -438,11 +438,12 @@ async fn loopback_server_route_over_real_sockets() {
 /// Raise it on purpose, with the reason in the commit. The guide's ceiling
 /// is 1 MiB. 920,000 → 960,000 bought Dataverse search (four actions,
 /// ~31 KB) and queryEntities' count and apply (~10 KB), measured at
-/// 952,742 bytes. 960,000 → 985,000 bought files and images (uploadFile,
-/// downloadFile, deleteFile: ~25.7 KB), measured at 984,798 bytes.
+/// 952,742 bytes. 960,000 → 986,000 bought files and images (uploadFile,
+/// downloadFile, deleteFile and their output schemas: ~26.4 KB), measured
+/// at 985,566 bytes.
 #[test]
 fn component_stays_within_its_size_budget() {
-    const BUDGET: usize = 985_000;
+    const BUDGET: usize = 986_000;
     let size = host_test::host::COMPONENT_WASM.len();
     eprintln!("component: {size} bytes (budget {BUDGET})");
     assert!(
