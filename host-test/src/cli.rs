@@ -428,6 +428,60 @@ pub fn catalog_table(catalog_json: &str) -> Result<String> {
     Ok(out)
 }
 
+/// `KEY=PATH` of `d365 run --file`.
+pub fn parse_file_arg(arg: &str) -> std::result::Result<(String, std::path::PathBuf), String> {
+    match arg.split_once('=') {
+        Some((k, p)) if !k.trim().is_empty() && !p.is_empty() => {
+            Ok((k.trim().to_string(), std::path::PathBuf::from(p)))
+        }
+        _ => Err(format!(
+            "'{arg}' is not KEY=PATH (e.g. fileContent=./report.pdf)"
+        )),
+    }
+}
+
+/// `d365 run --file KEY=PATH`: each file's bytes, as base64, become input
+/// `KEY` of the inputs object (replacing any value given there).
+pub fn attach_files(inputs: &str, files: &[(String, std::path::PathBuf)]) -> Result<String> {
+    use base64::Engine as _;
+    if files.is_empty() {
+        return Ok(inputs.to_string());
+    }
+    let text = if inputs.trim().is_empty() {
+        "{}"
+    } else {
+        inputs
+    };
+    let mut object: Map<String, Value> =
+        serde_json::from_str(text).context("--file needs the inputs to be a JSON object")?;
+    for (key, path) in files {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
+        object.insert(key.clone(), Value::String(encoded));
+    }
+    Ok(serde_json::to_string(&object)?)
+}
+
+/// `d365 run … --save PATH`: writes the output's `fileContent` (base64),
+/// decoded, to `path` (0600, through [`write_private`]) and returns the
+/// output without it, with `savedTo` and `savedBytes` instead.
+pub fn save_content(mut output: Value, path: &Path) -> Result<Value> {
+    use base64::Engine as _;
+    let Some(Value::String(content)) = output.as_object_mut().and_then(|o| o.remove("fileContent"))
+    else {
+        anyhow::bail!("--save: the action's output has no fileContent to save");
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(content.as_bytes())
+        .context("--save: fileContent is not base64")?;
+    write_private(path, &bytes).with_context(|| format!("writing {}", path.display()))?;
+    if let Some(o) = output.as_object_mut() {
+        o.insert("savedTo".into(), json!(path.display().to_string()));
+        o.insert("savedBytes".into(), json!(bytes.len()));
+    }
+    Ok(output)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -21,8 +21,11 @@
 use crate::cli::{self, IN_PROCESS_ORIGIN};
 use crate::emulator::store::schema::AttributeDef;
 use crate::emulator::store::seed;
+use crate::emulator::webapi::files;
 use crate::emulator::{Emulator, Faults, Injected, Limit, State, Trigger};
 use crate::host::{ConnectorHost, HostLimits, Route, error_json};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
@@ -165,6 +168,24 @@ fn link(account: String, contact: String, applied: usize) -> (Value, Check) {
     (inputs, write(Box::new(footprint), applied))
 }
 
+/// The file the file actions move: 8 MiB and 1 byte, so three chunks or
+/// ranges of 4 MiB.
+fn file_data() -> Vec<u8> {
+    (0..(8 << 20) + 1).map(|i: usize| (i % 251) as u8).collect()
+}
+
+fn seed_file(emulator: &Emulator, account: &str) {
+    files::put_file(
+        &mut emulator.state(),
+        "account",
+        account,
+        "new_document",
+        "matrix.bin",
+        file_data().into(),
+    )
+    .expect("account has the file column new_document");
+}
+
 fn write(footprint: Footprint, applied: usize) -> Check {
     Check::Write { footprint, applied }
 }
@@ -192,6 +213,9 @@ pub const ACTIONS: &[&str] = &[
     "getAttribute",
     "createAttribute",
     "updateAttribute",
+    "uploadFile",
+    "downloadFile",
+    "deleteFile",
     "associate",
     "disassociate",
     "executeAction",
@@ -313,6 +337,45 @@ fn prepare(action: &str, emulator: &Emulator) -> Prepared {
                 1,
             ),
         ),
+        // Three chunks (8 MiB + 1 byte): the fault lands on a chunk.
+        "uploadFile" => {
+            let data = file_data();
+            let id = account.clone();
+            (
+                json!({"entityType": "accounts", "entityId": account, "columnName": "new_document",
+                    "fileName": "matrix.bin", "fileContent": B64.encode(&data)}),
+                write(
+                    Box::new(move |s| {
+                        usize::from(
+                            files::file_bytes(s, "account", &id, "new_document")
+                                .is_some_and(|b| b[..] == data[..]),
+                        )
+                    }),
+                    1,
+                ),
+            )
+        }
+        // Three ranges: the fault lands on the second.
+        "downloadFile" => {
+            seed_file(emulator, &account);
+            (
+                json!({"entityType": "accounts", "entityId": account, "columnName": "new_document"}),
+                Check::Read(whole),
+            )
+        }
+        "deleteFile" => {
+            seed_file(emulator, &account);
+            let id = account.clone();
+            (
+                json!({"entityType": "accounts", "entityId": account, "columnName": "new_document"}),
+                write(
+                    Box::new(move |s| {
+                        usize::from(files::file_bytes(s, "account", &id, "new_document").is_some())
+                    }),
+                    0,
+                ),
+            )
+        }
         "associate" => link(account, seed::contact_id(2), 1),
         "disassociate" => {
             let (contact, parent) =

@@ -40,6 +40,15 @@ enum Command {
         /// …settings…, "state": {…}}. A refreshed token state is written back.
         #[arg(long)]
         connection: Option<PathBuf>,
+        /// Read a local file into an input as base64, e.g.
+        /// `--file fileContent=./report.pdf` for uploadFile (repeatable).
+        #[arg(long = "file", value_name = "KEY=PATH", value_parser = cli::parse_file_arg)]
+        files: Vec<(String, PathBuf)>,
+        /// Write the output's fileContent, decoded, to this file (mode 0600)
+        /// instead of printing it, e.g. `--save ./out.pdf` for downloadFile;
+        /// the printed output then says where and how many bytes.
+        #[arg(long, value_name = "PATH")]
+        save: Option<PathBuf>,
     },
     /// Serve every action the connection permits as a Model Context
     /// Protocol tool, over stdio (or streamable HTTP with --http). Without
@@ -168,7 +177,7 @@ enum Command {
         /// Print the report as JSON instead of the table.
         #[arg(long)]
         json: bool,
-        /// Run only these scenarios (numbers 1–6, comma-separated), e.g. to
+        /// Run only these scenarios (numbers 1–7, comma-separated), e.g. to
         /// profile one.
         #[arg(long, value_delimiter = ',', value_name = "N,...")]
         only: Vec<u8>,
@@ -236,6 +245,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             input,
             input_file,
             connection,
+            files,
+            save,
         } => {
             let inputs = match (input, input_file) {
                 (Some(i), _) => i,
@@ -243,6 +254,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     .with_context(|| format!("reading {}", f.display()))?,
                 (None, None) => "{}".to_string(),
             };
+            let inputs = cli::attach_files(&inputs, &files)?;
             let file = connection
                 .as_deref()
                 .map(cli::read_connection)
@@ -254,6 +266,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     if let (Some(path), Some(updated)) = (&connection, refreshed) {
                         cli::write_connection(path, &updated)?;
                     }
+                    let output = match &save {
+                        Some(path) => cli::save_content(output, path)?,
+                        None => output,
+                    };
                     println!("{}", serde_json::to_string_pretty(&output)?);
                     Ok(ExitCode::SUCCESS)
                 }
@@ -432,8 +448,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 host_test::bench::Sizes::FULL
             };
-            if let Some(bad) = only.iter().find(|n| !(1..=6).contains(*n)) {
-                anyhow::bail!("--only: scenario {bad} does not exist (1–6)");
+            if let Some(bad) = only.iter().find(|n| !(1..=7).contains(*n)) {
+                anyhow::bail!("--only: scenario {bad} does not exist (1–7)");
             }
             let before = host_test::bench::machine::Machine::now();
             let report = host_test::bench::run(sizes, &only).await?;

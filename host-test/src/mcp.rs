@@ -59,6 +59,11 @@ const REMOVE: Effect = Effect::Write {
     idempotent: true,
     destructive: true,
 };
+/// Overwrites what was there: repeatable, but what it replaced is lost.
+const REPLACE: Effect = Effect::Write {
+    idempotent: true,
+    destructive: true,
+};
 /// Whatever the caller sends (a raw request, a custom action, a batch):
 /// assume the worst.
 const ANY: Effect = Effect::Write {
@@ -93,6 +98,11 @@ pub const EFFECTS: &[(&str, Effect)] = &[
     // Adds a column to a table: a schema change, additive.
     ("createAttribute", ADD),
     ("updateAttribute", SET),
+    // Replaces the column's file (the old one is gone); the same file
+    // again leaves the same content.
+    ("uploadFile", REPLACE),
+    ("downloadFile", READ),
+    ("deleteFile", REMOVE),
     // Linking the same two records again leaves one link.
     ("associate", SET),
     ("disassociate", REMOVE),

@@ -191,6 +191,11 @@ fn valid_inputs(action: &Value) -> Vec<String> {
             {"collection": "accounts", "action": "get", "key": "00000000-0000-0000-0000-000000000001"}
         ]})],
         "getEntityMetadata" => vec![json!({"entityType": "account"})],
+        "uploadFile" => vec![json!({"entityType": "accounts",
+            "entityId": "accountnumber='A-1'", "columnName": "new_document",
+            "fileName": "canary.txt", "fileContent": "Y2FuYXJ5"})],
+        "downloadFile" | "deleteFile" => vec![json!({"entityType": "accounts",
+            "entityId": "accountnumber='A-1'", "columnName": "new_document"})],
         "listAttributes" => vec![json!({"entityId": "account"})],
         _ => vec![],
     };

@@ -440,10 +440,12 @@ async fn loopback_server_route_over_real_sockets() {
 /// ~31 KB) and queryEntities' count and apply (~10 KB), measured at
 /// 952,742 bytes. 960,000 → 994,000 bought the write controls (#29) on
 /// every write, read and runBatch item, background operations and
-/// getBackgroundOperation, measured at 993,028 bytes.
+/// getBackgroundOperation, measured at 993,028 bytes. 994,000 → 1,020,000
+/// bought files and images (uploadFile, downloadFile, deleteFile and their
+/// output schemas: ~26.4 KB on their own, 985,566 bytes from 959,139).
 #[test]
 fn component_stays_within_its_size_budget() {
-    const BUDGET: usize = 994_000;
+    const BUDGET: usize = 1_020_000;
     let size = host_test::host::COMPONENT_WASM.len();
     eprintln!("component: {size} bytes (budget {BUDGET})");
     assert!(

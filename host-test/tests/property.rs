@@ -238,6 +238,14 @@ fn domain_value(rng: &mut Rng, action: &str, key: &str) -> Option<Value> {
             rng.pick(&[json!(["account", "Contact"]), json!("lead"), json!([])])
         }
         "fileData" => json!("aGVsbG8="),
+        "fileContent" => rng.pick(&[
+            json!("aGVsbG8="),
+            json!("data:text/plain;base64,aGk="),
+            json!("not base64"),
+            json!(""),
+        ]),
+        "columnName" => json!(rng.pick(&["new_document", "entityimage", "name", "Bad Column"])),
+        "fileName" => json!(rng.pick(&["a.txt", "résumé.pdf", ""])),
         "solutionUniqueName" => json!("widgets"),
         _ => return None,
     })
@@ -250,7 +258,8 @@ fn cohere(rng: &mut Rng, action: &str, inputs: &mut Map<String, Value>) {
     let account = seed::account_id(1 + rng.below(60));
     let contact = seed::contact_id(1 + rng.below(150));
     match action {
-        "getEntity" | "updateEntity" | "deleteEntity" | "upsertEntity" => {
+        "getEntity" | "updateEntity" | "deleteEntity" | "upsertEntity" | "uploadFile"
+        | "downloadFile" | "deleteFile" => {
             let (set, id) = match rng.below(3) {
                 0 => ("contacts", contact),
                 1 => ("opportunities", seed::opportunity_id(1 + rng.below(40))),

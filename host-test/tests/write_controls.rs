@@ -710,3 +710,49 @@ async fn each_batch_item_carries_its_own_controls_and_no_other_part_does() {
         ["flow", "plugin:async", "plugin:sync"]
     );
 }
+
+#[tokio::test]
+async fn an_upload_carries_its_controls_on_every_request_chunks_included() {
+    use base64::Engine as _;
+    let mut env = Env::new();
+    let account = host_test::emulator::store::seed::account_id(4);
+    // Above the 4 MiB single-request limit: a session and two chunks.
+    let bytes: Vec<u8> = (0..5 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+    let out = env
+        .ok(
+            "uploadFile",
+            &json!({"entityType":"accounts","entityId": account,"columnName":"new_document",
+                    "fileName":"report.bin",
+                    "fileContent": base64::engine::general_purpose::STANDARD.encode(&bytes),
+                    "impersonateUserId": BEN_OBJECT_ID, "suppressFlowTriggers": true})
+            .to_string(),
+        )
+        .await;
+    assert_eq!(out["chunks"], 2, "{out}");
+    let patches: Vec<LoggedRequest> = web_api_requests(&env)
+        .into_iter()
+        .filter(|r| r.method == "PATCH")
+        .collect();
+    assert_eq!(patches.len(), 3, "the session and two chunks");
+    for p in &patches {
+        assert_eq!(
+            request_header(p, "CallerObjectId"),
+            Some(BEN_OBJECT_ID),
+            "{}",
+            p.target
+        );
+        assert_eq!(
+            request_header(p, "MSCRM.SuppressCallbackRegistrationExpanderJob"),
+            Some("true")
+        );
+    }
+    let e = env
+        .err(
+            "uploadFile",
+            &json!({"entityType":"accounts","entityId": account,"columnName":"new_document",
+                    "fileName":"a.txt","fileContent":"aGk=","bypassBusinessLogic":"Sometimes"})
+            .to_string(),
+        )
+        .await;
+    assert_eq!(e["input"], "bypassBusinessLogic", "{e}");
+}

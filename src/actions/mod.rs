@@ -9,6 +9,7 @@ mod batch;
 mod controls;
 mod execute;
 mod fetchxml;
+mod files;
 mod metadata;
 mod raw;
 mod record_changes;
@@ -48,6 +49,9 @@ pub static ACTIONS: &[Action] = &[
     metadata::GET_ATTRIBUTE,
     metadata::CREATE_ATTRIBUTE,
     metadata::UPDATE_ATTRIBUTE,
+    files::UPLOAD_FILE,
+    files::DOWNLOAD_FILE,
+    files::DELETE_FILE,
     relationships::ASSOCIATE,
     relationships::DISASSOCIATE,
     execute::EXECUTE_ACTION,

@@ -70,7 +70,7 @@ fn explain_aggregate_limit(e: ConnectorError) -> ConnectorError {
     }
 }
 
-fn entity_type() -> InputDef {
+pub(super) fn entity_type() -> InputDef {
     let text =
         "The entity set name (plural, case-sensitive), e.g. accounts, contacts, opportunities.";
     input(ENTITY_TYPE, "Entity Type", InputType::String, text)
@@ -78,7 +78,7 @@ fn entity_type() -> InputDef {
         .example(json!("accounts"))
 }
 
-fn entity_id() -> InputDef {
+pub(super) fn entity_id() -> InputDef {
     let text = "The record's GUID (braces and case tolerated), or alternate key values such as accountnumber='A-1' (several keys comma-separated; quotes inside values are escaped for you).";
     input(ENTITY_ID, "Entity ID", InputType::String, text).required()
 }
@@ -300,11 +300,11 @@ fn query_inputs() -> Vec<InputDef> {
     with_controls(inputs, READ)
 }
 
-fn set_of(inputs: &Inputs) -> Result<EntitySet> {
+pub(super) fn set_of(inputs: &Inputs) -> Result<EntitySet> {
     EntitySet::parse(ENTITY_TYPE, inputs.expect_str(ENTITY_TYPE)?)
 }
 
-fn key_of(inputs: &Inputs) -> Result<EntityKey> {
+pub(super) fn key_of(inputs: &Inputs) -> Result<EntityKey> {
     EntityKey::parse(ENTITY_ID, inputs.expect_str(ENTITY_ID)?)
 }
 

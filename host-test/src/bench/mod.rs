@@ -33,6 +33,8 @@ pub struct Sizes {
     pub batch_creates: usize,
     /// Rounds of scenario 4, which are short enough to afford more.
     pub batch_rounds: usize,
+    /// The file of scenario 7, in MiB.
+    pub file_mib: usize,
 }
 
 impl Sizes {
@@ -49,6 +51,8 @@ impl Sizes {
         // A round is ≈ 0.3 s (Node's start included) and a median of five
         // ≈ 35 ms runs moved by ±0.05 in the ratio between runs: fifteen.
         batch_rounds: 15,
+        // The file: 64 MiB up and down.
+        file_mib: 64,
     };
     /// Small and one round: keeps the suite from rotting in CI.
     pub const QUICK: Sizes = Sizes {
@@ -59,6 +63,8 @@ impl Sizes {
         instantiations: 20,
         batch_creates: 20,
         batch_rounds: 1,
+        // Three 4 MiB chunks and ranges instead of sixteen.
+        file_mib: 9,
     };
 }
 
@@ -251,6 +257,9 @@ pub async fn run(sizes: Sizes, only: &[u8]) -> Result<Report> {
     if wanted(4) {
         batch(&setup, sizes, &mut report).await;
     }
+    if wanted(7) {
+        files(&setup, sizes, &mut report).await;
+    }
 
     server.shutdown();
     report.finish(started.elapsed());
@@ -263,6 +272,129 @@ const COLD: &str = "5. cold start";
 const SIZE: &str = "6. release .wasm";
 const FETCHXML: &str = "2. fetch-all runFetchXml";
 const BATCH: &str = "4. runBatch creates";
+const FILES: &str = "7. uploadFile + downloadFile";
+/// Scenario 7's time row and memory rows (× the file's size).
+pub const FILES_TIME: &str = "upload + download";
+pub const FILES_UP_MEMORY: &str = "peak linear memory, upload";
+pub const FILES_DOWN_MEMORY: &str = "peak linear memory, download";
+
+/// Scenario 7: a file uploaded in chunks, then downloaded in ranges, by the
+/// connector (uploadFile with the base64 inputs a platform hands it, then
+/// downloadFile) and by the native client making the same requests. The
+/// connector's peak linear memory for each call is reported as a multiple
+/// of the file's size.
+async fn files(s: &Setup, sizes: Sizes, report: &mut Report) {
+    use base64::Engine as _;
+    let size = sizes.file_mib << 20;
+    if sizes.file_mib != 64 {
+        eprintln!(
+            "bench: {FILES}: a {} MiB file (the full run moves 64 MiB)",
+            sizes.file_mib
+        );
+    }
+    let account = crate::emulator::store::seed::account_id(1);
+    let data: Vec<u8> = (0..size)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&data);
+    let upload =
+        json!({"entityType": "accounts", "entityId": account, "columnName": "new_document",
+        "fileName": "bench.bin", "fileContent": encoded})
+        .to_string();
+    drop(encoded);
+    let download =
+        json!({"entityType": "accounts", "entityId": account, "columnName": "new_document"})
+            .to_string();
+    let metric = format!("{FILES_TIME} ({} MiB)", sizes.file_mib);
+    let up_metric = format!("upload ({} MiB)", sizes.file_mib);
+    let down_metric = format!("download ({} MiB)", sizes.file_mib);
+    for round in 0..sizes.rounds {
+        eprintln!("bench: {FILES}, round {}", round + 1);
+        for contender in Contender::order(round) {
+            let r = match contender {
+                Contender::Connector => {
+                    async {
+                        let call = |action: &'static str, inputs: &str| {
+                            let inputs = inputs.to_string();
+                            async move {
+                                let (r, memory) = s
+                                    .host
+                                    .invoke_measured(
+                                        &Route::Network,
+                                        action,
+                                        &s.with_token,
+                                        &inputs,
+                                    )
+                                    .await
+                                    .map_err(trap)?;
+                                let r = r.map_err(|e| anyhow!("{action}: {}", error_json(&e)))?;
+                                Ok::<_, anyhow::Error>((r.output, memory))
+                            }
+                        };
+                        let t = Instant::now();
+                        let (_, up_memory) = call("uploadFile", &upload).await?;
+                        let up = ms(t.elapsed());
+                        let (output, down_memory) = call("downloadFile", &download).await?;
+                        let elapsed = ms(t.elapsed());
+                        report.sample(FILES, &up_metric, "ms", contender, up);
+                        report.sample(FILES, &down_metric, "ms", contender, elapsed - up);
+
+                        let out: FileOutput = serde_json::from_str(&output)?;
+                        let got = base64::engine::general_purpose::STANDARD
+                            .decode(out.file_content.as_bytes())?;
+                        if got != data {
+                            return Err(anyhow!("downloadFile returned other bytes"));
+                        }
+                        let times = |m: usize| m as f64 / size as f64;
+                        report.sample(
+                            FILES,
+                            FILES_UP_MEMORY,
+                            "× file",
+                            contender,
+                            times(up_memory),
+                        );
+                        report.sample(
+                            FILES,
+                            FILES_DOWN_MEMORY,
+                            "× file",
+                            contender,
+                            times(down_memory),
+                        );
+                        Ok(elapsed)
+                    }
+                    .await
+                }
+                Contender::Native => {
+                    async {
+                        let mut n = s.native().await?;
+                        let t = Instant::now();
+                        n.upload_file(&account, "bench.bin", &data).await?;
+                        let up = ms(t.elapsed());
+                        let got = n.download_file(&account).await?;
+                        let elapsed = ms(t.elapsed());
+                        report.sample(FILES, &up_metric, "ms", contender, up);
+                        report.sample(FILES, &down_metric, "ms", contender, elapsed - up);
+                        if got != data {
+                            return Err(anyhow!("the native download returned other bytes"));
+                        }
+                        Ok(elapsed)
+                    }
+                    .await
+                }
+                // DynamicsWebApi is not run on files.
+                Contender::Peer => continue,
+            };
+            report.one(FILES, &metric, contender, r);
+        }
+    }
+}
+
+/// What scenario 7 reads of downloadFile's output.
+#[derive(serde::Deserialize)]
+struct FileOutput {
+    #[serde(rename = "fileContent")]
+    file_content: String,
+}
 
 /// Half the generated accounts (revenue is `(n % 1000) × 1000`): 50,000 of
 /// 100,000 in the full run. Ordered by the primary key so paging cookies apply.

@@ -167,6 +167,98 @@ impl Native {
     pub async fn who_am_i(&mut self) -> Result<Value> {
         self.get_json(&format!("{API}WhoAmI"), &[]).await
     }
+
+    /// The requests uploadFile makes for a file above 4 MiB ("Use file
+    /// column data"): the column's type and MaxSizeInKB, the chunked
+    /// session, `Content-Range` chunks of the session's `x-ms-chunk-size`,
+    /// and the stored file's id. Returns how many chunks were sent.
+    pub async fn upload_file(&mut self, account: &str, name: &str, data: &[u8]) -> Result<usize> {
+        let column = "new_document";
+        let filter = "$filter=EntitySetName%20eq%20'accounts'&$select=LogicalName&$expand=Attributes($select=LogicalName;$filter=LogicalName%20eq%20'new_document')";
+        self.get_json(&format!("{API}EntityDefinitions?{filter}"), &[])
+            .await?;
+        let meta = self
+            .get_json(
+                &format!("{API}EntityDefinitions(LogicalName='account')/Attributes(LogicalName='{column}')/Microsoft.Dynamics.CRM.FileAttributeMetadata?$select=MaxSizeInKB"),
+                &[],
+            )
+            .await?;
+        let max = meta["MaxSizeInKB"].as_u64().context("no MaxSizeInKB")?;
+        if data.len() as u64 > max * 1024 {
+            bail!("{} bytes is over the column's {max} KB", data.len());
+        }
+        let target = format!("{API}accounts({account})/{column}");
+        let (status, headers, _) = self
+            .send(
+                http::Method::PATCH,
+                &format!("{target}?x-ms-file-name={name}"),
+                &[("x-ms-transfer-mode", "chunked"), ("Content-Length", "0")],
+                Bytes::new(),
+            )
+            .await?;
+        if status != 200 {
+            bail!("the chunked upload session answered {status}");
+        }
+        let header = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
+        let location = self.local(header("location").context("no Location")?);
+        let chunk: usize = header("x-ms-chunk-size")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(4 << 20);
+        let total = data.len();
+        let mut chunks = 0;
+        for (n, part) in data.chunks(chunk).enumerate() {
+            let start = n * chunk;
+            let range = format!("bytes {start}-{}/{total}", start + part.len() - 1);
+            let (status, _, _) = self
+                .send(
+                    http::Method::PATCH,
+                    &location,
+                    &[
+                        ("Content-Type", "application/octet-stream"),
+                        ("x-ms-file-name", name),
+                        ("Content-Range", &range),
+                    ],
+                    Bytes::copy_from_slice(part),
+                )
+                .await?;
+            if !matches!(status, 204 | 206) {
+                bail!("chunk {range} answered {status}");
+            }
+            chunks += 1;
+        }
+        self.get_json(&format!("{API}accounts({account})?$select={column}"), &[])
+            .await?;
+        Ok(chunks)
+    }
+
+    /// The requests downloadFile makes: `Range` GETs of 4 MiB on
+    /// `…/new_document/$value` until `x-ms-file-size` bytes are in.
+    pub async fn download_file(&mut self, account: &str) -> Result<Vec<u8>> {
+        const CHUNK: usize = 4 << 20;
+        let path = format!("{API}accounts({account})/new_document/$value");
+        let mut out = Vec::new();
+        loop {
+            let from = out.len();
+            let range = format!("bytes={from}-{}", from + CHUNK - 1);
+            let (status, headers, body) = self
+                .send(http::Method::GET, &path, &[("Range", &range)], Bytes::new())
+                .await?;
+            if status != 206 {
+                bail!("GET {range} answered {status}");
+            }
+            let total: usize = headers
+                .get("x-ms-file-size")
+                .and_then(|v| v.to_str().ok()?.parse().ok())
+                .context("no x-ms-file-size")?;
+            if from == 0 {
+                out.reserve_exact(total);
+            }
+            out.extend_from_slice(&body);
+            if out.len() >= total || body.is_empty() {
+                return Ok(out);
+            }
+        }
+    }
 }
 
 /// The `pagingcookie` attribute of a `fetchxmlpagingcookie` annotation,

@@ -127,6 +127,7 @@ impl Report {
                 "instantiations": sizes.instantiations,
                 "batchCreates": sizes.batch_creates,
                 "batchRounds": sizes.batch_rounds,
+                "fileMiB": sizes.file_mib,
             }),
             rows: Vec::new(),
             targets: Vec::new(),
@@ -284,6 +285,43 @@ impl Report {
                 target: format!("{scenario} ({metric}): connector faster than DynamicsWebApi"),
                 holds,
                 detail,
+            });
+        }
+        // Scenario 7: the time row's name carries the file's size.
+        let files_time = self
+            .rows
+            .iter()
+            .find(|r| r.scenario == super::FILES && r.metric.starts_with(super::FILES_TIME))
+            .map(|r| r.metric.clone());
+        let (c, n) = match &files_time {
+            Some(m) => (
+                self.median_of(super::FILES, m, Contender::Connector),
+                self.median_of(super::FILES, m, Contender::Native),
+            ),
+            None => (None, None),
+        };
+        targets.push(Target {
+            target: format!(
+                "{} ({}): connector / native ≤ 1.3",
+                super::FILES,
+                files_time.as_deref().unwrap_or(super::FILES_TIME)
+            ),
+            holds: c.zip(n).map(|(c, n)| c / n <= 1.3),
+            detail: c
+                .zip(n)
+                .map_or("not measured".into(), |(c, n)| format!("{:.2}", c / n)),
+        });
+        for metric in [super::FILES_UP_MEMORY, super::FILES_DOWN_MEMORY] {
+            let peak = self
+                .rows
+                .iter()
+                .find(|r| r.scenario == super::FILES && r.metric == metric)
+                .filter(|r| !r.samples.is_empty())
+                .map(Row::max);
+            targets.push(Target {
+                target: format!("{} {metric} ≤ 3 × the file's size", super::FILES),
+                holds: peak.map(|p| p <= 3.0),
+                detail: peak.map_or("not measured".into(), |p| format!("{p:.2} × the file")),
             });
         }
         let inst = self.median_of(

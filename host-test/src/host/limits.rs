@@ -65,6 +65,12 @@ impl MemoryLimiter {
     pub fn new(cap: usize) -> Self {
         MemoryLimiter { cap, used: 0 }
     }
+
+    /// The linear memory the instance holds now: its peak too, since
+    /// linear memory only grows.
+    pub fn used(&self) -> usize {
+        self.used
+    }
 }
 
 /// Tables are small for this component; this bounds a hostile one.

@@ -292,6 +292,25 @@ impl ConnectorHost {
             .map_err(|e| limits::explain(e, &self.limits))
     }
 
+    /// Like [`Self::invoke`], also returning the instance's linear memory
+    /// when the call ended, which is its peak (`d365 bench`'s files
+    /// scenario).
+    pub async fn invoke_measured(
+        &self,
+        route: &Route,
+        action_key: &str,
+        connection: &Connection,
+        inputs: &str,
+    ) -> wasmtime::Result<(Result<ActionResult, ConnectorError>, usize)> {
+        let (mut store, instance) = self.instance(route).await?;
+        let result = instance
+            .d365_connector_actions()
+            .call_invoke(&mut store, action_key, connection, inputs)
+            .await
+            .map_err(|e| limits::explain(e, &self.limits))?;
+        Ok((result, store.data().memory.used()))
+    }
+
     /// `webhook.handle`: runs the webhook trigger on one received request.
     /// The trigger makes no outgoing requests, so no route is needed.
     pub async fn webhook(

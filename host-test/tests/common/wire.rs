@@ -28,6 +28,7 @@ pub struct Req {
     target: String,
     headers: Vec<(&'static str, String)>,
     body: Option<Value>,
+    raw: Option<Bytes>,
 }
 
 impl Req {
@@ -37,6 +38,7 @@ impl Req {
             target: target.into(),
             headers: Vec::new(),
             body: None,
+            raw: None,
         }
     }
 
@@ -57,6 +59,15 @@ impl Req {
         self.body = Some(body);
         self
     }
+
+    /// A body of bytes, sent as they are (a file chunk).
+    pub fn bytes(mut self, body: impl Into<Bytes>) -> Self {
+        let body = body.into();
+        self.headers
+            .push(("Content-Length", body.len().to_string()));
+        self.raw = Some(body);
+        self
+    }
 }
 
 /// An answer: its status, headers and body (as JSON; `Null` when the body
@@ -65,6 +76,8 @@ pub struct Reply {
     pub status: u16,
     pub headers: http::HeaderMap,
     pub body: Value,
+    /// The body as received.
+    pub raw: Bytes,
 }
 
 impl Reply {
@@ -197,10 +210,10 @@ impl Wire {
         for (k, v) in &req.headers {
             builder = builder.header(*k, v);
         }
-        let body = req
-            .body
-            .map(|b| Bytes::from(b.to_string()))
-            .unwrap_or_default();
+        let body = match (req.raw, req.body) {
+            (Some(raw), _) => raw,
+            (None, body) => body.map(|b| Bytes::from(b.to_string())).unwrap_or_default(),
+        };
         let response = self
             .emulator
             .handle(builder.body(body).expect("a valid request"))
@@ -209,6 +222,7 @@ impl Wire {
             status: response.status().as_u16(),
             headers: response.headers().clone(),
             body: serde_json::from_slice(response.body()).unwrap_or(Value::Null),
+            raw: response.body().clone(),
         }
     }
 

@@ -70,6 +70,15 @@ pub enum AttributeKind {
     File {
         max_size_kb: u32,
     },
+    /// An image column ("Use image column data",
+    /// https://learn.microsoft.com/power-apps/developer/data-platform/image-column-data):
+    /// the value is the thumbnail as base64; the image itself goes through
+    /// the file protocol, and the full size is kept only when
+    /// `can_store_full_image`.
+    Image {
+        max_size_kb: u32,
+        can_store_full_image: bool,
+    },
 }
 
 impl AttributeKind {
@@ -95,6 +104,8 @@ impl AttributeKind {
             AttributeKind::State { .. } => ("State", "StateType", "StateAttributeMetadata"),
             AttributeKind::Lookup { .. } => ("Lookup", "LookupType", "LookupAttributeMetadata"),
             AttributeKind::File { .. } => ("File", "FileType", "FileAttributeMetadata"),
+            // Image columns are virtual columns in Dataverse's metadata.
+            AttributeKind::Image { .. } => ("Virtual", "ImageType", "ImageAttributeMetadata"),
         }
     }
 
@@ -910,7 +921,12 @@ fn relations_additions(schema: &mut Schema) {
                 // Custom columns: the publisher prefix, schema names as
                 // Dataverse makes them. The file id and name are written
                 // only by the upload (never through a JSON body).
-                let file = AttributeKind::File { max_size_kb: 32768 };
+                // 100 MB: the MaxSizeInKB of Learn's example ("Use file
+                // column data", Check maximum file size; Dataverse's
+                // default is 32 MB).
+                let file = AttributeKind::File {
+                    max_size_kb: 102_400,
+                };
                 let added = Columns::of("account")
                     .col("new_document", "Document", file)
                     .read_only()
@@ -925,7 +941,11 @@ fn relations_additions(schema: &mut Schema) {
                     .integer("opendeals_state", "Open Deals (State)")
                     .read_only();
                 e.attributes.extend(added.done());
+                // Full-size images kept: UNCONFIRMED for the built-in
+                // account.entityimage (each column's CanStoreFullImage).
+                e.attributes.extend(entity_image("account", true));
             }
+            "contact" => e.attributes.extend(entity_image("contact", false)),
             "opportunity" => {
                 for a in &mut e.attributes {
                     match a.logical_name.as_str() {
@@ -953,6 +973,31 @@ fn relations_additions(schema: &mut Schema) {
         }
     }
     schema.entities.push(intersect_accountleads());
+}
+
+/// The primary image column `entityimage` and its companions
+/// `entityimageid`, `entityimage_timestamp` and `entityimage_url` ("Use
+/// image column data", Download URL). Its MaxSizeInKB is 10240 (10 MB;
+/// UNCONFIRMED for the built-in column, image columns allow up to 30 MB).
+/// Setting image data through a record's JSON body, which Dataverse allows,
+/// is not emulated: images arrive through the file protocol only, so the
+/// columns are read-only here. The timestamp is a BigInt in Dataverse; the
+/// emulator's nearest kind is Integer.
+fn entity_image(entity: &'static str, can_store_full_image: bool) -> Vec<AttributeDef> {
+    let image = AttributeKind::Image {
+        max_size_kb: 10_240,
+        can_store_full_image,
+    };
+    Columns::of(entity)
+        .col("entityimage", "Default Image", image)
+        .read_only()
+        .guid("entityimageid", "Entity Image Id")
+        .read_only()
+        .integer("entityimage_timestamp", "Entity Image Timestamp")
+        .read_only()
+        .string("entityimage_url", "Entity Image URL", 200)
+        .read_only()
+        .done()
 }
 
 /// The intersect entity of `accountleads_association`: one row per

@@ -56,6 +56,11 @@ pub fn coerce(attr: &AttributeDef, value: &Value) -> Result<Value, String> {
             let secs = parse_datetime(s).ok_or_else(|| wrong("Edm.DateTimeOffset"))?;
             Value::String(format_datetime(secs))
         }
+        // Edm.Binary: base64 text (the thumbnail).
+        AttributeKind::Image { .. } => {
+            value.as_str().ok_or_else(|| wrong("Edm.Binary"))?;
+            value.clone()
+        }
         AttributeKind::Uniqueidentifier
         | AttributeKind::Lookup { .. }
         | AttributeKind::File { .. } => {

@@ -566,6 +566,19 @@ fn attribute_json(
             }),
             AttributeKind::Uniqueidentifier => json!({}),
             AttributeKind::File { max_size_kb } => json!({"MaxSizeInKB": max_size_kb}),
+            // ImageAttributeMetadata (Microsoft Learn, "Use image column
+            // data": MaxSizeInKB, CanStoreFullImage, IsPrimaryImage;
+            // thumbnails are 144×144).
+            AttributeKind::Image {
+                max_size_kb,
+                can_store_full_image,
+            } => json!({
+                "MaxSizeInKB": max_size_kb,
+                "CanStoreFullImage": can_store_full_image,
+                "IsPrimaryImage": a.logical_name == "entityimage",
+                "MaxHeight": 144,
+                "MaxWidth": 144,
+            }),
         };
         if let Value::Object(t) = typed {
             m.extend(t);

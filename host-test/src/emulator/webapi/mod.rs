@@ -59,6 +59,7 @@ pub fn handle(state: &mut State, request: &EmuRequest) -> EmuResponse {
         "$batch" => batch::handle(state, request, &caller),
         "EntityDefinitions" => metadata::handle(state, request, &caller, resource),
         n if operations::is_unbound(n) => operations::unbound(state, request, &caller, resource),
+        n if files::is_block_message(n) => files::block_message(state, request, n),
         "" => reply::error(reply::segment_not_found("")),
         // Bulk messages before the record endpoints they run each target
         // through, so that `records` need not know them.
