@@ -7,6 +7,7 @@
 mod custom;
 pub use custom::{ACTIVITY_ENTITIES, INTERSECT_ENTITIES};
 mod sales;
+pub mod sdk;
 
 /// How an entity's records are owned (`OwnershipType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -365,6 +366,7 @@ impl Schema {
             .into_iter()
             .chain(custom::custom_entities())
             .chain(sales::entities())
+            .chain(sdk::entities())
             .collect(),
         };
         relations_additions(&mut schema);
