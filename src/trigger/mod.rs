@@ -18,6 +18,7 @@ pub mod context;
 #[cfg(any(test, feature = "test-fixtures"))]
 #[doc(hidden)]
 pub mod fixtures;
+pub mod subscription;
 pub mod wcf_date;
 
 use crate::catalog::def::{InputDef, InputType, TriggerDef, TriggerKind, input};
@@ -28,6 +29,19 @@ use sha2::{Digest, Sha256};
 
 /// The input that holds the shared secret.
 pub const WEBHOOK_KEY: &str = "webhookKey";
+/// The subscription inputs (read by [`subscription`]; `handle` reads
+/// `filteringAttributes` for `changedAttributes`).
+pub const ENTITY_NAME: &str = "entityName";
+pub const MESSAGES: &str = "messages";
+pub const FILTERING_ATTRIBUTES: &str = "filteringAttributes";
+pub const STAGE: &str = "stage";
+pub const PRE_IMAGE_ATTRIBUTES: &str = "preImageAttributes";
+pub const POST_IMAGE_ATTRIBUTES: &str = "postImageAttributes";
+pub const RUN_AS_USER_ID: &str = "runAsUserId";
+/// The `stage` choices: post-operation, asynchronous (the default) or
+/// synchronous.
+pub const STAGE_ASYNC: &str = "postOperationAsync";
+pub const STAGE_SYNC: &str = "postOperationSync";
 
 /// The webhook trigger's catalog entry (the catalog lists the polling
 /// triggers after it).
@@ -35,19 +49,64 @@ pub fn definition() -> TriggerDef {
     TriggerDef {
         key: "webhook",
         label: "Webhook",
-        description: "Receives the request a Dataverse webhook service endpoint sends (a RemoteExecutionContext) and emits it as an event: message, table, record id, user, organization, the Target's attributes flattened to plain JSON, pre/post images and the x-ms-dynamics-* headers.",
+        description: "Receives the request a Dataverse webhook service endpoint sends (a RemoteExecutionContext) and emits it as an event: message, table, record id, user, organization, the Target's attributes flattened to plain JSON, pre/post images, the x-ms-dynamics-* headers, a stable eventId and the changedAttributes. Registers itself: subscribe creates the service endpoint and one step per message (with images) through the Web API, unsubscribe removes them.",
         kind: TriggerKind::Webhook,
         inputs: webhook_inputs(),
     }
 }
 
 fn webhook_inputs() -> Vec<InputDef> {
-    vec![input(
-        WEBHOOK_KEY,
-        "Webhook Authentication Key",
-        InputType::Password,
-        "The key of a service endpoint registered with authentication WebhookKey: Dataverse sends it as the `code` query parameter, which must then equal it (compared in constant time) or the request is refused with 401. Empty: every request is accepted and the event says it was unauthenticated.",
-    )]
+    let stage = "When the step runs: after the operation, asynchronously (postOperationAsync, the default: the write does not wait for the webhook) or synchronously (postOperationSync: the write waits, and fails when the webhook does).";
+    vec![
+        input(
+            WEBHOOK_KEY,
+            "Webhook Authentication Key",
+            InputType::Password,
+            "The key of a service endpoint registered with authentication WebhookKey: Dataverse sends it as the `code` query parameter, which must then equal it (compared in constant time) or the request is refused with 401. Empty: every request is accepted and the event says it was unauthenticated (subscribe then refuses a callback URL that is not on loopback). subscribe registers it (at least 16 characters).",
+        ),
+        input(
+            ENTITY_NAME,
+            "Table",
+            InputType::String,
+            "The table's logical name (account, contact, …) whose events subscribe registers.",
+        )
+        .example(json!("account")),
+        input(
+            MESSAGES,
+            "Messages",
+            InputType::List,
+            "The messages subscribe registers a step for: Create, Update, Delete, or any other message of the table, such as a custom API or action (When an action is performed).",
+        )
+        .example(json!(["Create", "Update", "Delete"])),
+        input(
+            FILTERING_ATTRIBUTES,
+            "Filtering Columns",
+            InputType::List,
+            "Update only: the step fires only when the request sets one of these columns (the step's filteringattributes); the event's changedAttributes lists those whose value changed.",
+        )
+        .example(json!(["name"])),
+        input(STAGE, "Stage", InputType::String, stage)
+            .default(json!(STAGE_ASYNC))
+            .choices(&[STAGE_ASYNC, STAGE_SYNC]),
+        input(
+            PRE_IMAGE_ATTRIBUTES,
+            "Pre-Image Columns",
+            InputType::List,
+            "Columns of the row before the operation, registered as the step's PreImage and delivered in the event (Update, Delete).",
+        ),
+        input(
+            POST_IMAGE_ATTRIBUTES,
+            "Post-Image Columns",
+            InputType::List,
+            "Columns of the row after the operation, registered as the step's PostImage and delivered in the event (Create, Update).",
+        ),
+        input(
+            RUN_AS_USER_ID,
+            "Run As User",
+            InputType::String,
+            "The systemuserid the steps impersonate (the step's impersonatinguserid); empty: the calling user.",
+        ),
+    ]
 }
 
 /// An HTTP request as the host received it.
@@ -163,7 +222,12 @@ pub fn handle_webhook(
     })?;
     let context = Context::parse(&raw).map_err(Rejection::bad_request)?;
     let headers = dynamics_headers(&request.headers);
-    let payload = event_json(&context, &raw, headers, authenticated);
+    let mut payload = event_json(&context, &raw, headers, authenticated);
+    let filtering = inputs
+        .list(FILTERING_ATTRIBUTES)
+        .map_err(|e| Rejection::new(500, "TriggerMisconfigured", e.message))?;
+    context::add_event_id(&mut payload, text);
+    context::add_changed_attributes(&mut payload, &filtering);
     Ok(WebhookEvent {
         authenticated,
         message_name: context.message_name.to_string(),

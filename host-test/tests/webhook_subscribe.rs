@@ -1,0 +1,574 @@
+//! The webhook trigger registers itself (issue 30): `subscribe`,
+//! `check` and `unsubscribe` through the real component, against the
+//! emulator served over loopback; the events the emulator then sends reach
+//! an in-test listener running the real `handle`.
+
+mod common;
+
+use common::host;
+use host_test::cli;
+use host_test::emulator::faults::{Faults, Injected, Trigger};
+use host_test::emulator::{Emulator, server};
+use host_test::host::{Connection, ConnectorError, Route, Subscription, error_json};
+use host_test::trigger::{self as listener, Delivery, WebhookListener};
+use serde_json::{Value, json};
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+const KEY: &str = "Subscr1be-K3y/0123456789+=";
+
+/// An emulator served on a loopback port, and a connection to it.
+struct Org {
+    emulator: Emulator,
+    server: server::Server,
+    connection: Connection,
+}
+
+impl Org {
+    async fn new() -> Org {
+        let emulator = Emulator::new(Default::default());
+        let server = server::serve(emulator.clone(), 0)
+            .await
+            .expect("the emulator listens");
+        let connection = cli::emulator_connection(&server.base_url())
+            .connection()
+            .expect("a connection");
+        Org {
+            emulator,
+            server,
+            connection,
+        }
+    }
+
+    async fn subscribe(
+        &self,
+        inputs: &Value,
+        callback: &str,
+    ) -> Result<Subscription, ConnectorError> {
+        host()
+            .subscribe(
+                &Route::Network,
+                &self.connection,
+                &inputs.to_string(),
+                callback,
+            )
+            .await
+            .expect("no trap")
+    }
+
+    async fn unsubscribe(&self, subscription: &Subscription) -> Result<(), ConnectorError> {
+        host()
+            .unsubscribe(&Route::Network, &self.connection, subscription)
+            .await
+            .expect("no trap")
+    }
+
+    async fn check(&self, subscription: &Subscription) -> bool {
+        host()
+            .check_subscription(&Route::Network, &self.connection, subscription)
+            .await
+            .expect("no trap")
+            .unwrap_or_else(|e| panic!("check failed: {}", error_json(&e)))
+    }
+
+    /// Runs an action through the component over loopback.
+    async fn run(&self, action: &str, inputs: Value) -> Value {
+        let result = host()
+            .invoke(
+                &Route::Network,
+                action,
+                &self.connection,
+                &inputs.to_string(),
+            )
+            .await
+            .expect("no trap")
+            .unwrap_or_else(|e| panic!("{action} failed: {}", error_json(&e)));
+        serde_json::from_str(&result.output).expect("JSON output")
+    }
+
+    /// Rows of `table` the connector registered (named `d365-connector …`).
+    fn ours(&self, table: &str) -> usize {
+        let state = self.emulator.state();
+        state
+            .store
+            .records(table)
+            .filter(|r| {
+                r.get("name")
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("d365-connector "))
+            })
+            .count()
+    }
+
+    fn registered(&self) -> (usize, usize, usize) {
+        (
+            self.ours("serviceendpoint"),
+            self.ours("sdkmessageprocessingstep"),
+            self.ours("sdkmessageprocessingstepimage"),
+        )
+    }
+
+    /// Web API writes (anything but GET) the log holds.
+    fn writes(&self) -> Vec<String> {
+        self.emulator
+            .log()
+            .into_iter()
+            .filter(|r| r.path().starts_with("/api/data/") && r.method != "GET")
+            .map(|r| format!("{} {}", r.method, r.target))
+            .collect()
+    }
+}
+
+fn account_inputs(stage: &str) -> Value {
+    json!({
+        "webhookKey": KEY,
+        "entityName": "account",
+        "messages": ["Create", "Update", "Delete"],
+        "filteringAttributes": ["name"],
+        "stage": stage,
+        "preImageAttributes": ["name", "telephone1"],
+        "postImageAttributes": ["name"],
+    })
+}
+
+async fn listen(inputs: &Value) -> (WebhookListener, UnboundedReceiver<Delivery>) {
+    listener::listen(host(), 0, inputs.to_string())
+        .await
+        .expect("a listener")
+}
+
+async fn next_event(deliveries: &mut UnboundedReceiver<Delivery>) -> Value {
+    match tokio::time::timeout(Duration::from_secs(30), deliveries.recv()).await {
+        Ok(Some(Delivery::Event(e))) => e,
+        other => panic!("expected an accepted event, got {other:?}"),
+    }
+}
+
+fn is_event_id(v: &Value) -> bool {
+    v.as_str()
+        .is_some_and(|s| s.len() == 32 && s.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+#[tokio::test]
+async fn subscribe_create_update_delete_gives_three_events_and_unsubscribe_removes_everything() {
+    let org = Org::new().await;
+    let inputs = account_inputs("postOperationSync");
+    let (server, mut deliveries) = listen(&inputs).await;
+    let sub = org
+        .subscribe(&inputs, &server.url())
+        .await
+        .unwrap_or_else(|e| panic!("subscribe failed: {}", error_json(&e)));
+    assert!(sub.name.starts_with("d365-connector "), "{}", sub.name);
+    assert_eq!(sub.callback_url, server.url());
+    assert_eq!(sub.step_ids.len(), 3, "one step per message");
+    // Create: a post-image; Update: both (with the filtered column);
+    // Delete: a pre-image.
+    assert_eq!(sub.image_ids.len(), 4);
+    assert_eq!(org.registered(), (1, 3, 4));
+    let copy: Value = serde_json::from_str(&sub.inputs).unwrap();
+    assert_eq!(copy["entityName"], "account");
+    assert_eq!(copy["messages"], json!(["Create", "Update", "Delete"]));
+    assert!(copy.get("webhookKey").is_none() && !sub.inputs.contains(KEY));
+    assert!(org.check(&sub).await);
+    // The step's documented columns, as registered through the Web API.
+    {
+        let state = org.emulator.state();
+        let update = state
+            .store
+            .records("sdkmessageprocessingstep")
+            .find(|r| {
+                r.get("name")
+                    .as_str()
+                    .is_some_and(|n| n.contains(": Update of account"))
+            })
+            .expect("the Update step")
+            .clone();
+        assert_eq!(update.get("filteringattributes"), &json!("name"));
+        assert_eq!(update.get("stage"), &json!(40));
+        assert_eq!(update.get("mode"), &json!(0));
+        assert_eq!(
+            update.get("eventhandler").as_str(),
+            Some(sub.endpoint_id.as_str())
+        );
+    }
+
+    let created = org
+        .run(
+            "createEntity",
+            json!({"entityType": "accounts", "fieldValues": {"name": "Hooked Ltd", "telephone1": "555-0100"}}),
+        )
+        .await;
+    let id = created["id"].as_str().expect("an id").to_string();
+    let create = next_event(&mut deliveries).await;
+    assert_eq!(create["authenticated"], true, "the key came back as ?code=");
+    assert_eq!(create["MessageName"], "Create");
+    assert_eq!(create["PrimaryEntityId"], id);
+    assert!(is_event_id(&create["eventId"]), "{}", create["eventId"]);
+    assert_eq!(
+        create["PostEntityImages"]["PostImage"],
+        json!({"name": "Hooked Ltd"})
+    );
+    let changed = create["changedAttributes"].as_array().expect("a list");
+    assert!(changed.contains(&json!("name")) && changed.contains(&json!("telephone1")));
+
+    org.run(
+        "updateEntity",
+        json!({"entityType": "accounts", "entityId": id, "fieldValues": {"name": "Renamed Ltd"}}),
+    )
+    .await;
+    let update = next_event(&mut deliveries).await;
+    assert_eq!(update["MessageName"], "Update");
+    assert!(is_event_id(&update["eventId"]));
+    assert_eq!(update["PreEntityImages"]["PreImage"]["name"], "Hooked Ltd");
+    assert_eq!(
+        update["PreEntityImages"]["PreImage"]["telephone1"],
+        "555-0100"
+    );
+    assert_eq!(
+        update["PostEntityImages"]["PostImage"],
+        json!({"name": "Renamed Ltd"})
+    );
+    assert_eq!(update["changedAttributes"], json!(["name"]));
+
+    // Not a filtering column: no step fires.
+    org.run(
+        "updateEntity",
+        json!({"entityType": "accounts", "entityId": id, "fieldValues": {"telephone1": "555-0199"}}),
+    )
+    .await;
+
+    org.run(
+        "deleteEntity",
+        json!({"entityType": "accounts", "entityId": id}),
+    )
+    .await;
+    let delete = next_event(&mut deliveries).await;
+    assert_eq!(delete["MessageName"], "Delete");
+    assert!(is_event_id(&delete["eventId"]));
+    assert_eq!(
+        delete["PreEntityImages"]["PreImage"]["telephone1"],
+        "555-0199"
+    );
+    assert_eq!(delete["changedAttributes"], json!([]));
+    let ids: std::collections::BTreeSet<_> = [&create, &update, &delete]
+        .iter()
+        .map(|e| e["eventId"].to_string())
+        .collect();
+    assert_eq!(ids.len(), 3, "three events, three ids");
+    // Synchronous steps are sent before the write's answer: exactly three.
+    assert_eq!(org.emulator.webhook_deliveries().len(), 3);
+    assert!(deliveries.try_recv().is_err(), "no fourth event");
+
+    org.unsubscribe(&sub)
+        .await
+        .unwrap_or_else(|e| panic!("unsubscribe failed: {}", error_json(&e)));
+    assert_eq!(org.registered(), (0, 0, 0), "nothing of ours is left");
+    assert!(!org.check(&sub).await);
+    org.run(
+        "createEntity",
+        json!({"entityType": "accounts", "fieldValues": {"name": "After Ltd"}}),
+    )
+    .await;
+    assert_eq!(
+        org.emulator.webhook_deliveries().len(),
+        3,
+        "nothing more is sent"
+    );
+    // Already gone is success.
+    org.unsubscribe(&sub)
+        .await
+        .expect("a second unsubscribe is fine");
+    server.shutdown();
+    org.server.shutdown();
+}
+
+#[tokio::test]
+async fn an_executed_custom_action_gives_one_event_on_its_subscription() {
+    let org = Org::new().await;
+    let inputs = json!({
+        "webhookKey": KEY,
+        "entityName": "account",
+        "messages": ["new_setcredithold"],
+    });
+    let (server, mut deliveries) = listen(&inputs).await;
+    let sub = org
+        .subscribe(&inputs, &server.url())
+        .await
+        .unwrap_or_else(|e| panic!("subscribe failed: {}", error_json(&e)));
+    assert_eq!(sub.step_ids.len(), 1);
+    assert!(sub.image_ids.is_empty());
+    let account = host_test::emulator::store::seed::account_id(3);
+    org.run(
+        "executeAction",
+        json!({
+            "name": "new_SetCreditHold",
+            "kind": "action",
+            "boundEntitySet": "accounts",
+            "boundId": account,
+            "parameters": {"OnHold": true},
+        }),
+    )
+    .await;
+    // Asynchronous (the default stage): it arrives after the answer.
+    let event = next_event(&mut deliveries).await;
+    assert_eq!(event["MessageName"], "new_SetCreditHold");
+    assert_eq!(event["PrimaryEntityName"], "account");
+    assert_eq!(event["PrimaryEntityId"], account);
+    assert_eq!(event["modeName"], "Asynchronous");
+    assert_eq!(event["InputParameters"]["OnHold"], true);
+    assert_eq!(event["Target"]["id"], account);
+    assert!(is_event_id(&event["eventId"]));
+    // A plain update of the row is another message: nothing for this one.
+    org.run(
+        "updateEntity",
+        json!({"entityType": "accounts", "entityId": account, "fieldValues": {"name": "Held"}}),
+    )
+    .await;
+    org.unsubscribe(&sub).await.expect("unsubscribed");
+    // Every asynchronous delivery is logged when it completes; the one
+    // event is all there was.
+    for _ in 0..300 {
+        if !org.emulator.webhook_deliveries().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(org.emulator.webhook_deliveries().len(), 1);
+    assert!(deliveries.try_recv().is_err());
+    server.shutdown();
+    org.server.shutdown();
+}
+
+#[tokio::test]
+async fn subscribing_twice_keeps_one_endpoint_and_one_step_per_message() {
+    let org = Org::new().await;
+    let inputs = account_inputs("postOperationSync");
+    let (server, mut deliveries) = listen(&inputs).await;
+    let first = org.subscribe(&inputs, &server.url()).await.expect("first");
+    let writes = org.writes().len();
+    let second = org.subscribe(&inputs, &server.url()).await.expect("second");
+    assert_eq!(first.endpoint_id, second.endpoint_id);
+    assert_eq!(first.step_ids, second.step_ids);
+    assert_eq!(first.image_ids, second.image_ids);
+    assert_eq!(org.registered(), (1, 3, 4));
+    // The second call wrote only the endpoint's key (it may have changed).
+    let again: Vec<String> = org.writes().split_off(writes);
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert!(
+        again[0].starts_with("PATCH /api/data/v9.2/serviceendpoints("),
+        "{again:?}"
+    );
+
+    // The same callback URL with other inputs replaces the steps: Create
+    // and Update only now, and never two steps for one event.
+    let mut fewer = account_inputs("postOperationSync");
+    fewer["messages"] = json!(["Update", "Create"]);
+    let third = org.subscribe(&fewer, &server.url()).await.expect("third");
+    assert_eq!(third.endpoint_id, first.endpoint_id);
+    assert_eq!(org.registered(), (1, 2, 3));
+    let created = org
+        .run(
+            "createEntity",
+            json!({"entityType": "accounts", "fieldValues": {"name": "Once"}}),
+        )
+        .await;
+    let event = next_event(&mut deliveries).await;
+    assert_eq!(event["MessageName"], "Create");
+    org.run(
+        "deleteEntity",
+        json!({"entityType": "accounts", "entityId": created["id"]}),
+    )
+    .await;
+    assert_eq!(
+        org.emulator.webhook_deliveries().len(),
+        1,
+        "one Create, no Delete"
+    );
+    org.unsubscribe(&third).await.expect("unsubscribed");
+    assert_eq!(org.registered(), (0, 0, 0));
+    server.shutdown();
+    org.server.shutdown();
+}
+
+#[tokio::test]
+async fn a_failure_on_the_second_step_leaves_nothing_behind() {
+    let org = Org::new().await;
+    let inputs = account_inputs("postOperationAsync");
+    // The second request on sdkmessageprocessingsteps (the second step's
+    // POST) is refused.
+    org.emulator.set_faults(
+        Faults::default()
+            .with_error(Trigger::Nth(2), Injected::Status(403))
+            .only_path("sdkmessageprocessingsteps"),
+    );
+    let e = org
+        .subscribe(&inputs, "http://127.0.0.1:9/hook")
+        .await
+        .expect_err("the injected failure");
+    assert_eq!(e.status, Some(403), "{}", error_json(&e));
+    assert_eq!(org.emulator.fault_stats().injected, vec![403]);
+    assert_eq!(org.registered(), (0, 0, 0), "{:?}", org.writes());
+    let deletes = org
+        .writes()
+        .iter()
+        .filter(|w| w.starts_with("DELETE"))
+        .count();
+    assert_eq!(
+        deletes,
+        3,
+        "the first step's image, the first step, the endpoint: {:?}",
+        org.writes()
+    );
+    // Without the fault it works, from scratch.
+    org.emulator.set_faults(Faults::default());
+    let sub = org
+        .subscribe(&inputs, "http://127.0.0.1:9/hook")
+        .await
+        .expect("subscribed");
+    assert_eq!(org.registered(), (1, 3, 4));
+    org.unsubscribe(&sub).await.expect("unsubscribed");
+    org.server.shutdown();
+}
+
+#[tokio::test]
+async fn bad_inputs_are_refused_clearly_and_register_nothing() {
+    let org = Org::new().await;
+    let base = account_inputs("postOperationAsync");
+    let with = |k: &str, v: Value| {
+        let mut i = base.clone();
+        i[k] = v;
+        i
+    };
+    let cases: Vec<(Value, &str, &str, &str)> = vec![
+        (
+            with("entityName", json!("nosuchtable")),
+            "http://127.0.0.1:9/h",
+            "entityName",
+            "nosuchtable",
+        ),
+        (
+            with("messages", json!(["Update", "Frobnicate"])),
+            "http://127.0.0.1:9/h",
+            "messages",
+            "Frobnicate",
+        ),
+        (
+            with("messages", json!([])),
+            "http://127.0.0.1:9/h",
+            "messages",
+            "at least one",
+        ),
+        (
+            with("messages", json!(["Create"])),
+            "http://127.0.0.1:9/h",
+            "filteringAttributes",
+            "Update only",
+        ),
+        (
+            with("webhookKey", json!("")),
+            "https://hooks.example.com/d365",
+            "webhookKey",
+            "anyone could call",
+        ),
+        (
+            with("webhookKey", json!("short")),
+            "http://127.0.0.1:9/h",
+            "webhookKey",
+            "at least 16",
+        ),
+        (
+            with("stage", json!("preOperation")),
+            "http://127.0.0.1:9/h",
+            "stage",
+            "must be one of",
+        ),
+        (
+            with("runAsUserId", json!("nobody")),
+            "http://127.0.0.1:9/h",
+            "runAsUserId",
+            "GUID",
+        ),
+        (base.clone(), "ftp://127.0.0.1/h", "callbackUrl", "http(s)"),
+        (
+            base.clone(),
+            "http://127.0.0.1:9/h?code=x",
+            "callbackUrl",
+            "`code`",
+        ),
+    ];
+    for (inputs, url, input, text) in cases {
+        let e = org.subscribe(&inputs, url).await.expect_err(input);
+        let json = error_json(&e);
+        assert_eq!(json["kind"], "invalid-input", "{json}");
+        assert_eq!(json["input"], input, "{json}");
+        assert!(e.message.contains(text), "{input}: {}", e.message);
+        assert!(!e.message.contains(KEY));
+    }
+    assert_eq!(org.registered(), (0, 0, 0));
+    assert!(
+        org.writes().is_empty(),
+        "nothing was written: {:?}",
+        org.writes()
+    );
+    // An empty key is allowed on loopback (nothing else can reach it),
+    // and the events then say they are unauthenticated.
+    let open = with("webhookKey", json!(""));
+    let (server, mut deliveries) = listen(&open).await;
+    let mut sync = open.clone();
+    sync["stage"] = json!("postOperationSync");
+    let sub = org
+        .subscribe(&sync, &server.url())
+        .await
+        .expect("loopback, no key");
+    org.run(
+        "createEntity",
+        json!({"entityType": "accounts", "fieldValues": {"name": "Open"}}),
+    )
+    .await;
+    let event = next_event(&mut deliveries).await;
+    assert_eq!(event["authenticated"], false);
+    org.unsubscribe(&sub).await.expect("unsubscribed");
+    server.shutdown();
+    org.server.shutdown();
+}
+
+#[tokio::test]
+async fn the_key_is_in_no_subscription_error_or_readable_row() {
+    let org = Org::new().await;
+    let inputs = account_inputs("postOperationAsync");
+    // A gateway that echoes the request, body and all, on the endpoint's
+    // POST: the error quotes it, without the key.
+    org.emulator.set_faults(
+        Faults::default()
+            .with_error(Trigger::Nth(1), Injected::EchoRequest)
+            .only_path("serviceendpoints"),
+    );
+    let e = org
+        .subscribe(&inputs, "http://127.0.0.1:9/hook")
+        .await
+        .expect_err("the echoing gateway");
+    let text = error_json(&e).to_string();
+    assert!(!text.contains(KEY), "{text}");
+    assert!(!org.emulator.fault_stats().injected.is_empty());
+    assert_eq!(org.registered(), (0, 0, 0));
+    org.emulator.set_faults(Faults::default());
+    let sub = org
+        .subscribe(&inputs, "http://127.0.0.1:9/hook")
+        .await
+        .expect("subscribed");
+    let record = host_test::host::subscription_json(&sub).to_string();
+    assert!(!record.contains(KEY), "{record}");
+    assert!(!sub.inputs.contains(KEY));
+    // authvalue is write-only: reading the endpoint back never shows it.
+    let row = org
+        .run(
+            "getEntity",
+            json!({"entityType": "serviceendpoints", "entityId": sub.endpoint_id}),
+        )
+        .await;
+    assert_eq!(row["authtype"], 4, "WebhookKey: {row}");
+    assert_eq!(row["contract"], 8);
+    assert!(!row.to_string().contains(KEY), "{row}");
+    org.unsubscribe(&sub).await.expect("unsubscribed");
+    org.server.shutdown();
+}
