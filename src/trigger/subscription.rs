@@ -342,22 +342,53 @@ const IMAGES: &str = "sdkmessageprocessingstepimages";
 /// What one `subscribe` call created, to remove again when it fails.
 #[derive(Default)]
 struct Created {
+    /// Whether the endpoint was found (reused) rather than created.
+    reused: bool,
+    /// Whether the endpoint's POST was sent (its answer may be lost).
+    posted: bool,
     endpoint: Option<String>,
     steps: Vec<String>,
     images: Vec<String>,
 }
 
 impl Created {
-    /// Best effort, newest first; the caller reports the original error.
-    fn roll_back(&self, s: &mut Session<'_>) {
-        for id in self.images.iter().rev() {
-            let _ = delete(s, IMAGES, id);
+    /// Best effort; the caller reports the original error. An endpoint
+    /// this call created goes with everything on it (deleting a
+    /// serviceendpoint cascades to its steps, and a step to its images:
+    /// the relationships' CascadeConfiguration, Learn's serviceendpoint
+    /// and sdkmessageprocessingstep references), including a step whose
+    /// POST was applied but whose answer was lost. When the endpoint's own
+    /// POST may have been applied without an answer, it is looked up by
+    /// its name. On a reused endpoint, the rows this call created go one
+    /// by one.
+    fn roll_back(&self, s: &mut Session<'_>, name: &str) {
+        if self.reused {
+            for id in self.images.iter().rev() {
+                let _ = delete(s, IMAGES, id);
+            }
+            for id in self.steps.iter().rev() {
+                let _ = delete(s, STEPS, id);
+            }
+            return;
         }
-        for id in self.steps.iter().rev() {
-            let _ = delete(s, STEPS, id);
-        }
-        if let Some(id) = &self.endpoint {
-            let _ = delete(s, ENDPOINTS, id);
+        let endpoints = match &self.endpoint {
+            Some(id) => vec![id.clone()],
+            None if !self.posted => Vec::new(),
+            None => query(
+                s,
+                ENDPOINTS,
+                "serviceendpointid",
+                &format!("name eq {}", string_literal(name)),
+            )
+            .map(|rows| {
+                rows.iter()
+                    .filter_map(|r| id_field(r, "serviceendpointid"))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        };
+        for id in endpoints {
+            let _ = delete(s, ENDPOINTS, &id);
         }
     }
 }
@@ -377,7 +408,7 @@ pub fn subscribe(
     let mut created = Created::default();
     let result = register(&mut s, &plan, &mut created);
     let result = result.map_err(|e| {
-        created.roll_back(&mut s);
+        created.roll_back(&mut s, &plan.name());
         e
     });
     // The key never leaves in an error, whatever a server echoed.
@@ -490,6 +521,7 @@ fn register(s: &mut Session<'_>, plan: &Plan, created: &mut Created) -> Result<S
     let reused = endpoint_ids.next();
     let duplicates: Vec<String> = endpoint_ids.collect();
     let mut body = endpoint_body(plan, &name);
+    created.reused = reused.is_some();
     let endpoint = match &reused {
         Some(id) => {
             // The key may have changed; the URL is the one the name hashes.
@@ -504,6 +536,7 @@ fn register(s: &mut Session<'_>, plan: &Plan, created: &mut Created) -> Result<S
             id.clone()
         }
         None => {
+            created.posted = true;
             let id = create(s, ENDPOINTS, &body)?;
             created.endpoint = Some(id.clone());
             id
@@ -666,7 +699,7 @@ fn endpoint_row(s: &mut Session<'_>, id: &str) -> Result<Option<Value>> {
     crate::client::parse_json(&response).map(Some)
 }
 
-/// Removes the subscription's images, steps and endpoint (see the module
+/// Removes the subscription's endpoint, steps and images (see the module
 /// documentation); rows already gone are fine. An endpoint that carries
 /// another name is not this subscription's and is left alone.
 pub fn unsubscribe(
@@ -689,13 +722,18 @@ pub fn unsubscribe(
                 "names a service endpoint that is not this subscription's; nothing was removed",
             ));
         }
+        // The endpoint first: its delete cascades to the steps and their
+        // images, so a failure leaves either everything or nothing. The
+        // steps and images are then deleted by id in case a row was moved
+        // off the endpoint (already gone answers 404, which is fine).
+        delete(&mut s, ENDPOINTS, &endpoint)?;
         for id in &images {
             delete(&mut s, IMAGES, id)?;
         }
         for id in &steps {
             delete(&mut s, STEPS, id)?;
         }
-        delete(&mut s, ENDPOINTS, &endpoint)
+        Ok(())
     })();
     match result {
         Ok(()) => Ok(s.into_new_state()),
