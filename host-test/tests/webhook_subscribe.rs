@@ -570,3 +570,223 @@ async fn the_key_is_in_no_subscription_error_or_readable_row() {
     org.unsubscribe(&sub).await.expect("unsubscribed");
     org.server.shutdown();
 }
+
+// ---- d365 trigger webhook --subscribe / d365 trigger unsubscribe ----------
+
+mod cli_lifecycle {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::{Path, PathBuf};
+    use std::process::Stdio;
+    use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+    use tokio::process::{Child, ChildStderr, Command};
+
+    fn d365() -> Command {
+        Command::new(env!("CARGO_BIN_EXE_d365"))
+    }
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("d365-subscribe-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// `d365 trigger webhook --listen 0 --subscribe …` on the emulator
+    /// behind `conn`; returns the process, its stderr after the
+    /// `{"subscribed": …}` line, and that record.
+    async fn start(conn: &Path, out: &Path) -> (Child, Lines<BufReader<ChildStderr>>, Value) {
+        let inputs = json!({
+            "entityName": "account",
+            "messages": ["Create"],
+            "postImageAttributes": ["name"],
+        });
+        let mut child = d365()
+            .args([
+                "trigger",
+                "webhook",
+                "--listen",
+                "0",
+                "--key",
+                KEY,
+                "--subscribe",
+            ])
+            .arg("--connection")
+            .arg(conn)
+            .args(["--input", &inputs.to_string()])
+            .arg("--subscription-out")
+            .arg(out)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("d365 starts");
+        let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+        let record = loop {
+            let line = tokio::time::timeout(Duration::from_secs(60), stderr.next_line())
+                .await
+                .expect("d365 subscribes")
+                .unwrap()
+                .expect("a line before the process ends");
+            assert!(!line.contains(KEY), "the key on stderr: {line}");
+            if line.starts_with("{\"subscribed\"") {
+                break serde_json::from_str::<Value>(&line).unwrap()["subscribed"].clone();
+            }
+            assert!(line.starts_with("listening on "), "{line}");
+        };
+        (child, stderr, record)
+    }
+
+    async fn run(conn: &Path, args: &[&str]) -> (bool, String, String) {
+        let out = d365()
+            .args(args)
+            .arg("--connection")
+            .arg(conn)
+            .output()
+            .await
+            .expect("d365 runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into(),
+            String::from_utf8_lossy(&out.stderr).into(),
+        )
+    }
+
+    /// Service endpoints named like the connector's, read through the CLI.
+    async fn our_endpoints(conn: &Path) -> usize {
+        let input = json!({"entityType": "serviceendpoints", "fieldNames": ["name"]}).to_string();
+        let (ok, out, err) = run(conn, &["run", "queryEntities", "--input", &input]).await;
+        assert!(ok, "{err}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        v["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| {
+                r["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("d365-connector "))
+            })
+            .count()
+    }
+
+    fn check_record_file(path: &Path, record: &Value) {
+        let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the subscription file is private");
+        let text = std::fs::read_to_string(path).unwrap();
+        assert!(!text.contains(KEY), "{text}");
+        let saved: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(&saved, record);
+        assert_eq!(saved["stepIds"].as_array().map(Vec::len), Some(1));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cli_subscribes_prints_events_and_unsubscribes_on_ctrl_c() {
+        let dir = temp_dir("ctrl-c");
+        let conn = dir.join("conn.json");
+        let out = dir.join("subscription.json");
+        let mut emulator = common::spawn_cli_emulator(&[], &conn);
+        let (mut child, mut stderr, record) = start(&conn, &out).await;
+        check_record_file(&out, &record);
+        assert_eq!(our_endpoints(&conn).await, 1);
+
+        let input =
+            json!({"entityType": "accounts", "fieldValues": {"name": "Via CLI"}}).to_string();
+        let (ok, _, err) = run(&conn, &["run", "createEntity", "--input", &input]).await;
+        assert!(ok, "{err}");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), stdout.next_line())
+            .await
+            .expect("an event line")
+            .unwrap()
+            .expect("a line");
+        let event: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(event["MessageName"], "Create");
+        assert_eq!(event["authenticated"], true);
+        assert_eq!(event["PostEntityImages"]["PostImage"]["name"], "Via CLI");
+        assert!(is_event_id(&event["eventId"]));
+
+        // Ctrl-C: the process unsubscribes, then exits 0.
+        let pid = child.id().expect("running").to_string();
+        let status = Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success());
+        let exit = tokio::time::timeout(Duration::from_secs(60), child.wait())
+            .await
+            .expect("d365 exits")
+            .unwrap();
+        assert!(exit.success(), "{exit:?}");
+        let mut rest = Vec::new();
+        while let Ok(Some(line)) = stderr.next_line().await {
+            rest.push(line);
+        }
+        assert!(
+            rest.iter().any(|l| l.starts_with("{\"unsubscribed\"")),
+            "{rest:?}"
+        );
+        assert_eq!(our_endpoints(&conn).await, 0, "nothing left behind");
+        // The saved record can still be passed to unsubscribe: gone is fine.
+        let (ok, out_text, err) = run(
+            &conn,
+            &[
+                "trigger",
+                "unsubscribe",
+                "--subscription",
+                out.to_str().unwrap(),
+            ],
+        )
+        .await;
+        assert!(ok, "{err}");
+        assert!(out_text.contains("\"unsubscribed\""), "{out_text}");
+        let _ = emulator.kill();
+        let _ = emulator.wait();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cli_unsubscribe_removes_a_subscription_left_behind() {
+        let dir = temp_dir("left-behind");
+        let conn = dir.join("conn.json");
+        let out = dir.join("subscription.json");
+        let mut emulator = common::spawn_cli_emulator(&[], &conn);
+        let (mut child, _stderr, record) = start(&conn, &out).await;
+        check_record_file(&out, &record);
+        // Killed outright: no chance to clean up.
+        child.kill().await.unwrap();
+        assert_eq!(our_endpoints(&conn).await, 1, "left behind");
+        let (ok, out_text, err) = run(
+            &conn,
+            &[
+                "trigger",
+                "unsubscribe",
+                "--subscription",
+                out.to_str().unwrap(),
+            ],
+        )
+        .await;
+        assert!(ok, "{err}");
+        assert!(
+            out_text.contains(record["name"].as_str().unwrap()),
+            "{out_text}"
+        );
+        assert_eq!(our_endpoints(&conn).await, 0);
+        // A record that is not a subscription is refused clearly.
+        let bad = dir.join("bad.json");
+        std::fs::write(&bad, r#"{"name": "x"}"#).unwrap();
+        let (ok, _, err) = run(
+            &conn,
+            &[
+                "trigger",
+                "unsubscribe",
+                "--subscription",
+                bad.to_str().unwrap(),
+            ],
+        )
+        .await;
+        assert!(!ok);
+        assert!(err.contains("callbackUrl"), "{err}");
+        let _ = emulator.kill();
+        let _ = emulator.wait();
+    }
+}
