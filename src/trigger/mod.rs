@@ -11,7 +11,9 @@
 //! Where things live: this module is the trigger (its catalog entry, the key
 //! check, the answer to each request); [`context`] decodes the
 //! RemoteExecutionContext into the event; [`wcf_date`] reads WCF `/Date(…)/`
-//! values. `recordChanges`, the polling trigger, runs as an action
+//! values; [`subscription`] is the lifecycle (the WIT's `subscribe`,
+//! `check`, `unsubscribe`), which registers the endpoint and steps that
+//! send those requests. `recordChanges`, the polling trigger, runs as an action
 //! (`src/actions/record_changes.rs`, with its design note).
 
 pub mod context;
