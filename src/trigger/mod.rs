@@ -453,6 +453,69 @@ mod tests {
     }
 
     #[test]
+    fn event_ids_are_stable_per_event_and_changed_columns_come_from_the_images() {
+        let body = context().to_string();
+        let inputs = |filtering: Value| json!({"filteringAttributes": filtering}).to_string();
+        let first = handle_webhook(
+            &request("/h", body.as_bytes()),
+            &inputs(json!(["firstname", "lastname", "donotemail"])),
+        )
+        .unwrap();
+        let again = handle_webhook(&request("/h?retry=1", body.as_bytes()), "{}").unwrap();
+        let id = first.payload["eventId"].as_str().unwrap();
+        assert_eq!(id.len(), 32);
+        assert_eq!(
+            first.payload["eventId"], again.payload["eventId"],
+            "a retried delivery"
+        );
+        let mut other = context();
+        other["OperationId"] = json!("7a7a7a7a-1234-ef11-8eef-000d3a5b1c2e");
+        let other = handle_webhook(&request("/h", other.to_string().as_bytes()), "{}").unwrap();
+        assert_ne!(other.payload["eventId"], first.payload["eventId"]);
+        let mut deeper = context();
+        deeper["Depth"] = json!(2);
+        let deeper = handle_webhook(&request("/h", deeper.to_string().as_bytes()), "{}").unwrap();
+        assert_ne!(deeper.payload["eventId"], first.payload["eventId"]);
+        // Pre-image firstname Anna, post-image Ana; lastname only after;
+        // donotemail in neither image: unchanged.
+        assert_eq!(
+            first.payload["changedAttributes"],
+            json!(["firstname", "lastname"])
+        );
+        // Without filtering columns, the Target's columns are compared.
+        let all = again.payload["changedAttributes"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert!(
+            all.contains(&json!("firstname")) && !all.contains(&json!("contactid")),
+            "{all:?}"
+        );
+        // A Delete changes nothing; a Create sets the Target's columns.
+        let mut delete = context();
+        delete["MessageName"] = json!("Delete");
+        let delete = handle_webhook(&request("/h", delete.to_string().as_bytes()), "{}").unwrap();
+        assert_eq!(delete.payload["changedAttributes"], json!([]));
+        let mut create = context();
+        create["MessageName"] = json!("Create");
+        let create = handle_webhook(&request("/h", create.to_string().as_bytes()), "{}").unwrap();
+        assert!(
+            create.payload["changedAttributes"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("firstname"))
+        );
+        // Without ids the body itself identifies the event.
+        let mut bare = context();
+        bare["OperationId"] = Value::Null;
+        bare["CorrelationId"] = Value::Null;
+        let a = handle_webhook(&request("/h", bare.to_string().as_bytes()), "{}").unwrap();
+        let b = handle_webhook(&request("/h", bare.to_string().as_bytes()), "{}").unwrap();
+        assert_eq!(a.payload["eventId"], b.payload["eventId"]);
+        assert_ne!(a.payload["eventId"], first.payload["eventId"]);
+    }
+
+    #[test]
     fn no_key_accepts_and_says_unauthenticated() {
         let body = context().to_string();
         for inputs in ["{}", "", r#"{"webhookKey": ""}"#, r#"{"webhookKey": null}"#] {

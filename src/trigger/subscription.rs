@@ -793,3 +793,406 @@ pub fn check(
         Err(e) => Err(s.scrub(e)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{Request, Response};
+
+    const KEY: &str = "unit-Key-0123456789abcdef";
+    const HOOK: &str = "https://hooks.example.com/d365";
+    const SETTINGS: &str = r#"{"webApiUrl":"https://org.crm.dynamics.com","clientId":"c"}"#;
+
+    fn inputs(extra: Value) -> String {
+        let mut v = json!({"webhookKey": KEY, "entityName": "Account",
+            "messages": ["create", "Update", "update", "new_SetCreditHold"],
+            "filteringAttributes": ["Name"], "preImageAttributes": ["telephone1"]});
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        v.to_string()
+    }
+
+    #[test]
+    fn a_plan_is_normalised_and_its_copy_holds_no_key() {
+        let plan = Plan::parse(&inputs(json!({})), HOOK).unwrap();
+        assert_eq!(plan.entity, "account");
+        assert_eq!(plan.messages, ["Create", "Update", "new_SetCreditHold"]);
+        assert_eq!(plan.filtering, ["name"]);
+        assert!(!plan.sync);
+        let copy = plan.inputs_json();
+        assert!(!copy.contains(KEY), "{copy}");
+        let copy: Value = serde_json::from_str(&copy).unwrap();
+        assert_eq!(copy["stage"], "postOperationAsync");
+        assert_eq!(copy["runAsUserId"], Value::Null);
+        // Update gets both images with the filtering column; Create a
+        // post-image only when asked; a custom message none.
+        assert_eq!(
+            plan.images("Update"),
+            vec![
+                (
+                    0,
+                    "PreImage",
+                    vec!["telephone1".to_string(), "name".to_string()]
+                ),
+                (1, "PostImage", vec!["name".to_string()])
+            ]
+        );
+        assert!(plan.images("Create").is_empty());
+        assert!(plan.images("new_SetCreditHold").is_empty());
+    }
+
+    #[test]
+    fn names_follow_the_url_and_step_names_the_settings() {
+        let a = Plan::parse(&inputs(json!({})), HOOK).unwrap();
+        let b = Plan::parse(
+            &inputs(json!({"webhookKey": "another-Key-0123456789"})),
+            HOOK,
+        )
+        .unwrap();
+        assert_eq!(a.name(), b.name(), "the key is not part of the name");
+        assert!(a.name().starts_with(NAME_PREFIX));
+        assert_eq!(
+            a.step_name(&a.name(), "Update"),
+            b.step_name(&b.name(), "Update")
+        );
+        let other_url = Plan::parse(&inputs(json!({})), "https://hooks.example.com/other").unwrap();
+        assert_ne!(a.name(), other_url.name());
+        let sync = Plan::parse(&inputs(json!({"stage": "postOperationSync"})), HOOK).unwrap();
+        let filtered = Plan::parse(
+            &inputs(json!({"filteringAttributes": ["telephone1"]})),
+            HOOK,
+        )
+        .unwrap();
+        let name = a.name();
+        let update = a.step_name(&name, "Update");
+        assert!(
+            update.starts_with(&format!("{name}: Update of account #")),
+            "{update}"
+        );
+        assert_ne!(update, sync.step_name(&name, "Update"));
+        assert_ne!(update, filtered.step_name(&name, "Update"));
+        // Filtering columns shape the Update step only.
+        assert_eq!(
+            a.step_name(&name, "Create"),
+            filtered.step_name(&name, "Create")
+        );
+    }
+
+    #[test]
+    fn bad_inputs_name_the_input() {
+        let cases = [
+            (inputs(json!({"entityName": ""})), HOOK, "entityName"),
+            (inputs(json!({"entityName": "a b"})), HOOK, "entityName"),
+            (inputs(json!({"messages": []})), HOOK, "messages"),
+            (inputs(json!({"messages": ["Cre ate"]})), HOOK, "messages"),
+            (
+                inputs(json!({"messages": ["Create"]})),
+                HOOK,
+                "filteringAttributes",
+            ),
+            (
+                inputs(json!({"filteringAttributes": ["na-me"]})),
+                HOOK,
+                "filteringAttributes",
+            ),
+            (
+                inputs(json!({"preImageAttributes": ["x y"]})),
+                HOOK,
+                "preImageAttributes",
+            ),
+            (inputs(json!({"webhookKey": ""})), HOOK, "webhookKey"),
+            (inputs(json!({"webhookKey": "short"})), HOOK, "webhookKey"),
+            (
+                inputs(json!({"webhookKey": "0123456789abcdef\n"})),
+                HOOK,
+                "webhookKey",
+            ),
+            (inputs(json!({"stage": "preValidation"})), HOOK, "stage"),
+            (inputs(json!({"runAsUserId": "me"})), HOOK, "runAsUserId"),
+            (inputs(json!({"webhookkey": KEY})), HOOK, "webhookkey"),
+            (inputs(json!({})), "not a url", "callbackUrl"),
+            (inputs(json!({})), "file:///etc/passwd", "callbackUrl"),
+            (
+                inputs(json!({})),
+                "https://u:p@hooks.example.com/",
+                "callbackUrl",
+            ),
+            (
+                inputs(json!({})),
+                "https://hooks.example.com/?code=1",
+                "callbackUrl",
+            ),
+        ];
+        for (inputs, url, input) in cases {
+            let e = Plan::parse(&inputs, url).expect_err(input);
+            assert_eq!(
+                e.kind,
+                crate::error::ErrorKind::InvalidInput {
+                    input: input.to_string()
+                },
+                "{input}: {}",
+                e.message
+            );
+            assert!(!e.message.contains(KEY));
+        }
+        // No key is fine on loopback.
+        assert!(
+            Plan::parse(
+                &inputs(json!({"webhookKey": ""})),
+                "http://127.0.0.1:8080/h"
+            )
+            .is_ok()
+        );
+        assert!(Plan::parse(&inputs(json!({"webhookKey": ""})), "http://localhost/h").is_ok());
+    }
+
+    /// Answers by method and URL substring; records `METHOD url` and bodies.
+    struct Org {
+        answers: Vec<(
+            &'static str,
+            &'static str,
+            u16,
+            Vec<(String, String)>,
+            String,
+        )>,
+        sent: Vec<(String, String)>,
+    }
+
+    impl Platform for Org {
+        fn send(&mut self, request: &Request) -> Result<Response> {
+            let method = request.method.as_str();
+            let url = request.url.to_string();
+            let body = String::from_utf8_lossy(&request.body).to_string();
+            self.sent.push((format!("{method} {url}"), body));
+            let (_, _, status, headers, body) = self
+                .answers
+                .iter()
+                .find(|(m, part, ..)| *m == method && url.contains(part))
+                .cloned()
+                .unwrap_or(("", "", 404, Vec::new(), String::new()));
+            Ok(Response {
+                status,
+                headers,
+                body: body.into_bytes(),
+            })
+        }
+        fn now_unix(&self) -> u64 {
+            1_700_000_000
+        }
+        fn sleep_ms(&mut self, _ms: u64) {}
+        fn random_bytes(&mut self, len: usize) -> Vec<u8> {
+            vec![7; len]
+        }
+    }
+
+    fn token() -> Option<TokenState> {
+        Some(TokenState {
+            access_token: "access-token-xyz".into(),
+            expires_at: 2_000_000_000,
+            refresh_token: None,
+            scope: None,
+        })
+    }
+
+    fn created(id: &str) -> Vec<(String, String)> {
+        vec![(
+            "OData-EntityId".to_string(),
+            format!("https://org.crm.dynamics.com/api/data/v9.2/x({id})"),
+        )]
+    }
+
+    const MSG: &str = "00000000-0000-4000-8000-0000000000a1";
+    const FILTER: &str = "00000000-0000-4000-8000-0000000000b1";
+    const EP: &str = "00000000-0000-4000-8000-0000000000c1";
+    const STEP: &str = "00000000-0000-4000-8000-0000000000d1";
+
+    fn org(step_status: u16) -> Org {
+        Org {
+            answers: vec![
+                ("GET", "/sdkmessages?", 200, Vec::new(),
+                    json!({"value": [{"sdkmessageid": MSG, "name": "Create"}]}).to_string()),
+                ("GET", "/sdkmessagefilters?", 200, Vec::new(),
+                    json!({"value": [{"sdkmessagefilterid": FILTER, "_sdkmessageid_value": MSG}]}).to_string()),
+                ("GET", "/serviceendpoints?", 200, Vec::new(), json!({"value": []}).to_string()),
+                ("POST", "/serviceendpoints", 204, created(EP), String::new()),
+                ("POST", "/sdkmessageprocessingsteps", step_status,
+                    if step_status == 204 { created(STEP) } else { Vec::new() },
+                    json!({"error": {"code": "0x80040220", "message": format!("refused; echo {KEY}")}}).to_string()),
+                ("DELETE", "/serviceendpoints(", 204, Vec::new(), String::new()),
+            ],
+            sent: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn subscribe_sends_the_documented_rows_and_keeps_the_key_in_authvalue_only() {
+        let mut platform = org(204);
+        let plan = inputs(json!({"messages": ["Create"], "filteringAttributes": [],
+            "preImageAttributes": [], "runAsUserId": "00000000-0000-4000-8000-0000000000e1"}));
+        let (sub, state) = subscribe(
+            &mut platform,
+            ConnectionType::AuthCode,
+            SETTINGS,
+            token(),
+            &plan,
+            HOOK,
+        )
+        .unwrap();
+        assert!(state.is_none(), "the token was reused");
+        assert_eq!(sub.endpoint_id, EP);
+        assert_eq!(sub.step_ids, [STEP]);
+        assert!(sub.image_ids.is_empty());
+        assert!(!sub.inputs.contains(KEY));
+        let posts: Vec<&(String, String)> = platform
+            .sent
+            .iter()
+            .filter(|(m, _)| m.starts_with("POST"))
+            .collect();
+        assert_eq!(posts.len(), 2, "{:?}", platform.sent);
+        let endpoint: Value = serde_json::from_str(&posts[0].1).unwrap();
+        assert_eq!(endpoint["contract"], 8);
+        assert_eq!(endpoint["authtype"], 4);
+        assert_eq!(endpoint["authvalue"], KEY);
+        assert_eq!(endpoint["url"], HOOK);
+        let step: Value = serde_json::from_str(&posts[1].1).unwrap();
+        assert!(!posts[1].1.contains(KEY));
+        assert_eq!(
+            step["sdkmessageid@odata.bind"],
+            format!("/sdkmessages({MSG})")
+        );
+        assert_eq!(
+            step["sdkmessagefilterid@odata.bind"],
+            format!("/sdkmessagefilters({FILTER})")
+        );
+        assert_eq!(
+            step["eventhandler_serviceendpoint@odata.bind"],
+            format!("/serviceendpoints({EP})")
+        );
+        assert_eq!(
+            step["impersonatinguserid@odata.bind"],
+            "/systemusers(00000000-0000-4000-8000-0000000000e1)"
+        );
+        assert_eq!(
+            (step["stage"].clone(), step["mode"].clone()),
+            (json!(40), json!(1))
+        );
+        assert!(step.get("filteringattributes").is_none());
+        // The lookups quote their filters as OData literals.
+        let lookups: Vec<&String> = platform
+            .sent
+            .iter()
+            .map(|(m, _)| m)
+            .filter(|m| m.starts_with("GET"))
+            .collect();
+        assert!(
+            lookups[0].contains("name%20eq%20%27Create%27"),
+            "{lookups:?}"
+        );
+        assert!(
+            lookups[1].contains("primaryobjecttypecode%20eq%20%27account%27"),
+            "{lookups:?}"
+        );
+    }
+
+    #[test]
+    fn a_failed_step_removes_the_new_endpoint_and_the_error_has_no_key() {
+        let mut platform = org(400);
+        let plan = inputs(json!({"messages": ["Create"], "filteringAttributes": []}));
+        let e = subscribe(
+            &mut platform,
+            ConnectionType::AuthCode,
+            SETTINGS,
+            token(),
+            &plan,
+            HOOK,
+        )
+        .unwrap_err();
+        assert_eq!(e.status, Some(400));
+        assert!(e.message.contains("refused"), "{}", e.message);
+        assert!(!e.message.contains(KEY), "{}", e.message);
+        let last = &platform.sent.last().unwrap().0;
+        assert_eq!(
+            last,
+            &format!("DELETE https://org.crm.dynamics.com/api/data/v9.2/serviceendpoints({EP})")
+        );
+    }
+
+    #[test]
+    fn unsubscribe_checks_ids_and_the_endpoint_name() {
+        let sub = Subscription {
+            name: format!("{NAME_PREFIX}abc"),
+            callback_url: HOOK.into(),
+            endpoint_id: "not-a-guid".into(),
+            ..Subscription::default()
+        };
+        let mut platform = org(204);
+        let e = unsubscribe(
+            &mut platform,
+            ConnectionType::AuthCode,
+            SETTINGS,
+            token(),
+            &sub,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.kind,
+            crate::error::ErrorKind::InvalidInput {
+                input: "subscription.endpointId".into()
+            }
+        );
+        assert!(platform.sent.is_empty());
+        // An endpoint with another name is not ours: nothing is deleted.
+        let sub = Subscription {
+            endpoint_id: EP.into(),
+            ..sub
+        };
+        let mut platform = Org {
+            answers: vec![(
+                "GET",
+                "/serviceendpoints(",
+                200,
+                Vec::new(),
+                json!({"name": "someone else's", "url": HOOK}).to_string(),
+            )],
+            sent: Vec::new(),
+        };
+        let e = unsubscribe(
+            &mut platform,
+            ConnectionType::AuthCode,
+            SETTINGS,
+            token(),
+            &sub,
+        )
+        .unwrap_err();
+        assert!(
+            e.message.contains("not this subscription's"),
+            "{}",
+            e.message
+        );
+        assert!(platform.sent.iter().all(|(m, _)| m.starts_with("GET")));
+        // Gone already: success, nothing deleted.
+        let mut platform = Org {
+            answers: Vec::new(),
+            sent: Vec::new(),
+        };
+        unsubscribe(
+            &mut platform,
+            ConnectionType::AuthCode,
+            SETTINGS,
+            token(),
+            &sub,
+        )
+        .unwrap();
+        assert_eq!(platform.sent.len(), 1);
+        let (ok, _) = check(
+            &mut platform,
+            ConnectionType::AuthCode,
+            SETTINGS,
+            token(),
+            &sub,
+        )
+        .unwrap();
+        assert!(!ok);
+    }
+}
