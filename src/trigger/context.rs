@@ -367,39 +367,29 @@ pub(crate) fn event_json(
 pub(crate) fn add_event_id(event: &mut Value, body: &str) {
     use sha2::{Digest, Sha256};
     let context = &event["context"];
-    let part = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    };
-    let operation = part(&context["OperationId"]);
-    let correlation = part(&context["CorrelationId"]);
+    let text = |name: &str| context[name].as_str().unwrap_or("");
     let mut hasher = Sha256::new();
-    if operation.is_empty() && correlation.is_empty() {
+    if text("OperationId").is_empty() && text("CorrelationId").is_empty() {
         hasher.update(body.as_bytes());
     } else {
-        for v in [
-            operation,
-            correlation,
-            part(&context["Depth"]),
-            part(&context["OwningExtension"]["Id"]),
-            part(&context["MessageName"]),
-            part(&context["PrimaryEntityId"]),
+        for name in [
+            "OperationId",
+            "CorrelationId",
+            "MessageName",
+            "PrimaryEntityId",
         ] {
-            hasher.update(v.as_bytes());
+            hasher.update(text(name).as_bytes());
             hasher.update([0u8]);
         }
+        hasher.update(context["Depth"].as_i64().unwrap_or(0).to_le_bytes());
+        hasher.update(
+            context["OwningExtension"]["Id"]
+                .as_str()
+                .unwrap_or("")
+                .as_bytes(),
+        );
     }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let id: String = hasher.finalize()[..16]
-        .iter()
-        .flat_map(|b| {
-            [
-                HEX[usize::from(b >> 4)] as char,
-                HEX[usize::from(b & 15)] as char,
-            ]
-        })
-        .collect();
+    let id = super::hex(&hasher.finalize()[..16]);
     event["eventId"] = Value::String(id);
 }
 

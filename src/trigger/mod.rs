@@ -279,6 +279,17 @@ fn query_of(url: &str) -> &str {
     }
 }
 
+/// Bytes as lower-case hex (event ids, subscription names).
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    out
+}
+
 /// Compares two secrets in time independent of where they differ and of
 /// the length of the secret. Both sides are first hashed with SHA-256, so the
 /// loop always runs over 32 bytes whatever the lengths: the only

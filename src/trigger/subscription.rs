@@ -16,28 +16,32 @@
 //! `d365-connector <hash of the callback URL>`; each step's name adds the
 //! message, the table and a hash of what else shapes it (stage, filtering
 //! columns, images, user). So subscribing again with the same callback URL
-//! finds the endpoint, keeps the steps that are as asked, creates the ones
-//! missing and, once that worked, removes its steps that are no longer
-//! asked for: never two steps of one subscription for the same event. A
-//! failure part-way removes what the call created and returns the first
-//! error.
+//! finds the endpoint, keeps the steps that are as asked (with the images
+//! made with them), creates the ones missing and, once that worked,
+//! removes its steps that are no longer asked for: never two steps of one
+//! subscription for the same event. A failure part-way removes what the
+//! call created and returns the first error.
 //!
 //! The key is a secret: it goes only into the endpoint's `authvalue`
 //! (write-only in Dataverse), never into the subscription record, an
 //! output or an error.
+//!
+//! Size: request bodies are built by [`obj`] and the three calls share one
+//! session runner ([`in_session`]): `json!` bodies and three copies of the
+//! session handling were ~20 KB of the component.
 
 use super::{
     ENTITY_NAME, FILTERING_ATTRIBUTES, MESSAGES, POST_IMAGE_ATTRIBUTES, PRE_IMAGE_ATTRIBUTES,
-    RUN_AS_USER_ID, STAGE, STAGE_SYNC, WEBHOOK_KEY, definition,
+    RUN_AS_USER_ID, STAGE, STAGE_SYNC, WEBHOOK_KEY, definition, hex,
 };
-use crate::client::Session;
+use crate::client::{Session, answer_error, parse_json};
 use crate::connection::{ConnectionType, Settings, TokenState, is_loopback};
 use crate::error::{ConnectorError, Result};
-use crate::http::{Method, Platform};
+use crate::http::{Method, Platform, Response};
 use crate::inputs::Inputs;
 use crate::secret;
 use crate::types::{Guid, encode_query, is_identifier, string_literal};
-use serde_json::{Value, json};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 /// What every registered row's name starts with.
@@ -45,6 +49,15 @@ pub const NAME_PREFIX: &str = "d365-connector ";
 /// Shorter keys are refused by `subscribe`: a webhook key is the only
 /// thing between the callback URL and anyone who finds it.
 pub const MIN_KEY_LEN: usize = 16;
+
+const ENDPOINTS: &str = "serviceendpoints";
+const STEPS: &str = "sdkmessageprocessingsteps";
+const IMAGES: &str = "sdkmessageprocessingstepimages";
+const STEP_ID: &str = "sdkmessageprocessingstepid";
+const IMAGE_ID: &str = "sdkmessageprocessingstepimageid";
+const ENDPOINT_ID: &str = "serviceendpointid";
+const DESCRIPTION: &str =
+    "Registered by the Dynamics 365 connector's webhook trigger; removed by its unsubscribe.";
 
 /// What `subscribe` registered (the WIT `subscription` without the token
 /// state).
@@ -71,6 +84,12 @@ struct Plan {
     pre: Vec<String>,
     post: Vec<String>,
     run_as: Option<Guid>,
+    /// The inputs as given, without the key.
+    copy: String,
+}
+
+fn invalid(input: &str, message: impl Into<String>) -> ConnectorError {
+    ConnectorError::invalid_input(input, message)
 }
 
 fn columns(inputs: &Inputs, key: &str) -> Result<Vec<String>> {
@@ -78,10 +97,7 @@ fn columns(inputs: &Inputs, key: &str) -> Result<Vec<String>> {
     for c in inputs.list(key)? {
         let c = c.trim().to_ascii_lowercase();
         if !is_identifier(&c) {
-            return Err(ConnectorError::invalid_input(
-                key,
-                format!("'{c}' is not a column logical name"),
-            ));
+            return Err(invalid(key, format!("'{c}' is not a column logical name")));
         }
         if !out.contains(&c) {
             out.push(c);
@@ -90,22 +106,38 @@ fn columns(inputs: &Inputs, key: &str) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// The inputs' JSON text without the key, member by member as given.
+fn without_key(inputs_json: &str) -> String {
+    let mut out = String::from("{");
+    for (k, v) in crate::rawjson::members(inputs_json).unwrap_or_default() {
+        if k != WEBHOOK_KEY {
+            if out.len() > 1 {
+                out.push(',');
+            }
+            out.push_str(&Value::from(k.as_ref()).to_string());
+            out.push(':');
+            out.push_str(v.get());
+        }
+    }
+    out.push('}');
+    out
+}
+
 impl Plan {
+    #[inline(never)]
     fn parse(inputs_json: &str, callback_url: &str) -> Result<Plan> {
         let def = definition();
         let inputs = Inputs::parse_for(def.key, &def.inputs, inputs_json)?;
         let callback = url::Url::parse(callback_url.trim())
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
-            .ok_or_else(|| {
-                ConnectorError::invalid_input("callbackUrl", "must be an absolute http(s) URL")
-            })?;
+            .ok_or_else(|| invalid("callbackUrl", "must be an absolute http(s) URL"))?;
         if !callback.username().is_empty()
             || callback.password().is_some()
             || callback.fragment().is_some()
             || callback.query_pairs().any(|(k, _)| k == "code")
         {
-            return Err(ConnectorError::invalid_input(
+            return Err(invalid(
                 "callbackUrl",
                 "must carry no user, fragment or `code` parameter (Dataverse adds the key as `code`)",
             ));
@@ -113,67 +145,63 @@ impl Plan {
         let key = inputs.str(WEBHOOK_KEY)?.unwrap_or("").to_string();
         if key.is_empty() {
             if !is_loopback(callback.host_str().unwrap_or("")) {
-                return Err(ConnectorError::invalid_input(
+                return Err(invalid(
                     WEBHOOK_KEY,
                     "is required to subscribe a callback URL that is not on loopback: without it anyone could call the webhook",
                 ));
             }
         } else if key.chars().count() < MIN_KEY_LEN || key.chars().any(char::is_control) {
-            return Err(ConnectorError::invalid_input(
+            return Err(invalid(
                 WEBHOOK_KEY,
-                format!(
-                    "must be at least {MIN_KEY_LEN} characters, without control characters, to subscribe"
-                ),
+                "must be at least 16 characters, without control characters, to subscribe",
             ));
         }
         let entity = inputs
             .str(ENTITY_NAME)?
             .map(|e| e.trim().to_ascii_lowercase())
-            .filter(|e| !e.is_empty())
-            .ok_or_else(|| {
-                ConnectorError::invalid_input(ENTITY_NAME, "is required to subscribe")
-            })?;
+            .unwrap_or_default();
         if !is_identifier(&entity) {
-            return Err(ConnectorError::invalid_input(
+            return Err(invalid(
                 ENTITY_NAME,
-                format!("'{entity}' is not a table logical name"),
+                format!("'{entity}' is not a table logical name (required to subscribe)"),
             ));
         }
         let mut messages: Vec<String> = Vec::new();
         for m in inputs.list(MESSAGES)? {
             let m = m.trim();
-            let canonical = ["Create", "Update", "Delete"]
+            let canonical = match ["Create", "Update", "Delete"]
                 .into_iter()
                 .find(|c| c.eq_ignore_ascii_case(m))
-                .map_or_else(|| m.to_string(), str::to_string);
+            {
+                Some(c) => c.to_string(),
+                None => m.to_string(),
+            };
             if !is_identifier(&canonical) || canonical.len() > 256 {
-                return Err(ConnectorError::invalid_input(
-                    MESSAGES,
-                    format!("'{m}' is not a message name"),
-                ));
+                return Err(invalid(MESSAGES, format!("'{m}' is not a message name")));
             }
             if !messages.iter().any(|x| x.eq_ignore_ascii_case(&canonical)) {
                 messages.push(canonical);
             }
         }
         if messages.is_empty() {
-            return Err(ConnectorError::invalid_input(
+            return Err(invalid(
                 MESSAGES,
                 "must name at least one message (Create, Update, Delete, or a custom action) to subscribe",
             ));
         }
         let filtering = columns(&inputs, FILTERING_ATTRIBUTES)?;
         if !filtering.is_empty() && !messages.iter().any(|m| m == "Update") {
-            return Err(ConnectorError::invalid_input(
+            return Err(invalid(
                 FILTERING_ATTRIBUTES,
                 "applies to Update only, and messages has no Update",
             ));
         }
         let run_as = match inputs.str(RUN_AS_USER_ID)?.map(str::trim) {
             None | Some("") => None,
-            Some(s) => Some(Guid::parse(s).ok_or_else(|| {
-                ConnectorError::invalid_input(RUN_AS_USER_ID, "must be a systemuserid (GUID)")
-            })?),
+            Some(s) => Some(
+                Guid::parse(s)
+                    .ok_or_else(|| invalid(RUN_AS_USER_ID, "must be a systemuserid (GUID)"))?,
+            ),
         };
         Ok(Plan {
             key,
@@ -185,21 +213,8 @@ impl Plan {
             pre: columns(&inputs, PRE_IMAGE_ATTRIBUTES)?,
             post: columns(&inputs, POST_IMAGE_ATTRIBUTES)?,
             run_as,
+            copy: without_key(inputs_json),
         })
-    }
-
-    /// The inputs as the subscription keeps them: no key.
-    fn inputs_json(&self) -> String {
-        json!({
-            ENTITY_NAME: self.entity,
-            MESSAGES: self.messages,
-            FILTERING_ATTRIBUTES: self.filtering,
-            STAGE: if self.sync { STAGE_SYNC } else { super::STAGE_ASYNC },
-            PRE_IMAGE_ATTRIBUTES: self.pre,
-            POST_IMAGE_ATTRIBUTES: self.post,
-            RUN_AS_USER_ID: self.run_as.as_ref().map(Guid::as_str),
-        })
-        .to_string()
     }
 
     fn name(&self) -> String {
@@ -207,8 +222,8 @@ impl Plan {
     }
 
     /// The images a step of `message` gets: (imagetype, alias, columns).
-    /// An Update step whose events should say what changed gets both
-    /// images with the filtering columns in them.
+    /// An Update step gets both images with the filtering columns in them,
+    /// so that its events can say what changed.
     fn images(&self, message: &str) -> Vec<(u8, &'static str, Vec<String>)> {
         let with_filtering = |cols: &[String]| {
             let mut all = cols.to_vec();
@@ -238,21 +253,24 @@ impl Plan {
     /// The name of the step for `message`: what it is, and a hash of every
     /// setting that shapes it, so a step made from other inputs never
     /// passes for this one.
+    #[inline(never)]
     fn step_name(&self, name: &str, message: &str) -> String {
-        let images = format!("{:?}", self.images(message));
-        let filtering = if message == "Update" {
-            self.filtering.join(",")
-        } else {
-            String::new()
-        };
-        let run_as = self.run_as.as_ref().map_or("", Guid::as_str);
-        let settings = hash(&[
-            &filtering,
-            &images,
-            run_as,
-            if self.sync { "s" } else { "a" },
-        ]);
-        format!("{name}: {message} of {} #{settings}", self.entity)
+        let mut settings = String::from(if self.sync { "s;" } else { "a;" });
+        if message == "Update" {
+            settings.push_str(&self.filtering.join(","));
+        }
+        for (kind, alias, cols) in self.images(message) {
+            settings.push(char::from(b'0' + kind));
+            settings.push_str(alias);
+            settings.push_str(&cols.join(","));
+            settings.push(';');
+        }
+        settings.push_str(self.run_as.as_ref().map_or("", Guid::as_str));
+        format!(
+            "{name}: {message} of {} #{}",
+            self.entity,
+            hash(&[&settings])
+        )
     }
 }
 
@@ -263,37 +281,29 @@ fn hash(parts: &[&str]) -> String {
         h.update(p.as_bytes());
         h.update([0u8]);
     }
-    h.finalize()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&h.finalize()[..8])
 }
 
-/// A session for one lifecycle call.
-fn session<'p>(
-    platform: &'p mut dyn Platform,
-    kind: ConnectionType,
-    settings_json: &str,
-    state: Option<TokenState>,
-) -> Result<Session<'p>> {
-    let settings = Settings::parse(kind, settings_json)?;
-    if let Some(allowed) = &settings.allowed_operations
-        && !allowed.iter().any(|a| a == "webhook")
-    {
-        return Err(ConnectorError::forbidden(
-            "the webhook trigger's subscriptions are not in this connection's allowedOperations",
-        )
-        .with_hint("Add `webhook` to allowedOperations to let it register and remove webhooks."));
+/// A flat JSON object (one function for every request body).
+#[inline(never)]
+fn obj(pairs: Vec<(&str, Value)>) -> Value {
+    let mut map = Map::new();
+    for (k, v) in pairs {
+        map.insert(k.to_string(), v);
     }
-    Ok(Session::new(platform, settings, state))
+    Value::Object(map)
+}
+
+fn bind(set: &str, id: &str) -> Value {
+    Value::String(format!("/{set}({id})"))
 }
 
 /// `GET set?$select=…&$filter=…` → the rows.
+#[inline(never)]
 fn query(s: &mut Session<'_>, set: &str, select: &str, filter: &str) -> Result<Vec<Value>> {
     let relative = format!("{set}?$select={select}&$filter={}", encode_query(filter));
     let request = s.request(Method::Get, &relative)?;
-    let mut body = s.send_json(request)?;
-    match body.get_mut("value").map(Value::take) {
+    match s.send_json(request)?.get_mut("value").map(Value::take) {
         Some(Value::Array(rows)) => Ok(rows),
         _ => Err(ConnectorError::transport(format!(
             "the answer to GET {set} has no `value` list"
@@ -301,16 +311,28 @@ fn query(s: &mut Session<'_>, set: &str, select: &str, filter: &str) -> Result<V
     }
 }
 
-fn id_field(row: &Value, field: &str) -> Option<String> {
-    row.get(field)
-        .and_then(Value::as_str)
-        .and_then(Guid::parse)
+/// The `field` GUIDs of `rows`.
+fn ids(rows: &[Value], field: &str) -> Vec<String> {
+    rows.iter()
+        .filter_map(|r| r.get(field)?.as_str().and_then(Guid::parse))
         .map(Guid::into_string)
+        .collect()
+}
+
+/// Sends `body` with `method` to `relative`; a non-2xx answer is an error.
+#[inline(never)]
+fn send(s: &mut Session<'_>, method: Method, relative: &str, body: Value) -> Result<Response> {
+    let request = s
+        .request(method, relative)?
+        .header("If-Match", "*")
+        .json_body(&body);
+    s.send_ok(request)
 }
 
 /// `POST set` → the new row's id (from `OData-EntityId`).
-fn create(s: &mut Session<'_>, set: &str, body: &Value) -> Result<String> {
-    let request = s.request(Method::Post, set)?.json_body(body);
+fn create(s: &mut Session<'_>, set: &str, body: Value) -> Result<String> {
+    let mut request = s.request(Method::Post, set)?.json_body(&body);
+    request.headers.retain(|(n, _)| n != "If-Match");
     let response = s.send_ok(request)?;
     response
         .header("OData-EntityId")
@@ -325,19 +347,16 @@ fn create(s: &mut Session<'_>, set: &str, body: &Value) -> Result<String> {
 }
 
 /// `DELETE set(id)`; a row already gone is success.
+#[inline(never)]
 fn delete(s: &mut Session<'_>, set: &str, id: &str) -> Result<()> {
     let request = s.request(Method::Delete, &format!("{set}({id})"))?;
     let response = s.send(request)?;
     if response.is_success() || response.status == 404 {
         Ok(())
     } else {
-        Err(crate::client::answer_error(Method::Delete, &response))
+        Err(answer_error(Method::Delete, &response))
     }
 }
-
-const ENDPOINTS: &str = "serviceendpoints";
-const STEPS: &str = "sdkmessageprocessingsteps";
-const IMAGES: &str = "sdkmessageprocessingstepimages";
 
 /// What one `subscribe` call created, to remove again when it fails.
 #[derive(Default)]
@@ -374,22 +393,50 @@ impl Created {
         let endpoints = match &self.endpoint {
             Some(id) => vec![id.clone()],
             None if !self.posted => Vec::new(),
-            None => query(
-                s,
-                ENDPOINTS,
-                "serviceendpointid",
-                &format!("name eq {}", string_literal(name)),
-            )
-            .map(|rows| {
-                rows.iter()
-                    .filter_map(|r| id_field(r, "serviceendpointid"))
-                    .collect()
-            })
-            .unwrap_or_default(),
+            None => query(s, ENDPOINTS, ENDPOINT_ID, &name_filter(name))
+                .map(|rows| ids(&rows, ENDPOINT_ID))
+                .unwrap_or_default(),
         };
         for id in endpoints {
             let _ = delete(s, ENDPOINTS, &id);
         }
+    }
+}
+
+fn name_filter(name: &str) -> String {
+    format!("name eq {}", string_literal(name))
+}
+
+/// What a lifecycle call returns.
+enum Done {
+    Subscribed(Subscription),
+    Unsubscribed,
+    Checked(bool),
+}
+
+/// Runs one lifecycle call in a session; errors leave without any
+/// credential the session holds or sent (and without `key`).
+fn in_session(
+    platform: &mut dyn Platform,
+    kind: ConnectionType,
+    settings_json: &str,
+    state: Option<TokenState>,
+    key: &str,
+    run: &mut dyn FnMut(&mut Session<'_>) -> Result<Done>,
+) -> Result<(Done, Option<TokenState>)> {
+    let settings = Settings::parse(kind, settings_json)?;
+    if let Some(allowed) = &settings.allowed_operations
+        && !allowed.iter().any(|a| a == "webhook")
+    {
+        return Err(ConnectorError::forbidden(
+            "the webhook trigger's subscriptions are not in this connection's allowedOperations",
+        )
+        .with_hint("Add `webhook` to allowedOperations to let it register and remove webhooks."));
+    }
+    let mut s = Session::new(platform, settings, state);
+    match run(&mut s) {
+        Ok(done) => Ok((done, s.into_new_state())),
+        Err(e) => Err(secret::scrub_error(s.scrub(e), &[key])),
     }
 }
 
@@ -404,19 +451,22 @@ pub fn subscribe(
     callback_url: &str,
 ) -> Result<(Subscription, Option<TokenState>)> {
     let plan = Plan::parse(inputs_json, callback_url)?;
-    let mut s = session(platform, kind, settings_json, state)?;
-    let mut created = Created::default();
-    let result = register(&mut s, &plan, &mut created);
-    let result = result.map_err(|e| {
-        created.roll_back(&mut s, &plan.name());
-        e
-    });
-    // The key never leaves in an error, whatever a server echoed.
-    let result = result.map_err(|e| secret::scrub_error(s.scrub(e), &[&plan.key]));
-    result.map(|sub| (sub, s.into_new_state()))
+    let (done, state) = in_session(platform, kind, settings_json, state, &plan.key, &mut |s| {
+        let mut created = Created::default();
+        register(s, &plan, &mut created)
+            .inspect_err(|_| created.roll_back(s, &plan.name()))
+            .map(Done::Subscribed)
+    })?;
+    match done {
+        Done::Subscribed(sub) => Ok((sub, state)),
+        _ => Err(ConnectorError::transport(
+            "subscribe ended without a subscription",
+        )),
+    }
 }
 
 /// The message ids, by name, and each one's filter on the table.
+#[inline(never)]
 fn message_filters(s: &mut Session<'_>, plan: &Plan) -> Result<Vec<(String, String, String)>> {
     let names: Vec<String> = plan
         .messages
@@ -426,27 +476,31 @@ fn message_filters(s: &mut Session<'_>, plan: &Plan) -> Result<Vec<(String, Stri
     let found = query(s, "sdkmessages", "sdkmessageid,name", &names.join(" or "))?;
     let mut messages = Vec::new();
     for m in &plan.messages {
-        let row = found.iter().find(|r| {
-            r.get("name")
-                .and_then(Value::as_str)
-                .is_some_and(|n| n.eq_ignore_ascii_case(m))
-        });
-        let Some(id) = row.and_then(|r| id_field(r, "sdkmessageid")) else {
-            return Err(ConnectorError::invalid_input(
-                MESSAGES,
-                format!("'{m}' is not a message of this environment"),
-            ));
-        };
-        messages.push((m.clone(), id));
+        let id = found
+            .iter()
+            .find(|r| {
+                r["name"]
+                    .as_str()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(m))
+            })
+            .and_then(|r| r["sdkmessageid"].as_str())
+            .and_then(Guid::parse)
+            .ok_or_else(|| {
+                invalid(
+                    MESSAGES,
+                    format!("'{m}' is not a message of this environment"),
+                )
+            })?;
+        messages.push((m, id.into_string()));
     }
-    let ids: Vec<String> = messages
+    let ids_filter: Vec<String> = messages
         .iter()
         .map(|(_, id)| format!("_sdkmessageid_value eq {id}"))
         .collect();
     let filter = format!(
         "primaryobjecttypecode eq {} and ({})",
         string_literal(&plan.entity),
-        ids.join(" or ")
+        ids_filter.join(" or ")
     );
     let filters = query(
         s,
@@ -454,184 +508,156 @@ fn message_filters(s: &mut Session<'_>, plan: &Plan) -> Result<Vec<(String, Stri
         "sdkmessagefilterid,_sdkmessageid_value",
         &filter,
     )?;
-    if filters.is_empty() {
-        return Err(ConnectorError::invalid_input(
-            ENTITY_NAME,
-            format!(
-                "'{}' is not a table these messages can be registered on (no sdkmessagefilter)",
-                plan.entity
-            ),
-        ));
-    }
     let mut out = Vec::new();
     for (name, id) in messages {
         let filter = filters
             .iter()
-            .find(|f| id_field(f, "_sdkmessageid_value").as_deref() == Some(id.as_str()))
-            .and_then(|f| id_field(f, "sdkmessagefilterid"))
-            .ok_or_else(|| {
-                ConnectorError::invalid_input(
+            .find(|f| {
+                f["_sdkmessageid_value"]
+                    .as_str()
+                    .and_then(Guid::parse)
+                    .map(Guid::into_string)
+                    .as_deref()
+                    == Some(id.as_str())
+            })
+            .and_then(|f| f["sdkmessagefilterid"].as_str())
+            .and_then(Guid::parse);
+        let Some(filter) = filter else {
+            // No filter at all: the table is unknown (or has none of the
+            // messages); else this message is not for this table.
+            let (input, message) = if filters.is_empty() {
+                (
+                    ENTITY_NAME,
+                    format!(
+                        "'{}' is not a table these messages can be registered on",
+                        plan.entity
+                    ),
+                )
+            } else {
+                (
                     MESSAGES,
                     format!("'{name}' cannot be registered on table '{}'", plan.entity),
                 )
-            })?;
-        out.push((name, id, filter));
+            };
+            return Err(invalid(input, message));
+        };
+        out.push((name.clone(), id, filter.into_string()));
     }
     Ok(out)
 }
 
-fn endpoint_body(plan: &Plan, name: &str) -> Value {
-    let (authtype, authvalue) = if plan.key.is_empty() {
-        // No key (loopback only): HttpHeader with a marker header, since a
-        // WebhookKey endpoint needs a value. UNCONFIRMED format (the
-        // Plug-in Registration tool's <settings> list).
-        (
-            5,
-            "<settings><setting name=\"x-d365-connector\" value=\"unauthenticated\" /></settings>"
-                .to_string(),
-        )
-    } else {
-        (4, plan.key.clone())
-    };
-    json!({
-        "name": name,
-        "description": "Registered by the Dynamics 365 connector's webhook trigger; removed by its unsubscribe.",
-        "contract": 8,
-        "authtype": authtype,
-        "authvalue": authvalue,
-        "url": plan.callback.as_str(),
-        "messageformat": 2,
-        "namespaceformat": 2,
-        "userclaim": 1,
-    })
-}
-
+#[inline(never)]
 fn register(s: &mut Session<'_>, plan: &Plan, created: &mut Created) -> Result<Subscription> {
     let filters = message_filters(s, plan)?;
     let name = plan.name();
-    let endpoints = query(
-        s,
-        ENDPOINTS,
-        "serviceendpointid,name",
-        &format!("name eq {}", string_literal(&name)),
-    )?;
-    let mut endpoint_ids = endpoints
-        .iter()
-        .filter_map(|e| id_field(e, "serviceendpointid"));
-    let reused = endpoint_ids.next();
-    let duplicates: Vec<String> = endpoint_ids.collect();
-    let mut body = endpoint_body(plan, &name);
-    created.reused = reused.is_some();
-    let endpoint = match &reused {
+    let found = ids(
+        &query(s, ENDPOINTS, ENDPOINT_ID, &name_filter(&name))?,
+        ENDPOINT_ID,
+    );
+    let (authtype, authvalue) = if plan.key.is_empty() {
+        // No key (loopback only): a WebhookKey endpoint needs a value, so
+        // HttpHeader with a marker header (the Plug-in Registration tool's
+        // <settings> list; UNCONFIRMED format).
+        (
+            5,
+            "<settings><setting name=\"x-d365-connector\" value=\"unauthenticated\" /></settings>",
+        )
+    } else {
+        (4, plan.key.as_str())
+    };
+    let mut body = vec![
+        ("authtype", Value::from(authtype)),
+        ("authvalue", Value::from(authvalue)),
+        ("url", Value::from(plan.callback.as_str())),
+    ];
+    let endpoint = match found.first() {
         Some(id) => {
             // The key may have changed; the URL is the one the name hashes.
-            if let Some(obj) = body.as_object_mut() {
-                obj.retain(|k, _| matches!(k.as_str(), "authtype" | "authvalue" | "url"));
-            }
-            let request = s
-                .request(Method::Patch, &format!("{ENDPOINTS}({id})"))?
-                .header("If-Match", "*")
-                .json_body(&body);
-            s.send_ok(request)?;
+            created.reused = true;
+            send(s, Method::Patch, &format!("{ENDPOINTS}({id})"), obj(body))?;
             id.clone()
         }
         None => {
+            body.extend([
+                ("name", Value::from(name.as_str())),
+                ("description", Value::from(DESCRIPTION)),
+                ("contract", Value::from(8)),
+                ("messageformat", Value::from(2)),
+                ("namespaceformat", Value::from(2)),
+                ("userclaim", Value::from(1)),
+            ]);
             created.posted = true;
-            let id = create(s, ENDPOINTS, &body)?;
+            let id = create(s, ENDPOINTS, obj(body))?;
             created.endpoint = Some(id.clone());
             id
         }
     };
     // What is already registered on a reused endpoint.
-    let (existing_steps, existing_images) = if reused.is_some() {
-        let steps = query(
-            s,
-            STEPS,
-            "sdkmessageprocessingstepid,name",
-            &format!("_eventhandler_value eq {endpoint}"),
-        )?;
-        let ids: Vec<String> = steps
-            .iter()
-            .filter_map(|r| id_field(r, "sdkmessageprocessingstepid"))
-            .map(|id| format!("_sdkmessageprocessingstepid_value eq {id}"))
-            .collect();
-        let images = if ids.is_empty() {
-            Vec::new()
-        } else {
-            query(
-                s,
-                IMAGES,
-                "sdkmessageprocessingstepimageid,name,_sdkmessageprocessingstepid_value",
-                &ids.join(" or "),
-            )?
-        };
-        (steps, images)
+    let existing = if created.reused {
+        let filter = format!("_eventhandler_value eq {endpoint}");
+        query(s, STEPS, "sdkmessageprocessingstepid,name", &filter)?
     } else {
-        (Vec::new(), Vec::new())
+        Vec::new()
     };
     let mut step_ids = Vec::new();
     let mut image_ids = Vec::new();
     for (message, message_id, filter_id) in &filters {
         let step_name = plan.step_name(&name, message);
-        let found = existing_steps
+        let reused = existing
             .iter()
-            .filter(|r| r.get("name").and_then(Value::as_str) == Some(step_name.as_str()))
-            .find_map(|r| id_field(r, "sdkmessageprocessingstepid"));
-        let step = match found {
-            Some(id) => id,
-            None => {
-                let mut body = json!({
-                    "name": step_name,
-                    "description": "Registered by the Dynamics 365 connector's webhook trigger.",
-                    "stage": 40,
-                    "mode": if plan.sync { 0 } else { 1 },
-                    "rank": 1,
-                    "supporteddeployment": 0,
-                    "asyncautodelete": !plan.sync,
-                    "sdkmessageid@odata.bind": format!("/sdkmessages({message_id})"),
-                    "sdkmessagefilterid@odata.bind": format!("/sdkmessagefilters({filter_id})"),
-                    "eventhandler_serviceendpoint@odata.bind": format!("/{ENDPOINTS}({endpoint})"),
-                });
-                if message == "Update" && !plan.filtering.is_empty() {
-                    body["filteringattributes"] = json!(plan.filtering.join(","));
-                }
-                if let Some(user) = &plan.run_as {
-                    body["impersonatinguserid@odata.bind"] = json!(format!("/systemusers({user})"));
-                }
-                let id = create(s, STEPS, &body)?;
-                created.steps.push(id.clone());
-                id
-            }
-        };
+            .find(|r| r["name"].as_str() == Some(step_name.as_str()))
+            .and_then(|r| r[STEP_ID].as_str())
+            .and_then(Guid::parse);
+        if let Some(step) = reused {
+            // Its images were made with it (its name covers them).
+            let filter = format!("_sdkmessageprocessingstepid_value eq {step}");
+            image_ids.extend(ids(&query(s, IMAGES, IMAGE_ID, &filter)?, IMAGE_ID));
+            step_ids.push(step.into_string());
+            continue;
+        }
+        let mut body = vec![
+            ("name", Value::from(step_name.as_str())),
+            ("description", Value::from(DESCRIPTION)),
+            ("stage", Value::from(40)),
+            ("mode", Value::from(if plan.sync { 0 } else { 1 })),
+            ("rank", Value::from(1)),
+            ("supporteddeployment", Value::from(0)),
+            ("asyncautodelete", Value::from(!plan.sync)),
+            ("sdkmessageid@odata.bind", bind("sdkmessages", message_id)),
+            (
+                "sdkmessagefilterid@odata.bind",
+                bind("sdkmessagefilters", filter_id),
+            ),
+            (
+                "eventhandler_serviceendpoint@odata.bind",
+                bind(ENDPOINTS, &endpoint),
+            ),
+        ];
+        if message == "Update" && !plan.filtering.is_empty() {
+            body.push(("filteringattributes", Value::from(plan.filtering.join(","))));
+        }
+        if let Some(user) = &plan.run_as {
+            body.push((
+                "impersonatinguserid@odata.bind",
+                bind("systemusers", user.as_str()),
+            ));
+        }
+        let step = create(s, STEPS, obj(body))?;
+        created.steps.push(step.clone());
         for (kind, alias, columns) in plan.images(message) {
-            let image_name = format!("{step_name} {alias}");
-            let found = existing_images
-                .iter()
-                .filter(|r| {
-                    r.get("name").and_then(Value::as_str) == Some(image_name.as_str())
-                        && id_field(r, "_sdkmessageprocessingstepid_value").as_deref()
-                            == Some(step.as_str())
-                })
-                .find_map(|r| id_field(r, "sdkmessageprocessingstepimageid"));
-            let image = match found {
-                Some(id) => id,
-                None => {
-                    // messagepropertyname: `Id` for Create, `Target` for
-                    // Update and Delete (Learn, sdkmessageprocessingstepimage).
-                    let property = if message == "Create" { "Id" } else { "Target" };
-                    let body = json!({
-                        "name": image_name,
-                        "entityalias": alias,
-                        "imagetype": kind,
-                        "messagepropertyname": property,
-                        "attributes": columns.join(","),
-                        "sdkmessageprocessingstepid@odata.bind": format!("/{STEPS}({step})"),
-                    });
-                    let id = create(s, IMAGES, &body)?;
-                    created.images.push(id.clone());
-                    id
-                }
-            };
+            // messagepropertyname: `Id` for Create, `Target` for Update and
+            // Delete (Learn, sdkmessageprocessingstepimage reference).
+            let property = if message == "Create" { "Id" } else { "Target" };
+            let body = vec![
+                ("name", Value::from(format!("{step_name} {alias}"))),
+                ("entityalias", Value::from(alias)),
+                ("imagetype", Value::from(kind)),
+                ("messagepropertyname", Value::from(property)),
+                ("attributes", Value::from(columns.join(","))),
+                ("sdkmessageprocessingstepid@odata.bind", bind(STEPS, &step)),
+            ];
+            let image = create(s, IMAGES, obj(body))?;
+            created.images.push(image.clone());
             image_ids.push(image);
         }
         step_ids.push(step);
@@ -639,14 +665,12 @@ fn register(s: &mut Session<'_>, plan: &Plan, created: &mut Created) -> Result<S
     // Only now that everything asked for exists: remove this subscription's
     // steps that other inputs made (they would deliver the same events a
     // second time), and endpoints that duplicate the name.
-    for row in &existing_steps {
-        if let Some(id) = id_field(row, "sdkmessageprocessingstepid")
-            && !step_ids.contains(&id)
-        {
+    for id in ids(&existing, STEP_ID) {
+        if !step_ids.contains(&id) {
             delete(s, STEPS, &id)?;
         }
     }
-    for id in &duplicates {
+    for id in found.iter().skip(1) {
         delete(s, ENDPOINTS, id)?;
     }
     Ok(Subscription {
@@ -655,48 +679,54 @@ fn register(s: &mut Session<'_>, plan: &Plan, created: &mut Created) -> Result<S
         endpoint_id: endpoint,
         step_ids,
         image_ids,
-        inputs: plan.inputs_json(),
+        inputs: plan.copy.clone(),
     })
 }
 
 /// The subscription's ids, checked to be GUIDs (they go into URLs).
 fn checked_ids(sub: &Subscription) -> Result<(String, Vec<String>, Vec<String>)> {
-    let one = |field: &str, id: &str| {
-        Guid::parse(id).map(Guid::into_string).ok_or_else(|| {
-            ConnectorError::invalid_input(format!("subscription.{field}"), "must be a GUID")
-        })
-    };
-    let endpoint = one("endpointId", &sub.endpoint_id)?;
-    let steps = sub
-        .step_ids
-        .iter()
-        .map(|id| one("stepIds", id))
-        .collect::<Result<_>>()?;
-    let images = sub
-        .image_ids
-        .iter()
-        .map(|id| one("imageIds", id))
-        .collect::<Result<_>>()?;
     if !sub.name.starts_with(NAME_PREFIX) {
-        return Err(ConnectorError::invalid_input(
+        return Err(invalid(
             "subscription.name",
-            format!("is not a name subscribe gives (`{NAME_PREFIX}…`)"),
+            "is not a name subscribe gives (`d365-connector …`)",
         ));
     }
-    Ok((endpoint, steps, images))
+    let all = |field: &str, list: &[String]| -> Result<Vec<String>> {
+        list.iter()
+            .map(|id| {
+                Guid::parse(id).map(Guid::into_string).ok_or_else(|| {
+                    invalid(format!("subscription.{field}").as_str(), "must be a GUID")
+                })
+            })
+            .collect()
+    };
+    let endpoint = all("endpointId", std::slice::from_ref(&sub.endpoint_id))?;
+    Ok((
+        endpoint.concat(),
+        all("stepIds", &sub.step_ids)?,
+        all("imageIds", &sub.image_ids)?,
+    ))
 }
 
-/// The endpoint's row, or `None` when it is gone.
-fn endpoint_row(s: &mut Session<'_>, id: &str) -> Result<Option<Value>> {
+/// The endpoint's row when it is this subscription's (its name), `None`
+/// when it is gone.
+fn endpoint_row(s: &mut Session<'_>, id: &str, name: &str) -> Result<Option<Value>> {
     let request = s.request(Method::Get, &format!("{ENDPOINTS}({id})?$select=name,url"))?;
     let response = s.send(request)?;
     if response.status == 404 {
         return Ok(None);
     }
     if !response.is_success() {
-        return Err(crate::client::answer_error(Method::Get, &response));
+        return Err(answer_error(Method::Get, &response));
     }
-    crate::client::parse_json(&response).map(Some)
+    let row = parse_json(&response)?;
+    if row["name"].as_str() != Some(name) {
+        return Err(invalid(
+            "subscription.endpointId",
+            "names a service endpoint that is not this subscription's; nothing was changed",
+        ));
+    }
+    Ok(Some(row))
 }
 
 /// Removes the subscription's endpoint, steps and images (see the module
@@ -710,35 +740,24 @@ pub fn unsubscribe(
     sub: &Subscription,
 ) -> Result<Option<TokenState>> {
     let (endpoint, steps, images) = checked_ids(sub)?;
-    let mut s = session(platform, kind, settings_json, state)?;
-    let result = (|| {
-        let Some(row) = endpoint_row(&mut s, &endpoint)? else {
-            // Gone, and its steps and images with it (delete cascades).
-            return Ok(());
-        };
-        if row.get("name").and_then(Value::as_str) != Some(sub.name.as_str()) {
-            return Err(ConnectorError::invalid_input(
-                "subscription.endpointId",
-                "names a service endpoint that is not this subscription's; nothing was removed",
-            ));
+    let run = &mut |s: &mut Session<'_>| {
+        // Gone: its steps and images went with it (delete cascades).
+        if endpoint_row(s, &endpoint, &sub.name)?.is_some() {
+            // The endpoint first: its delete cascades to the steps and
+            // their images, so a failure leaves everything or nothing.
+            // Then the steps and images by id, in case one was moved off
+            // the endpoint (already gone answers 404, which is fine).
+            delete(s, ENDPOINTS, &endpoint)?;
+            for id in &images {
+                delete(s, IMAGES, id)?;
+            }
+            for id in &steps {
+                delete(s, STEPS, id)?;
+            }
         }
-        // The endpoint first: its delete cascades to the steps and their
-        // images, so a failure leaves either everything or nothing. The
-        // steps and images are then deleted by id in case a row was moved
-        // off the endpoint (already gone answers 404, which is fine).
-        delete(&mut s, ENDPOINTS, &endpoint)?;
-        for id in &images {
-            delete(&mut s, IMAGES, id)?;
-        }
-        for id in &steps {
-            delete(&mut s, STEPS, id)?;
-        }
-        Ok(())
-    })();
-    match result {
-        Ok(()) => Ok(s.into_new_state()),
-        Err(e) => Err(s.scrub(e)),
-    }
+        Ok(Done::Unsubscribed)
+    };
+    in_session(platform, kind, settings_json, state, "", run).map(|(_, state)| state)
 }
 
 /// Whether the endpoint (same name and URL), every step and every image
@@ -751,53 +770,37 @@ pub fn check(
     sub: &Subscription,
 ) -> Result<(bool, Option<TokenState>)> {
     let (endpoint, steps, images) = checked_ids(sub)?;
-    let mut s = session(platform, kind, settings_json, state)?;
-    let result = (|| {
-        let Some(row) = endpoint_row(&mut s, &endpoint)? else {
-            return Ok(false);
+    let run = &mut |s: &mut Session<'_>| {
+        let Some(row) = endpoint_row(s, &endpoint, &sub.name)? else {
+            return Ok(Done::Checked(false));
         };
-        if row.get("name").and_then(Value::as_str) != Some(sub.name.as_str())
-            || row.get("url").and_then(Value::as_str) != Some(sub.callback_url.as_str())
-        {
-            return Ok(false);
+        if row["url"].as_str() != Some(sub.callback_url.as_str()) {
+            return Ok(Done::Checked(false));
         }
-        let rows = query(
-            &mut s,
-            STEPS,
-            "sdkmessageprocessingstepid",
-            &format!("_eventhandler_value eq {endpoint}"),
-        )?;
-        let have: Vec<String> = rows
-            .iter()
-            .filter_map(|r| id_field(r, "sdkmessageprocessingstepid"))
-            .collect();
-        if !steps.iter().all(|id| have.contains(id)) {
-            return Ok(false);
+        let filter = format!("_eventhandler_value eq {endpoint}");
+        let have = ids(&query(s, STEPS, STEP_ID, &filter)?, STEP_ID);
+        let mut ok = steps.iter().all(|id| have.contains(id));
+        if ok && !images.is_empty() {
+            let wanted: Vec<String> = images
+                .iter()
+                .map(|id| format!("{IMAGE_ID} eq {id}"))
+                .collect();
+            let have = ids(&query(s, IMAGES, IMAGE_ID, &wanted.join(" or "))?, IMAGE_ID);
+            ok = images.iter().all(|id| have.contains(id));
         }
-        for id in &images {
-            let request = s.request(
-                Method::Get,
-                &format!("{IMAGES}({id})?$select=sdkmessageprocessingstepimageid"),
-            )?;
-            let response = s.send(request)?;
-            match response.status {
-                404 => return Ok(false),
-                200..=299 => {}
-                _ => return Err(crate::client::answer_error(Method::Get, &response)),
-            }
-        }
-        Ok(true)
-    })();
-    match result {
-        Ok(ok) => Ok((ok, s.into_new_state())),
-        Err(e) => Err(s.scrub(e)),
+        Ok(Done::Checked(ok))
+    };
+    match in_session(platform, kind, settings_json, state, "", run)? {
+        (Done::Checked(ok), state) => Ok((ok, state)),
+        _ => Err(ConnectorError::transport("check ended without an answer")),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::{Request, Response};
+    use crate::http::Request;
+    use serde_json::json;
 
     const KEY: &str = "unit-Key-0123456789abcdef";
     const HOOK: &str = "https://hooks.example.com/d365";
@@ -820,11 +823,11 @@ mod tests {
         assert_eq!(plan.messages, ["Create", "Update", "new_SetCreditHold"]);
         assert_eq!(plan.filtering, ["name"]);
         assert!(!plan.sync);
-        let copy = plan.inputs_json();
-        assert!(!copy.contains(KEY), "{copy}");
-        let copy: Value = serde_json::from_str(&copy).unwrap();
-        assert_eq!(copy["stage"], "postOperationAsync");
-        assert_eq!(copy["runAsUserId"], Value::Null);
+        assert!(!plan.copy.contains(KEY), "{}", plan.copy);
+        let copy: Value = serde_json::from_str(&plan.copy).unwrap();
+        let mut given: Value = serde_json::from_str(&inputs(json!({}))).unwrap();
+        given.as_object_mut().unwrap().remove("webhookKey");
+        assert_eq!(copy, given, "the inputs as given, without the key");
         // Update gets both images with the filtering column; Create a
         // post-image only when asked; a custom message none.
         assert_eq!(
