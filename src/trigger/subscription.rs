@@ -312,11 +312,30 @@ fn query(s: &mut Session<'_>, set: &str, select: &str, filter: &str) -> Result<V
 }
 
 /// The `field` GUIDs of `rows`.
+#[inline(never)]
 fn ids(rows: &[Value], field: &str) -> Vec<String> {
-    rows.iter()
-        .filter_map(|r| r.get(field)?.as_str().and_then(Guid::parse))
-        .map(Guid::into_string)
-        .collect()
+    let mut out = Vec::new();
+    for row in rows {
+        if let Some(id) = row[field].as_str().and_then(Guid::parse) {
+            out.push(id.into_string());
+        }
+    }
+    out
+}
+
+/// `a eq x or a eq y …` for `values` (ids or OData literals).
+#[inline(never)]
+fn any_of(attribute: &str, values: &[String]) -> String {
+    let mut out = String::new();
+    for v in values {
+        if !out.is_empty() {
+            out.push_str(" or ");
+        }
+        out.push_str(attribute);
+        out.push_str(" eq ");
+        out.push_str(v);
+    }
+    out
 }
 
 /// Sends `body` with `method` to `relative`; a non-2xx answer is an error.
@@ -468,39 +487,36 @@ pub fn subscribe(
 /// The message ids, by name, and each one's filter on the table.
 #[inline(never)]
 fn message_filters(s: &mut Session<'_>, plan: &Plan) -> Result<Vec<(String, String, String)>> {
-    let names: Vec<String> = plan
-        .messages
-        .iter()
-        .map(|m| format!("name eq {}", string_literal(m)))
-        .collect();
-    let found = query(s, "sdkmessages", "sdkmessageid,name", &names.join(" or "))?;
-    let mut messages = Vec::new();
+    let literals: Vec<String> = plan.messages.iter().map(|m| string_literal(m)).collect();
+    let found = query(
+        s,
+        "sdkmessages",
+        "sdkmessageid,name",
+        &any_of("name", &literals),
+    )?;
+    let mut message_ids = Vec::new();
     for m in &plan.messages {
-        let id = found
-            .iter()
-            .find(|r| {
-                r["name"]
-                    .as_str()
-                    .is_some_and(|n| n.eq_ignore_ascii_case(m))
-            })
-            .and_then(|r| r["sdkmessageid"].as_str())
-            .and_then(Guid::parse)
-            .ok_or_else(|| {
-                invalid(
-                    MESSAGES,
-                    format!("'{m}' is not a message of this environment"),
-                )
-            })?;
-        messages.push((m, id.into_string()));
+        let mut id = None;
+        for row in &found {
+            if row["name"]
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case(m))
+            {
+                id = row["sdkmessageid"].as_str().and_then(Guid::parse);
+            }
+        }
+        let id = id.ok_or_else(|| {
+            invalid(
+                MESSAGES,
+                format!("'{m}' is not a message of this environment"),
+            )
+        })?;
+        message_ids.push(id.into_string());
     }
-    let ids_filter: Vec<String> = messages
-        .iter()
-        .map(|(_, id)| format!("_sdkmessageid_value eq {id}"))
-        .collect();
     let filter = format!(
         "primaryobjecttypecode eq {} and ({})",
         string_literal(&plan.entity),
-        ids_filter.join(" or ")
+        any_of("_sdkmessageid_value", &message_ids)
     );
     let filters = query(
         s,
@@ -509,24 +525,19 @@ fn message_filters(s: &mut Session<'_>, plan: &Plan) -> Result<Vec<(String, Stri
         &filter,
     )?;
     let mut out = Vec::new();
-    for (name, id) in messages {
-        let filter = filters
-            .iter()
-            .find(|f| {
-                f["_sdkmessageid_value"]
-                    .as_str()
-                    .and_then(Guid::parse)
-                    .map(Guid::into_string)
-                    .as_deref()
-                    == Some(id.as_str())
-            })
-            .and_then(|f| f["sdkmessagefilterid"].as_str())
-            .and_then(Guid::parse);
+    for (name, id) in plan.messages.iter().zip(message_ids) {
+        let mut filter = None;
+        for row in &filters {
+            let of = row["_sdkmessageid_value"].as_str().and_then(Guid::parse);
+            if of.as_ref().map(Guid::as_str) == Some(id.as_str()) {
+                filter = row["sdkmessagefilterid"].as_str().and_then(Guid::parse);
+            }
+        }
         let Some(filter) = filter else {
             // No filter at all: the table is unknown (or has none of the
             // messages); else this message is not for this table.
-            let (input, message) = if filters.is_empty() {
-                (
+            return Err(if filters.is_empty() {
+                invalid(
                     ENTITY_NAME,
                     format!(
                         "'{}' is not a table these messages can be registered on",
@@ -534,12 +545,11 @@ fn message_filters(s: &mut Session<'_>, plan: &Plan) -> Result<Vec<(String, Stri
                     ),
                 )
             } else {
-                (
+                invalid(
                     MESSAGES,
                     format!("'{name}' cannot be registered on table '{}'", plan.entity),
                 )
-            };
-            return Err(invalid(input, message));
+            });
         };
         out.push((name.clone(), id, filter.into_string()));
     }
@@ -603,11 +613,12 @@ fn register(s: &mut Session<'_>, plan: &Plan, created: &mut Created) -> Result<S
     let mut image_ids = Vec::new();
     for (message, message_id, filter_id) in &filters {
         let step_name = plan.step_name(&name, message);
-        let reused = existing
-            .iter()
-            .find(|r| r["name"].as_str() == Some(step_name.as_str()))
-            .and_then(|r| r[STEP_ID].as_str())
-            .and_then(Guid::parse);
+        let mut reused = None;
+        for row in &existing {
+            if row["name"].as_str() == Some(step_name.as_str()) {
+                reused = row[STEP_ID].as_str().and_then(Guid::parse);
+            }
+        }
         if let Some(step) = reused {
             // Its images were made with it (its name covers them).
             let filter = format!("_sdkmessageprocessingstepid_value eq {step}");
@@ -781,11 +792,10 @@ pub fn check(
         let have = ids(&query(s, STEPS, STEP_ID, &filter)?, STEP_ID);
         let mut ok = steps.iter().all(|id| have.contains(id));
         if ok && !images.is_empty() {
-            let wanted: Vec<String> = images
-                .iter()
-                .map(|id| format!("{IMAGE_ID} eq {id}"))
-                .collect();
-            let have = ids(&query(s, IMAGES, IMAGE_ID, &wanted.join(" or "))?, IMAGE_ID);
+            let have = ids(
+                &query(s, IMAGES, IMAGE_ID, &any_of(IMAGE_ID, &images))?,
+                IMAGE_ID,
+            );
             ok = images.iter().all(|id| have.contains(id));
         }
         Ok(Done::Checked(ok))
