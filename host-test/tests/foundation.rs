@@ -438,10 +438,13 @@ async fn loopback_server_route_over_real_sockets() {
 /// Raise it on purpose, with the reason in the commit. The guide's ceiling
 /// is 1 MiB. 920,000 → 960,000 bought Dataverse search (four actions,
 /// ~31 KB) and queryEntities' count and apply (~10 KB), measured at
-/// 952,742 bytes.
+/// 952,742 bytes. 960,000 → 1,016,000 bought the webhook trigger's
+/// lifecycle (issue 30: subscribe/unsubscribe/check, ~29 KB of logic and
+/// ~9 KB of export glue) and its events' eventId and changedAttributes
+/// (~4 KB), measured at 1,015,177 bytes (from 959,139).
 #[test]
 fn component_stays_within_its_size_budget() {
-    const BUDGET: usize = 960_000;
+    const BUDGET: usize = 1_016_000;
     let size = host_test::host::COMPONENT_WASM.len();
     eprintln!("component: {size} bytes (budget {BUDGET})");
     assert!(
