@@ -960,15 +960,18 @@ mod tests {
         assert!(Plan::parse(&inputs(json!({"webhookKey": ""})), "http://localhost/h").is_ok());
     }
 
+    /// (method, URL part, status, headers, body).
+    type Answer = (
+        &'static str,
+        &'static str,
+        u16,
+        Vec<(String, String)>,
+        String,
+    );
+
     /// Answers by method and URL substring; records `METHOD url` and bodies.
     struct Org {
-        answers: Vec<(
-            &'static str,
-            &'static str,
-            u16,
-            Vec<(String, String)>,
-            String,
-        )>,
+        answers: Vec<Answer>,
         sent: Vec<(String, String)>,
     }
 
