@@ -796,3 +796,122 @@ mod cli_lifecycle {
         let _ = emulator.wait();
     }
 }
+
+// ---- the emulator's registration endpoints, on the wire -------------------
+
+mod registration_wire {
+    use super::common::Env;
+    use super::common::wire::{Req, Wire};
+    use host_test::emulator::store::schema::sdk;
+    use serde_json::json;
+
+    fn id_of(reply: &super::common::wire::Reply) -> String {
+        let entity_id = reply.header("OData-EntityId").expect("OData-EntityId");
+        entity_id
+            .rsplit_once('(')
+            .and_then(|(_, r)| r.strip_suffix(')'))
+            .expect("an id in the URL")
+            .to_string()
+    }
+
+    /// Registration refuses what Dataverse refuses, never returns
+    /// `authvalue`, and deleting an endpoint cascades to its steps and their
+    /// images.
+    #[tokio::test]
+    async fn registration_rules_write_only_authvalue_and_cascading_deletes() {
+        let env = Env::new();
+        let wire = Wire::new(&env).await;
+        let endpoint = wire
+            .send(Req::new("POST", "serviceendpoints").json(json!({
+                "name": "wire", "contract": 8, "authtype": 4,
+                "authvalue": "wire-secret-value-123", "url": "http://127.0.0.1:9/h"
+            })))
+            .await;
+        assert_eq!(endpoint.status, 204, "{}", endpoint.body);
+        let endpoint = id_of(&endpoint);
+        let row = wire
+            .send(Req::get(format!("serviceendpoints({endpoint})")))
+            .await;
+        assert_eq!(row.status, 200);
+        assert_eq!(row.body["contract"], 8);
+        assert!(
+            !row.body.to_string().contains("wire-secret-value-123"),
+            "{}",
+            row.body
+        );
+        // A webhook without a key, or without a URL, is refused.
+        for body in [
+            json!({"name": "x", "contract": 8, "authtype": 4, "url": "http://127.0.0.1:9/h"}),
+            json!({"name": "x", "contract": 8, "authtype": 4, "authvalue": "k-123456"}),
+        ] {
+            let r = wire
+                .send(Req::new("POST", "serviceendpoints").json(body))
+                .await;
+            assert_eq!(r.status, 400, "{}", r.body);
+        }
+        let create = sdk::message_id("Create");
+        let filter = sdk::filter_id("Create", "account");
+        let step = |stage: i64, mode: i64, filter: &str| {
+            json!({
+                "name": "wire step", "stage": stage, "mode": mode,
+                "sdkmessageid@odata.bind": format!("/sdkmessages({create})"),
+                "sdkmessagefilterid@odata.bind": format!("/sdkmessagefilters({filter})"),
+                "eventhandler_serviceendpoint@odata.bind": format!("/serviceendpoints({endpoint})"),
+            })
+        };
+        // Asynchronous only in post-operation; the filter must be the
+        // message's.
+        let r = wire
+            .send(Req::new("POST", "sdkmessageprocessingsteps").json(step(20, 1, &filter)))
+            .await;
+        assert_eq!(r.status, 400, "{}", r.body);
+        let other = sdk::filter_id("Update", "account");
+        let r = wire
+            .send(Req::new("POST", "sdkmessageprocessingsteps").json(step(40, 1, &other)))
+            .await;
+        assert_eq!(r.status, 400, "{}", r.body);
+        let r = wire
+            .send(Req::new("POST", "sdkmessageprocessingsteps").json(step(40, 1, &filter)))
+            .await;
+        assert_eq!(r.status, 204, "{}", r.body);
+        let step_id = id_of(&r);
+        let image = |kind: i64| {
+            json!({"name": "img", "entityalias": "Img", "imagetype": kind,
+                "messagepropertyname": "Id", "attributes": "name",
+                "sdkmessageprocessingstepid@odata.bind": format!("/sdkmessageprocessingsteps({step_id})")})
+        };
+        // Create has no pre-image.
+        let r = wire
+            .send(Req::new("POST", "sdkmessageprocessingstepimages").json(image(0)))
+            .await;
+        assert_eq!(r.status, 400, "{}", r.body);
+        let r = wire
+            .send(Req::new("POST", "sdkmessageprocessingstepimages").json(image(1)))
+            .await;
+        assert_eq!(r.status, 204, "{}", r.body);
+        let image_id = id_of(&r);
+        // The messages and filters a registration looks up.
+        let r = wire
+            .send(Req::get(
+                "sdkmessagefilters?$select=sdkmessagefilterid&$filter=primaryobjecttypecode%20eq%20'account'%20and%20_sdkmessageid_value%20eq%20".to_string()
+                    + &create,
+            ))
+            .await;
+        assert_eq!(r.body["value"][0]["sdkmessagefilterid"], filter.as_str());
+        // Deleting the endpoint takes its step and the step's image.
+        let r = wire
+            .send(Req::new("DELETE", format!("serviceendpoints({endpoint})")))
+            .await;
+        assert_eq!(r.status, 204);
+        for gone in [
+            format!("sdkmessageprocessingsteps({step_id})"),
+            format!("sdkmessageprocessingstepimages({image_id})"),
+        ] {
+            assert_eq!(
+                wire.send(Req::get(gone.clone())).await.status,
+                404,
+                "{gone}"
+            );
+        }
+    }
+}
