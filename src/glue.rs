@@ -4,6 +4,7 @@
 use crate::connection::{ConnectionType, Settings, TokenState};
 use crate::error::{ConnectorError, ErrorKind};
 use crate::http::wasi::WasiPlatform;
+use crate::trigger::subscription::{self, Subscription};
 
 wit_bindgen::generate!({
     path: "wit",
@@ -122,16 +123,31 @@ impl catalog::Guest for Component {
     }
 }
 
+fn connection_kind(connection: &wit::Connection) -> ConnectionType {
+    match connection.connection_type {
+        wit::ConnectionType::Oauth2AuthCode => ConnectionType::AuthCode,
+        wit::ConnectionType::Oauth2ClientCredentials => ConnectionType::ClientCredentials,
+    }
+}
+
+fn from_wit_subscription(s: webhook::Subscription) -> Subscription {
+    Subscription {
+        name: s.name,
+        callback_url: s.callback_url,
+        endpoint_id: s.endpoint_id,
+        step_ids: s.step_ids,
+        image_ids: s.image_ids,
+        inputs: s.inputs,
+    }
+}
+
 impl actions::Guest for Component {
     fn invoke(
         action_key: String,
         connection: wit::Connection,
         inputs: String,
     ) -> Result<wit::ActionResult, wit::ConnectorError> {
-        let kind = match connection.connection_type {
-            wit::ConnectionType::Oauth2AuthCode => ConnectionType::AuthCode,
-            wit::ConnectionType::Oauth2ClientCredentials => ConnectionType::ClientCredentials,
-        };
+        let kind = connection_kind(&connection);
         let state = connection.state.map(from_wit_state);
         crate::invoke(
             &mut WasiPlatform,
@@ -174,5 +190,66 @@ impl webhook::Guest for Component {
                 body: r.body,
                 reason: r.reason,
             })
+    }
+
+    fn subscribe(
+        connection: wit::Connection,
+        inputs: String,
+        callback_url: String,
+    ) -> Result<webhook::Subscription, wit::ConnectorError> {
+        let kind = connection_kind(&connection);
+        let state = connection.state.map(from_wit_state);
+        let (s, state) = subscription::subscribe(
+            &mut WasiPlatform,
+            kind,
+            &connection.settings,
+            state,
+            &inputs,
+            &callback_url,
+        )
+        .map_err(to_wit_error)?;
+        Ok(webhook::Subscription {
+            name: s.name,
+            callback_url: s.callback_url,
+            endpoint_id: s.endpoint_id,
+            step_ids: s.step_ids,
+            image_ids: s.image_ids,
+            inputs: s.inputs,
+            state: state.map(to_wit_state),
+        })
+    }
+
+    fn unsubscribe(
+        connection: wit::Connection,
+        sub: webhook::Subscription,
+    ) -> Result<(), wit::ConnectorError> {
+        let kind = connection_kind(&connection);
+        let state = connection.state.map(from_wit_state);
+        subscription::unsubscribe(
+            &mut WasiPlatform,
+            kind,
+            &connection.settings,
+            state,
+            &from_wit_subscription(sub),
+        )
+        .map(|_| ())
+        .map_err(to_wit_error)
+    }
+
+    fn check(
+        connection: wit::Connection,
+        sub: webhook::Subscription,
+    ) -> Result<bool, wit::ConnectorError> {
+        let kind = connection_kind(&connection);
+        let state = connection.state.map(from_wit_state);
+        subscription::check(
+            &mut WasiPlatform,
+            kind,
+            &connection.settings,
+            state,
+            &from_wit_subscription(sub),
+        )
+        .map(|(ok, _)| ok)
+        .map_err(to_wit_error)
     }
 }

@@ -16,8 +16,9 @@
 //! - [`types`] and [`odata`]: GUIDs, entity sets, record keys, query options
 //!   and nextLinks (all escaping and URL encoding happens there);
 //! - [`actions`]: the action registry, one module per group of actions;
-//! - [`trigger`]: the webhook trigger (request in, event or rejection out)
-//!   and the RemoteExecutionContext it decodes;
+//! - [`trigger`]: the webhook trigger (request in, event or rejection out),
+//!   the RemoteExecutionContext it decodes, and its lifecycle (subscribe,
+//!   check, unsubscribe through the Web API);
 //! - [`fetchxml`] and [`batch`]: the FetchXML and `$batch` wire codecs;
 //! - [`page`]: collection pages read with records kept as raw JSON, and the
 //!   action [`page::Output`] that passes them through;

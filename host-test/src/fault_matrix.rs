@@ -23,7 +23,9 @@ use crate::emulator::store::schema::AttributeDef;
 use crate::emulator::store::seed;
 use crate::emulator::webapi::files;
 use crate::emulator::{Emulator, Faults, Injected, Limit, State, Trigger};
-use crate::host::{ConnectorHost, HostLimits, Route, error_json};
+use crate::host::{
+    ConnectorHost, HostLimits, Route, error_json, subscription_from_json, subscription_json,
+};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
@@ -227,9 +229,118 @@ pub const ACTIONS: &[&str] = &[
     "runBatch",
 ];
 
+/// The webhook trigger's lifecycle calls, in the matrix as actions are
+/// (the host's `subscribe` and `unsubscribe` exports, by these keys).
+pub const LIFECYCLE: &[&str] = &["webhook.subscribe", "webhook.unsubscribe"];
+
+/// Where the matrix's subscriptions point (nothing is delivered: the
+/// matrix makes no record writes while one exists).
+const HOOK: &str = "http://127.0.0.1:9/matrix-hook";
+const HOOK_NAME: &str = "d365-connector fault-matrix";
+
+/// Registration rows the connector made (named `d365-connector …`).
+fn registrations(s: &State) -> usize {
+    [
+        "serviceendpoint",
+        "sdkmessageprocessingstep",
+        "sdkmessageprocessingstepimage",
+    ]
+    .iter()
+    .map(|table| {
+        s.store
+            .records(table)
+            .filter(|r| {
+                r.get("name")
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("d365-connector "))
+            })
+            .count()
+    })
+    .sum()
+}
+
+/// A subscription as `subscribe` would have left it: an endpoint, three
+/// steps, two images, written straight into the store; its record.
+fn seed_subscription(emulator: &Emulator) -> Value {
+    use crate::emulator::store::Changes;
+    use crate::emulator::store::schema::sdk;
+    let mut state = emulator.state();
+    let now = state.now();
+    let user = crate::emulator::data::USER_ANA;
+    let endpoint = "5e5e0000-0000-4000-8000-000000000001".to_string();
+    let mut put = |entity: &str, id: &str, values: Value, lookups: &[(&str, &str, &str)]| {
+        let mut changes = Changes::default();
+        if let Value::Object(map) = values {
+            changes.values = map;
+        }
+        for (attr, target, to) in lookups {
+            changes
+                .lookups
+                .insert(attr.to_string(), Some((target.to_string(), to.to_string())));
+        }
+        state
+            .store
+            .create(entity, Some(id.to_string()), changes, user, now)
+            .map(|_| ())
+            .unwrap_or_else(|e| panic!("seeding {entity}: {e:?}"));
+    };
+    put(
+        "serviceendpoint",
+        &endpoint,
+        json!({"name": HOOK_NAME, "contract": 8, "authtype": 4, "url": HOOK}),
+        &[],
+    );
+    let message = sdk::message_id("Create");
+    let steps: Vec<String> = (1..=3)
+        .map(|n| format!("5e5e0000-0000-4000-8000-00000000010{n}"))
+        .collect();
+    for (n, step) in steps.iter().enumerate() {
+        put(
+            "sdkmessageprocessingstep",
+            step,
+            json!({"name": format!("{HOOK_NAME}: step {n}"), "stage": 40, "mode": 1}),
+            &[
+                ("eventhandler", "serviceendpoint", &endpoint),
+                ("sdkmessageid", "sdkmessage", &message),
+            ],
+        );
+    }
+    let images: Vec<String> = (1..=2)
+        .map(|n| format!("5e5e0000-0000-4000-8000-00000000020{n}"))
+        .collect();
+    for image in &images {
+        put(
+            "sdkmessageprocessingstepimage",
+            image,
+            json!({"name": format!("{HOOK_NAME} image"), "imagetype": 0,
+                "messagepropertyname": "Target", "attributes": "name"}),
+            &[(
+                "sdkmessageprocessingstepid",
+                "sdkmessageprocessingstep",
+                &steps[0],
+            )],
+        );
+    }
+    json!({"name": HOOK_NAME, "callbackUrl": HOOK, "endpointId": endpoint,
+        "stepIds": steps, "imageIds": images, "inputs": {}})
+}
+
 fn prepare(action: &str, emulator: &Emulator) -> Prepared {
     let account = seed::account_id(3);
     let (inputs, check) = match action {
+        // One endpoint, three steps, four images (Create's post-image,
+        // Update's two, Delete's pre-image).
+        "webhook.subscribe" => (
+            json!({"callbackUrl": HOOK, "inputs": {"webhookKey": "Fault-Matrix-Key-0123456789",
+                "entityName": "account", "messages": ["Create", "Update", "Delete"],
+                "filteringAttributes": ["name"], "preImageAttributes": ["name"],
+                "postImageAttributes": ["name"]}}),
+            write(Box::new(registrations), 8),
+        ),
+        "webhook.unsubscribe" => (
+            seed_subscription(emulator),
+            write(Box::new(registrations), 0),
+        ),
         "getCurrentUser" => (json!({}), Check::Read(whole)),
         "createEntity" => (
             json!({"entityType": "accounts", "fieldValues": {"name": MARK}}),
@@ -478,6 +589,28 @@ async fn call(host: &ConnectorHost, route: &Route, action: &str, inputs: &Value)
     let conn = cli::emulator_connection(IN_PROCESS_ORIGIN)
         .connection()
         .map_err(|e| format!("{e:#}"))?;
+    match action {
+        "webhook.subscribe" => {
+            let callback = inputs["callbackUrl"].as_str().unwrap_or("");
+            let called = host
+                .subscribe(route, &conn, &inputs["inputs"].to_string(), callback)
+                .await;
+            return match called {
+                Err(trap) => Err(format!("trap: {trap:?}")),
+                Ok(Err(e)) => Ok(Err(error_json(&e))),
+                Ok(Ok(sub)) => Ok(Ok(subscription_json(&sub))),
+            };
+        }
+        "webhook.unsubscribe" => {
+            let sub = subscription_from_json(inputs).map_err(|e| format!("{e:#}"))?;
+            return match host.unsubscribe(route, &conn, &sub).await {
+                Err(trap) => Err(format!("trap: {trap:?}")),
+                Ok(Err(e)) => Ok(Err(error_json(&e))),
+                Ok(Ok(())) => Ok(Ok(json!({}))),
+            };
+        }
+        _ => {}
+    }
     match host.invoke(route, action, &conn, &inputs.to_string()).await {
         Err(trap) => Err(format!("trap: {trap:?}")),
         Ok(Err(e)) => Ok(Err(error_json(&e))),
@@ -631,7 +764,7 @@ pub async fn run(host: &ConnectorHost) -> Result<Vec<Cell>, String> {
         ..*host.limits()
     });
     let mut cells = Vec::new();
-    for action in ACTIONS {
+    for action in ACTIONS.iter().chain(LIFECYCLE) {
         let base = baseline(&host, action).await?;
         for fault_name in FAULTS {
             cells.push(cell(&host, action, fault_name, &base).await?);

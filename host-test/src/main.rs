@@ -210,8 +210,12 @@ enum TriggerCommand {
     /// The webhook trigger. With --listen: serve it on 127.0.0.1:PORT, print
     /// each accepted event as one JSON line on stdout (rejections as JSON
     /// lines on stderr) until interrupted; the listening URL is printed on
-    /// stderr first. With --request-file: run it once on that request and
-    /// print the event (exit 0) or the rejection on stderr (exit 1).
+    /// stderr first. With --subscribe as well, first register the trigger
+    /// in Dataverse (a service endpoint posting to the listening URL, one
+    /// step per message of --input) through --connection, print
+    /// {"subscribed": …} on stderr, and remove the registration again on
+    /// Ctrl-C. With --request-file: run it once on that request and print
+    /// the event (exit 0) or the rejection on stderr (exit 1).
     #[command(group = clap::ArgGroup::new("source").required(true).args(["listen", "request_file"]))]
     Webhook {
         /// Port to listen on (0 picks a free one).
@@ -223,6 +227,38 @@ enum TriggerCommand {
         /// The webhookKey input: requests must carry it as ?code=…
         #[arg(long)]
         key: Option<String>,
+        /// The trigger's inputs as a JSON object (entityName, messages,
+        /// filteringAttributes, stage, preImageAttributes,
+        /// postImageAttributes, runAsUserId; webhookKey, or --key).
+        #[arg(long)]
+        input: Option<String>,
+        /// Register the trigger with Dataverse while listening (needs
+        /// --listen and --connection); unregister on Ctrl-C.
+        #[arg(long, requires_all = ["listen", "connection"])]
+        subscribe: bool,
+        /// The connection file subscribe and unsubscribe use (token state
+        /// written back).
+        #[arg(long)]
+        connection: Option<PathBuf>,
+        /// The URL Dataverse should post to, when not the listening URL
+        /// (a tunnel or reverse proxy in front of it).
+        #[arg(long, requires = "subscribe")]
+        callback_url: Option<String>,
+        /// Save the subscription record here (private file), for
+        /// `d365 trigger unsubscribe` should this process not get to it.
+        #[arg(long, requires = "subscribe")]
+        subscription_out: Option<PathBuf>,
+    },
+    /// Remove a subscription `d365 trigger webhook --subscribe` made (the
+    /// file --subscription-out saved): its steps, images and service
+    /// endpoint. Rows already gone are fine.
+    Unsubscribe {
+        /// The connection file (token state written back).
+        #[arg(long)]
+        connection: PathBuf,
+        /// The subscription file.
+        #[arg(long)]
+        subscription: PathBuf,
     },
 }
 
@@ -473,8 +509,27 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     listen,
                     request_file,
                     key,
+                    input,
+                    subscribe,
+                    connection,
+                    callback_url,
+                    subscription_out,
                 },
-        } => webhook(listen, request_file, key).await,
+        } => {
+            let subscribe = subscribe.then_some(Subscribe {
+                connection,
+                callback_url,
+                subscription_out,
+            });
+            webhook(listen, request_file, key, input, subscribe).await
+        }
+        Command::Trigger {
+            trigger:
+                TriggerCommand::Unsubscribe {
+                    connection,
+                    subscription,
+                },
+        } => unsubscribe(&connection, &subscription).await,
     }
 }
 
@@ -515,16 +570,59 @@ fn faults(tsv: bool) -> Result<ExitCode> {
     })
 }
 
+/// `d365 trigger webhook --subscribe`'s options.
+struct Subscribe {
+    connection: Option<PathBuf>,
+    callback_url: Option<String>,
+    subscription_out: Option<PathBuf>,
+}
+
+/// `d365 trigger unsubscribe`.
+async fn unsubscribe(connection: &std::path::Path, path: &std::path::Path) -> Result<ExitCode> {
+    let file = cli::read_connection(connection)?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    let subscription = host_test::host::subscription_from_json(&v)?;
+    let host = ConnectorHost::shared().map_err(trap)?;
+    match host
+        .unsubscribe(&Route::Network, &file.connection()?, &subscription)
+        .await
+        .map_err(trap)?
+    {
+        Ok(()) => {
+            println!("{}", serde_json::json!({"unsubscribed": subscription.name}));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{}", serde_json::to_string_pretty(&error_json(&e))?);
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
 /// `d365 trigger webhook`.
 async fn webhook(
     listen: Option<u16>,
     request_file: Option<PathBuf>,
     key: Option<String>,
+    input: Option<String>,
+    subscribe: Option<Subscribe>,
 ) -> Result<ExitCode> {
-    let inputs = match key {
-        Some(k) => serde_json::json!({ "webhookKey": k }).to_string(),
-        None => "{}".to_string(),
+    let mut inputs = match input {
+        Some(text) => {
+            match serde_json::from_str::<serde_json::Value>(&text).context("--input is not JSON")? {
+                serde_json::Value::Object(map) => map,
+                _ => bail!("--input must be a JSON object of the trigger's inputs"),
+            }
+        }
+        None => serde_json::Map::new(),
     };
+    if let Some(k) = key {
+        inputs.insert("webhookKey".into(), k.into());
+    }
+    let inputs = serde_json::Value::Object(inputs).to_string();
     let host = ConnectorHost::shared().map_err(trap)?;
     if let Some(path) = request_file {
         let text = std::fs::read_to_string(&path)
@@ -547,8 +645,40 @@ async fn webhook(
         };
     }
     let port = listen.context("--listen PORT or --request-file F is required")?;
-    let (listener, mut deliveries) = webhook_host::listen(host, port, inputs).await?;
+    let (listener, mut deliveries) = webhook_host::listen(host, port, inputs.clone()).await?;
     eprintln!("listening on {}", listener.url());
+    let mut subscribed = None;
+    if let Some(options) = subscribe {
+        let path = options
+            .connection
+            .context("--subscribe needs --connection")?;
+        let mut file = cli::read_connection(&path)?;
+        let callback = options.callback_url.unwrap_or_else(|| listener.url());
+        let result = host
+            .subscribe(&Route::Network, &file.connection()?, &inputs, &callback)
+            .await
+            .map_err(trap)?;
+        match result {
+            Ok(mut subscription) => {
+                if let Some(state) = subscription.state.take() {
+                    file.state = Some(state.into());
+                    cli::write_connection(&path, &file)?;
+                }
+                let record = host_test::host::subscription_json(&subscription);
+                if let Some(out) = &options.subscription_out {
+                    cli::write_private(out, serde_json::to_string_pretty(&record)?.as_bytes())
+                        .with_context(|| format!("writing {}", out.display()))?;
+                }
+                eprintln!("{}", serde_json::json!({ "subscribed": record }));
+                subscribed = Some((path, subscription));
+            }
+            Err(e) => {
+                eprintln!("{}", serde_json::to_string_pretty(&error_json(&e))?);
+                listener.shutdown();
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
@@ -560,6 +690,20 @@ async fn webhook(
         }
     }
     listener.shutdown();
+    if let Some((path, subscription)) = subscribed {
+        let file = cli::read_connection(&path)?;
+        match host
+            .unsubscribe(&Route::Network, &file.connection()?, &subscription)
+            .await
+            .map_err(trap)?
+        {
+            Ok(()) => eprintln!("{}", serde_json::json!({"unsubscribed": subscription.name})),
+            Err(e) => {
+                eprintln!("{}", serde_json::to_string_pretty(&error_json(&e))?);
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

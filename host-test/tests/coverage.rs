@@ -9,7 +9,9 @@
 //! and the CLI's `"run", "key"`. Loops over the whole catalog (canary,
 //! property, fault matrix) do not count: they name no key. A polling
 //! trigger runs as the action of its key; a webhook trigger is covered by a
-//! call of the host's webhook export (`host().webhook(`).
+//! call of each of the host's webhook exports: `host().webhook(` (handle),
+//! `.subscribe(`, `.unsubscribe(` and `.check_subscription(` (its
+//! lifecycle).
 
 mod common;
 
@@ -27,12 +29,15 @@ const KEY_FIRST: &[&str] = &[
 
 /// The call of the host's webhook export.
 const WEBHOOK_CALL: &str = ".webhook(";
+/// The calls of the webhook trigger's lifecycle exports.
+const LIFECYCLE_CALLS: &[&str] = &[".subscribe(", ".unsubscribe(", ".check_subscription("];
 
 /// What a set of test sources invokes.
 #[derive(Debug, Default)]
 struct Invoked {
     actions: BTreeSet<String>,
     webhook: bool,
+    lifecycle: BTreeSet<&'static str>,
 }
 
 /// The text of a string literal starting at `s` (after leading
@@ -88,6 +93,11 @@ fn scan(source: &str, into: &mut Invoked) {
         }
     }
     into.webhook |= code.contains(WEBHOOK_CALL);
+    for call in LIFECYCLE_CALLS {
+        if code.contains(call) {
+            into.lifecycle.insert(call);
+        }
+    }
 }
 
 /// The catalog's keys that nothing invokes, as `action key` or
@@ -111,7 +121,12 @@ fn missing(catalog: &Value, invoked: &Invoked) -> Vec<String> {
     for t in &triggers {
         let key = t["key"].as_str().expect("a trigger key");
         let covered = match t["kind"].as_str() {
-            Some("webhook") => invoked.webhook,
+            Some("webhook") => {
+                invoked.webhook
+                    && LIFECYCLE_CALLS
+                        .iter()
+                        .all(|c| invoked.lifecycle.contains(c))
+            }
             Some("polling") => invoked.actions.contains(key),
             other => panic!("trigger {key} has an unknown kind {other:?}"),
         };
@@ -164,6 +179,9 @@ fn the_scanner_finds_invocations_and_reports_what_is_missing() {
         let ok = result.ok();
         // env.ok("inAComment", "{}")
         host().webhook(&request, "{}").await;
+        host().subscribe(&route, &conn, "{}", url).await;
+        host().unsubscribe(&route, &conn, &sub).await;
+        host().check_subscription(&route, &conn, &sub).await;
     "##;
     let mut invoked = Invoked::default();
     scan(sample, &mut invoked);
@@ -201,6 +219,12 @@ fn the_scanner_finds_invocations_and_reports_what_is_missing() {
         missing(&catalog, &no_webhook).contains(&"trigger webhook".to_string()),
         "a webhook trigger needs a call of the webhook export"
     );
+    let mut no_lifecycle = Invoked::default();
+    scan("host().webhook(&request, \"{}\").await;", &mut no_lifecycle);
+    assert!(
+        missing(&catalog, &no_lifecycle).contains(&"trigger webhook".to_string()),
+        "a webhook trigger needs calls of its subscribe, unsubscribe and check exports"
+    );
 }
 
 #[tokio::test]
@@ -219,8 +243,9 @@ async fn every_catalog_action_and_trigger_has_an_end_to_end_test() {
         missing_now.is_empty(),
         "no end-to-end test invokes {}: add a test in host-test/tests/ that invokes each \
          through the component by its key (`env.ok(\"key\", …)`, `env.err(\"key\", …)`, \
-         `host().invoke(&route, \"key\", …)`, or `host().webhook(…)` for a webhook \
-         trigger) and asserts its output",
+         `host().invoke(&route, \"key\", …)`, or `host().webhook(…)`, `.subscribe(…)`, \
+         `.unsubscribe(…)` and `.check_subscription(…)` for a webhook trigger) and asserts \
+         its output",
         missing_now.join(", ")
     );
     // The same scan of the real sources reports a key nothing invokes.

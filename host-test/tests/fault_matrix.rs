@@ -24,7 +24,7 @@ async fn every_action_under_every_fault_matches_the_table() {
     let cells = fault_matrix::run(host()).await.unwrap();
     assert_eq!(
         cells.len(),
-        fault_matrix::ACTIONS.len() * fault_matrix::FAULTS.len()
+        (fault_matrix::ACTIONS.len() + fault_matrix::LIFECYCLE.len()) * fault_matrix::FAULTS.len()
     );
     println!("{}", fault_matrix::render(&cells, &expected));
     let violations = fault_matrix::violations(&cells);

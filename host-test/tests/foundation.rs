@@ -443,9 +443,18 @@ async fn loopback_server_route_over_real_sockets() {
 /// getBackgroundOperation, measured at 993,028 bytes. 994,000 → 1,020,000
 /// bought files and images (uploadFile, downloadFile, deleteFile and their
 /// output schemas: ~26.4 KB on their own, 985,566 bytes from 959,139).
+/// 1,020,000 → 1,048,576 (the guide's ceiling, 1 MiB) bought the webhook
+/// trigger's lifecycle (issue 30: subscribe/unsubscribe/check, ~29 KB of
+/// logic and ~9 KB of export glue) and its events' eventId and
+/// changedAttributes (~4 KB): 1,075,760 bytes, brought to 1,046,038 by
+/// dropping the component's custom sections (build.rs, -8.5 KB), opt-level
+/// "z" for url, idna, quick-xml and serde_json (Cargo.toml says what each
+/// costs, -12.6 KB), naming wasi:http error codes without their generated
+/// Debug (-4.3 KB) and the output schemas' descriptions (-4.1 KB). There
+/// is no room left: the next feature pays for itself.
 #[test]
 fn component_stays_within_its_size_budget() {
-    const BUDGET: usize = 1_020_000;
+    const BUDGET: usize = 1_048_576;
     let size = host_test::host::COMPONENT_WASM.len();
     eprintln!("component: {size} bytes (budget {BUDGET})");
     assert!(

@@ -357,6 +357,86 @@ pub(crate) fn event_json(
     Value::Object(event)
 }
 
+/// Adds `eventId`: the same for every delivery of one event (Dataverse
+/// retries a 502/503/504 with the same context), different for two events,
+/// so that a platform can drop duplicates. It is the SHA-256 (first 16
+/// bytes, hex) of the context's OperationId, CorrelationId, Depth, owning
+/// step (two steps of one operation are two events), message and record;
+/// a context without OperationId and CorrelationId hashes the body as
+/// sent instead.
+pub(crate) fn add_event_id(event: &mut Value, body: &str) {
+    use sha2::{Digest, Sha256};
+    let context = &event["context"];
+    let text = |name: &str| context[name].as_str().unwrap_or("");
+    let mut hasher = Sha256::new();
+    if text("OperationId").is_empty() && text("CorrelationId").is_empty() {
+        hasher.update(body.as_bytes());
+    } else {
+        for name in [
+            "OperationId",
+            "CorrelationId",
+            "MessageName",
+            "PrimaryEntityId",
+        ] {
+            hasher.update(text(name).as_bytes());
+            hasher.update([0u8]);
+        }
+        hasher.update(context["Depth"].as_i64().unwrap_or(0).to_le_bytes());
+        hasher.update(
+            context["OwningExtension"]["Id"]
+                .as_str()
+                .unwrap_or("")
+                .as_bytes(),
+        );
+    }
+    let id = super::hex(&hasher.finalize()[..16]);
+    event["eventId"] = Value::String(id);
+}
+
+/// Adds `changedAttributes`: for an Update, the columns (the filtering
+/// columns when there are any, else those the Target sets) whose value
+/// differs between the pre- and post-image, or, without both images, that
+/// the Target sets; for a Create, the columns the Target sets; otherwise
+/// none. Lookups compare by id.
+pub(crate) fn add_changed_attributes(event: &mut Value, filtering: &[String]) {
+    let first_image = |name: &str| -> Option<Map<String, Value>> {
+        event[name]
+            .as_object()
+            .and_then(|images| images.values().find_map(|v| v.as_object().cloned()))
+    };
+    let target = event["Target"].as_object().cloned().unwrap_or_default();
+    let entity = event["PrimaryEntityName"].as_str().unwrap_or("");
+    let is_id = |k: &str| k.strip_suffix("id") == Some(entity);
+    let changed: Vec<Value> = match event["MessageName"].as_str() {
+        Some("Update") => {
+            let candidates: Vec<String> = if filtering.is_empty() {
+                target.keys().filter(|k| !is_id(k)).cloned().collect()
+            } else {
+                filtering.to_vec()
+            };
+            let (pre, post) = (
+                first_image("PreEntityImages"),
+                first_image("PostEntityImages"),
+            );
+            candidates
+                .into_iter()
+                .filter(|c| match (&pre, &post) {
+                    (Some(pre), Some(post)) => pre.get(c) != post.get(c),
+                    _ => target.contains_key(c),
+                })
+                .map(Value::String)
+                .collect()
+        }
+        Some("Create") => target
+            .keys()
+            .filter(|k| !is_id(k))
+            .map(|k| Value::String(k.clone()))
+            .collect(),
+        _ => Vec::new(),
+    };
+    event["changedAttributes"] = Value::Array(changed);
+}
+
 fn stage_name(stage: i64) -> Option<&'static str> {
     Some(match stage {
         10 => "PreValidation",

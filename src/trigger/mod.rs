@@ -11,13 +11,16 @@
 //! Where things live: this module is the trigger (its catalog entry, the key
 //! check, the answer to each request); [`context`] decodes the
 //! RemoteExecutionContext into the event; [`wcf_date`] reads WCF `/Date(…)/`
-//! values. `recordChanges`, the polling trigger, runs as an action
+//! values; [`subscription`] is the lifecycle (the WIT's `subscribe`,
+//! `check`, `unsubscribe`), which registers the endpoint and steps that
+//! send those requests. `recordChanges`, the polling trigger, runs as an action
 //! (`src/actions/record_changes.rs`, with its design note).
 
 pub mod context;
 #[cfg(any(test, feature = "test-fixtures"))]
 #[doc(hidden)]
 pub mod fixtures;
+pub mod subscription;
 pub mod wcf_date;
 
 use crate::catalog::def::{InputDef, InputType, TriggerDef, TriggerKind, input};
@@ -28,6 +31,19 @@ use sha2::{Digest, Sha256};
 
 /// The input that holds the shared secret.
 pub const WEBHOOK_KEY: &str = "webhookKey";
+/// The subscription inputs (read by [`subscription`]; `handle` reads
+/// `filteringAttributes` for `changedAttributes`).
+pub const ENTITY_NAME: &str = "entityName";
+pub const MESSAGES: &str = "messages";
+pub const FILTERING_ATTRIBUTES: &str = "filteringAttributes";
+pub const STAGE: &str = "stage";
+pub const PRE_IMAGE_ATTRIBUTES: &str = "preImageAttributes";
+pub const POST_IMAGE_ATTRIBUTES: &str = "postImageAttributes";
+pub const RUN_AS_USER_ID: &str = "runAsUserId";
+/// The `stage` choices: post-operation, asynchronous (the default) or
+/// synchronous.
+pub const STAGE_ASYNC: &str = "postOperationAsync";
+pub const STAGE_SYNC: &str = "postOperationSync";
 
 /// The webhook trigger's catalog entry (the catalog lists the polling
 /// triggers after it).
@@ -35,19 +51,64 @@ pub fn definition() -> TriggerDef {
     TriggerDef {
         key: "webhook",
         label: "Webhook",
-        description: "Receives the request a Dataverse webhook service endpoint sends (a RemoteExecutionContext) and emits it as an event: message, table, record id, user, organization, the Target's attributes flattened to plain JSON, pre/post images and the x-ms-dynamics-* headers.",
+        description: "Receives the request a Dataverse webhook service endpoint sends (a RemoteExecutionContext) and emits it as an event: message, table, record id, user, organization, the Target's attributes flattened to plain JSON, pre/post images, the x-ms-dynamics-* headers, a stable eventId and the changedAttributes. Registers itself: subscribe creates the service endpoint and one step per message (with images) through the Web API, unsubscribe removes them.",
         kind: TriggerKind::Webhook,
         inputs: webhook_inputs(),
     }
 }
 
 fn webhook_inputs() -> Vec<InputDef> {
-    vec![input(
-        WEBHOOK_KEY,
-        "Webhook Authentication Key",
-        InputType::Password,
-        "The key of a service endpoint registered with authentication WebhookKey: Dataverse sends it as the `code` query parameter, which must then equal it (compared in constant time) or the request is refused with 401. Empty: every request is accepted and the event says it was unauthenticated.",
-    )]
+    let stage = "When the step runs: after the operation, asynchronously (postOperationAsync, the default: the write does not wait for the webhook) or synchronously (postOperationSync: the write waits, and fails when the webhook does).";
+    vec![
+        input(
+            WEBHOOK_KEY,
+            "Webhook Authentication Key",
+            InputType::Password,
+            "The key of a service endpoint registered with authentication WebhookKey: Dataverse sends it as the `code` query parameter, which must then equal it (compared in constant time) or the request is refused with 401. Empty: every request is accepted and the event says it was unauthenticated (subscribe then refuses a callback URL that is not on loopback). subscribe registers it (at least 16 characters).",
+        ),
+        input(
+            ENTITY_NAME,
+            "Table",
+            InputType::String,
+            "The table's logical name (account, contact, …) whose events subscribe registers.",
+        )
+        .example(json!("account")),
+        input(
+            MESSAGES,
+            "Messages",
+            InputType::List,
+            "The messages subscribe registers a step for: Create, Update, Delete, or any other message of the table, such as a custom API or action (When an action is performed).",
+        )
+        .example(json!(["Create", "Update", "Delete"])),
+        input(
+            FILTERING_ATTRIBUTES,
+            "Filtering Columns",
+            InputType::List,
+            "Update only: the step fires only when the request sets one of these columns (the step's filteringattributes); the event's changedAttributes lists those whose value changed.",
+        )
+        .example(json!(["name"])),
+        input(STAGE, "Stage", InputType::String, stage)
+            .default(json!(STAGE_ASYNC))
+            .choices(&[STAGE_ASYNC, STAGE_SYNC]),
+        input(
+            PRE_IMAGE_ATTRIBUTES,
+            "Pre-Image Columns",
+            InputType::List,
+            "Columns of the row before the operation, registered as the step's PreImage and delivered in the event (Update, Delete).",
+        ),
+        input(
+            POST_IMAGE_ATTRIBUTES,
+            "Post-Image Columns",
+            InputType::List,
+            "Columns of the row after the operation, registered as the step's PostImage and delivered in the event (Create, Update).",
+        ),
+        input(
+            RUN_AS_USER_ID,
+            "Run As User",
+            InputType::String,
+            "The systemuserid the steps impersonate (the step's impersonatinguserid); empty: the calling user.",
+        ),
+    ]
 }
 
 /// An HTTP request as the host received it.
@@ -163,7 +224,12 @@ pub fn handle_webhook(
     })?;
     let context = Context::parse(&raw).map_err(Rejection::bad_request)?;
     let headers = dynamics_headers(&request.headers);
-    let payload = event_json(&context, &raw, headers, authenticated);
+    let mut payload = event_json(&context, &raw, headers, authenticated);
+    let filtering = inputs
+        .list(FILTERING_ATTRIBUTES)
+        .map_err(|e| Rejection::new(500, "TriggerMisconfigured", e.message))?;
+    context::add_event_id(&mut payload, text);
+    context::add_changed_attributes(&mut payload, &filtering);
     Ok(WebhookEvent {
         authenticated,
         message_name: context.message_name.to_string(),
@@ -211,6 +277,17 @@ fn query_of(url: &str) -> &str {
         Some((_, q)) => q,
         None => "",
     }
+}
+
+/// Bytes as lower-case hex (event ids, subscription names).
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    out
 }
 
 /// Compares two secrets in time independent of where they differ and of
@@ -384,6 +461,69 @@ mod tests {
         assert!(p["headers"].get("content-type").is_none());
         assert_eq!(p["messageSizeExceeded"], false);
         assert_eq!(p["context"], context());
+    }
+
+    #[test]
+    fn event_ids_are_stable_per_event_and_changed_columns_come_from_the_images() {
+        let body = context().to_string();
+        let inputs = |filtering: Value| json!({"filteringAttributes": filtering}).to_string();
+        let first = handle_webhook(
+            &request("/h", body.as_bytes()),
+            &inputs(json!(["firstname", "lastname", "donotemail"])),
+        )
+        .unwrap();
+        let again = handle_webhook(&request("/h?retry=1", body.as_bytes()), "{}").unwrap();
+        let id = first.payload["eventId"].as_str().unwrap();
+        assert_eq!(id.len(), 32);
+        assert_eq!(
+            first.payload["eventId"], again.payload["eventId"],
+            "a retried delivery"
+        );
+        let mut other = context();
+        other["OperationId"] = json!("7a7a7a7a-1234-ef11-8eef-000d3a5b1c2e");
+        let other = handle_webhook(&request("/h", other.to_string().as_bytes()), "{}").unwrap();
+        assert_ne!(other.payload["eventId"], first.payload["eventId"]);
+        let mut deeper = context();
+        deeper["Depth"] = json!(2);
+        let deeper = handle_webhook(&request("/h", deeper.to_string().as_bytes()), "{}").unwrap();
+        assert_ne!(deeper.payload["eventId"], first.payload["eventId"]);
+        // Pre-image firstname Anna, post-image Ana; lastname only after;
+        // donotemail in neither image: unchanged.
+        assert_eq!(
+            first.payload["changedAttributes"],
+            json!(["firstname", "lastname"])
+        );
+        // Without filtering columns, the Target's columns are compared.
+        let all = again.payload["changedAttributes"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert!(
+            all.contains(&json!("firstname")) && !all.contains(&json!("contactid")),
+            "{all:?}"
+        );
+        // A Delete changes nothing; a Create sets the Target's columns.
+        let mut delete = context();
+        delete["MessageName"] = json!("Delete");
+        let delete = handle_webhook(&request("/h", delete.to_string().as_bytes()), "{}").unwrap();
+        assert_eq!(delete.payload["changedAttributes"], json!([]));
+        let mut create = context();
+        create["MessageName"] = json!("Create");
+        let create = handle_webhook(&request("/h", create.to_string().as_bytes()), "{}").unwrap();
+        assert!(
+            create.payload["changedAttributes"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("firstname"))
+        );
+        // Without ids the body itself identifies the event.
+        let mut bare = context();
+        bare["OperationId"] = Value::Null;
+        bare["CorrelationId"] = Value::Null;
+        let a = handle_webhook(&request("/h", bare.to_string().as_bytes()), "{}").unwrap();
+        let b = handle_webhook(&request("/h", bare.to_string().as_bytes()), "{}").unwrap();
+        assert_eq!(a.payload["eventId"], b.payload["eventId"]);
+        assert_ne!(a.payload["eventId"], first.payload["eventId"]);
     }
 
     #[test]

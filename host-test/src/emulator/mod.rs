@@ -152,8 +152,20 @@ impl State {
     /// store's write path, under the lock); [`Emulator::handle`] sends them
     /// once the lock is released. Returns how many were queued.
     pub fn queue_webhooks(&mut self, write: &webhooks::Write<'_>) -> usize {
+        self.queue_webhooks_with(write, &[], &[])
+    }
+
+    /// [`Self::queue_webhooks`] with the registrations stored as rows
+    /// (`webapi/registration.rs`) as well.
+    pub fn queue_webhooks_with(
+        &mut self,
+        write: &webhooks::Write<'_>,
+        endpoints: &[webhooks::ServiceEndpoint],
+        steps: &[webhooks::Step],
+    ) -> usize {
         let now_ms = self.now_ms();
-        self.webhooks.on_write(&self.directory, now_ms, write)
+        self.webhooks
+            .on_write_with(&self.directory, now_ms, write, endpoints, steps)
     }
 }
 

@@ -15,8 +15,11 @@
 //! 502/503/504 which are retried once; 60 s timeout. Not emulated: a failed
 //! synchronous step does not roll the write back, and failed asynchronous
 //! deliveries are not written to `asyncoperation` (System Jobs); both are in
-//! [`Webhooks::deliveries`] instead. Registration through the Web API
-//! (`POST serviceendpoints`) is not implemented yet: use the Rust API.
+//! [`Webhooks::deliveries`] instead. Registrations come from two places:
+//! the Rust API ([`Webhooks::register_endpoint`], for tests and tools), and
+//! the Web API (`POST serviceendpoints`, `sdkmessageprocessingsteps`,
+//! `sdkmessageprocessingstepimages`: rows of the record store, read back
+//! into [`ServiceEndpoint`]s and [`Step`]s by `webapi/registration.rs`).
 
 use super::data::Directory;
 use super::dates::iso_to_millis;
@@ -39,6 +42,9 @@ pub enum Message {
     Create,
     Update,
     Delete,
+    /// A custom API or action the emulator executes (its message name, as
+    /// in `sdkmessage.name`); the Target is a reference to the bound row.
+    Custom(&'static str),
 }
 
 impl Message {
@@ -47,6 +53,7 @@ impl Message {
             Message::Create => "Create",
             Message::Update => "Update",
             Message::Delete => "Delete",
+            Message::Custom(name) => name,
         }
     }
 }
@@ -114,6 +121,13 @@ pub struct StepRegistration {
     pub pre_image: Option<String>,
     /// Name of a post-image; post-operation only, not for Delete.
     pub post_image: Option<String>,
+    /// The columns of each image (`sdkmessageprocessingstepimage.attributes`);
+    /// empty: every column.
+    pub pre_image_attributes: Vec<String>,
+    pub post_image_attributes: Vec<String>,
+    /// The step's impersonating user (`impersonatinguserid`): the context's
+    /// `UserId` (the caller stays `InitiatingUserId`).
+    pub run_as: Option<String>,
 }
 
 impl StepRegistration {
@@ -127,6 +141,9 @@ impl StepRegistration {
             filtering_attributes: Vec::new(),
             pre_image: None,
             post_image: None,
+            pre_image_attributes: Vec::new(),
+            post_image_attributes: Vec::new(),
+            run_as: None,
         }
     }
 }
@@ -149,7 +166,8 @@ pub struct Write<'a> {
     pub message: Message,
     pub entity: &'a str,
     pub record_id: &'a str,
-    /// The columns the request set (the Target); ignored for Delete.
+    /// The columns the request set (the Target); ignored for Delete. For a
+    /// [`Message::Custom`], the action's parameters (other than Target).
     pub attributes: &'a Map<String, Value>,
     /// The row before the write (Update, Delete).
     pub pre_image: Option<&'a Map<String, Value>>,
@@ -207,6 +225,9 @@ pub struct Webhooks {
     pub timeout: Duration,
     pending: Vec<Delivery>,
     deliveries: Vec<DeliveryRecord>,
+    /// `serviceendpoint.authvalue` of endpoints registered through the Web
+    /// API, by endpoint id: write-only, so it is kept apart from the rows.
+    pub auth_values: std::collections::HashMap<String, String>,
 }
 
 impl Webhooks {
@@ -218,6 +239,7 @@ impl Webhooks {
             timeout: Duration::from_secs(60),
             pending: Vec::new(),
             deliveries: Vec::new(),
+            auth_values: std::collections::HashMap::new(),
         }
     }
 
@@ -278,7 +300,21 @@ impl Webhooks {
 
     /// Builds the deliveries for one write and queues them; returns how many.
     pub fn on_write(&mut self, directory: &Directory, now_ms: i64, write: &Write<'_>) -> usize {
-        let deliveries = self.build(directory, now_ms, write);
+        self.on_write_with(directory, now_ms, write, &[], &[])
+    }
+
+    /// [`Self::on_write`] with registrations made through the Web API as
+    /// well (`endpoints`, `steps`: read from the record store).
+    pub fn on_write_with(
+        &mut self,
+        directory: &Directory,
+        now_ms: i64,
+        write: &Write<'_>,
+        endpoints: &[ServiceEndpoint],
+        steps: &[Step],
+    ) -> usize {
+        let mut deliveries = self.build(directory, now_ms, write);
+        deliveries.extend(self.build_for(directory, now_ms, write, endpoints, steps));
         let n = deliveries.len();
         self.pending.extend(deliveries);
         n
@@ -301,11 +337,22 @@ impl Webhooks {
     /// The deliveries one write causes, one per matching step, in
     /// registration order.
     pub fn build(&self, directory: &Directory, now_ms: i64, write: &Write<'_>) -> Vec<Delivery> {
-        self.steps
+        self.build_for(directory, now_ms, write, &self.endpoints, &self.steps)
+    }
+
+    fn build_for(
+        &self,
+        directory: &Directory,
+        now_ms: i64,
+        write: &Write<'_>,
+        endpoints: &[ServiceEndpoint],
+        steps: &[Step],
+    ) -> Vec<Delivery> {
+        steps
             .iter()
             .filter(|s| matches(&s.registration, write))
             .filter_map(|step| {
-                let endpoint = self.endpoints.iter().find(|e| e.id == step.endpoint_id)?;
+                let endpoint = endpoints.iter().find(|e| e.id == step.endpoint_id)?;
                 Some(self.delivery(directory, now_ms, endpoint, step, write))
             })
             .collect()
@@ -399,7 +446,7 @@ pub fn remote_execution_context(
         .map(|u| u.business_unit)
         .unwrap_or(super::data::ROOT_BU);
     let target = match write.message {
-        Message::Delete => entity_reference(write.entity, write.record_id),
+        Message::Delete | Message::Custom(_) => entity_reference(write.entity, write.record_id),
         Message::Create | Message::Update => {
             let mut attributes = write.attributes.clone();
             let id_attr = format!("{}id", write.entity);
@@ -414,28 +461,52 @@ pub fn remote_execution_context(
     } else {
         json!([])
     };
-    let image = |name: &Option<String>, row: Option<&Map<String, Value>>| match (name, row) {
+    // An image holds the registered columns only (all when none are
+    // listed), as `sdkmessageprocessingstepimage.attributes` says.
+    let image = |name: &Option<String>, columns: &[String], row: Option<&Map<String, Value>>| match (
+        name, row,
+    ) {
         (Some(name), Some(row)) => {
-            json!([{"key": name, "value": entity(write.entity, write.record_id, row)}])
+            let row: Map<String, Value> = if columns.is_empty() {
+                row.clone()
+            } else {
+                row.iter()
+                    .filter(|(k, _)| {
+                        let base = k.split('@').next().unwrap_or(k);
+                        columns
+                            .iter()
+                            .any(|c| c == base || format!("_{c}_value") == base)
+                    })
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            };
+            json!([{"key": name, "value": entity(write.entity, write.record_id, &row)}])
         }
         _ => json!([]),
     };
     let pre_images = if write.message == Message::Create {
         json!([])
     } else {
-        image(&r.pre_image, write.pre_image)
+        image(&r.pre_image, &r.pre_image_attributes, write.pre_image)
     };
     let post_images = if write.message == Message::Delete || r.stage != Stage::PostOperation {
         json!([])
     } else {
-        image(&r.post_image, write.post_image)
+        image(&r.post_image, &r.post_image_attributes, write.post_image)
     };
+    let mut input_parameters = vec![json!({"key": "Target", "value": target})];
+    if let Message::Custom(_) = write.message {
+        for (k, v) in write.attributes {
+            input_parameters.push(json!({"key": k, "value": v}));
+        }
+    }
+    let user_id = r.run_as.as_deref().unwrap_or(write.user_id);
     json!({
         "BusinessUnitId": business_unit,
         "CorrelationId": correlation_id,
         "Depth": 1,
         "InitiatingUserId": write.user_id,
-        "InputParameters": [{"key": "Target", "value": target}],
+        "InputParameters": input_parameters,
         "IsExecutingOffline": false,
         "IsInTransaction": r.mode == Mode::Synchronous && r.stage != Stage::PreValidation,
         "IsOfflinePlayback": false,
@@ -460,7 +531,7 @@ pub fn remote_execution_context(
         "SecondaryEntityName": "none",
         "SharedVariables": [],
         "Stage": r.stage as i32,
-        "UserId": write.user_id,
+        "UserId": user_id,
     })
 }
 

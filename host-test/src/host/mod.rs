@@ -37,7 +37,9 @@ pub use d365::connector::types::{
     TokenState,
 };
 
-pub use exports::d365::connector::webhook::{IncomingWebhook, WebhookEvent, WebhookRejection};
+pub use exports::d365::connector::webhook::{
+    IncomingWebhook, Subscription, WebhookEvent, WebhookRejection,
+};
 
 /// The release `.wasm` that build.rs produced.
 pub const COMPONENT_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/d365_connector.wasm"));
@@ -325,6 +327,52 @@ impl ConnectorHost {
             .await
     }
 
+    /// `webhook.subscribe`: registers the trigger's endpoint and steps.
+    pub async fn subscribe(
+        &self,
+        route: &Route,
+        connection: &Connection,
+        inputs: &str,
+        callback_url: &str,
+    ) -> wasmtime::Result<Result<Subscription, ConnectorError>> {
+        let (mut store, instance) = self.instance(route).await?;
+        instance
+            .d365_connector_webhook()
+            .call_subscribe(&mut store, connection, inputs, callback_url)
+            .await
+            .map_err(|e| limits::explain(e, &self.limits))
+    }
+
+    /// `webhook.unsubscribe`.
+    pub async fn unsubscribe(
+        &self,
+        route: &Route,
+        connection: &Connection,
+        subscription: &Subscription,
+    ) -> wasmtime::Result<Result<(), ConnectorError>> {
+        let (mut store, instance) = self.instance(route).await?;
+        instance
+            .d365_connector_webhook()
+            .call_unsubscribe(&mut store, connection, subscription)
+            .await
+            .map_err(|e| limits::explain(e, &self.limits))
+    }
+
+    /// `webhook.check`.
+    pub async fn check_subscription(
+        &self,
+        route: &Route,
+        connection: &Connection,
+        subscription: &Subscription,
+    ) -> wasmtime::Result<Result<bool, ConnectorError>> {
+        let (mut store, instance) = self.instance(route).await?;
+        instance
+            .d365_connector_webhook()
+            .call_check(&mut store, connection, subscription)
+            .await
+            .map_err(|e| limits::explain(e, &self.limits))
+    }
+
     /// `catalog.describe`.
     pub async fn describe(&self) -> wasmtime::Result<String> {
         let (mut store, instance) = self.instance(&Route::Network).await?;
@@ -490,6 +538,55 @@ pub fn error_json(e: &ConnectorError) -> Value {
 /// callers that use anyhow.
 pub fn trap(e: wasmtime::Error) -> anyhow::Error {
     anyhow::anyhow!("{e:?}")
+}
+
+/// A subscription as JSON (the file `d365 trigger webhook
+/// --subscription-out` writes): no token state (that goes to the
+/// connection file) and no key.
+pub fn subscription_json(s: &Subscription) -> Value {
+    json!({
+        "name": s.name,
+        "callbackUrl": s.callback_url,
+        "endpointId": s.endpoint_id,
+        "stepIds": s.step_ids,
+        "imageIds": s.image_ids,
+        "inputs": serde_json::from_str::<Value>(&s.inputs).unwrap_or(Value::String(s.inputs.clone())),
+    })
+}
+
+/// Reads [`subscription_json`] back.
+pub fn subscription_from_json(v: &Value) -> anyhow::Result<Subscription> {
+    let text = |k: &str| -> anyhow::Result<String> {
+        v.get(k)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| anyhow::anyhow!("the subscription has no string `{k}`"))
+    };
+    let list = |k: &str| -> anyhow::Result<Vec<String>> {
+        v.get(k)
+            .and_then(Value::as_array)
+            .ok_or_else(|| anyhow::anyhow!("the subscription has no list `{k}`"))?
+            .iter()
+            .map(|x| {
+                x.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| anyhow::anyhow!("`{k}` must hold strings"))
+            })
+            .collect()
+    };
+    Ok(Subscription {
+        name: text("name")?,
+        callback_url: text("callbackUrl")?,
+        endpoint_id: text("endpointId")?,
+        step_ids: list("stepIds")?,
+        image_ids: list("imageIds")?,
+        inputs: match v.get("inputs") {
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => "{}".to_string(),
+        },
+        state: None,
+    })
 }
 
 /// A webhook rejection as JSON (the shape the CLI prints).

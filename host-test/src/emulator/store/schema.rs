@@ -8,6 +8,7 @@ mod controls;
 mod custom;
 pub use custom::{ACTIVITY_ENTITIES, INTERSECT_ENTITIES};
 mod sales;
+pub mod sdk;
 
 /// How an entity's records are owned (`OwnershipType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -381,6 +382,7 @@ impl Schema {
             .chain(custom::custom_entities())
             .chain(sales::entities())
             .chain(controls::entities())
+            .chain(sdk::entities())
             .collect(),
         };
         relations_additions(&mut schema);

@@ -4,7 +4,7 @@
 //! plus `generated` synthetic accounts for paging and benchmarks. Ids are
 //! fixed so tests and docs can name them.
 
-use super::schema::Schema;
+use super::schema::{Schema, sdk};
 use super::{Changes, Store};
 use crate::emulator::data::{self, Directory};
 use serde_json::{Value, json};
@@ -290,5 +290,47 @@ pub fn seeded(directory: &Directory, generated: usize, now: u64) -> Store {
         );
     }
     super::seed_sales::add(&mut store, sys, &contact_id(1), &lead_id(1), now - 5 * DAY);
+    // The SDK message catalogue a webhook registration looks ids up in
+    // (`schema/sdk.rs`): one sdkmessage per message, one sdkmessagefilter
+    // per message and table.
+    let tables: Vec<&'static str> = store
+        .schema()
+        .entities
+        .iter()
+        .map(|e| e.logical_name)
+        .filter(|t| !sdk::REGISTRATION_TABLES.contains(t))
+        .collect();
+    for (message, only) in sdk::MESSAGES {
+        let mid = sdk::message_id(message);
+        put(
+            &mut store,
+            "sdkmessage",
+            mid.clone(),
+            json!({"name": message}),
+            &[],
+            sys,
+            now - 400 * DAY,
+        );
+        let on: Vec<&str> = match only {
+            Some(t) => vec![t],
+            None => tables.clone(),
+        };
+        for table in on {
+            put(
+                &mut store,
+                "sdkmessagefilter",
+                sdk::filter_id(message, table),
+                json!({
+                    "name": format!("{message} {table}"),
+                    "primaryobjecttypecode": table,
+                    "secondaryobjecttypecode": "none",
+                    "iscustomprocessingstepallowed": true,
+                }),
+                &[("sdkmessageid", "sdkmessage", mid.clone())],
+                sys,
+                now - 400 * DAY,
+            );
+        }
+    }
     store
 }

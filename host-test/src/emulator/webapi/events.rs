@@ -7,6 +7,7 @@
 //! Not emulated: a `$batch` change set that rolls back still sends the
 //! webhooks its successful parts queued (Dataverse would not).
 
+use super::registrations as registration;
 use crate::emulator::State;
 use crate::emulator::odata::options::{Prefer, QueryOptions};
 use crate::emulator::odata::shape::{LOOKUP_TYPE, Shaper};
@@ -57,7 +58,8 @@ pub fn raise(
     changed: &[String],
     user_id: &str,
 ) {
-    if state.webhooks.steps.is_empty() {
+    let (endpoints, steps) = registration::registered(state);
+    if state.webhooks.steps.is_empty() && steps.is_empty() {
         return;
     }
     let pre = before.map(|r| image(state, entity, r));
@@ -86,5 +88,32 @@ pub fn raise(
         post_image: post.as_ref(),
         user_id,
     };
-    state.queue_webhooks(&write);
+    state.queue_webhooks_with(&write, &endpoints, &steps);
+}
+
+/// Queues the webhooks of an executed custom API or action bound to a row:
+/// the Target is a reference to the row, `parameters` the other input
+/// parameters as the request gave them.
+pub fn raise_action(
+    state: &mut State,
+    message: Message,
+    entity: &EntityDef,
+    id: &str,
+    parameters: &Map<String, Value>,
+    user_id: &str,
+) {
+    let (endpoints, steps) = registration::registered(state);
+    if state.webhooks.steps.is_empty() && steps.is_empty() {
+        return;
+    }
+    let write = Write {
+        message,
+        entity: entity.logical_name,
+        record_id: id,
+        attributes: parameters,
+        pre_image: None,
+        post_image: None,
+        user_id,
+    };
+    state.queue_webhooks_with(&write, &endpoints, &steps);
 }

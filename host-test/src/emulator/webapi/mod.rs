@@ -15,6 +15,8 @@ mod operations;
 pub mod plugins;
 pub mod records;
 mod refs;
+mod registration;
+mod registrations;
 mod reply;
 mod rows;
 
@@ -63,7 +65,8 @@ pub fn handle(state: &mut State, request: &EmuRequest) -> EmuResponse {
         "" => reply::error(reply::segment_not_found("")),
         // Bulk messages before the record endpoints they run each target
         // through, so that `records` need not know them.
-        other => bulk::route(state, request, &caller, resource)
+        other => registration::route(state, request, &caller, resource)
+            .or_else(|| bulk::route(state, request, &caller, resource))
             .or_else(|| records::handle(state, request, &caller, resource))
             .unwrap_or_else(|| reply::error(reply::segment_not_found(other))),
     }

@@ -7,6 +7,7 @@
 //! named without its namespace gets Dataverse's 400; an unknown one 404.
 
 use super::caller::Caller;
+use super::events;
 use super::reply::{error, method_not_allowed, segment_not_found, store_error};
 use super::rows::{self, ReferenceError, UnderRow, existing, parse_key, resolve_reference};
 use crate::emulator::dates;
@@ -15,6 +16,7 @@ use crate::emulator::odata::options::query_pairs;
 use crate::emulator::response::{no_content, odata_json};
 use crate::emulator::store::Changes;
 use crate::emulator::store::schema::EntityDef;
+use crate::emulator::webhooks::Message;
 use crate::emulator::{EmuRequest, EmuResponse, State};
 use serde_json::{Map, Value, json};
 
@@ -583,6 +585,17 @@ fn set_credit_hold(
         .and_then(Value::as_bool)
         .ok_or_else(unresolved)?;
     let previous = apply_credit_hold(state, caller, &id, on_hold)?;
+    // The executed message raises its own steps (a custom API is a message:
+    // "Use webhooks", https://learn.microsoft.com/power-apps/developer/data-platform/use-webhooks);
+    // what its own update raises as Update is not emulated (UNCONFIRMED).
+    events::raise_action(
+        state,
+        Message::Custom("new_SetCreditHold"),
+        entity,
+        &id,
+        &body,
+        &caller.user_id,
+    );
     Ok(odata_json(
         200,
         &json!({

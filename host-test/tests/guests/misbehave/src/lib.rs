@@ -170,4 +170,26 @@ impl webhook::Guest for Guest {
             reason: "test guest".into(),
         })
     }
+
+    fn subscribe(
+        _connection: wit::Connection,
+        _inputs: String,
+        _callback_url: String,
+    ) -> Result<webhook::Subscription, wit::ConnectorError> {
+        Err(unsupported())
+    }
+
+    fn unsubscribe(
+        _connection: wit::Connection,
+        _subscription: webhook::Subscription,
+    ) -> Result<(), wit::ConnectorError> {
+        Err(unsupported())
+    }
+
+    fn check(
+        _connection: wit::Connection,
+        _subscription: webhook::Subscription,
+    ) -> Result<bool, wit::ConnectorError> {
+        Err(unsupported())
+    }
 }
