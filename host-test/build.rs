@@ -95,7 +95,59 @@ fn main() {
         "building the connector component failed (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`)"
     );
     let built = target_dir.join("wasm32-wasip2/release/d365_connector.wasm");
-    std::fs::copy(&built, &dest).unwrap_or_else(|e| panic!("copying {}: {e}", built.display()));
+    let bytes =
+        std::fs::read(&built).unwrap_or_else(|e| panic!("reading {}: {e}", built.display()));
+    std::fs::write(&dest, strip_custom_sections(&bytes))
+        .unwrap_or_else(|e| panic!("writing {}: {e}", dest.display()));
+}
+
+/// The component without its top-level custom sections (`component-name`,
+/// 8.3 KB of debugging names for the component's own items, and
+/// `producers`), as `wasm-tools strip` leaves it; every other section is
+/// copied byte for byte. `d365 component --out FILE` writes this file, the
+/// one the tests load and the size budget measures.
+fn strip_custom_sections(bytes: &[u8]) -> Vec<u8> {
+    use wasmparser::{Parser, Payload};
+    let mut out = wasm_encoder::Component::new();
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        let payload = payload.expect("the built component parses");
+        match &payload {
+            // Nested modules and components: copied whole at the top level,
+            // their own payloads skipped.
+            Payload::ModuleSection {
+                unchecked_range, ..
+            }
+            | Payload::ComponentSection {
+                unchecked_range, ..
+            } => {
+                if depth == 0 {
+                    let id = if matches!(payload, Payload::ModuleSection { .. }) {
+                        1
+                    } else {
+                        4
+                    };
+                    out.section(&wasm_encoder::RawSection {
+                        id,
+                        data: &bytes[unchecked_range.start as usize..unchecked_range.end as usize],
+                    });
+                }
+                depth += 1;
+            }
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::Version { .. } | Payload::CustomSection(_) => {}
+            other if depth == 0 => {
+                if let Some((id, range)) = other.as_section() {
+                    out.section(&wasm_encoder::RawSection {
+                        id,
+                        data: &bytes[range.start as usize..range.end as usize],
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    out.finish()
 }
 
 /// rustup installs the targets `rust-toolchain.toml` names only when it

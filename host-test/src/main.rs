@@ -142,6 +142,13 @@ enum Command {
         #[arg(long, default_value_t = 10_000, requires = "soak")]
         every: u64,
     },
+    /// Write the connector component this d365 embeds (the release build,
+    /// custom sections stripped): the file to load into a platform.
+    Component {
+        /// Where to write it.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
     /// List the connector's actions as the component reports them.
     Actions {
         /// Print the whole catalog as JSON.
@@ -382,6 +389,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = server.wait() => {}
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Component { out } => {
+            std::fs::write(&out, host_test::host::COMPONENT_WASM)?;
+            eprintln!(
+                "{}: {} bytes",
+                out.display(),
+                host_test::host::COMPONENT_WASM.len()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Actions { json, yaml } => {

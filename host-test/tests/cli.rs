@@ -288,3 +288,33 @@ async fn cli_login_saves_tokens() {
 fn saved_connection(path: &std::path::Path) -> host_test::host::Connection {
     cli::read_connection(path).unwrap().connection().unwrap()
 }
+
+/// `d365 component --out FILE` writes the component the tests load: a
+/// component (not a core module) without custom sections, byte for byte
+/// the embedded one.
+#[test]
+fn cli_component_writes_the_embedded_component() {
+    let dir = std::env::temp_dir().join(format!("d365-component-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temp dir");
+    let out = dir.join("d365_connector.wasm");
+    let status = d365()
+        .args(["component", "--out"])
+        .arg(&out)
+        .status()
+        .expect("d365 runs");
+    assert!(status.success());
+    let bytes = std::fs::read(&out).expect("written");
+    assert_eq!(bytes, host_test::host::COMPONENT_WASM);
+    // The component preamble: magic, version 0x0d, layer 1.
+    assert_eq!(&bytes[..8], b"\0asm\x0d\x00\x01\x00");
+    let custom: Vec<String> = wasmparser::Parser::new(0)
+        .parse_all(&bytes)
+        .filter_map(|p| match p.expect("parses") {
+            wasmparser::Payload::CustomSection(c) => Some(c.name().to_string()),
+            _ => None,
+        })
+        .collect();
+    // Only the core module's own `producers` remain (inside it).
+    assert!(!custom.iter().any(|n| n == "component-name"), "{custom:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

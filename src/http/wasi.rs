@@ -188,10 +188,22 @@ fn read_body(body: &IncomingBody) -> Result<Vec<u8>> {
             }
             Err(StreamError::Closed) => break,
             Err(StreamError::LastOperationFailed(e)) => {
-                let detail = wasi::http::types::http_error_code(&e)
-                    .map(|c| format!("{c:?}"))
-                    .unwrap_or_else(|| e.to_debug_string());
-                return Err(if detail.contains("Timeout") {
+                let code = wasi::http::types::http_error_code(&e);
+                let stalled = matches!(
+                    code,
+                    Some(
+                        ErrorCode::ConnectionReadTimeout
+                            | ErrorCode::ConnectionWriteTimeout
+                            | ErrorCode::HttpResponseTimeout
+                            | ErrorCode::ConnectionTimeout
+                            | ErrorCode::DnsTimeout
+                    )
+                );
+                let detail = match &code {
+                    Some(c) => code_name(c).to_string(),
+                    None => e.to_debug_string(),
+                };
+                return Err(if stalled {
                     ConnectorError::timeout(format!("response body stalled: {detail}"))
                         .with_code(transport_code::RESPONSE_TIMEOUT)
                 } else {
@@ -215,23 +227,49 @@ fn map_stream_error(e: StreamError) -> ConnectorError {
     }
 }
 
+/// The wasi:http error code's name, for the error message. Size: not the
+/// generated `Debug`, whose strings for all 39 codes and their payloads
+/// cost ~4 KB of component; the codes the connector tells apart by name,
+/// and the rest as one.
+fn code_name(code: &ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::ConnectionTimeout => "ConnectionTimeout",
+        ErrorCode::DnsTimeout => "DnsTimeout",
+        ErrorCode::ConnectionReadTimeout => "ConnectionReadTimeout",
+        ErrorCode::ConnectionWriteTimeout => "ConnectionWriteTimeout",
+        ErrorCode::HttpResponseTimeout => "HttpResponseTimeout",
+        ErrorCode::DnsError(_) => "DnsError",
+        ErrorCode::DestinationNotFound => "DestinationNotFound",
+        ErrorCode::DestinationUnavailable => "DestinationUnavailable",
+        ErrorCode::DestinationIpUnroutable => "DestinationIpUnroutable",
+        ErrorCode::ConnectionLimitReached => "ConnectionLimitReached",
+        ErrorCode::ConnectionTerminated => "ConnectionTerminated",
+        ErrorCode::HttpResponseIncomplete => "HttpResponseIncomplete",
+        ErrorCode::HttpProtocolError => "HttpProtocolError",
+        ErrorCode::TlsProtocolError => "TlsProtocolError",
+        ErrorCode::TlsCertificateError => "TlsCertificateError",
+        ErrorCode::HttpRequestDenied => "HttpRequestDenied",
+        _ => "another wasi:http error code",
+    }
+}
+
 fn map_error_code(code: ErrorCode) -> ConnectorError {
     use transport_code as tc;
     match code {
         ErrorCode::ConnectionTimeout => {
-            ConnectorError::timeout(format!("no connection in time ({code:?})"))
+            ConnectorError::timeout(format!("no connection in time ({})", code_name(&code)))
                 .with_code(tc::CONNECT_TIMEOUT)
         }
-        ErrorCode::DnsTimeout => ConnectorError::timeout(format!("no name resolution in time ({code:?})"))
+        ErrorCode::DnsTimeout => ConnectorError::timeout(format!("no name resolution in time ({})", code_name(&code)))
             .with_code(tc::DNS),
         ErrorCode::ConnectionReadTimeout
         | ErrorCode::ConnectionWriteTimeout
         | ErrorCode::HttpResponseTimeout => {
-            ConnectorError::timeout(format!("no answer in time ({code:?})"))
+            ConnectorError::timeout(format!("no answer in time ({})", code_name(&code)))
                 .with_code(tc::RESPONSE_TIMEOUT)
         }
         ErrorCode::DnsError(_) | ErrorCode::DestinationNotFound => {
-            ConnectorError::transport(format!("host not found ({code:?})"))
+            ConnectorError::transport(format!("host not found ({})", code_name(&code)))
                 .with_code(tc::HOST_NOT_FOUND)
                 .with_hint(
                 "Check the Web API URL: the environment name and the region (crm, crm4, crm11 …) must match your environment.",
@@ -243,15 +281,15 @@ fn map_error_code(code: ErrorCode) -> ConnectorError {
         ErrorCode::DestinationUnavailable
         | ErrorCode::DestinationIpUnroutable
         | ErrorCode::ConnectionLimitReached => {
-            ConnectorError::transport(format!("could not connect ({code:?})"))
+            ConnectorError::transport(format!("could not connect ({})", code_name(&code)))
                 .with_code(tc::CONNECTION_REFUSED)
         }
         ErrorCode::ConnectionTerminated
         | ErrorCode::HttpResponseIncomplete
         | ErrorCode::HttpProtocolError => {
-            ConnectorError::transport(format!("the connection broke ({code:?})"))
+            ConnectorError::transport(format!("the connection broke ({})", code_name(&code)))
                 .with_code(tc::CONNECTION_BROKEN)
         }
-        other => ConnectorError::transport(format!("HTTP transport error: {other:?}")),
+        other => ConnectorError::transport(format!("HTTP transport error: {}", code_name(&other))),
     }
 }
