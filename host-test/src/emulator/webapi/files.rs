@@ -116,6 +116,26 @@ struct Limits {
     image: Option<bool>,
 }
 
+impl Limits {
+    /// A file or image column's limits; `None` for any other column.
+    fn of(entity: &EntityDef, column: &str) -> Option<Limits> {
+        match entity.attribute(column).map(|a| &a.kind) {
+            Some(AttributeKind::File { max_size_kb }) => Some(Limits {
+                max_size_kb: *max_size_kb,
+                image: None,
+            }),
+            Some(AttributeKind::Image {
+                max_size_kb,
+                can_store_full_image,
+            }) => Some(Limits {
+                max_size_kb: *max_size_kb,
+                image: Some(*can_store_full_image),
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// The column a request is about, with its record.
 struct At<'a> {
     entity: &'a EntityDef,
@@ -713,18 +733,8 @@ pub fn put_file(
         .by_logical_name(entity)
         .cloned()
         .ok_or_else(|| format!("no table {entity}"))?;
-    let limits = match def.attribute(column).map(|a| &a.kind) {
-        Some(AttributeKind::File { max_size_kb }) => Limits {
-            max_size_kb: *max_size_kb,
-            image: None,
-        },
-        Some(AttributeKind::Image {
-            max_size_kb,
-            can_store_full_image,
-        }) => Limits {
-            max_size_kb: *max_size_kb,
-            image: Some(*can_store_full_image),
-        },
+    let limits = match Limits::of(&def, column) {
+        Some(l) => l,
         _ => return Err(format!("{entity}.{column} is not a file or image column")),
     };
     let caller = Caller {
@@ -811,18 +821,8 @@ fn initialize_download(state: &mut State, body: &Value) -> Result<EmuResponse, O
         .get("FileAttributeName")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let limits = match entity.attribute(column).map(|a| &a.kind) {
-        Some(AttributeKind::File { max_size_kb }) => Limits {
-            max_size_kb: *max_size_kb,
-            image: None,
-        },
-        Some(AttributeKind::Image {
-            max_size_kb,
-            can_store_full_image,
-        }) => Limits {
-            max_size_kb: *max_size_kb,
-            image: Some(*can_store_full_image),
-        },
+    let limits = match Limits::of(&entity, column) {
+        Some(l) => l,
         _ => {
             return Err(ODataError::bad_request(format!(
                 "'{column}' is not a file or image column of {}.",

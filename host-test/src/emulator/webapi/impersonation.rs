@@ -19,14 +19,7 @@ use crate::emulator::{EmuRequest, EmuResponse, State};
 
 /// The user a request acts as: `None` without impersonation headers.
 pub fn effective_user(state: &State, request: &EmuRequest) -> Result<Option<String>, EmuResponse> {
-    let header = |name: &str| {
-        request
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-    };
+    let header = |name: &str| super::reply::header(request, name).filter(|v| !v.is_empty());
     let (name, value, by_object_id) = match (header("CallerObjectId"), header("MSCRMCallerID")) {
         (Some(v), _) => ("CallerObjectId", v, true),
         (None, Some(v)) => ("MSCRMCallerID", v, false),

@@ -18,7 +18,7 @@
 //! user Dataverse checks).
 
 use super::caller::{Caller, Logic};
-use super::reply::error;
+use super::reply::{self, error};
 use super::rows;
 use crate::emulator::odata::ODataError;
 use crate::emulator::odata::options::{Prefer, QueryOptions, query_pairs};
@@ -41,13 +41,9 @@ pub const STEP_ID_LIMIT: usize = 3;
 /// Dataverse's code for a duplicate-detection hit.
 pub const DUPLICATE_CODE: &str = "0x80040333";
 
+/// A header given with a value (an empty one counts as not given).
 fn header<'r>(request: &'r EmuRequest, name: &str) -> Option<&'r str> {
-    request
-        .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
+    reply::header(request, name).filter(|v| !v.is_empty())
 }
 
 /// Reads a request's write controls; refuses a bad value (400) and a bypass

@@ -558,16 +558,19 @@ fn written(
     key_form: &str,
 ) -> Result<EmuResponse, ODataError> {
     let prefer = prefer(request);
-    let mut response = written_answer(
-        state,
-        request,
-        caller,
-        entity,
-        id,
-        status_with_body,
-        key_form,
-        &prefer,
-    )?;
+    let mut response = if prefer.return_representation {
+        represented(
+            state,
+            request,
+            caller,
+            entity,
+            id,
+            status_with_body,
+            &prefer,
+        )?
+    } else {
+        with_entity_id(no_content(), &entity_id_url(caller, entity, key_form))
+    };
     // Elastic tables answer every write with its session token ("Use
     // elastic tables using code").
     if entity.table_type == "Elastic"
@@ -579,23 +582,17 @@ fn written(
     Ok(response)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn written_answer(
+/// A write's answer with `Prefer: return=representation`: the row as
+/// written.
+fn represented(
     state: &State,
     request: &EmuRequest,
     caller: &Caller,
     entity: &EntityDef,
     id: &str,
     status_with_body: u16,
-    key_form: &str,
     prefer: &Prefer,
 ) -> Result<EmuResponse, ODataError> {
-    if !prefer.return_representation {
-        return Ok(with_entity_id(
-            no_content(),
-            &entity_id_url(caller, entity, key_form),
-        ));
-    }
     let pairs = query_pairs(request.uri().query());
     let mut options = QueryOptions::parse(&pairs)?;
     options.expand.clear(); // $expand is ignored on writes
