@@ -756,3 +756,65 @@ async fn an_upload_carries_its_controls_on_every_request_chunks_included() {
         .await;
     assert_eq!(e["input"], "bypassBusinessLogic", "{e}");
 }
+
+#[tokio::test]
+async fn the_status_monitor_location_answers_polls_and_cancels() {
+    use common::wire::{Req, Wire};
+    let mut env = Env::new();
+    let account = host_test::emulator::store::seed::account_id(5);
+    let queue = |on_hold: bool| {
+        json!({"name":"new_SetCreditHold","boundEntitySet":"accounts","boundId": account,
+               "parameters":{"OnHold": on_hold},"runInBackground": true})
+        .to_string()
+    };
+    let queued = env.ok("executeAction", &queue(true)).await;
+    let location = queued["location"].as_str().expect("a location").to_string();
+    let wire = Wire::new(&env).await;
+    let first = wire.send(Req::get(location.clone())).await;
+    assert_eq!(first.status, 200, "{:?}", first.body);
+    assert_eq!(first.body["backgroundOperationStateCode"], 2);
+    assert_eq!(first.body["backgroundOperationStatusCode"], 20);
+    let done = wire.send(Req::get(location.clone())).await;
+    assert_eq!(
+        done.body["backgroundOperationStatusCode"], 30,
+        "{:?}",
+        done.body
+    );
+    assert_eq!(
+        done.body["PreviousValue"], false,
+        "output parameters as members"
+    );
+
+    // Cancelled before it ran: Completed, Canceled, and the account untouched.
+    let queued = env.ok("executeAction", &queue(false)).await;
+    let location = queued["location"].as_str().expect("a location").to_string();
+    let cancel = wire.send(Req::new("DELETE", location.clone())).await;
+    assert_eq!(cancel.status, 204);
+    let after = wire.send(Req::get(location)).await;
+    assert_eq!(after.body["backgroundOperationStateCode"], 3);
+    assert_eq!(after.body["backgroundOperationStatusCode"], 32);
+    let status = env
+        .ok(
+            "getBackgroundOperation",
+            &json!({"backgroundOperationId": queued["backgroundOperationId"]}).to_string(),
+        )
+        .await;
+    assert_eq!(status["status"], "Canceled", "{status}");
+    assert_eq!(status["done"], true);
+    assert_eq!(
+        env.emulator
+            .state()
+            .store
+            .get("account", &account)
+            .expect("seeded")
+            .values["creditonhold"],
+        json!(true),
+        "the cancelled operation did not run"
+    );
+    let unknown = wire
+        .send(Req::get(
+            "http://localhost/api/backgroundoperation/0b0b0b0b-0000-4000-8000-00000000ffff",
+        ))
+        .await;
+    assert_eq!(unknown.status, 404);
+}

@@ -568,6 +568,8 @@ fn route(state: &mut State, request: &EmuRequest) -> EmuResponse {
         webapi::handle(state, request)
     } else if path.starts_with("/api/search/") {
         search::handle(state, request)
+    } else if path.starts_with("/api/backgroundoperation/") {
+        webapi::status_monitor(state, request)
     } else if path.contains("/oauth2/") {
         identity::handle(state, request)
     } else {

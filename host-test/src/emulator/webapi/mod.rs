@@ -72,6 +72,27 @@ pub fn handle(state: &mut State, request: &EmuRequest) -> EmuResponse {
     }
 }
 
+/// `GET|DELETE /api/backgroundoperation/<id>`: a background operation's
+/// status monitor resource (outside `/api/data/`, see
+/// [`operations::status_monitor`]).
+pub fn status_monitor(state: &mut State, request: &EmuRequest) -> EmuResponse {
+    let user_id = match authenticate(state, request) {
+        Ok(u) => u,
+        Err(response) => return response,
+    };
+    let caller = Caller {
+        on_behalf_of: None,
+        user_id,
+        service_root: format!("{}/api/data/v9.2/", origin_of(request)),
+        logic: Default::default(),
+    };
+    let id = request
+        .uri()
+        .path()
+        .trim_start_matches("/api/backgroundoperation/");
+    operations::status_monitor(state, request, &caller, id)
+}
+
 /// Checks `Authorization: Bearer …`; a missing, unknown or expired token gets
 /// 401 with the `WWW-Authenticate` challenge clients use to find the tenant.
 pub(crate) fn authenticate(state: &State, request: &EmuRequest) -> Result<String, EmuResponse> {

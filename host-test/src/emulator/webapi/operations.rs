@@ -245,6 +245,107 @@ pub fn advance_background(state: &mut State, caller: &Caller, raw_key: &str) {
     let _ = rows::update(state, caller, "backgroundoperation", &id, changes);
 }
 
+/// The status monitor resource ("Background operations", Poll the status
+/// monitor resource; Send a DELETE request to the status monitor
+/// resource). GET: `backgroundOperationStateCode`/`StatusCode`, the output
+/// parameters as members once it succeeded, `backgroundOperationErrorCode`/
+/// `ErrorMessage` once it failed; no labels. DELETE: cancels an operation
+/// not yet completed (Completed, Canceled). The body of a DELETE answer is
+/// UNCONFIRMED (204 here).
+pub fn status_monitor(
+    state: &mut State,
+    request: &EmuRequest,
+    caller: &Caller,
+    id: &str,
+) -> EmuResponse {
+    let Some(id) = crate::emulator::store::normalize_guid(id) else {
+        return error(ODataError::new(
+            404,
+            "0x80040217",
+            format!("Could not find item '{id}'."),
+        ));
+    };
+    let missing = || {
+        error(ODataError::new(
+            404,
+            "0x80040217",
+            format!("Could not find item '{id}'."),
+        ))
+    };
+    if state.store.get("backgroundoperation", &id).is_none() {
+        return missing();
+    }
+    match *request.method() {
+        http::Method::GET => {
+            advance_background(state, caller, &id);
+            let Some(row) = state.store.get("backgroundoperation", &id) else {
+                return missing();
+            };
+            let code = |k: &str| row.values.get(k).cloned().unwrap_or(Value::Null);
+            let mut body = Map::new();
+            body.insert(
+                "backgroundOperationStateCode".into(),
+                code("backgroundoperationstatecode"),
+            );
+            body.insert(
+                "backgroundOperationStatusCode".into(),
+                code("backgroundoperationstatuscode"),
+            );
+            match row
+                .values
+                .get("backgroundoperationstatuscode")
+                .and_then(Value::as_i64)
+            {
+                Some(30) => {
+                    let outputs: Vec<Value> = row
+                        .values
+                        .get("outputparameters")
+                        .and_then(Value::as_str)
+                        .and_then(|t| serde_json::from_str(t).ok())
+                        .unwrap_or_default();
+                    for p in outputs {
+                        if let (Some(k), Some(v)) =
+                            (p.get("Key").and_then(Value::as_str), p.get("Value"))
+                        {
+                            body.insert(k.to_string(), v.clone());
+                        }
+                    }
+                }
+                Some(31) => {
+                    body.insert("backgroundOperationErrorCode".into(), code("errorcode"));
+                    body.insert(
+                        "backgroundOperationErrorMessage".into(),
+                        code("errormessage"),
+                    );
+                }
+                _ => {}
+            }
+            odata_json(200, &Value::Object(body))
+        }
+        http::Method::DELETE => {
+            let state_code = state
+                .store
+                .get("backgroundoperation", &id)
+                .and_then(|r| r.values.get("backgroundoperationstatecode"))
+                .and_then(Value::as_i64);
+            if state_code != Some(3) {
+                let mut changes = Changes::default();
+                changes
+                    .values
+                    .insert("backgroundoperationstatecode".into(), json!(3));
+                changes
+                    .values
+                    .insert("backgroundoperationstatuscode".into(), json!(32));
+                if let Err(e) = rows::update(state, caller, "backgroundoperation", &id, changes) {
+                    return error(e);
+                }
+            }
+            no_content()
+        }
+        _ => method_not_allowed(request.method()),
+    }
+}
+
 fn unresolved() -> ODataError {
     ODataError::bad_request("Request message has unresolved parameters.".to_string())
 }
