@@ -17,7 +17,7 @@
 //! "Add a shared variable from the Web API" (`tag` query parameter).
 
 use crate::error::{ConnectorError, Result};
-use crate::types::{Guid, encode_query, string_literal};
+use crate::types::{Guid, encode_query};
 
 pub const IMPERSONATE_USER_ID: &str = "impersonateUserId";
 pub const IMPERSONATION_HEADER: &str = "impersonationHeader";
@@ -61,8 +61,9 @@ pub const READ_KEYS: &[&str] = &[
     SESSION_TOKEN,
 ];
 
-/// The Dataverse code of a duplicate-detection refusal (500, wire
-/// reference §7.2, "Detect duplicate data using the Web API").
+/// The Dataverse code of a duplicate-detection refusal ("Use optional
+/// parameters" shows it with 412; the wire reference, §7.2, with 500, as
+/// older answers had it): recognised by the code, whatever the status.
 pub const DUPLICATE_CODE: &str = "0x80040333";
 /// The documented ceiling on `bypassStepIds` (the org's default is three;
 /// `BypassBusinessLogicExecutionStepIdsLimit` raises it, ten at most
@@ -207,8 +208,11 @@ impl Controls {
     /// the body or the key).
     pub fn query(&self, get_or_delete: bool) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
+        // Unquoted, as Learn's "Use optional parameters" (Perform a data
+        // operation with specified partition) sends it:
+        // `?partitionId=Device-ABC-1234`.
         if let (Some(p), true) = (&self.partition_id, get_or_delete) {
-            out.push(("partitionId", encode_query(&string_literal(p))));
+            out.push(("partitionId", encode_query(p)));
         }
         if let Some(t) = &self.tag {
             out.push(("tag", encode_query(t)));
@@ -374,7 +378,7 @@ mod tests {
                 .collect::<Vec<_>>()
                 .join("&")
         };
-        assert_eq!(pairs(true), "partitionId='dev''ice%201'&tag=a%26b");
+        assert_eq!(pairs(true), "partitionId=dev'ice%201&tag=a%26b");
         assert_eq!(pairs(false), "tag=a%26b");
     }
 

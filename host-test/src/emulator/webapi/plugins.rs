@@ -8,8 +8,9 @@
 //! prvBypassCustomBusinessLogic privilege held by System Administrators,
 //! three step ids by default); "Bypass Power Automate flows"
 //! (`MSCRM.SuppressCallbackRegistrationExpanderJob`); "Detect duplicate data
-//! using the Web API" (`MSCRM.SuppressDuplicateDetection: false`, the 500
-//! with 0x80040333, RetrieveDuplicates); "Use elastic tables using code"
+//! using the Web API" and "Use optional parameters"
+//! (`MSCRM.SuppressDuplicateDetection: false`, 412 with 0x80040333,
+//! RetrieveDuplicates; a `tag` query option; `partitionId` unquoted); "Use elastic tables using code"
 //! (`x-ms-session-token`, `MSCRM.SessionToken`).
 //!
 //! Simplifications: asynchronous steps and flows run at once, inside the
@@ -186,8 +187,11 @@ pub fn check_duplicates(
         return Ok(());
     };
     if matches_of(state, name, except).next().is_some() {
+        // 412, as Learn's "Use optional parameters" (Suppress duplicate
+        // detection) shows it today; the wire reference (§7.2) has 500 from
+        // an older answer (MicrosoftDocs/powerapps-docs#1951).
         return Err(ODataError::new(
-            500,
+            412,
             DUPLICATE_CODE,
             "A record was not created or updated because a duplicate of the current record already exists.",
         ));

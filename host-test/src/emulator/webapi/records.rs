@@ -740,7 +740,15 @@ fn in_partition<'s>(
     let partition = query_pairs(request.uri().query())
         .into_iter()
         .find(|(k, _)| k == "partitionId")
-        .map(|(_, v)| v.trim().trim_matches('\'').replace("''", "'"));
+        // Unquoted as "Use optional parameters" sends it; quoted as "Use
+        // elastic tables using code" shows it: both are taken.
+        .map(|(_, v)| {
+            let v = v.trim();
+            match v.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')) {
+                Some(quoted) => quoted.replace("''", "'"),
+                None => v.to_string(),
+            }
+        });
     let in_it = match (&partition, entity.table_type == "Elastic") {
         (Some(p), true) => {
             record.values.get("partitionid").and_then(Value::as_str) == Some(p.as_str())
