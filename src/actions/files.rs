@@ -31,6 +31,7 @@ use crate::error::{ConnectorError, ErrorKind, Result};
 use crate::http::{Method, Response};
 use crate::inputs::Inputs;
 use crate::page::{MAX_OUTPUT_BYTES, Output};
+use crate::rawjson;
 use crate::types::{EntityKey, EntitySet, encode_query, is_identifier, string_literal};
 use base64::Engine as _;
 use base64::alphabet;
@@ -182,14 +183,10 @@ fn explain_missing(e: ConnectorError, column: &str) -> ConnectorError {
 /// The `fileContent` string: borrowed from the input's JSON text when it
 /// holds no escape (base64 never needs one), else unescaped.
 fn file_content(inputs: &Inputs) -> Result<Cow<'_, str>> {
-    let not_text = || ConnectorError::invalid_input(FILE_CONTENT, "must be a string of base64");
-    let raw = inputs.raw(FILE_CONTENT)?.ok_or_else(not_text)?.get();
-    match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
-        Some(inner) if !inner.contains('\\') => Ok(Cow::Borrowed(inner)),
-        _ => serde_json::from_str::<String>(raw)
-            .map(Cow::Owned)
-            .map_err(|_| not_text()),
-    }
+    inputs
+        .raw(FILE_CONTENT)?
+        .and_then(rawjson::string)
+        .ok_or_else(|| ConnectorError::invalid_input(FILE_CONTENT, "must be a string of base64"))
 }
 
 // Byte classes of base64 text, as bits.
@@ -306,6 +303,14 @@ impl<'a> Content<'a> {
         out.truncate(len);
         Ok(out)
     }
+}
+
+/// Whether a file of `total` bytes fits the output as base64. The size comes
+/// from the server's headers: compared without arithmetic that could wrap
+/// (usize is 32 bits in the component, and a wrapped size of ~3 GiB would
+/// pass and then fail to allocate: a trap).
+fn fits_output(total: usize) -> bool {
+    total <= (MAX_OUTPUT_BYTES - 1024) / 4 * 3
 }
 
 /// What metadata says about a file or image column.
@@ -585,7 +590,7 @@ fn download(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
                 )));
             }
         };
-        if total.div_ceil(3) * 4 + 1024 > MAX_OUTPUT_BYTES {
+        if !fits_output(total) {
             return Err(ConnectorError::transport(format!(
                 "the file is {total} bytes: its base64 would pass the connector's 127 MiB output limit"
             ))
@@ -657,6 +662,15 @@ fn delete(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_huge_announced_size_is_refused_without_wrapping() {
+        assert!(fits_output(64 << 20));
+        assert!(!fits_output(96 << 20));
+        // 3 GiB: its base64 length is 2^32, which wrapped to 0 in 32 bits.
+        assert!(!fits_output(3usize << 30));
+        assert!(!fits_output(usize::MAX));
+    }
 
     #[test]
     fn content_decodes_any_range_of_any_base64_form() {
