@@ -95,10 +95,7 @@ impl Controls {
         name: &dyn Fn(&str) -> String,
     ) -> Result<Controls> {
         let bad = |key: &str, message: String| ConnectorError::invalid_input(name(key), message);
-        let mut c = Controls {
-            partition_input: name(PARTITION_ID),
-            ..Controls::default()
-        };
+        let mut c = Controls::default();
         let given = |key: &'static str| -> Result<Option<String>> {
             Ok(get(key)?
                 .map(|s| s.trim().to_string())
@@ -193,6 +190,7 @@ impl Controls {
                 return Err(bad(PARTITION_ID, "contains a control character".into()));
             }
             c.partition_id = Some(p);
+            c.partition_input = name(PARTITION_ID);
         }
         c.tag = given(TAG)?;
         Ok(c)
@@ -225,17 +223,9 @@ impl Controls {
     pub fn apply(&self, mut request: crate::http::Request) -> crate::http::Request {
         use crate::http::Method;
         let get_or_delete = matches!(request.method, Method::Get | Method::Delete);
-        let mut query = request.url.query().unwrap_or("").to_string();
-        for (name, value) in self.query(get_or_delete) {
-            let present = query.split('&').any(|p| p.split('=').next() == Some(name));
-            if !present {
-                if !query.is_empty() {
-                    query.push('&');
-                }
-                query.push_str(&format!("{name}={value}"));
-            }
-        }
-        if !query.is_empty() {
+        let options = self.query(get_or_delete);
+        if !options.is_empty() {
+            let query = merge_query(request.url.query().unwrap_or(""), &options);
             request.url.set_query(Some(&query));
         }
         for (name, value) in &self.headers {
@@ -278,6 +268,33 @@ impl Controls {
         }
         e
     }
+}
+
+/// `query` with `options` (encoded) appended, leaving out any option it
+/// already names.
+pub fn merge_query(query: &str, options: &[(&'static str, String)]) -> String {
+    let mut out = query.to_string();
+    for (name, value) in options {
+        if out.split('&').any(|p| p.split('=').next() == Some(*name)) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push('&');
+        }
+        out.push_str(name);
+        out.push('=');
+        out.push_str(value);
+    }
+    out
+}
+
+/// A (relative) URL with `options` merged into its query ([`merge_query`]).
+pub fn url_with(url: &str, options: &[(&'static str, String)]) -> String {
+    if options.is_empty() {
+        return url.to_string();
+    }
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    format!("{path}?{}", merge_query(query, options))
 }
 
 /// A boolean control: `true`/`false` (any case) or absent.

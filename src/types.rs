@@ -60,6 +60,13 @@ impl Guid {
         s.len() == 36 && Self::parse(s).is_some()
     }
 
+    /// The GUID at the end of an entity URL (`OData-EntityId`, `Location`:
+    /// `…/accounts(00000000-…)`), if that is what it ends with.
+    pub fn in_entity_url(url: &str) -> Option<Guid> {
+        let inner = url.rsplit_once('(')?.1.split(')').next()?;
+        Self::parse(inner)
+    }
+
     /// The canonical text, without a copy.
     pub fn into_string(self) -> String {
         self.0

@@ -109,16 +109,16 @@ fn run_batch(session: &mut Session<'_>, inputs: &Inputs) -> Result<Output> {
     // The action's own controls go on every part (and bulk request) that
     // does not set them itself.
     let mut requests = requests;
-    for (_, r) in &mut requests {
-        for (name, value) in &c.headers {
-            if !r.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
-                r.headers.push((name.to_string(), value.clone()));
+    if !c.is_empty() {
+        let options = c.query(false);
+        for (_, r) in &mut requests {
+            for (name, value) in &c.headers {
+                if !r.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+                    r.headers.push((name.to_string(), value.clone()));
+                }
             }
-        }
-        for (name, value) in c.query(false) {
-            if !r.url.contains(&format!("{name}=")) {
-                let sep = if r.url.contains('?') { '&' } else { '?' };
-                r.url.push_str(&format!("{sep}{name}={value}"));
+            if !options.is_empty() {
+                r.url = crate::controls::url_with(&r.url, &options);
             }
         }
     }

@@ -722,8 +722,7 @@ fn get_attribute(session: &mut Session<'_>, inputs: &Inputs) -> Result<Value> {
 
 /// The MetadataId at the end of an `OData-EntityId` URL, if any.
 fn id_in(url: Option<&str>) -> Option<String> {
-    let inner = url?.rsplit_once('(')?.1.split(')').next()?;
-    Guid::parse(inner).map(Guid::into_string)
+    Guid::in_entity_url(url?).map(Guid::into_string)
 }
 
 fn with_solution(

@@ -470,10 +470,7 @@ fn navigation_suggestions(
 /// The record id of a write's answer: the `OData-EntityId` header, else
 /// `Location`, else the body's `@odata.id` or primary key.
 fn id_of(response: &Response, set: &EntitySet, body: Option<&Value>) -> Option<String> {
-    let from_url = |u: &str| {
-        let inner = u.rsplit_once('(')?.1.split(')').next()?;
-        Guid::parse(inner).map(Guid::into_string)
-    };
+    let from_url = |u: &str| Guid::in_entity_url(u).map(Guid::into_string);
     if let Some(id) = response.header("OData-EntityId").and_then(from_url) {
         return Some(id);
     }

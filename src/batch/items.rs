@@ -698,15 +698,11 @@ impl BatchItem<'_> {
                 }
             }
         };
-        let mut url = url;
-        for (i, (name, value)) in self.options.iter().enumerate() {
-            let sep = if i == 0 && !url.contains('?') {
-                '?'
-            } else {
-                '&'
-            };
-            url.push_str(&format!("{sep}{name}={value}"));
-        }
+        let url = if self.options.is_empty() {
+            url
+        } else {
+            controls::url_with(&url, &self.options)
+        };
         let mut headers = Vec::new();
         if self.action == BatchAction::Update {
             headers.push(("If-Match".to_string(), "*".to_string()));

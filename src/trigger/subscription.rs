@@ -350,13 +350,11 @@ fn send(s: &mut Session<'_>, method: Method, relative: &str, body: Value) -> Res
 
 /// `POST set` → the new row's id (from `OData-EntityId`).
 fn create(s: &mut Session<'_>, set: &str, body: Value) -> Result<String> {
-    let mut request = s.request(Method::Post, set)?.json_body(&body);
-    request.headers.retain(|(n, _)| n != "If-Match");
+    let request = s.request(Method::Post, set)?.json_body(&body);
     let response = s.send_ok(request)?;
     response
         .header("OData-EntityId")
-        .and_then(|u| u.rsplit_once('(')?.1.split(')').next())
-        .and_then(Guid::parse)
+        .and_then(Guid::in_entity_url)
         .map(Guid::into_string)
         .ok_or_else(|| {
             ConnectorError::transport(format!(

@@ -127,10 +127,13 @@ pub fn logic_of(state: &State, request: &EmuRequest, user_id: &str) -> Result<Lo
             )
         })?);
     }
-    logic.tag = query_pairs(request.uri().query())
-        .into_iter()
-        .find(|(k, _)| k == "tag")
-        .map(|(_, v)| v);
+    // Most requests carry no tag: their query is not decoded for it.
+    if request.uri().query().is_some_and(|q| q.contains("tag=")) {
+        logic.tag = query_pairs(request.uri().query())
+            .into_iter()
+            .find(|(k, _)| k == "tag")
+            .map(|(_, v)| v);
+    }
     Ok(logic)
 }
 

@@ -737,24 +737,21 @@ fn in_partition<'s>(
     key: &Key,
 ) -> Result<&'s Record, ODataError> {
     let record = existing(state, entity, key)?;
-    let partition = query_pairs(request.uri().query())
-        .into_iter()
-        .find(|(k, _)| k == "partitionId")
-        // Unquoted as "Use optional parameters" sends it; quoted as "Use
-        // elastic tables using code" shows it: both are taken.
-        .map(|(_, v)| {
-            let v = v.trim();
-            match v.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')) {
-                Some(quoted) => quoted.replace("''", "'"),
-                None => v.to_string(),
-            }
-        });
-    let in_it = match (&partition, entity.table_type == "Elastic") {
-        (Some(p), true) => {
-            record.values.get("partitionid").and_then(Value::as_str) == Some(p.as_str())
-        }
-        _ => true,
-    };
+    // Only elastic tables have partitions: other tables ignore the option.
+    let in_it = entity.table_type != "Elastic"
+        || query_pairs(request.uri().query())
+            .into_iter()
+            .find(|(k, _)| k == "partitionId")
+            .is_none_or(|(_, v)| {
+                // Unquoted as "Use optional parameters" sends it; quoted as
+                // "Use elastic tables using code" shows it: both are taken.
+                let v = v.trim();
+                let p = match v.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')) {
+                    Some(quoted) => quoted.replace("''", "'"),
+                    None => v.to_string(),
+                };
+                record.values.get("partitionid").and_then(Value::as_str) == Some(p.as_str())
+            });
     // Writes go to the primary copy: only reads can lag behind.
     let read = request.method() == http::Method::GET;
     if !in_it || (read && !plugins::visible(state, caller, entity, record)) {
